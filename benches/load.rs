@@ -1,0 +1,266 @@
+//! Load benchmark: `cargo bench --bench load`.
+//!
+//! Starts the release binary against a fresh database and prints, in one run:
+//! create throughput at 1 and 32 clients (p50/p99), PostgreSQL's own rate for the same
+//! allocation transaction (the `portal_create_user` call the service makes) and for a bare
+//! two-row insert, GET /users latency with 1000 users, apply of 1000 users with files only,
+//! rendering of 1000 users, and the service's resident memory. Numbers are printed, never
+//! asserted: they depend on the machine.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use pbx_portal::asterisk::render;
+use pbx_portal::domain::{Extension, SipSecret, Subscriber};
+use tokio_postgres::NoTls;
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    c
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Stats {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
+    lat.sort_unstable();
+    Stats {
+        rate: lat.len() as f64 / wall.as_secs_f64(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    }
+}
+
+async fn call(http: &Http, base: &str, method: Method, path: &str, body: Option<String>) -> (u16, Bytes) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {TOKEN}"));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let resp = http.request(req).await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// `total` creates spread over `clients` concurrent clients.
+async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Stats {
+    let start = Instant::now();
+    let per = total / clients;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, tag) = (http.clone(), base.to_owned(), tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let body = format!(r#"{{"name":"Bench {c} {i}","email":"{tag}-{c}-{i}@bench.example"}}"#);
+                let t = Instant::now();
+                let (status, _) = call(&http, &base, Method::POST, "/users", Some(body)).await;
+                assert_eq!(status, 201);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    stats(lat, start.elapsed())
+}
+
+/// The same allocation transaction straight over tokio-postgres, one connection per client.
+async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: bool) -> Stats {
+    let per = total / clients;
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(pg(url).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in conns.into_iter().enumerate() {
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let create = client.prepare("SELECT * FROM portal_create_user($1, $2, NULL, 10000, 999999, $3)").await.unwrap();
+            let bare_stmt = client
+                .prepare("WITH u AS (INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id)
+                          INSERT INTO extensions (number, user_id, secret) SELECT $4, id, $3 FROM u")
+                .await
+                .unwrap();
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let name = format!("Raw {c} {i}");
+                let email = format!("{tag}-{c}-{i}@raw.example");
+                let secret = SipSecret::generate();
+                let t = Instant::now();
+                if bare {
+                    let n = (2_000_000 + c * 100_000 + i) as i32;
+                    client.execute(&bare_stmt, &[&name, &email, &secret.expose(), &n]).await.unwrap();
+                } else {
+                    client.query(&create, &[&name, &email, &secret.expose()]).await.unwrap();
+                }
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    stats(lat, start.elapsed())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let admin = admin_url();
+    let db = format!("pbx_portal_bench_{}", std::process::id());
+    pg(&admin).await.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let (pjsip, dialplan) = (dir.path().join("pjsip"), dir.path().join("dialplan"));
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("PORTAL_API_TOKEN", TOKEN)
+        .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTAL_AGI_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("PORTAL_RELOAD", "none")
+        .env("PORTAL_PJSIP_DIR", &pjsip)
+        .env("PORTAL_DIALPLAN_DIR", &dialplan)
+        .env("PORTAL_EXTENSION_MIN", "10000")
+        .env("PORTAL_EXTENSION_MAX", "999999")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start pbx-portal");
+    let http: Http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+    for _ in 0..100 {
+        let ok = async { http.get(format!("{base}/healthz").parse().ok()?).await.ok() }.await;
+        if ok.is_some_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = rss_kib(child.id());
+
+    let admin_db = pg(&url).await;
+    let reset = || async { admin_db.batch_execute("TRUNCATE users CASCADE").await.unwrap() };
+
+    println!("pbx-portal load benchmark ({} cores; client, service and PostgreSQL share them)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("{:<52} {:>12} {:>10} {:>10}", "measure", "rate", "p50", "p99");
+    let row = |name: &str, s: &Stats| println!("{name:<52} {:>10.0}/s {:>10} {:>10}", s.rate, ms(s.p50), ms(s.p99));
+
+    creates(&http, &base, 8, 400, "warm").await;
+    reset().await;
+    let c1 = creates(&http, &base, 1, 1000, "c1").await;
+    row("POST /users, 1 client", &c1);
+    reset().await;
+    let c32 = creates(&http, &base, 32, 4000, "c32").await;
+    row("POST /users, 32 clients", &c32);
+    reset().await;
+    let raw1 = raw_creates(&url, 1, 1000, "r1", false).await;
+    row("PostgreSQL portal_create_user(), 1 client", &raw1);
+    reset().await;
+    let raw32 = raw_creates(&url, 32, 4000, "r32", false).await;
+    row("PostgreSQL portal_create_user(), 32 clients", &raw32);
+    reset().await;
+    let bare32 = raw_creates(&url, 32, 4000, "b32", true).await;
+    row("PostgreSQL bare 2-row insert (no allocation), 32", &bare32);
+    reset().await;
+    println!("{:<52} {:>11.2}x", "  service / raw allocation rate at 32 clients", c32.rate / raw32.rate);
+
+    creates(&http, &base, 16, 1000, "list").await;
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let (status, body) = call(&http, &base, Method::GET, "/users", None).await;
+        assert!(status == 200 && body.len() > 100_000);
+        lat.push(t.elapsed());
+    }
+    row("GET /users (1000 users, ~140 KB)", &stats(lat, t0.elapsed()));
+
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for i in 0..40 {
+        // Change one secret so that each apply has work to do.
+        admin_db
+            .execute("UPDATE extensions SET secret = $1 WHERE number = 10000", &[&format!("benchsecret{i:04}xxxxxxxxxxxx")])
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let (status, body) = call(&http, &base, Method::POST, "/apply", None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        lat.push(t.elapsed());
+    }
+    row("POST /apply, 1000 users, PORTAL_RELOAD=none", &stats(lat, t0.elapsed()));
+
+    let subs: Vec<Subscriber> = (0..1000)
+        .map(|i| Subscriber {
+            extension: Extension::from_stored(1000 + i),
+            name: format!("User Number {i}"),
+            secret: SipSecret::generate(),
+        })
+        .collect();
+    let settings = render::Settings { transport: "transport-udp", agi_addr: "127.0.0.1:4573".parse().unwrap() };
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        let t = Instant::now();
+        std::hint::black_box(render::render(&subs, &settings).unwrap());
+        lat.push(t.elapsed());
+    }
+    row("render 1000 users (in process)", &stats(lat, t0.elapsed()));
+
+    let rss_loaded = rss_kib(child.id());
+    println!("{:<52} {:>9} KiB", "RSS of pbx-portal, idle after start", rss_idle);
+    println!("{:<52} {:>9} KiB", "RSS of pbx-portal, after the load above", rss_loaded);
+
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(admin_db);
+    let _ = pg(&admin).await.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}

@@ -1,0 +1,11 @@
+//! Everything that touches Asterisk: rendering the include files, writing them
+//! atomically, reloading over AMI or the CLI, and the FastAGI health probe.
+
+pub mod agi;
+pub mod ami;
+pub mod cli;
+pub mod conf;
+pub mod files;
+pub mod probe;
+pub mod reload;
+pub mod render;

@@ -1,0 +1,345 @@
+//! Domain types that can only hold valid values.
+//!
+//! Everything a user types passes through one of these parsers before it reaches the
+//! database or an Asterisk config file, so the rest of the code never re-checks it. The
+//! rules matter for Asterisk: a name ends up in `callerid="<name>" <<ext>>`, and a
+//! character such as `;`, `[` or a newline would cut the line or open a new section.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why a value was refused, naming the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A display name: 1–100 characters, no control characters, none of `" ; [ ] < >`,
+/// no leading or trailing whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_CHARS: usize = 100;
+    const FORBIDDEN: [char; 6] = ['"', ';', '[', ']', '<', '>'];
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let err = |m: &str| Err(ValidationError::new("name", m));
+        let chars = raw.chars().count();
+        if chars == 0 {
+            return err("must not be empty");
+        }
+        if chars > Self::MAX_CHARS {
+            return err("must be at most 100 characters");
+        }
+        if raw.chars().any(char::is_control) {
+            return err("must not contain control characters");
+        }
+        if let Some(c) = raw.chars().find(|c| Self::FORBIDDEN.contains(c)) {
+            return Err(ValidationError::new(
+                "name",
+                format!("must not contain '{c}' (forbidden: \" ; [ ] < >)"),
+            ));
+        }
+        if raw.trim() != raw {
+            return err("must not start or end with whitespace");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, stored and compared lower-cased: exactly one `@` with text on both
+/// sides, no whitespace or control characters, at most 254 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let err = |m: &str| Err(ValidationError::new("email", m));
+        if raw.chars().count() > Self::MAX_CHARS {
+            return err("must be at most 254 characters");
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return err("must not contain whitespace or control characters");
+        }
+        let mut parts = raw.split('@');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => {
+                Ok(Self(raw.to_lowercase()))
+            }
+            _ => err("must contain exactly one '@' with text on both sides"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The configured allocation range, `min <= max`, both positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtensionRange {
+    min: u32,
+    max: u32,
+}
+
+impl ExtensionRange {
+    /// Extensions are dialled digits and live in an `integer` column.
+    pub const LIMIT: u32 = i32::MAX as u32;
+
+    pub fn new(min: u32, max: u32) -> Result<Self, String> {
+        if min == 0 || max > Self::LIMIT {
+            return Err(format!("must be between 1 and {}", Self::LIMIT));
+        }
+        if min > max {
+            return Err(format!("minimum {min} is greater than maximum {max}"));
+        }
+        Ok(Self { min, max })
+    }
+
+    pub fn min(&self) -> u32 {
+        self.min
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    pub fn size(&self) -> u64 {
+        u64::from(self.max - self.min) + 1
+    }
+
+    /// Parses a number a client chose; it must lie in the range.
+    pub fn parse(&self, value: &Value) -> Result<Extension, ValidationError> {
+        let field = "extension";
+        let n = value
+            .as_u64()
+            .ok_or_else(|| ValidationError::new(field, "must be a positive integer"))?;
+        match u32::try_from(n) {
+            Ok(n) if (self.min..=self.max).contains(&n) => Ok(Extension(n)),
+            _ => Err(ValidationError::new(
+                field,
+                format!("must be within the range {}-{}", self.min, self.max),
+            )),
+        }
+    }
+}
+
+/// An extension number. Outside of [`ExtensionRange::parse`] it is only built from
+/// numbers the database already holds, which were range-checked when they were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Extension(u32);
+
+impl Extension {
+    pub fn from_stored(n: i32) -> Self {
+        // The column has CHECK (number > 0).
+        Self(n.unsigned_abs())
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub fn as_db(self) -> i32 {
+        // Range limit is i32::MAX, see ExtensionRange::LIMIT.
+        self.0 as i32
+    }
+}
+
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A SIP password: 24 characters of the URL-safe alphabet (144 bits) from the thread
+/// CSPRNG, which the OS seeds. The alphabet holds nothing Asterisk's config parser treats
+/// specially. `Debug` is redacted so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SipSecret(String);
+
+impl SipSecret {
+    pub const LEN: usize = 24;
+    const ALPHABET: &'static [u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let s = (0..Self::LEN)
+            .map(|_| char::from(Self::ALPHABET[rng.random_range(0..64)]))
+            .collect();
+        Self(s)
+    }
+
+    /// A secret read back from the database (the column checks the alphabet).
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SipSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SipSecret(***)")
+    }
+}
+
+/// A user's extension as it goes into the Asterisk files. The name is re-parsed when it
+/// is rendered: rows can reach the database by other ways than this API.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub extension: Extension,
+    pub name: String,
+    pub secret: SipSecret,
+}
+
+/// A validated `POST /users` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub name: Name,
+    pub email: Email,
+    pub extension: Option<Extension>,
+}
+
+impl NewUser {
+    const FIELDS: [&'static str; 3] = ["name", "email", "extension"];
+
+    /// Parses a JSON body; unknown fields and wrong types are refused with the field named.
+    pub fn parse(body: &Value, range: &ExtensionRange) -> Result<Self, ValidationError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ValidationError::new("body", "must be a JSON object"))?;
+        if let Some(k) = obj.keys().find(|k| !Self::FIELDS.contains(&k.as_str())) {
+            return Err(ValidationError::new(k.as_str(), "unknown field"));
+        }
+        let text = |field: &str| -> Result<&str, ValidationError> {
+            match obj.get(field) {
+                Some(Value::String(s)) => Ok(s),
+                Some(_) => Err(ValidationError::new(field, "must be a string")),
+                None => Err(ValidationError::new(field, "is required")),
+            }
+        };
+        let name = Name::parse(text("name")?)?;
+        let email = Email::parse(text("email")?)?;
+        let extension = match obj.get("extension") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(range.parse(v)?),
+        };
+        Ok(Self {
+            name,
+            email,
+            extension,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn range() -> ExtensionRange {
+        ExtensionRange::new(1000, 1999).unwrap()
+    }
+
+    #[test]
+    fn names_accept_ordinary_text() {
+        for ok in ["Alice", "José Müller-Lüdenscheidt", "O'Brien, Pat", "a", &"x".repeat(100)] {
+            assert_eq!(Name::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn names_refuse_what_could_break_a_config_line() {
+        for bad in [
+            "", " Alice", "Alice ", "A\nB", "A\rB", "A\tB", "A\u{85}B", "a\"b", "a;b", "[x", "x]",
+            "<x", "x>", &"x".repeat(101),
+        ] {
+            let e = Name::parse(bad).unwrap_err();
+            assert_eq!(e.field, "name", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails_are_lower_cased_and_checked() {
+        assert_eq!(Email::parse("Bob@Example.ORG").unwrap().as_str(), "bob@example.org");
+        let long = format!("{}@x.org", "a".repeat(248));
+        assert_eq!(long.len(), 254);
+        assert!(Email::parse(&long).is_ok());
+        for bad in ["", "bob", "@x", "bob@", "a@b@c", "a b@c", "a@b\n", &format!("{long}x")] {
+            assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extension_must_be_in_range() {
+        let r = range();
+        assert_eq!(r.parse(&json!(1000)).unwrap().get(), 1000);
+        assert_eq!(r.parse(&json!(1999)).unwrap().get(), 1999);
+        for bad in [json!(999), json!(2000), json!(-1), json!(1000.5), json!("1000"), json!(u64::MAX)] {
+            assert_eq!(r.parse(&bad).unwrap_err().field, "extension", "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_refuse_inverted_or_zero_bounds() {
+        assert!(ExtensionRange::new(2000, 1000).is_err());
+        assert!(ExtensionRange::new(0, 10).is_err());
+        assert_eq!(ExtensionRange::new(10000, 999_999).unwrap().size(), 990_000);
+    }
+
+    #[test]
+    fn new_user_refuses_unknown_fields_and_wrong_types() {
+        let r = range();
+        let ok = NewUser::parse(&json!({"name":"A","email":"a@b"}), &r).unwrap();
+        assert_eq!(ok.extension, None);
+        let cases = [
+            (json!({"name":"A","email":"a@b","admin":true}), "admin"),
+            (json!({"name":1,"email":"a@b"}), "name"),
+            (json!({"email":"a@b"}), "name"),
+            (json!({"name":"A"}), "email"),
+            (json!({"name":"A","email":"a@b","extension":"1000"}), "extension"),
+            (json!([1, 2]), "body"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(NewUser::parse(&body, &r).unwrap_err().field, field, "{body}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_long_url_safe_and_redacted() {
+        let a = SipSecret::generate();
+        let b = SipSecret::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), SipSecret::LEN);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(format!("{a:?}"), "SipSecret(***)");
+    }
+}

@@ -1,0 +1,130 @@
+//! Every error the API answers, and the one place each becomes an HTTP response.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use crate::domain::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("{0}")]
+    Validation(#[from] ValidationError),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error("this extension is already taken")]
+    ExtensionTaken,
+    #[error("no free extension is left in the configured range")]
+    PoolExhausted,
+    #[error("this Idempotency-Key was already used with a different body")]
+    IdempotencyKeyReused,
+    #[error("another apply is running; try again when it has finished")]
+    ApplyInProgress,
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    /// Details go to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::EmailTaken | Self::ExtensionTaken | Self::PoolExhausted | Self::ApplyInProgress => {
+                StatusCode::CONFLICT
+            }
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Validation(_) => "validation_failed",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::EmailTaken => "email_taken",
+            Self::ExtensionTaken => "extension_taken",
+            Self::PoolExhausted => "extension_pool_exhausted",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::ApplyInProgress => "apply_in_progress",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Self::Validation(v) = &self {
+            error["field"] = v.field.clone().into();
+            error["message"] = v.message.clone().into();
+        }
+        let mut resp = json_response(self.status(), &json!({ "error": error }));
+        match self {
+            Self::MethodNotAllowed(allow) => {
+                resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unauthorized => {
+                resp.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::EmailTaken => Self::EmailTaken,
+            StoreError::ExtensionTaken => Self::ExtensionTaken,
+            StoreError::PoolExhausted => Self::PoolExhausted,
+            StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
+            StoreError::Db(e) if e.is_closed() || e.as_db_error().is_none() => {
+                Self::DatabaseUnavailable(crate::store::short_reason(&e))
+            }
+            StoreError::Db(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,165 @@
+//! The HTTP API: accept loop, routing, authentication. Handlers live in the submodules.
+
+mod apply;
+pub mod error;
+mod request;
+mod system;
+mod users;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use error::ApiError;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    OpenApi,
+    Users,
+    User(i64),
+    UserSecret(i64),
+    Available,
+    Apply,
+    ApplyPending,
+    Applies,
+    Status,
+}
+
+impl Route {
+    /// `None` for unknown paths. A user id that is not a number names no user.
+    fn parse(path: &str) -> Option<Self> {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let id = |s: &str| s.parse::<i64>().ok().filter(|n| *n > 0);
+        Some(match segs.as_slice() {
+            ["healthz"] => Self::Healthz,
+            ["openapi.json"] => Self::OpenApi,
+            ["users"] => Self::Users,
+            ["users", i] => Self::User(id(i)?),
+            ["users", i, "secret"] => Self::UserSecret(id(i)?),
+            ["extensions", "available"] => Self::Available,
+            ["apply"] => Self::Apply,
+            ["apply", "pending"] => Self::ApplyPending,
+            ["applies"] => Self::Applies,
+            ["status"] => Self::Status,
+            _ => return None,
+        })
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            Self::Users => "GET, POST",
+            Self::User(_) => "GET, DELETE",
+            Self::UserSecret(_) | Self::Apply => "POST",
+            _ => "GET",
+        }
+    }
+
+    fn public(self) -> bool {
+        matches!(self, Self::Healthz | Self::OpenApi)
+    }
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let route = Route::parse(req.uri().path()).ok_or(ApiError::NotFound)?;
+    if !route.public() {
+        request::authorize(&req, &app.token.0)?;
+    }
+    let method = req.method().clone();
+    match (route, &method) {
+        (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
+        (Route::OpenApi, &Method::GET) => Ok(system::openapi()),
+        (Route::Status, &Method::GET) => system::status(app).await,
+        (Route::Users, &Method::POST) => users::create(app, req).await,
+        (Route::Users, &Method::GET) => users::list(app, &req).await,
+        (Route::User(id), &Method::GET) => users::get(app, id).await,
+        (Route::User(id), &Method::DELETE) => users::delete(app, id).await,
+        (Route::UserSecret(id), &Method::POST) => users::rotate_secret(app, id).await,
+        (Route::Available, &Method::GET) => users::available(app).await,
+        (Route::Apply, &Method::POST) => apply::apply(app, &req).await,
+        (Route::ApplyPending, &Method::GET) => apply::pending(app).await,
+        (Route::Applies, &Method::GET) => apply::list(app, &req).await,
+        (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    Ok(route(&app, req).await.unwrap_or_else(ApiError::into_response))
+}
+
+/// Serves HTTP/1.1 until `shutdown` turns true, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    // Bounds a client that opens a connection and sends its headers slowly.
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    loop {
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| handle(app.clone(), req)),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some HTTP connections did not finish within {DRAIN:?}");
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn routes_parse_and_refuse_garbage_ids() {
+        assert_eq!(Route::parse("/users"), Some(Route::Users));
+        assert_eq!(Route::parse("/users/"), Some(Route::Users));
+        assert_eq!(Route::parse("/users/42"), Some(Route::User(42)));
+        assert_eq!(Route::parse("/users/42/secret"), Some(Route::UserSecret(42)));
+        assert_eq!(Route::parse("/users/abc"), None);
+        assert_eq!(Route::parse("/users/-1"), None);
+        assert_eq!(Route::parse("/users/99999999999999999999"), None);
+        assert_eq!(Route::parse("/nope"), None);
+        assert_eq!(Route::parse("/apply/pending"), Some(Route::ApplyPending));
+    }
+}

@@ -1,0 +1,137 @@
+//! Handlers for users and extensions.
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode};
+use serde_json::json;
+
+use super::error::{json_response, ApiError};
+use super::request::{int_param, json_body, query};
+use super::Resp;
+use crate::app::App;
+use crate::domain::{NewUser, ValidationError};
+use crate::store::{ListQuery, Order};
+
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ValidationError::new("Idempotency-Key", "must be 1-200 visible ASCII characters");
+    let s = v.to_str().map_err(|_| bad())?;
+    if s.is_empty() || s.len() > 200 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad().into());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+pub async fn create(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let key = idempotency_key(&req)?;
+    let body = json_body(req).await?;
+    let new = NewUser::parse(&body, &app.config.range)?;
+    let outcome = app
+        .store
+        .create_user(&new, &app.config.range, key.as_deref().map(|k| (k, &body)))
+        .await?;
+    let mut resp = json_response(StatusCode::CREATED, &outcome.body);
+    if outcome.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let q = query(req, &["limit", "offset", "q", "order", "direction"])?;
+    let limit = int_param(&q, "limit", 1000, 1, 1000)?;
+    let offset = int_param(&q, "offset", 0, 0, i64::from(i32::MAX))?;
+    let order = match q.get("order") {
+        None => Order::Extension,
+        Some(o) => Order::parse(o).ok_or_else(|| {
+            ValidationError::new("order", "must be one of extension, name, email, created_at")
+        })?,
+    };
+    let descending = match q.get("direction").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(ValidationError::new("direction", "must be asc or desc").into()),
+    };
+    let text = q.get("q").map(|s| s.trim()).filter(|s| !s.is_empty());
+    if text.is_some_and(|s| s.chars().count() > 254) {
+        return Err(ValidationError::new("q", "must be at most 254 characters").into());
+    }
+    let query = ListQuery {
+        limit,
+        offset,
+        q: text.map(str::to_owned),
+        order,
+        descending,
+    };
+    let (users, total) = app.store.list_users(&query).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"users": users, "total": total, "limit": limit, "offset": offset}),
+    ))
+}
+
+pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
+    let user = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &user))
+}
+
+pub async fn delete(app: &App, id: i64) -> Result<Resp, ApiError> {
+    if !app.store.delete_user(id).await? {
+        return Err(ApiError::NotFound);
+    }
+    let mut resp = json_response(StatusCode::NO_CONTENT, &());
+    *resp.body_mut() = Default::default();
+    resp.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    Ok(resp)
+}
+
+pub async fn rotate_secret(app: &App, id: i64) -> Result<Resp, ApiError> {
+    let (ext, secret) = app.store.rotate_secret(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"sip_username": ext.to_string(), "sip_password": secret.expose()}),
+    ))
+}
+
+/// Free numbers of the range as `[first, last]` runs.
+pub fn free_ranges(min: u32, max: u32, taken: &[u32]) -> (Vec<[u32; 2]>, u64) {
+    let mut ranges = Vec::new();
+    let mut next = u64::from(min);
+    for &t in taken {
+        let t = u64::from(t);
+        if t > next {
+            ranges.push([next as u32, (t - 1) as u32]);
+        }
+        next = next.max(t + 1);
+    }
+    if next <= u64::from(max) {
+        ranges.push([next as u32, max]);
+    }
+    let free = ranges.iter().map(|[a, b]| u64::from(b - a) + 1).sum();
+    (ranges, free)
+}
+
+pub async fn available(app: &App) -> Result<Resp, ApiError> {
+    let r = app.config.range;
+    let taken = app.store.taken_in_range(&r).await?;
+    let (ranges, free) = free_ranges(r.min(), r.max(), &taken);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ranges": ranges, "free": free, "min": r.min(), "max": r.max()}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_ranges;
+
+    #[test]
+    fn free_ranges_are_the_gaps() {
+        assert_eq!(free_ranges(1000, 1999, &[]), (vec![[1000, 1999]], 1000));
+        assert_eq!(free_ranges(1000, 1005, &[1000, 1002, 1003]), (vec![[1001, 1001], [1004, 1005]], 3));
+        assert_eq!(free_ranges(1000, 1001, &[1000, 1001]), (vec![], 0));
+        assert_eq!(free_ranges(1, 3, &[3]), (vec![[1, 2]], 2));
+    }
+}

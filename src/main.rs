@@ -1,0 +1,161 @@
+//! The `pbx-portal` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pbx_portal::apply::{ApplyError, Applier};
+use pbx_portal::asterisk::probe::Probes;
+use pbx_portal::config::Config;
+use pbx_portal::store::{self, Store};
+use pbx_portal::{app, check};
+
+#[derive(Parser)]
+#[command(version, about = "Users and SIP extensions for Asterisk 22, applied as generated include files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pending migrations, then serve HTTP and FastAGI until SIGTERM/SIGINT.
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Apply once, as POST /apply does; prints the JSON result.
+    Apply {
+        /// Report what would change without touching files or Asterisk.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the database, include directories and lines, AMI and the FastAGI port.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::Apply { dry_run } => apply(config, dry_run).await,
+            Command::Check => {
+                let lines = check::run(&config).await;
+                let ok = lines.iter().all(|l| l.ok);
+                for l in lines {
+                    println!("{} {:<16} {}", if l.ok { "ok  " } else { "FAIL" }, l.name, l.detail);
+                }
+                if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match app::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests and applies");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn migrate(config: Config) -> ExitCode {
+    let result = async {
+        let store = Store::connect(config.database.0.clone()).await?;
+        store::migrate(&store).await
+    };
+    match result.await {
+        Ok(n) => {
+            println!("{n} migration(s) applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One apply from the shell. The health probe needs the FastAGI address, so it is bound
+/// here for the duration; when `serve` holds it, use POST /apply instead.
+async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
+    let run = async {
+        let store = Store::connect(config.database.0.clone()).await.map_err(|e| e.to_string())?;
+        store::migrate(&store).await.map_err(|e| e.to_string())?;
+        let probes = std::sync::Arc::new(Probes::default());
+        let _agi = if config.asterisk.health_check && !dry_run {
+            let listener = tokio::net::TcpListener::bind(config.asterisk.agi_addr).await.map_err(|e| {
+                format!(
+                    "cannot listen on PORTAL_AGI_LISTEN {} for the health probe ({e}); if `pbx-portal serve` is running, use POST /apply",
+                    config.asterisk.agi_addr
+                )
+            })?;
+            config.asterisk.agi_addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(pbx_portal::asterisk::agi::serve(listener, probes.clone(), rx));
+            Some(tx)
+        } else {
+            None
+        };
+        let applier = Applier::new(store, config.asterisk.clone(), probes, app::io_timeout());
+        Ok::<_, String>(applier.run(dry_run).await)
+    };
+    match run.await {
+        Ok(Ok(row)) => {
+            println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(Err(ApplyError::Failed(row))) => {
+            println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("apply failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("apply failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

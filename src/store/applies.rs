@@ -1,0 +1,324 @@
+//! The apply side of the database: the cross-process apply lock, the consistent read of
+//! what to render, the last applied state and the audit log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio_postgres::types::{Json, Type};
+use tokio_postgres::{GenericClient, Transaction};
+
+use super::{Store, StoreError};
+use crate::domain::{Extension, SipSecret, Subscriber};
+
+/// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
+/// outlive the apply or stay behind on a pooled connection).
+const APPLY_LOCK: (i32, i32) = (1_346_524_240, 2);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub added: Vec<u32>,
+    pub removed: Vec<u32>,
+    pub changed: Vec<u32>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMethod {
+    Ami,
+    Cli,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reload {
+    pub method: ReloadMethod,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub checked: u32,
+    pub missing: Vec<String>,
+}
+
+impl Health {
+    pub fn skipped() -> Self {
+        Self {
+            status: HealthStatus::Skipped,
+            checked: 0,
+            missing: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStatus {
+    Running,
+    Applied,
+    Unchanged,
+    DryRun,
+    Failed,
+    Interrupted,
+}
+
+impl ApplyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::DryRun => "dry_run",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "applied" => Self::Applied,
+            "unchanged" => Self::Unchanged,
+            "dry_run" => Self::DryRun,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// One apply: the API's apply result and the audit row are this same record. It holds
+/// no secret by construction: only numbers, statuses and Asterisk's reload output.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyRow {
+    pub id: i64,
+    pub status: ApplyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<i64>,
+    pub endpoints: i32,
+    pub changes: Changes,
+    pub reload: Reload,
+    pub health: Health,
+    pub rolled_back: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(skip)]
+    pub content_hash: Option<String>,
+}
+
+const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
+     changes, reload, health, rolled_back, error, content_hash";
+
+impl ApplyRow {
+    fn from_row(r: &tokio_postgres::Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.try_get(0)?,
+            status: ApplyStatus::parse(r.try_get(1)?),
+            started_at: r.try_get(2)?,
+            finished_at: r.try_get(3)?,
+            duration_ms: r.try_get(4)?,
+            endpoints: r.try_get(5)?,
+            changes: r.try_get::<_, Json<Changes>>(6)?.0,
+            reload: r.try_get::<_, Json<Reload>>(7)?.0,
+            health: r.try_get::<_, Json<Health>>(8)?.0,
+            rolled_back: r.try_get(9)?,
+            error: r.try_get::<_, Option<Json<ErrorBody>>>(10)?.map(|j| j.0),
+            content_hash: r.try_get(11)?,
+        })
+    }
+}
+
+/// Everything an apply renders, read in one statement (one consistent snapshot).
+pub type Snapshot = Vec<Subscriber>;
+
+/// What the last successful apply wrote.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub fingerprints: BTreeMap<u32, Vec<u8>>,
+    pub content_hash: Option<String>,
+}
+
+/// Takes the apply lock for the life of `tx`; false when another apply holds it.
+pub async fn try_apply_lock(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            &[&APPLY_LOCK.0, &APPLY_LOCK.1],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Marks applies that were running when their process died. Only call it while holding
+/// the apply lock: then no apply is running anywhere.
+pub async fn mark_interrupted(client: &impl GenericClient) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(
+            "UPDATE apply_audit_log
+                SET status = 'interrupted', finished_at = now(),
+                    duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint,
+                    error = '{\"code\": \"interrupted\", \"message\": \"the portal stopped during this apply; the files are either the old or the new version\"}'
+              WHERE status = 'running'",
+            &[],
+        )
+        .await?)
+}
+
+pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
+    let rows = client
+        .query(
+            "SELECT e.number, u.name, e.secret FROM extensions e JOIN users u ON u.id = e.user_id
+              ORDER BY e.number",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Subscriber {
+            extension: Extension::from_stored(r.get(0)),
+            name: r.get(1),
+            secret: SipSecret::from_stored(r.get(2)),
+        })
+        .collect())
+}
+
+pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, StoreError> {
+    let fingerprints = client
+        .query("SELECT number, fingerprint FROM applied_extensions", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, i32>(0).unsigned_abs(), r.get(1)))
+        .collect();
+    let content_hash = client
+        .query(
+            "SELECT content_hash FROM apply_audit_log WHERE status = 'applied'
+              ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await?
+        .first()
+        .and_then(|r| r.get(0));
+    Ok(AppliedState {
+        fingerprints,
+        content_hash,
+    })
+}
+
+/// Records what a successful apply wrote (inside its transaction).
+pub async fn save_applied_state(
+    tx: &Transaction<'_>,
+    fingerprints: &BTreeMap<u32, Vec<u8>>,
+) -> Result<(), StoreError> {
+    let numbers: Vec<i32> = fingerprints.keys().map(|n| *n as i32).collect();
+    let prints: Vec<&[u8]> = fingerprints.values().map(Vec::as_slice).collect();
+    tx.execute("DELETE FROM applied_extensions", &[]).await?;
+    tx.execute(
+        "INSERT INTO applied_extensions (number, fingerprint)
+         SELECT * FROM unnest($1::integer[], $2::bytea[])",
+        &[&numbers, &prints],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes an apply's final state.
+pub async fn finish_apply(client: &impl GenericClient, row: &ApplyRow) -> Result<(), StoreError> {
+    let status = row.status.as_str();
+    client
+        .query_typed(
+            "UPDATE apply_audit_log
+                SET status = $2, finished_at = $3, duration_ms = $4, endpoints = $5,
+                    changes = $6, reload = $7, health = $8, rolled_back = $9, error = $10,
+                    content_hash = $11
+              WHERE id = $1",
+            &[
+                (&row.id, Type::INT8),
+                (&status, Type::TEXT),
+                (&row.finished_at, Type::TIMESTAMPTZ),
+                (&row.duration_ms, Type::INT8),
+                (&row.endpoints, Type::INT4),
+                (&Json(&row.changes), Type::JSONB),
+                (&Json(&row.reload), Type::JSONB),
+                (&Json(&row.health), Type::JSONB),
+                (&row.rolled_back, Type::BOOL),
+                (&row.error.as_ref().map(Json), Type::JSONB),
+                (&row.content_hash, Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens an audit row in state `running`, committed at once so that a crash leaves it.
+    pub async fn start_apply(&self) -> Result<ApplyRow, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                &format!("INSERT INTO apply_audit_log (status) VALUES ('running') RETURNING {APPLY_COLUMNS}"),
+                &[],
+            )
+            .await?;
+        ApplyRow::from_row(&row)
+    }
+
+    pub async fn finish_apply(&self, row: &ApplyRow) -> Result<(), StoreError> {
+        finish_apply(&*self.conn().await?, row).await
+    }
+
+    /// Newest first.
+    pub async fn list_applies(&self, limit: i64) -> Result<Vec<ApplyRow>, StoreError> {
+        let conn = self.conn().await?;
+        conn.query_typed(
+            &format!("SELECT {APPLY_COLUMNS} FROM apply_audit_log ORDER BY id DESC LIMIT $1"),
+            &[(&limit, Type::INT8)],
+        )
+        .await?
+        .iter()
+        .map(ApplyRow::from_row)
+        .collect()
+    }
+
+    /// Marks orphaned `running` applies as interrupted, unless an apply is running now.
+    pub async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        if !try_apply_lock(&tx).await? {
+            return Ok(0);
+        }
+        let n = mark_interrupted(&tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn snapshot_and_applied(&self) -> Result<(Snapshot, AppliedState), StoreError> {
+        let conn = self.conn().await?;
+        let snap = snapshot(&*conn).await?;
+        let applied = applied_state(&*conn).await?;
+        Ok((snap, applied))
+    }
+}

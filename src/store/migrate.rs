@@ -1,0 +1,71 @@
+//! Plain-SQL migrations, applied in order and recorded in `schema_migrations`.
+//!
+//! A transaction-level advisory lock makes concurrent start-ups safe: the second process
+//! waits, then finds every migration recorded and does nothing. Each migration runs in
+//! the same transaction as its record, so a failed one leaves no trace.
+
+use super::{Store, StoreError};
+
+/// (version, name, SQL), in order. Never edit a released migration: add a new one.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
+
+/// Applies pending migrations; returns how many ran.
+pub async fn migrate(store: &Store) -> Result<usize, StoreError> {
+    let mut conn = store.conn().await?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ran = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tracing::info!(version, name, "applied migration");
+        ran += 1;
+    }
+    tx.commit().await?;
+    Ok(ran)
+}
+
+/// Versions known to this binary that the database has not recorded.
+pub async fn pending(store: &Store) -> Result<Vec<i32>, StoreError> {
+    let conn = store.conn().await?;
+    let exists: bool = conn
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let done: Vec<i32> = if exists {
+        conn.query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|m| m.0)
+        .filter(|v| !done.contains(v))
+        .collect())
+}

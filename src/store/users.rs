@@ -1,0 +1,282 @@
+//! Users and their extensions.
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio_postgres::types::Type;
+
+use super::{map_db_error, Store, StoreError};
+use crate::domain::{Extension, ExtensionRange, NewUser, SipSecret};
+
+/// A user as the API shows it (never with a secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub extension: Extension,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl UserRow {
+    fn from_row(r: &tokio_postgres::Row) -> Self {
+        Self {
+            id: r.get(0),
+            name: r.get(1),
+            email: r.get(2),
+            extension: Extension::from_stored(r.get(3)),
+            created_at: r.get(4),
+        }
+    }
+}
+
+/// What `POST /users` answers: the first response, replayed when an Idempotency-Key repeats.
+#[derive(Debug, Clone)]
+pub struct CreateOutcome {
+    pub body: Value,
+    pub replayed: bool,
+}
+
+fn created_body(user: &UserRow, secret: &SipSecret) -> Value {
+    let mut body = serde_json::to_value(user).unwrap_or_default();
+    body["sip_username"] = Value::String(user.extension.to_string());
+    body["sip_password"] = Value::String(secret.expose().to_owned());
+    body
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Extension,
+    Name,
+    Email,
+    CreatedAt,
+}
+
+impl Order {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "extension" => Self::Extension,
+            "name" => Self::Name,
+            "email" => Self::Email,
+            "created_at" => Self::CreatedAt,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Extension => "e.number",
+            Self::Name => "u.name",
+            Self::Email => "u.email",
+            Self::CreatedAt => "u.created_at",
+        }
+    }
+}
+
+/// A validated `GET /users` query.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub limit: i64,
+    pub offset: i64,
+    pub q: Option<String>,
+    pub order: Order,
+    pub descending: bool,
+}
+
+const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, u.created_at";
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl Store {
+    /// Creates a user with the chosen or the lowest free extension, honouring an
+    /// Idempotency-Key: the key, the user and the stored response commit together.
+    pub async fn create_user(
+        &self,
+        new: &NewUser,
+        range: &ExtensionRange,
+        idempotency: Option<(&str, &Value)>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let secret = SipSecret::generate();
+        let mut conn = self.conn().await?;
+        let ext = new.extension.map(Extension::as_db);
+        let (min, max) = (range.min() as i32, range.max() as i32);
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 6] = [
+            (&new.name.as_str(), Type::TEXT),
+            (&new.email.as_str(), Type::TEXT),
+            (&ext, Type::INT4),
+            (&min, Type::INT4),
+            (&max, Type::INT4),
+            (&secret.expose(), Type::TEXT),
+        ];
+        const CREATE: &str = "SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6)";
+
+        let Some((key, request)) = idempotency else {
+            let row = conn.query_typed(CREATE, &params).await.map_err(map_db_error)?;
+            let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
+            return Ok(CreateOutcome {
+                body: created_body(&user, &secret),
+                replayed: false,
+            });
+        };
+
+        let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default()).to_vec();
+        let tx = conn.transaction().await?;
+        // Takes the key, or waits for a concurrent holder to finish; a key older than
+        // 24 hours is taken over as if it were new.
+        let claimed = tx
+            .query_typed(
+                "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE
+                    SET request_hash = EXCLUDED.request_hash, response = NULL, created_at = now()
+                  WHERE idempotency_keys.created_at < now() - interval '24 hours'
+                 RETURNING 1",
+                &[(&key, Type::TEXT), (&hash, Type::BYTEA)],
+            )
+            .await?;
+        if claimed.is_empty() {
+            let row = tx
+                .query_typed(
+                    "SELECT request_hash, response FROM idempotency_keys WHERE key = $1",
+                    &[(&key, Type::TEXT)],
+                )
+                .await?;
+            let row = row.first().ok_or_else(no_row)?;
+            let stored_hash: Vec<u8> = row.get(0);
+            let response: Option<Value> = row.get(1);
+            return match response {
+                Some(body) if stored_hash == hash => Ok(CreateOutcome {
+                    body,
+                    replayed: true,
+                }),
+                _ => Err(StoreError::IdempotencyKeyReused),
+            };
+        }
+        let row = tx.query_typed(CREATE, &params).await.map_err(map_db_error)?;
+        let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
+        let body = created_body(&user, &secret);
+        tx.execute(
+            "UPDATE idempotency_keys SET response = $2 WHERE key = $1",
+            &[&key, &body],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome {
+            body,
+            replayed: false,
+        })
+    }
+
+    pub async fn get_user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query_typed(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u JOIN extensions e ON e.user_id = u.id
+                      WHERE u.id = $1"
+                ),
+                &[(&id, Type::INT8)],
+            )
+            .await?;
+        Ok(rows.first().map(UserRow::from_row))
+    }
+
+    /// One page of users and the total that match the filter.
+    pub async fn list_users(&self, q: &ListQuery) -> Result<(Vec<UserRow>, i64), StoreError> {
+        let conn = self.conn().await?;
+        let pattern = q.q.as_deref().map(like_pattern);
+        let exact: Option<i32> = q.q.as_deref().and_then(|s| s.trim().parse().ok());
+        let filter = "($1::text IS NULL OR u.name ILIKE $1 OR u.email ILIKE $1 OR e.number = $2)";
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        // Column and direction come from closed enums, never from the request text.
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, count(*) OVER () FROM users u
+               JOIN extensions e ON e.user_id = u.id
+              WHERE {filter}
+              ORDER BY {} {dir}, e.number {dir}
+              LIMIT $3 OFFSET $4",
+            q.order.column()
+        );
+        let rows = conn
+            .query_typed(
+                &sql,
+                &[
+                    (&pattern, Type::TEXT),
+                    (&exact, Type::INT4),
+                    (&q.limit, Type::INT8),
+                    (&q.offset, Type::INT8),
+                ],
+            )
+            .await?;
+        let total = match rows.first() {
+            Some(r) => r.get(5),
+            None if q.offset == 0 => 0,
+            None => conn
+                .query_typed(
+                    &format!(
+                        "SELECT count(*) FROM users u JOIN extensions e ON e.user_id = u.id
+                          WHERE {filter}"
+                    ),
+                    &[(&pattern, Type::TEXT), (&exact, Type::INT4)],
+                )
+                .await?
+                .first()
+                .map_or(0, |r| r.get(0)),
+        };
+        Ok((rows.iter().map(UserRow::from_row).collect(), total))
+    }
+
+    /// Deletes a user; its extension is free at once. False when there was none.
+    pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        let n = conn
+            .query_typed("DELETE FROM users WHERE id = $1 RETURNING 1", &[(&id, Type::INT8)])
+            .await?;
+        Ok(!n.is_empty())
+    }
+
+    /// Gives the user a new SIP secret; returns the extension and the secret.
+    pub async fn rotate_secret(&self, id: i64) -> Result<Option<(Extension, SipSecret)>, StoreError> {
+        let secret = SipSecret::generate();
+        let conn = self.conn().await?;
+        let rows = conn
+            .query_typed(
+                "UPDATE extensions SET secret = $2, updated_at = now() WHERE user_id = $1
+                 RETURNING number",
+                &[(&id, Type::INT8), (&secret.expose(), Type::TEXT)],
+            )
+            .await?;
+        Ok(rows.first().map(|r| (Extension::from_stored(r.get(0)), secret)))
+    }
+
+    /// The taken numbers inside the range, ascending.
+    pub async fn taken_in_range(&self, range: &ExtensionRange) -> Result<Vec<u32>, StoreError> {
+        let conn = self.conn().await?;
+        let (min, max) = (range.min() as i32, range.max() as i32);
+        let rows = conn
+            .query_typed(
+                "SELECT number FROM extensions WHERE number BETWEEN $1 AND $2 ORDER BY number",
+                &[(&min, Type::INT4), (&max, Type::INT4)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i32>(0).unsigned_abs()).collect())
+    }
+}
+
+fn no_row() -> StoreError {
+    StoreError::Unavailable("the database returned no row".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

@@ -1,0 +1,231 @@
+//! Spawns the real service on port 0 against a fresh PostgreSQL database, and talks to it
+//! over HTTP. The database is dropped when the [`TestApp`] goes away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use pbx_portal::app::{self, Running};
+use pbx_portal::config::Config;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// The server the tests create their databases on: `TEST_DATABASE_URL`, else loopback.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn url_for(db: &str) -> String {
+    let admin = admin_url();
+    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL must end in /<database>");
+    format!("{base}/{db}")
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("pbx_portal_test_{}", rand_suffix());
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await.expect("connect to the test PostgreSQL");
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        Self { url: url_for(&name), name }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.expect("connect to test database");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await: a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await.ok()?;
+                tokio::spawn(conn);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{}_{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub agi_addr: SocketAddr,
+    pub pjsip_dir: PathBuf,
+    pub dialplan_dir: PathBuf,
+    pub etc_dir: PathBuf,
+    client: Client<HttpConnector, Full<Bytes>>,
+    running: Option<Running>,
+    // Dropped last: the service must stop before its database goes.
+    dirs: Option<tempfile::TempDir>,
+    pub db: Option<TestDb>,
+}
+
+/// A response: status, headers and the JSON body (`Null` when empty).
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Bytes,
+}
+
+impl TestApp {
+    /// Files only, no reload (PORTAL_RELOAD=none).
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the service with these variables on top of the defaults.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        let db = TestDb::create().await;
+        let dirs = tempfile::tempdir().unwrap();
+        Self::start_on(db, dirs, vars).await
+    }
+
+    /// Starts the service on an existing database and folder.
+    pub async fn start_on(db: TestDb, dirs: tempfile::TempDir, vars: &[(&str, &str)]) -> Self {
+        let etc_dir = dirs.path().join("etc");
+        let pjsip_dir = etc_dir.join("pjsip.d/synergycall");
+        let dialplan_dir = etc_dir.join("extensions.d/synergycall");
+        std::fs::create_dir_all(&pjsip_dir).unwrap();
+        std::fs::create_dir_all(&dialplan_dir).unwrap();
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("PORTAL_API_TOKEN", TOKEN),
+            ("PORTAL_LISTEN", "127.0.0.1:0"),
+            ("PORTAL_AGI_LISTEN", "127.0.0.1:0"),
+            ("PORTAL_RELOAD", "none"),
+            ("PORTAL_PJSIP_DIR", pjsip_dir.to_str().unwrap()),
+            ("PORTAL_DIALPLAN_DIR", dialplan_dir.to_str().unwrap()),
+            ("PORTAL_ASTERISK_CONFIG_DIR", etc_dir.to_str().unwrap()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_vars(&env).expect("test configuration");
+        let running = app::start(config).await.expect("service starts");
+        Self {
+            addr: running.http_addr,
+            agi_addr: running.agi_addr,
+            pjsip_dir,
+            dialplan_dir,
+            etc_dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            running: Some(running),
+            dirs: Some(dirs),
+            db: Some(db),
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Stops the service gracefully; returns the folder and the database for a restart.
+    pub async fn stop(mut self) -> (TestDb, tempfile::TempDir) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        (self.db.take().unwrap(), self.dirs.take().unwrap())
+    }
+
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().unwrap()
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>, headers: &[(&str, &str)], auth: bool) -> Resp {
+        let mut req = Request::builder().method(method).uri(format!("http://{}{}", self.addr, path));
+        if auth {
+            req = req.header("authorization", format!("Bearer {TOKEN}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some((ct, bytes)) => {
+                req = req.header("content-type", ct);
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp = self.client.request(req.body(body).unwrap()).await.expect("HTTP request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
+        Resp { status, headers, body, raw }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, None, &[], true).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(Method::DELETE, path, None, &[], true).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.post_with(path, body, &[]).await
+    }
+
+    pub async fn post_with(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+        self.send(Method::POST, path, Some(("application/json", bytes)), headers, true).await
+    }
+
+    /// Creates a user and returns the 201 body.
+    pub async fn create_user(&self, name: &str, email: &str) -> Value {
+        let r = self.post("/users", serde_json::json!({"name": name, "email": email})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    /// Every user as the database has it: (email, name, extension, secret).
+    pub async fn db_users(&self) -> Vec<(String, String, i32, String)> {
+        let c = self.db().client().await;
+        c.query("SELECT u.email, u.name, e.number, e.secret FROM users u JOIN extensions e ON e.user_id = u.id ORDER BY e.number", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // Not awaited: the runtime is going away with the test; the database drop
+            // (FORCE) ends any connection that is left.
+            drop(r);
+        }
+    }
+}
