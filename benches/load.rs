@@ -22,11 +22,14 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 type Http = Client<HttpConnector, Full<Bytes>>;
 
 fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to PostgreSQL");
+    let (c, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
     tokio::spawn(conn);
     c
 }
@@ -54,7 +57,13 @@ fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
     }
 }
 
-async fn call(http: &Http, base: &str, method: Method, path: &str, body: Option<String>) -> (u16, Bytes) {
+async fn call(
+    http: &Http,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (u16, Bytes) {
     let mut req = Request::builder()
         .method(method)
         .uri(format!("{base}{path}"))
@@ -62,7 +71,9 @@ async fn call(http: &Http, base: &str, method: Method, path: &str, body: Option<
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
     let resp = http.request(req).await.expect("request");
     let status = resp.status().as_u16();
     (status, resp.into_body().collect().await.unwrap().to_bytes())
@@ -78,7 +89,8 @@ async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &st
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
-                let body = format!(r#"{{"name":"Bench {c} {i}","email":"{tag}-{c}-{i}@bench.example"}}"#);
+                let body =
+                    format!(r#"{{"name":"Bench {c} {i}","email":"{tag}-{c}-{i}@bench.example"}}"#);
                 let t = Instant::now();
                 let (status, _) = call(&http, &base, Method::POST, "/users", Some(body)).await;
                 assert_eq!(status, 201);
@@ -139,20 +151,32 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let admin = admin_url();
     let db = format!("pbx_portal_bench_{}", std::process::id());
-    pg(&admin).await.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    pg(&admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let dir = tempfile::tempdir().unwrap();
     let (pjsip, dialplan) = (dir.path().join("pjsip"), dir.path().join("dialplan"));
@@ -175,7 +199,9 @@ async fn main() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start pbx-portal");
-    let http: Http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+    let http: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
     for _ in 0..100 {
         let ok = async { http.get(format!("{base}/healthz").parse().ok()?).await.ok() }.await;
         if ok.is_some_and(|r| r.status() == 200) {
@@ -187,11 +213,29 @@ async fn main() {
     let rss_idle = rss_kib(child.id());
 
     let admin_db = pg(&url).await;
-    let reset = || async { admin_db.batch_execute("TRUNCATE users CASCADE").await.unwrap() };
+    let reset = || async {
+        admin_db
+            .batch_execute("TRUNCATE users CASCADE")
+            .await
+            .unwrap()
+    };
 
-    println!("pbx-portal load benchmark ({} cores; client, service and PostgreSQL share them)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("{:<52} {:>12} {:>10} {:>10}", "measure", "rate", "p50", "p99");
-    let row = |name: &str, s: &Stats| println!("{name:<52} {:>10.0}/s {:>10} {:>10}", s.rate, ms(s.p50), ms(s.p99));
+    println!(
+        "pbx-portal load benchmark ({} cores; client, service and PostgreSQL share them)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<52} {:>12} {:>10} {:>10}",
+        "measure", "rate", "p50", "p99"
+    );
+    let row = |name: &str, s: &Stats| {
+        println!(
+            "{name:<52} {:>10.0}/s {:>10} {:>10}",
+            s.rate,
+            ms(s.p50),
+            ms(s.p99)
+        )
+    };
 
     creates(&http, &base, 8, 400, "warm").await;
     reset().await;
@@ -210,7 +254,11 @@ async fn main() {
     let bare32 = raw_creates(&url, 32, 4000, "b32", true).await;
     row("PostgreSQL bare 2-row insert (no allocation), 32", &bare32);
     reset().await;
-    println!("{:<52} {:>11.2}x", "  service / raw allocation rate at 32 clients", c32.rate / raw32.rate);
+    println!(
+        "{:<52} {:>11.2}x",
+        "  service / raw allocation rate at 32 clients",
+        c32.rate / raw32.rate
+    );
 
     creates(&http, &base, 16, 1000, "list").await;
     let mut lat = Vec::new();
@@ -221,14 +269,20 @@ async fn main() {
         assert!(status == 200 && body.len() > 100_000);
         lat.push(t.elapsed());
     }
-    row("GET /users (1000 users, ~140 KB)", &stats(lat, t0.elapsed()));
+    row(
+        "GET /users (1000 users, ~140 KB)",
+        &stats(lat, t0.elapsed()),
+    );
 
     let mut lat = Vec::new();
     let t0 = Instant::now();
     for i in 0..40 {
         // Change one secret so that each apply has work to do.
         admin_db
-            .execute("UPDATE extensions SET secret = $1 WHERE number = 10000", &[&format!("benchsecret{i:04}xxxxxxxxxxxx")])
+            .execute(
+                "UPDATE extensions SET secret = $1 WHERE number = 10000",
+                &[&format!("benchsecret{i:04}xxxxxxxxxxxx")],
+            )
             .await
             .unwrap();
         let t = Instant::now();
@@ -236,7 +290,10 @@ async fn main() {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         lat.push(t.elapsed());
     }
-    row("POST /apply, 1000 users, PORTAL_RELOAD=none", &stats(lat, t0.elapsed()));
+    row(
+        "POST /apply, 1000 users, PORTAL_RELOAD=none",
+        &stats(lat, t0.elapsed()),
+    );
 
     let subs: Vec<Subscriber> = (0..1000)
         .map(|i| Subscriber {
@@ -245,7 +302,10 @@ async fn main() {
             secret: SipSecret::generate(),
         })
         .collect();
-    let settings = render::Settings { transport: "transport-udp", agi_addr: "127.0.0.1:4573".parse().unwrap() };
+    let settings = render::Settings {
+        transport: "transport-udp",
+        agi_addr: "127.0.0.1:4573".parse().unwrap(),
+    };
     let mut lat = Vec::new();
     let t0 = Instant::now();
     for _ in 0..300 {
@@ -256,11 +316,20 @@ async fn main() {
     row("render 1000 users (in process)", &stats(lat, t0.elapsed()));
 
     let rss_loaded = rss_kib(child.id());
-    println!("{:<52} {:>9} KiB", "RSS of pbx-portal, idle after start", rss_idle);
-    println!("{:<52} {:>9} KiB", "RSS of pbx-portal, after the load above", rss_loaded);
+    println!(
+        "{:<52} {:>9} KiB",
+        "RSS of pbx-portal, idle after start", rss_idle
+    );
+    println!(
+        "{:<52} {:>9} KiB",
+        "RSS of pbx-portal, after the load above", rss_loaded
+    );
 
     let _ = child.kill();
     let _ = child.wait();
     drop(admin_db);
-    let _ = pg(&admin).await.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    let _ = pg(&admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await;
 }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinHandle;
 
-use crate::apply::{ApplyError, Applier};
+use crate::apply::{Applier, ApplyError};
 use crate::asterisk::{ami, probe::Probes};
 use crate::config::{Config, ReloadMode, Secret};
 use crate::store::{self, Store, StoreError};
@@ -62,7 +62,9 @@ impl App {
             result
         });
         task.await.unwrap_or_else(|e| {
-            Err(ApplyError::Store(StoreError::Unavailable(format!("apply task failed: {e}"))))
+            Err(ApplyError::Store(StoreError::Unavailable(format!(
+                "apply task failed: {e}"
+            ))))
         })
     }
 
@@ -72,7 +74,14 @@ impl App {
             ReloadMode::None => "disabled (PORTAL_RELOAD=none)".into(),
             ReloadMode::Cli => "disabled (PORTAL_RELOAD=cli)".into(),
             ReloadMode::Ami => {
-                match ami::Client::connect(a.ami_addr, &a.ami_username, &a.ami_secret.0, Duration::from_secs(2)).await {
+                match ami::Client::connect(
+                    a.ami_addr,
+                    &a.ami_username,
+                    &a.ami_secret.0,
+                    Duration::from_secs(2),
+                )
+                .await
+                {
                     Ok(c) => {
                         c.logoff().await;
                         "ok".into()
@@ -133,13 +142,26 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 
     let http = bind("PORTAL_LISTEN", config.listen).await?;
     let agi = bind("PORTAL_AGI_LISTEN", config.asterisk.agi_addr).await?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind { var: "PORTAL_LISTEN", addr: config.listen, source })?;
-    let agi_addr = agi.local_addr().map_err(|source| StartError::Bind { var: "PORTAL_AGI_LISTEN", addr: config.asterisk.agi_addr, source })?;
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+        var: "PORTAL_LISTEN",
+        addr: config.listen,
+        source,
+    })?;
+    let agi_addr = agi.local_addr().map_err(|source| StartError::Bind {
+        var: "PORTAL_AGI_LISTEN",
+        addr: config.asterisk.agi_addr,
+        source,
+    })?;
     // With port 0 the dialplan must name the port actually bound.
     config.asterisk.agi_addr = agi_addr;
 
     let probes = Arc::new(Probes::default());
-    let applier = Applier::new(store.clone(), config.asterisk.clone(), probes.clone(), io_timeout());
+    let applier = Applier::new(
+        store.clone(),
+        config.asterisk.clone(),
+        probes.clone(),
+        io_timeout(),
+    );
     let agi_up = Arc::new(AtomicBool::new(true));
     let app = Arc::new(App {
         config,

@@ -18,8 +18,16 @@ pub struct Line {
 
 fn line(name: &'static str, r: Result<String, String>) -> Line {
     match r {
-        Ok(detail) => Line { ok: true, name, detail },
-        Err(detail) => Line { ok: false, name, detail },
+        Ok(detail) => Line {
+            ok: true,
+            name,
+            detail,
+        },
+        Err(detail) => Line {
+            ok: false,
+            name,
+            detail,
+        },
     }
 }
 
@@ -38,11 +46,16 @@ fn writable(dir: &Path) -> Result<String, String> {
 /// (an `#include` of an empty directory invalidates the whole file, F-CFG-2).
 pub fn include_lines(config_dir: &Path, file: &str, dir: &Path) -> Result<String, String> {
     let path = config_dir.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let names_dir = |arg: &str| {
         let arg = arg.trim().trim_matches('"');
         let target = Path::new(arg);
-        let target = if target.is_absolute() { target.to_owned() } else { config_dir.join(target) };
+        let target = if target.is_absolute() {
+            target.to_owned()
+        } else {
+            config_dir.join(target)
+        };
         target.parent() == Some(dir) && target.file_name().is_some_and(|f| f == "*.conf")
     };
     let mut found = false;
@@ -52,24 +65,40 @@ pub fn include_lines(config_dir: &Path, file: &str, dir: &Path) -> Result<String
             found |= names_dir(arg);
         } else if let Some(arg) = l.strip_prefix("#include") {
             if names_dir(arg) {
-                return Err(format!("{} uses #include for {}: use #tryinclude", path.display(), dir.display()));
+                return Err(format!(
+                    "{} uses #include for {}: use #tryinclude",
+                    path.display(),
+                    dir.display()
+                ));
             }
         }
     }
     if found {
-        Ok(format!("{} has #tryinclude {}/*.conf", path.display(), dir.display()))
+        Ok(format!(
+            "{} has #tryinclude {}/*.conf",
+            path.display(),
+            dir.display()
+        ))
     } else {
-        Err(format!("{} lacks `#tryinclude {}/*.conf`", path.display(), dir.display()))
+        Err(format!(
+            "{} lacks `#tryinclude {}/*.conf`",
+            path.display(),
+            dir.display()
+        ))
     }
 }
 
 async fn database(store: &Store) -> Result<String, String> {
     store.ping().await.map_err(|e| e.to_string())?;
-    let pending = store::pending_migrations(store).await.map_err(|e| e.to_string())?;
+    let pending = store::pending_migrations(store)
+        .await
+        .map_err(|e| e.to_string())?;
     if pending.is_empty() {
         Ok("reachable and migrated".into())
     } else {
-        Err(format!("migrations {pending:?} not applied: run `pbx-portal migrate`"))
+        Err(format!(
+            "migrations {pending:?} not applied: run `pbx-portal migrate`"
+        ))
     }
 }
 
@@ -78,23 +107,40 @@ async fn ami_login(cfg: &Config) -> Result<String, String> {
     if a.reload != ReloadMode::Ami {
         return Ok("not used (PORTAL_RELOAD is not ami)".into());
     }
-    let mut client = ami::Client::connect(a.ami_addr, &a.ami_username, &a.ami_secret.0, Duration::from_secs(3))
+    let mut client = ami::Client::connect(
+        a.ami_addr,
+        &a.ami_username,
+        &a.ami_secret.0,
+        Duration::from_secs(3),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // ListCommands shows only the actions this user may run (manager.c).
+    let reply = client
+        .action("ListCommands", &[])
         .await
         .map_err(|e| e.to_string())?;
-    // ListCommands shows only the actions this user may run (manager.c).
-    let reply = client.action("ListCommands", &[]).await.map_err(|e| e.to_string())?;
     client.logoff().await;
     let missing: Vec<&str> = ["Command", "Originate"]
         .into_iter()
         .filter(|a| reply.get(a).is_none())
         .collect();
     if !reply.is_success() {
-        return Err(format!("login ok, but ListCommands failed: {}", reply.get("Message").unwrap_or("")));
+        return Err(format!(
+            "login ok, but ListCommands failed: {}",
+            reply.get("Message").unwrap_or("")
+        ));
     }
     if missing.is_empty() {
-        Ok(format!("login as {} ok; Command and Originate allowed", a.ami_username))
+        Ok(format!(
+            "login as {} ok; Command and Originate allowed",
+            a.ami_username
+        ))
     } else {
-        Err(format!("login ok, but not allowed: {} (manager.conf: write = command,originate)", missing.join(", ")))
+        Err(format!(
+            "login ok, but not allowed: {} (manager.conf: write = command,originate)",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -106,7 +152,11 @@ async fn agi_port(cfg: &Config) -> Result<String, String> {
             // Ours if a pbx-portal answers /healthz on PORTAL_LISTEN.
             let ours = async {
                 let mut s = tokio::net::TcpStream::connect(cfg.listen).await.ok()?;
-                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.ok()?;
+                s.write_all(
+                    b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .ok()?;
                 let mut buf = Vec::new();
                 s.read_to_end(&mut buf).await.ok()?;
                 Some(String::from_utf8_lossy(&buf).contains("\"database\""))
@@ -133,8 +183,14 @@ pub async fn run(cfg: &Config) -> Vec<Line> {
         line("database", db),
         line("pjsip dir", writable(&a.pjsip_dir)),
         line("dialplan dir", writable(&a.dialplan_dir)),
-        line("pjsip.conf", include_lines(&a.config_dir, "pjsip.conf", &a.pjsip_dir)),
-        line("extensions.conf", include_lines(&a.config_dir, "extensions.conf", &a.dialplan_dir)),
+        line(
+            "pjsip.conf",
+            include_lines(&a.config_dir, "pjsip.conf", &a.pjsip_dir),
+        ),
+        line(
+            "extensions.conf",
+            include_lines(&a.config_dir, "extensions.conf", &a.dialplan_dir),
+        ),
         line("ami", ami_login(cfg).await),
         line("fastagi", agi_port(cfg).await),
     ]
@@ -154,9 +210,13 @@ mod tests {
         write(&format!("#tryinclude {}/*.conf\n", dir.display()));
         assert!(include_lines(etc.path(), "pjsip.conf", &dir).is_ok());
         write("#include pjsip.d/synergycall/*.conf\n");
-        assert!(include_lines(etc.path(), "pjsip.conf", &dir).unwrap_err().contains("#include"));
+        assert!(include_lines(etc.path(), "pjsip.conf", &dir)
+            .unwrap_err()
+            .contains("#include"));
         write("#tryinclude other/*.conf\n");
-        assert!(include_lines(etc.path(), "pjsip.conf", &dir).unwrap_err().contains("lacks"));
+        assert!(include_lines(etc.path(), "pjsip.conf", &dir)
+            .unwrap_err()
+            .contains("lacks"));
         assert!(include_lines(etc.path(), "missing.conf", &dir).is_err());
     }
 }

@@ -99,8 +99,12 @@ impl Config {
         let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let addr = |var: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
             let raw = get(var).unwrap_or(default);
-            raw.parse()
-                .map_err(|_| bad(var, format!("'{raw}' is not an address like 127.0.0.1:8080")))
+            raw.parse().map_err(|_| {
+                bad(
+                    var,
+                    format!("'{raw}' is not an address like 127.0.0.1:8080"),
+                )
+            })
         };
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             get(var).map_or(Ok(default), |raw| {
@@ -140,26 +144,45 @@ impl Config {
             "ami" => ReloadMode::Ami,
             "cli" => ReloadMode::Cli,
             "none" => ReloadMode::None,
-            other => return Err(bad("PORTAL_RELOAD", format!("'{other}' is not ami, cli or none"))),
+            other => {
+                return Err(bad(
+                    "PORTAL_RELOAD",
+                    format!("'{other}' is not ami, cli or none"),
+                ))
+            }
         };
         let health_check = match get("PORTAL_HEALTH_CHECK").unwrap_or("agi") {
             "agi" => reload != ReloadMode::None,
             "off" => false,
-            other => return Err(bad("PORTAL_HEALTH_CHECK", format!("'{other}' is not agi or off"))),
+            other => {
+                return Err(bad(
+                    "PORTAL_HEALTH_CHECK",
+                    format!("'{other}' is not agi or off"),
+                ))
+            }
         };
         let health_ms = number("PORTAL_HEALTH_TIMEOUT_MS", 10_000)?;
         if !(100..=600_000).contains(&health_ms) {
-            return Err(bad("PORTAL_HEALTH_TIMEOUT_MS", "must be between 100 and 600000"));
+            return Err(bad(
+                "PORTAL_HEALTH_TIMEOUT_MS",
+                "must be between 100 and 600000",
+            ));
         }
 
         let ami_username = get("PORTAL_AMI_USERNAME").unwrap_or_default().to_owned();
         let ami_secret = Secret(get("PORTAL_AMI_SECRET").unwrap_or_default().to_owned());
         if reload == ReloadMode::Ami {
             if ami_username.is_empty() {
-                return Err(bad("PORTAL_AMI_USERNAME", "is required when PORTAL_RELOAD=ami"));
+                return Err(bad(
+                    "PORTAL_AMI_USERNAME",
+                    "is required when PORTAL_RELOAD=ami",
+                ));
             }
             if ami_secret.0.is_empty() {
-                return Err(bad("PORTAL_AMI_SECRET", "is required when PORTAL_RELOAD=ami"));
+                return Err(bad(
+                    "PORTAL_AMI_SECRET",
+                    "is required when PORTAL_RELOAD=ami",
+                ));
             }
         }
         if ami_username.contains(['\r', '\n']) {
@@ -169,7 +192,9 @@ impl Config {
             return Err(bad("PORTAL_AMI_SECRET", "must not contain a line break"));
         }
 
-        let transport = get("PORTAL_PJSIP_TRANSPORT").unwrap_or("transport-udp").to_owned();
+        let transport = get("PORTAL_PJSIP_TRANSPORT")
+            .unwrap_or("transport-udp")
+            .to_owned();
         if transport.is_empty()
             || !transport
                 .chars()
@@ -188,7 +213,10 @@ impl Config {
             range,
             asterisk: AsteriskConfig {
                 pjsip_dir: path("PORTAL_PJSIP_DIR", "/etc/asterisk/pjsip.d/synergycall"),
-                dialplan_dir: path("PORTAL_DIALPLAN_DIR", "/etc/asterisk/extensions.d/synergycall"),
+                dialplan_dir: path(
+                    "PORTAL_DIALPLAN_DIR",
+                    "/etc/asterisk/extensions.d/synergycall",
+                ),
                 reload,
                 ami_addr: addr("PORTAL_AMI_ADDR", "127.0.0.1:5038")?,
                 ami_username,
@@ -240,26 +268,50 @@ mod tests {
         assert_eq!(c.asterisk.agi_addr.to_string(), "127.0.0.1:4573");
         assert_eq!(c.asterisk.ami_addr.to_string(), "127.0.0.1:5038");
         assert_eq!((c.range.min(), c.range.max()), (1000, 1999));
-        assert!(!c.asterisk.health_check, "forced off with PORTAL_RELOAD=none");
+        assert!(
+            !c.asterisk.health_check,
+            "forced off with PORTAL_RELOAD=none"
+        );
         assert_eq!(c.asterisk.transport, "transport-udp");
     }
 
     #[test]
     fn each_bad_value_names_its_variable() {
         assert_eq!(err_var(&[("DATABASE_URL", "")]), "DATABASE_URL");
-        assert_eq!(err_var(&[("DATABASE_URL", "postgres://x:y@h:notaport/db")]), "DATABASE_URL");
-        assert_eq!(err_var(&[("PORTAL_LISTEN", "localhost")]), "PORTAL_LISTEN");
-        assert_eq!(err_var(&[("PORTAL_AGI_LISTEN", "1.2.3.4")]), "PORTAL_AGI_LISTEN");
-        assert_eq!(err_var(&[("PORTAL_API_TOKEN", "short")]), "PORTAL_API_TOKEN");
         assert_eq!(
-            err_var(&[("PORTAL_EXTENSION_MIN", "3000"), ("PORTAL_EXTENSION_MAX", "2000")]),
+            err_var(&[("DATABASE_URL", "postgres://x:y@h:notaport/db")]),
+            "DATABASE_URL"
+        );
+        assert_eq!(err_var(&[("PORTAL_LISTEN", "localhost")]), "PORTAL_LISTEN");
+        assert_eq!(
+            err_var(&[("PORTAL_AGI_LISTEN", "1.2.3.4")]),
+            "PORTAL_AGI_LISTEN"
+        );
+        assert_eq!(
+            err_var(&[("PORTAL_API_TOKEN", "short")]),
+            "PORTAL_API_TOKEN"
+        );
+        assert_eq!(
+            err_var(&[
+                ("PORTAL_EXTENSION_MIN", "3000"),
+                ("PORTAL_EXTENSION_MAX", "2000")
+            ]),
             "PORTAL_EXTENSION_MIN"
         );
-        assert_eq!(err_var(&[("PORTAL_EXTENSION_MAX", "x")]), "PORTAL_EXTENSION_MAX");
+        assert_eq!(
+            err_var(&[("PORTAL_EXTENSION_MAX", "x")]),
+            "PORTAL_EXTENSION_MAX"
+        );
         assert_eq!(err_var(&[("PORTAL_RELOAD", "ssh")]), "PORTAL_RELOAD");
         assert_eq!(err_var(&[("PORTAL_RELOAD", "ami")]), "PORTAL_AMI_USERNAME");
-        assert_eq!(err_var(&[("PORTAL_HEALTH_TIMEOUT_MS", "5")]), "PORTAL_HEALTH_TIMEOUT_MS");
-        assert_eq!(err_var(&[("PORTAL_PJSIP_TRANSPORT", "udp]\n[x")]), "PORTAL_PJSIP_TRANSPORT");
+        assert_eq!(
+            err_var(&[("PORTAL_HEALTH_TIMEOUT_MS", "5")]),
+            "PORTAL_HEALTH_TIMEOUT_MS"
+        );
+        assert_eq!(
+            err_var(&[("PORTAL_PJSIP_TRANSPORT", "udp]\n[x")]),
+            "PORTAL_PJSIP_TRANSPORT"
+        );
     }
 
     #[test]

@@ -271,7 +271,13 @@ mod tests {
 
     #[test]
     fn names_accept_ordinary_text() {
-        for ok in ["Alice", "José Müller-Lüdenscheidt", "O'Brien, Pat", "a", &"x".repeat(100)] {
+        for ok in [
+            "Alice",
+            "José Müller-Lüdenscheidt",
+            "O'Brien, Pat",
+            "a",
+            &"x".repeat(100),
+        ] {
             assert_eq!(Name::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -279,8 +285,20 @@ mod tests {
     #[test]
     fn names_refuse_what_could_break_a_config_line() {
         for bad in [
-            "", " Alice", "Alice ", "A\nB", "A\rB", "A\tB", "A\u{85}B", "a\"b", "a;b", "[x", "x]",
-            "<x", "x>", &"x".repeat(101),
+            "",
+            " Alice",
+            "Alice ",
+            "A\nB",
+            "A\rB",
+            "A\tB",
+            "A\u{85}B",
+            "a\"b",
+            "a;b",
+            "[x",
+            "x]",
+            "<x",
+            "x>",
+            &"x".repeat(101),
         ] {
             let e = Name::parse(bad).unwrap_err();
             assert_eq!(e.field, "name", "{bad:?}");
@@ -289,11 +307,23 @@ mod tests {
 
     #[test]
     fn emails_are_lower_cased_and_checked() {
-        assert_eq!(Email::parse("Bob@Example.ORG").unwrap().as_str(), "bob@example.org");
+        assert_eq!(
+            Email::parse("Bob@Example.ORG").unwrap().as_str(),
+            "bob@example.org"
+        );
         let long = format!("{}@x.org", "a".repeat(248));
         assert_eq!(long.len(), 254);
         assert!(Email::parse(&long).is_ok());
-        for bad in ["", "bob", "@x", "bob@", "a@b@c", "a b@c", "a@b\n", &format!("{long}x")] {
+        for bad in [
+            "",
+            "bob",
+            "@x",
+            "bob@",
+            "a@b@c",
+            "a b@c",
+            "a@b\n",
+            &format!("{long}x"),
+        ] {
             assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
         }
     }
@@ -303,7 +333,14 @@ mod tests {
         let r = range();
         assert_eq!(r.parse(&json!(1000)).unwrap().get(), 1000);
         assert_eq!(r.parse(&json!(1999)).unwrap().get(), 1999);
-        for bad in [json!(999), json!(2000), json!(-1), json!(1000.5), json!("1000"), json!(u64::MAX)] {
+        for bad in [
+            json!(999),
+            json!(2000),
+            json!(-1),
+            json!(1000.5),
+            json!("1000"),
+            json!(u64::MAX),
+        ] {
             assert_eq!(r.parse(&bad).unwrap_err().field, "extension", "{bad}");
         }
     }
@@ -325,11 +362,18 @@ mod tests {
             (json!({"name":1,"email":"a@b"}), "name"),
             (json!({"email":"a@b"}), "name"),
             (json!({"name":"A"}), "email"),
-            (json!({"name":"A","email":"a@b","extension":"1000"}), "extension"),
+            (
+                json!({"name":"A","email":"a@b","extension":"1000"}),
+                "extension",
+            ),
             (json!([1, 2]), "body"),
         ];
         for (body, field) in cases {
-            assert_eq!(NewUser::parse(&body, &r).unwrap_err().field, field, "{body}");
+            assert_eq!(
+                NewUser::parse(&body, &r).unwrap_err().field,
+                field,
+                "{body}"
+            );
         }
     }
 
@@ -339,7 +383,10 @@ mod tests {
         let b = SipSecret::generate();
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), SipSecret::LEN);
-        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .expose()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(format!("{a:?}"), "SipSecret(***)");
     }
 }

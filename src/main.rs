@@ -3,14 +3,17 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pbx_portal::apply::{ApplyError, Applier};
+use pbx_portal::apply::{Applier, ApplyError};
 use pbx_portal::asterisk::probe::Probes;
 use pbx_portal::config::Config;
 use pbx_portal::store::{self, Store};
 use pbx_portal::{app, check};
 
 #[derive(Parser)]
-#[command(version, about = "Users and SIP extensions for Asterisk 22, applied as generated include files")]
+#[command(
+    version,
+    about = "Users and SIP extensions for Asterisk 22, applied as generated include files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,9 +67,18 @@ fn main() -> ExitCode {
                 let lines = check::run(&config).await;
                 let ok = lines.iter().all(|l| l.ok);
                 for l in lines {
-                    println!("{} {:<16} {}", if l.ok { "ok  " } else { "FAIL" }, l.name, l.detail);
+                    println!(
+                        "{} {:<16} {}",
+                        if l.ok { "ok  " } else { "FAIL" },
+                        l.name,
+                        l.detail
+                    );
                 }
-                if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     })
@@ -120,7 +132,9 @@ async fn migrate(config: Config) -> ExitCode {
 /// here for the duration; when `serve` holds it, use POST /apply instead.
 async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
     let run = async {
-        let store = Store::connect(config.database.0.clone()).await.map_err(|e| e.to_string())?;
+        let store = Store::connect(config.database.0.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         store::migrate(&store).await.map_err(|e| e.to_string())?;
         let probes = std::sync::Arc::new(Probes::default());
         let _agi = if config.asterisk.health_check && !dry_run {
@@ -132,7 +146,11 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
             })?;
             config.asterisk.agi_addr = listener.local_addr().map_err(|e| e.to_string())?;
             let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(pbx_portal::asterisk::agi::serve(listener, probes.clone(), rx));
+            tokio::spawn(pbx_portal::asterisk::agi::serve(
+                listener,
+                probes.clone(),
+                rx,
+            ));
             Some(tx)
         } else {
             None

@@ -14,7 +14,12 @@ fn err_code(body: &Value) -> &str {
 #[tokio::test]
 async fn create_returns_the_secret_once_and_get_never_does() {
     let app = TestApp::spawn().await;
-    let r = app.post("/users", json!({"name": "Alice Example", "email": "Alice@Example.ORG"})).await;
+    let r = app
+        .post(
+            "/users",
+            json!({"name": "Alice Example", "email": "Alice@Example.ORG"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let b = &r.body;
     assert_eq!(b["name"], "Alice Example");
@@ -22,8 +27,17 @@ async fn create_returns_the_secret_once_and_get_never_does() {
     assert_eq!(b["extension"], 1000);
     assert_eq!(b["sip_username"], "1000");
     let secret = b["sip_password"].as_str().unwrap();
-    assert!(secret.len() >= 22 && secret.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-    assert!(time::OffsetDateTime::parse(b["created_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
+    assert!(
+        secret.len() >= 22
+            && secret
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    );
+    assert!(time::OffsetDateTime::parse(
+        b["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
 
     let id = b["id"].as_i64().unwrap();
     let got = app.get(&format!("/users/{id}")).await;
@@ -46,13 +60,24 @@ async fn allocation_takes_the_lowest_free_number_and_reuses_freed_ones() {
         assert_eq!(b["extension"], 1000 + i);
         ids.push(b["id"].as_i64().unwrap());
     }
-    assert_eq!(app.delete(&format!("/users/{}", ids[1])).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/users/{}", ids[1])).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.create_user("U", "u9@x.org").await["extension"], 1001);
     assert_eq!(app.create_user("U", "u10@x.org").await["extension"], 1004);
 
     // A chosen number, then the allocator skips it.
-    let r = app.post("/users", json!({"name": "C", "email": "c@x.org", "extension": 1005})).await;
-    assert_eq!((r.status, r.body["extension"].as_i64()), (StatusCode::CREATED, Some(1005)));
+    let r = app
+        .post(
+            "/users",
+            json!({"name": "C", "email": "c@x.org", "extension": 1005}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["extension"].as_i64()),
+        (StatusCode::CREATED, Some(1005))
+    );
     assert_eq!(app.create_user("U", "u11@x.org").await["extension"], 1006);
 }
 
@@ -62,30 +87,62 @@ async fn conflicts_are_409_and_change_nothing() {
     app.create_user("A", "a@x.org").await;
     let before = app.db_users().await;
 
-    let r = app.post("/users", json!({"name": "B", "email": "A@X.ORG"})).await;
-    assert_eq!((r.status, err_code(&r.body)), (StatusCode::CONFLICT, "email_taken"));
-    let r = app.post("/users", json!({"name": "B", "email": "b@x.org", "extension": 1000})).await;
-    assert_eq!((r.status, err_code(&r.body)), (StatusCode::CONFLICT, "extension_taken"));
+    let r = app
+        .post("/users", json!({"name": "B", "email": "A@X.ORG"}))
+        .await;
+    assert_eq!(
+        (r.status, err_code(&r.body)),
+        (StatusCode::CONFLICT, "email_taken")
+    );
+    let r = app
+        .post(
+            "/users",
+            json!({"name": "B", "email": "b@x.org", "extension": 1000}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, err_code(&r.body)),
+        (StatusCode::CONFLICT, "extension_taken")
+    );
     assert_eq!(app.db_users().await, before);
     // The failed creates left no half-made user behind either.
-    let n: i64 = app.db().client().await.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0);
+    let n: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 }
 
 #[tokio::test]
 async fn a_full_range_answers_pool_exhausted_until_a_number_is_freed() {
-    let app = TestApp::spawn_with(&[("PORTAL_EXTENSION_MIN", "1000"), ("PORTAL_EXTENSION_MAX", "1002")]).await;
+    let app = TestApp::spawn_with(&[
+        ("PORTAL_EXTENSION_MIN", "1000"),
+        ("PORTAL_EXTENSION_MAX", "1002"),
+    ])
+    .await;
     let mut last = Value::Null;
     for i in 0..3 {
         last = app.create_user("U", &format!("u{i}@x.org")).await;
     }
-    let r = app.post("/users", json!({"name": "X", "email": "x@x.org"})).await;
-    assert_eq!((r.status, err_code(&r.body)), (StatusCode::CONFLICT, "extension_pool_exhausted"));
+    let r = app
+        .post("/users", json!({"name": "X", "email": "x@x.org"}))
+        .await;
+    assert_eq!(
+        (r.status, err_code(&r.body)),
+        (StatusCode::CONFLICT, "extension_pool_exhausted")
+    );
     assert_eq!(app.db_users().await.len(), 3);
     app.delete(&format!("/users/{}", last["id"])).await;
     assert_eq!(app.create_user("X", "x@x.org").await["extension"], 1002);
     let avail = app.get("/extensions/available").await.body;
-    assert_eq!(avail, json!({"ranges": [], "free": 0, "min": 1000, "max": 1002}));
+    assert_eq!(
+        avail,
+        json!({"ranges": [], "free": 0, "min": 1000, "max": 1002})
+    );
 }
 
 #[tokio::test]
@@ -95,7 +152,12 @@ async fn three_hundred_simultaneous_creates_get_distinct_lowest_numbers() {
         .map(|i| {
             let app = app.clone();
             tokio::spawn(async move {
-                let r = app.post("/users", json!({"name": format!("User {i}"), "email": format!("p{i}@x.org")})).await;
+                let r = app
+                    .post(
+                        "/users",
+                        json!({"name": format!("User {i}"), "email": format!("p{i}@x.org")}),
+                    )
+                    .await;
                 (r.status, r.body["extension"].as_i64())
             })
         })
@@ -112,9 +174,18 @@ async fn three_hundred_simultaneous_creates_get_distinct_lowest_numbers() {
 
 #[tokio::test]
 async fn allocation_works_in_a_huge_range_and_near_its_top() {
-    let app = TestApp::spawn_with(&[("PORTAL_EXTENSION_MIN", "10000"), ("PORTAL_EXTENSION_MAX", "999999")]).await;
+    let app = TestApp::spawn_with(&[
+        ("PORTAL_EXTENSION_MIN", "10000"),
+        ("PORTAL_EXTENSION_MAX", "999999"),
+    ])
+    .await;
     assert_eq!(app.create_user("A", "a@x.org").await["extension"], 10000);
-    let r = app.post("/users", json!({"name": "B", "email": "b@x.org", "extension": 999999})).await;
+    let r = app
+        .post(
+            "/users",
+            json!({"name": "B", "email": "b@x.org", "extension": 999999}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(app.create_user("C", "c@x.org").await["extension"], 10001);
     let avail = app.get("/extensions/available").await.body;
@@ -151,11 +222,26 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
         (json!({"name": "Bob", "email": "bob@\u{1}x.org"}), "email"),
         (json!({"name": "Bob", "email": long_email}), "email"),
         (json!({"name": "Bob", "email": null}), "email"),
-        (json!({"name": "Bob", "email": "b@x.org", "extension": 999}), "extension"),
-        (json!({"name": "Bob", "email": "b@x.org", "extension": 2000}), "extension"),
-        (json!({"name": "Bob", "email": "b@x.org", "extension": "1001"}), "extension"),
-        (json!({"name": "Bob", "email": "b@x.org", "extension": 1001.5}), "extension"),
-        (json!({"name": "Bob", "email": "b@x.org", "admin": true}), "admin"),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "extension": 999}),
+            "extension",
+        ),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "extension": 2000}),
+            "extension",
+        ),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "extension": "1001"}),
+            "extension",
+        ),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "extension": 1001.5}),
+            "extension",
+        ),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "admin": true}),
+            "admin",
+        ),
         (json!(["Bob"]), "body"),
     ];
     for (body, field) in cases {
@@ -167,12 +253,38 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
 
     let raw = |ct: &'static str, bytes: Vec<u8>| (ct, Bytes::from(bytes));
     let transport_cases = [
-        (Some(raw("application/json", b"{\"name\": \"Bob\",".to_vec())), StatusCode::BAD_REQUEST, "invalid_json"),
-        (Some(raw("application/json", b"".to_vec())), StatusCode::BAD_REQUEST, "invalid_json"),
-        (Some(raw("text/plain", b"{\"name\":\"Bob\",\"email\":\"b@x.org\"}".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         (
-            Some(raw("application/json", format!("{{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"{}\"}}", "x".repeat(70_000)).into_bytes())),
+            Some(raw("application/json", b"{\"name\": \"Bob\",".to_vec())),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            Some(raw("application/json", b"".to_vec())),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            Some(raw(
+                "text/plain",
+                b"{\"name\":\"Bob\",\"email\":\"b@x.org\"}".to_vec(),
+            )),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Some(raw(
+                "application/json",
+                format!(
+                    "{{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"{}\"}}",
+                    "x".repeat(70_000)
+                )
+                .into_bytes(),
+            )),
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
@@ -183,48 +295,117 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
     }
     // Exactly at the limit is still read (and then refused for its unknown field).
     let pad = 64 * 1024 - "{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"\"}".len();
-    let body = format!("{{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"{}\"}}", "x".repeat(pad));
+    let body = format!(
+        "{{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"{}\"}}",
+        "x".repeat(pad)
+    );
     assert_eq!(body.len(), 64 * 1024);
-    let r = app.send(Method::POST, "/users", Some(("application/json; charset=utf-8", Bytes::from(body))), &[], true).await;
-    assert_eq!((r.status, r.body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("pad")));
+    let r = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(("application/json; charset=utf-8", Bytes::from(body))),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("pad"))
+    );
 
     assert_eq!(app.db_users().await, before);
-    assert_eq!(app.get(&format!("/users/{}", alice["id"])).await.body["email"], "alice@x.org");
+    assert_eq!(
+        app.get(&format!("/users/{}", alice["id"])).await.body["email"],
+        "alice@x.org"
+    );
 }
 
 #[tokio::test]
 async fn list_filters_sorts_pages_and_counts() {
     let app = TestApp::spawn().await;
-    for (name, email) in [("Carol", "carol@x.org"), ("alice", "alice@y.org"), ("Bob", "bob@x.org"), ("Dave_1%", "d@z.org")] {
+    for (name, email) in [
+        ("Carol", "carol@x.org"),
+        ("alice", "alice@y.org"),
+        ("Bob", "bob@x.org"),
+        ("Dave_1%", "d@z.org"),
+    ] {
         app.create_user(name, email).await;
     }
-    let names = |b: &Value| b["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let names = |b: &Value| {
+        b["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
 
     let r = app.get("/users").await;
     assert_eq!(names(&r.body), ["Carol", "alice", "Bob", "Dave_1%"]);
-    assert_eq!((r.body["total"].as_i64(), r.body["limit"].as_i64(), r.body["offset"].as_i64()), (Some(4), Some(1000), Some(0)));
-    assert_eq!(names(&app.get("/users?order=name").await.body), ["Bob", "Carol", "Dave_1%", "alice"]);
-    assert_eq!(names(&app.get("/users?order=email&direction=desc").await.body), ["Dave_1%", "Carol", "Bob", "alice"]);
-    assert_eq!(names(&app.get("/users?order=created_at&direction=desc&limit=1").await.body), ["Dave_1%"]);
+    assert_eq!(
+        (
+            r.body["total"].as_i64(),
+            r.body["limit"].as_i64(),
+            r.body["offset"].as_i64()
+        ),
+        (Some(4), Some(1000), Some(0))
+    );
+    assert_eq!(
+        names(&app.get("/users?order=name").await.body),
+        ["Bob", "Carol", "Dave_1%", "alice"]
+    );
+    assert_eq!(
+        names(&app.get("/users?order=email&direction=desc").await.body),
+        ["Dave_1%", "Carol", "Bob", "alice"]
+    );
+    assert_eq!(
+        names(
+            &app.get("/users?order=created_at&direction=desc&limit=1")
+                .await
+                .body
+        ),
+        ["Dave_1%"]
+    );
     let page = app.get("/users?limit=2&offset=1").await.body;
-    assert_eq!((names(&page), page["total"].as_i64()), (vec!["alice".to_owned(), "Bob".to_owned()], Some(4)));
+    assert_eq!(
+        (names(&page), page["total"].as_i64()),
+        (vec!["alice".to_owned(), "Bob".to_owned()], Some(4))
+    );
     let past = app.get("/users?offset=10").await.body;
     assert_eq!((names(&past).len(), past["total"].as_i64()), (0, Some(4)));
     assert_eq!(names(&app.get("/users?q=ALI").await.body), ["alice"]);
-    assert_eq!(names(&app.get("/users?q=x.org").await.body), ["Carol", "Bob"]);
+    assert_eq!(
+        names(&app.get("/users?q=x.org").await.body),
+        ["Carol", "Bob"]
+    );
     assert_eq!(names(&app.get("/users?q=1002").await.body), ["Bob"]);
     assert_eq!(names(&app.get("/users?q=_1%25").await.body), ["Dave_1%"]);
-    assert_eq!(names(&app.get("/users?q=%25").await.body), ["Dave_1%"], "% is literal");
+    assert_eq!(
+        names(&app.get("/users?q=%25").await.body),
+        ["Dave_1%"],
+        "% is literal"
+    );
     let none = app.get("/users?q=nobody").await.body;
     assert_eq!((names(&none).len(), none["total"].as_i64()), (0, Some(0)));
 
     for (query, field) in [
-        ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("offset=-1", "offset"),
-        ("order=secret", "order"), ("direction=up", "direction"), ("sort=name", "sort"), ("limit=1&limit=2", "limit"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=x", "limit"),
+        ("offset=-1", "offset"),
+        ("order=secret", "order"),
+        ("direction=up", "direction"),
+        ("sort=name", "sort"),
+        ("limit=1&limit=2", "limit"),
     ] {
         let r = app.get(&format!("/users?{query}")).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
-        assert_eq!((err_code(&r.body), r.body["error"]["field"].as_str()), ("validation_failed", Some(field)), "{query}");
+        assert_eq!(
+            (err_code(&r.body), r.body["error"]["field"].as_str()),
+            ("validation_failed", Some(field)),
+            "{query}"
+        );
     }
 }
 
@@ -235,10 +416,20 @@ async fn get_delete_and_rotate_answer_404_for_unknown_users() {
     let id = u["id"].as_i64().unwrap();
     for path in ["/users/999999", "/users/abc", "/users/0"] {
         let r = app.get(path).await;
-        assert_eq!((r.status, err_code(&r.body)), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+        assert_eq!(
+            (r.status, err_code(&r.body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
     }
-    assert_eq!(app.delete("/users/999999").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.post("/users/999999/secret", json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete("/users/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.post("/users/999999/secret", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     let r = app.post(&format!("/users/{id}/secret"), json!({})).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -249,8 +440,14 @@ async fn get_delete_and_rotate_answer_404_for_unknown_users() {
 
     let r = app.delete(&format!("/users/{id}")).await;
     assert_eq!((r.status, r.raw.len()), (StatusCode::NO_CONTENT, 0));
-    assert_eq!(app.get(&format!("/users/{id}")).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.delete(&format!("/users/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/users/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&format!("/users/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -263,32 +460,80 @@ async fn available_extensions_are_the_gaps() {
     app.delete(&format!("/users/{}", ids[1])).await;
     app.delete(&format!("/users/{}", ids[2])).await;
     let r = app.get("/extensions/available").await;
-    assert_eq!(r.body, json!({"ranges": [[1001, 1002], [1005, 1999]], "free": 997, "min": 1000, "max": 1999}));
+    assert_eq!(
+        r.body,
+        json!({"ranges": [[1001, 1002], [1005, 1999]], "free": 997, "min": 1000, "max": 1999})
+    );
 }
 
 #[tokio::test]
 async fn auth_routing_and_methods() {
     let app = TestApp::spawn().await;
-    for path in ["/users", "/users/1", "/extensions/available", "/apply/pending", "/applies", "/status"] {
+    for path in [
+        "/users",
+        "/users/1",
+        "/extensions/available",
+        "/apply/pending",
+        "/applies",
+        "/status",
+    ] {
         let r = app.send(Method::GET, path, None, &[], false).await;
-        assert_eq!((r.status, err_code(&r.body)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{path}");
-        for bad in ["Bearer wrong-token-0123456789abcdef", "Basic dGVzdA==", "Bearer", &format!("Bearer {TOKEN}x")] {
-            let r = app.send(Method::GET, path, None, &[("authorization", bad)], false).await;
+        assert_eq!(
+            (r.status, err_code(&r.body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
+        for bad in [
+            "Bearer wrong-token-0123456789abcdef",
+            "Basic dGVzdA==",
+            "Bearer",
+            &format!("Bearer {TOKEN}x"),
+        ] {
+            let r = app
+                .send(Method::GET, path, None, &[("authorization", bad)], false)
+                .await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} {bad}");
         }
     }
-    let r = app.send(Method::POST, "/users", Some(("application/json", Bytes::from_static(b"{}"))), &[], false).await;
+    let r = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(("application/json", Bytes::from_static(b"{}"))),
+            &[],
+            false,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(app.db_users().await.is_empty());
 
     let h = app.send(Method::GET, "/healthz", None, &[], false).await;
-    assert_eq!((h.status, h.body.clone()), (StatusCode::OK, json!({"status": "ok", "database": "ok"})));
-    assert_eq!(app.send(Method::GET, "/openapi.json", None, &[], false).await.status, StatusCode::OK);
-    let lower = app.send(Method::GET, "/users", None, &[("authorization", &format!("bearer {TOKEN}"))], false).await;
+    assert_eq!(
+        (h.status, h.body.clone()),
+        (StatusCode::OK, json!({"status": "ok", "database": "ok"}))
+    );
+    assert_eq!(
+        app.send(Method::GET, "/openapi.json", None, &[], false)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let lower = app
+        .send(
+            Method::GET,
+            "/users",
+            None,
+            &[("authorization", &format!("bearer {TOKEN}"))],
+            false,
+        )
+        .await;
     assert_eq!(lower.status, StatusCode::OK);
 
     let r = app.get("/no/such/route").await;
-    assert_eq!((r.status, err_code(&r.body)), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(
+        (r.status, err_code(&r.body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
     for (method, path, allow) in [
         (Method::PUT, "/users", "GET, POST"),
         (Method::POST, "/users/1", "GET, DELETE"),
@@ -298,7 +543,11 @@ async fn auth_routing_and_methods() {
         (Method::POST, "/healthz", "GET"),
     ] {
         let r = app.send(method.clone(), path, None, &[], true).await;
-        assert_eq!((r.status, err_code(&r.body)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"), "{method} {path}");
+        assert_eq!(
+            (r.status, err_code(&r.body)),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            "{method} {path}"
+        );
         assert_eq!(r.headers["allow"], allow);
     }
 }
@@ -307,30 +556,61 @@ async fn auth_routing_and_methods() {
 async fn idempotency_key_replays_the_first_response() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "Idem", "email": "idem@x.org"});
-    let first = app.post_with("/users", body.clone(), &[("Idempotency-Key", "key-1")]).await;
-    let again = app.post_with("/users", body.clone(), &[("Idempotency-Key", "key-1")]).await;
+    let first = app
+        .post_with("/users", body.clone(), &[("Idempotency-Key", "key-1")])
+        .await;
+    let again = app
+        .post_with("/users", body.clone(), &[("Idempotency-Key", "key-1")])
+        .await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(first.body, again.body, "same user, same secret");
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(app.db_users().await.len(), 1);
 
-    let other = app.post_with("/users", json!({"name": "Other", "email": "o@x.org"}), &[("Idempotency-Key", "key-1")]).await;
-    assert_eq!((other.status, err_code(&other.body)), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+    let other = app
+        .post_with(
+            "/users",
+            json!({"name": "Other", "email": "o@x.org"}),
+            &[("Idempotency-Key", "key-1")],
+        )
+        .await;
+    assert_eq!(
+        (other.status, err_code(&other.body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
     assert_eq!(app.db_users().await.len(), 1);
 
     // A failed create does not consume its key: the retry after fixing the conflict works.
     let dup = json!({"name": "Dup", "email": "idem@x.org"});
-    let r = app.post_with("/users", dup.clone(), &[("Idempotency-Key", "key-2")]).await;
+    let r = app
+        .post_with("/users", dup.clone(), &[("Idempotency-Key", "key-2")])
+        .await;
     assert_eq!(err_code(&r.body), "email_taken");
-    let bad = app.post_with("/users", body.clone(), &[("Idempotency-Key", "")]).await;
+    let bad = app
+        .post_with("/users", body.clone(), &[("Idempotency-Key", "")])
+        .await;
     assert_eq!(bad.body["error"]["field"], "Idempotency-Key");
 
     // An expired key (over 24 hours) is taken over as new.
     let c = app.db().client().await;
-    c.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'", &[]).await.unwrap();
-    let r = app.post_with("/users", json!({"name": "New", "email": "new@x.org"}), &[("Idempotency-Key", "key-1")]).await;
-    assert_eq!((r.status, r.body["email"].as_str()), (StatusCode::CREATED, Some("new@x.org")));
+    c.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .post_with(
+            "/users",
+            json!({"name": "New", "email": "new@x.org"}),
+            &[("Idempotency-Key", "key-1")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["email"].as_str()),
+        (StatusCode::CREATED, Some("new@x.org"))
+    );
 }
 
 #[tokio::test]
@@ -340,7 +620,12 @@ async fn concurrent_retries_with_one_key_create_one_user() {
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move {
-                app.post_with("/users", json!({"name": "Race", "email": "race@x.org"}), &[("Idempotency-Key", "race")]).await
+                app.post_with(
+                    "/users",
+                    json!({"name": "Race", "email": "race@x.org"}),
+                    &[("Idempotency-Key", "race")],
+                )
+                .await
             })
         })
         .collect();
@@ -360,16 +645,37 @@ async fn healthz_reports_a_lost_database_with_503() {
     // Terminate the service's connections and forbid new ones.
     let admin = app.db().client().await;
     let name = app.db().name.clone();
-    let (c, conn) = tokio_postgres::connect(&support::app::admin_url(), tokio_postgres::NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&support::app::admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     drop(admin);
-    c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await.unwrap();
-    c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&name]).await.unwrap();
+    c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        &[&name],
+    )
+    .await
+    .unwrap();
     let r = app.send(Method::GET, "/healthz", None, &[], false).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body["status"], "unavailable");
-    let r = app.post("/users", json!({"name": "A", "email": "a@x.org"})).await;
-    assert_eq!((r.status, err_code(&r.body)), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"));
-    c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
-    assert_eq!(app.send(Method::GET, "/healthz", None, &[], false).await.status, StatusCode::OK);
+    let r = app
+        .post("/users", json!({"name": "A", "email": "a@x.org"}))
+        .await;
+    assert_eq!(
+        (r.status, err_code(&r.body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+    );
+    c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.send(Method::GET, "/healthz", None, &[], false)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }

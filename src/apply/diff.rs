@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::asterisk::render::Fingerprint;
 use crate::store::applies::Changes;
 
 /// Extensions added, removed, or whose rendered sections differ (a rotated secret, a
 /// renamed user, another transport).
-pub fn diff(current: &BTreeMap<u32, Vec<u8>>, applied: &BTreeMap<u32, Vec<u8>>) -> Changes {
+pub fn diff(current: &BTreeMap<u32, Fingerprint>, applied: &BTreeMap<u32, Fingerprint>) -> Changes {
     let mut c = Changes::default();
     for (ext, print) in current {
         match applied.get(ext) {
@@ -15,7 +16,11 @@ pub fn diff(current: &BTreeMap<u32, Vec<u8>>, applied: &BTreeMap<u32, Vec<u8>>) 
             Some(_) => {}
         }
     }
-    c.removed = applied.keys().filter(|e| !current.contains_key(e)).copied().collect();
+    c.removed = applied
+        .keys()
+        .filter(|e| !current.contains_key(e))
+        .copied()
+        .collect();
     c
 }
 
@@ -25,10 +30,14 @@ mod tests {
 
     #[test]
     fn classifies_added_removed_and_changed() {
-        let applied = BTreeMap::from([(1000, vec![1]), (1001, vec![2]), (1002, vec![3])]);
-        let current = BTreeMap::from([(1000, vec![1]), (1001, vec![9]), (1003, vec![4])]);
+        let f = |b: u8| [b; 32];
+        let applied = BTreeMap::from([(1000, f(1)), (1001, f(2)), (1002, f(3))]);
+        let current = BTreeMap::from([(1000, f(1)), (1001, f(9)), (1003, f(4))]);
         let c = diff(&current, &applied);
-        assert_eq!((c.added, c.removed, c.changed), (vec![1003], vec![1002], vec![1001]));
+        assert_eq!(
+            (c.added, c.removed, c.changed),
+            (vec![1003], vec![1002], vec![1001])
+        );
         assert!(diff(&applied, &applied).is_empty());
     }
 }

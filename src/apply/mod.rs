@@ -17,7 +17,9 @@ pub use diff::diff;
 use crate::asterisk::files::Managed;
 use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::Link;
-use crate::asterisk::render::{self, ENDPOINTS_FILE, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE};
+use crate::asterisk::render::{
+    self, ENDPOINTS_FILE, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE,
+};
 use crate::config::AsteriskConfig;
 use crate::store::applies::{
     self, ApplyRow, ApplyStatus, Changes, ErrorBody, Health, HealthStatus, Reload, ReloadMethod,
@@ -62,7 +64,12 @@ fn fail(row: &mut ApplyRow, code: &str, message: impl Into<String>) {
 }
 
 impl Applier {
-    pub fn new(store: Store, cfg: AsteriskConfig, probes: Arc<Probes>, io_timeout: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        cfg: AsteriskConfig,
+        probes: Arc<Probes>,
+        io_timeout: Duration,
+    ) -> Self {
         Self {
             store,
             cfg,
@@ -81,7 +88,10 @@ impl Applier {
     /// The database against the last applied state.
     pub async fn pending(&self) -> Result<Pending, StoreError> {
         let (snap, applied) = self.store.snapshot_and_applied().await?;
-        let changes = diff(&render::fingerprints(&snap, &self.settings()), &applied.fingerprints);
+        let changes = diff(
+            &render::fingerprints(&snap, &self.settings()),
+            &applied.fingerprints,
+        );
         Ok(Pending {
             pending: !changes.is_empty(),
             changes,
@@ -117,7 +127,7 @@ impl Applier {
         finish_times(&mut row, clock);
         match saved {
             Some(fingerprints) => {
-                applies::save_applied_state(&tx, &fingerprints).await?;
+                applies::save_applied_state(&tx, &row.changes, &fingerprints).await?;
                 applies::finish_apply(&tx, &row).await?;
                 tx.commit().await.map_err(StoreError::from)?;
             }
@@ -139,8 +149,13 @@ impl Applier {
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         row: &mut ApplyRow,
-    ) -> Option<std::collections::BTreeMap<u32, Vec<u8>>> {
-        let read = async { Ok::<_, StoreError>((applies::snapshot(tx).await?, applies::applied_state(tx).await?)) };
+    ) -> Option<std::collections::BTreeMap<u32, render::Fingerprint>> {
+        let read = async {
+            Ok::<_, StoreError>((
+                applies::snapshot(tx).await?,
+                applies::applied_state(tx).await?,
+            ))
+        };
         let (snap, applied) = match read.await {
             Ok(r) => r,
             Err(e) => {
@@ -149,10 +164,14 @@ impl Applier {
             }
         };
         row.endpoints = snap.len() as i32;
-        let rendered = match render::render(&snap, &self.settings()) {
+        let rendered = match render::render_checked(&snap, &self.settings()) {
             Ok(r) => r,
             Err(e) => {
-                fail(row, "write_failed", format!("refused to write the files: {e}"));
+                fail(
+                    row,
+                    "write_failed",
+                    format!("refused to write the files: {e}"),
+                );
                 return None;
             }
         };
@@ -164,7 +183,11 @@ impl Applier {
         let (endpoints, routing) = match files {
             Ok(f) => f,
             Err(e) => {
-                fail(row, "write_failed", format!("cannot read the current files: {e}"));
+                fail(
+                    row,
+                    "write_failed",
+                    format!("cannot read the current files: {e}"),
+                );
                 return None;
             }
         };
@@ -176,13 +199,21 @@ impl Applier {
         }
 
         if let Err(e) = endpoints.write(rendered.endpoints.as_bytes()) {
-            fail(row, "write_failed", format!("cannot write {}: {e}", endpoints.path().display()));
+            fail(
+                row,
+                "write_failed",
+                format!("cannot write {}: {e}", endpoints.path().display()),
+            );
             return None;
         }
         if let Err(e) = routing.write(rendered.routing.as_bytes()) {
             let restored = endpoints.restore();
             row.rolled_back = restored.is_ok();
-            fail(row, "write_failed", format!("cannot write {}: {e}", routing.path().display()));
+            fail(
+                row,
+                "write_failed",
+                format!("cannot write {}: {e}", routing.path().display()),
+            );
             return None;
         }
 
@@ -196,9 +227,17 @@ impl Applier {
             return Some(rendered.fingerprints);
         };
         match link.reload(&self.cfg, self.io_timeout).await {
-            Ok(output) => row.reload = Reload { method: link.method(), output },
+            Ok(output) => {
+                row.reload = Reload {
+                    method: link.method(),
+                    output,
+                }
+            }
             Err(f) => {
-                row.reload = Reload { method: f.method, output: f.output };
+                row.reload = Reload {
+                    method: f.method,
+                    output: f.output,
+                };
                 let note = self.roll_back(&mut link, [&routing, &endpoints], row).await;
                 fail(row, "reload_failed", format!("{}; {note}", f.message));
                 link.close().await;
@@ -223,7 +262,11 @@ impl Applier {
         if row.health.status == HealthStatus::Failed {
             let what = row.health.missing.join("; ");
             let note = self.roll_back(&mut link, [&routing, &endpoints], row).await;
-            fail(row, "health_check_failed", format!("Asterisk does not hold what was applied: {what}; {note}"));
+            fail(
+                row,
+                "health_check_failed",
+                format!("Asterisk does not hold what was applied: {what}; {note}"),
+            );
             link.close().await;
             return None;
         }
@@ -236,13 +279,19 @@ impl Applier {
     async fn roll_back(&self, link: &mut Link, files: [&Managed; 2], row: &mut ApplyRow) -> String {
         for f in files {
             if let Err(e) = f.restore() {
-                return format!("ROLLBACK FAILED: cannot restore {}: {e}; the new files may still be in place", f.path().display());
+                return format!(
+                    "ROLLBACK FAILED: cannot restore {}: {e}; the new files may still be in place",
+                    f.path().display()
+                );
             }
         }
         row.rolled_back = true;
         match link.reload(&self.cfg, self.io_timeout).await {
             Ok(_) => "the previous files were restored and reloaded".into(),
-            Err(f) => format!("the previous files were restored but reloading them failed: {}", f.message),
+            Err(f) => format!(
+                "the previous files were restored but reloading them failed: {}",
+                f.message
+            ),
         }
     }
 
@@ -258,7 +307,10 @@ impl Applier {
         let channel = format!("Local/{PROBE_EXTEN_PREFIX}{token}@{PROBE_CONTEXT}");
         let limit = self.cfg.health_timeout;
         let wait_secs = limit.as_secs() + 2;
-        if let Err(e) = link.originate_probe(&self.cfg, self.io_timeout, &channel, wait_secs).await {
+        if let Err(e) = link
+            .originate_probe(&self.cfg, self.io_timeout, &channel, wait_secs)
+            .await
+        {
             self.probes.cancel(&token);
             return failed(format!("could not start the probe call: {e}"));
         }

@@ -71,7 +71,9 @@ pub fn parse_reply(line: &str) -> Reply {
 async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> Result<String, AgiError> {
     let mut line = Vec::new();
     loop {
-        let buf = tokio::time::timeout(IDLE, r.fill_buf()).await.map_err(|_| AgiError::Timeout)??;
+        let buf = tokio::time::timeout(IDLE, r.fill_buf())
+            .await
+            .map_err(|_| AgiError::Timeout)??;
         if buf.is_empty() {
             return Err(AgiError::Closed);
         }
@@ -116,11 +118,18 @@ impl Session {
                 env.push((k.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()));
             }
         }
-        Ok(Self { reader, writer: w, env })
+        Ok(Self {
+            reader,
+            writer: w,
+            env,
+        })
     }
 
     pub fn env(&self, key: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sends one command and reads its reply. An unsolicited `HANGUP` is an error.
@@ -128,7 +137,9 @@ impl Session {
         if command.len() + 1 >= MAX_COMMAND || command.contains('\n') {
             return Err(AgiError::CommandTooLong(command.len()));
         }
-        self.writer.write_all(format!("{command}\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{command}\n").as_bytes())
+            .await?;
         let line = read_line(&mut self.reader, MAX_REPLY).await?;
         if line == "HANGUP" {
             return Err(AgiError::Hangup);
@@ -142,7 +153,11 @@ impl Session {
 }
 
 /// Accepts FastAGI connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, probes: Arc<Probes>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    probes: Arc<Probes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
@@ -191,12 +206,42 @@ mod tests {
 
     #[test]
     fn replies_take_the_value_between_first_and_last_parenthesis() {
-        assert_eq!(parse_reply("200 result=1 (synergy-internal)"), Reply::Ok { result: 1, value: Some("synergy-internal".into()) });
-        assert_eq!(parse_reply("200 result=1 ()"), Reply::Ok { result: 1, value: Some(String::new()) });
-        assert_eq!(parse_reply("200 result=1 (a (b) c)"), Reply::Ok { result: 1, value: Some("a (b) c".into()) });
-        assert_eq!(parse_reply("200 result=0"), Reply::Ok { result: 0, value: None });
-        assert_eq!(parse_reply("510 Invalid or unknown command"), Reply::Other("510 Invalid or unknown command".into()));
-        assert_eq!(parse_reply("200 result=x"), Reply::Other("200 result=x".into()));
+        assert_eq!(
+            parse_reply("200 result=1 (synergy-internal)"),
+            Reply::Ok {
+                result: 1,
+                value: Some("synergy-internal".into())
+            }
+        );
+        assert_eq!(
+            parse_reply("200 result=1 ()"),
+            Reply::Ok {
+                result: 1,
+                value: Some(String::new())
+            }
+        );
+        assert_eq!(
+            parse_reply("200 result=1 (a (b) c)"),
+            Reply::Ok {
+                result: 1,
+                value: Some("a (b) c".into())
+            }
+        );
+        assert_eq!(
+            parse_reply("200 result=0"),
+            Reply::Ok {
+                result: 0,
+                value: None
+            }
+        );
+        assert_eq!(
+            parse_reply("510 Invalid or unknown command"),
+            Reply::Other("510 Invalid or unknown command".into())
+        );
+        assert_eq!(
+            parse_reply("200 result=x"),
+            Reply::Other("200 result=x".into())
+        );
     }
 
     #[tokio::test]
@@ -204,8 +249,14 @@ mod tests {
         let data = b"short\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n";
         let mut r = BufReader::with_capacity(4, &data[..]);
         assert_eq!(read_line(&mut r, 10).await.unwrap(), "short");
-        assert!(matches!(read_line(&mut r, 10).await, Err(AgiError::TooLong(10))));
+        assert!(matches!(
+            read_line(&mut r, 10).await,
+            Err(AgiError::TooLong(10))
+        ));
         let mut r = BufReader::new(&b"no newline"[..]);
-        assert!(matches!(read_line(&mut r, 100).await, Err(AgiError::Closed)));
+        assert!(matches!(
+            read_line(&mut r, 100).await,
+            Err(AgiError::Closed)
+        ));
     }
 }

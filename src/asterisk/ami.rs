@@ -96,7 +96,9 @@ impl Connection {
             return Err(AmiError::Unreachable("message too large".into()));
         }
         match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) => Err(AmiError::Unreachable("connection closed by Asterisk".into())),
+            Ok(0) => Err(AmiError::Unreachable(
+                "connection closed by Asterisk".into(),
+            )),
             Ok(_) => Ok(()),
             Err(e) => Err(AmiError::Unreachable(e.to_string())),
         }
@@ -143,7 +145,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Encodes an action. A CR or LF inside a value would start a new header, so it is refused.
-pub fn encode(action: &str, id: Option<&str>, fields: &[(&str, &str)]) -> Result<Vec<u8>, AmiError> {
+pub fn encode(
+    action: &str,
+    id: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<Vec<u8>, AmiError> {
     let mut out = format!("Action: {action}\r\n");
     if let Some(id) = id {
         out.push_str(&format!("ActionID: {id}\r\n"));
@@ -187,10 +193,19 @@ impl Client {
             .await
             .map_err(|_| AmiError::Unreachable("no AMI banner".into()))??;
         if !banner.starts_with("Asterisk Call Manager/") {
-            return Err(AmiError::Unreachable(format!("not an AMI server (banner {banner:?})")));
+            return Err(AmiError::Unreachable(format!(
+                "not an AMI server (banner {banner:?})"
+            )));
         }
         let reply = client
-            .action("Login", &[("Username", username), ("Secret", secret), ("Events", "off")])
+            .action(
+                "Login",
+                &[
+                    ("Username", username),
+                    ("Secret", secret),
+                    ("Events", "off"),
+                ],
+            )
             .await?;
         if !reply.is_success() {
             return Err(AmiError::LoginFailed);
@@ -199,7 +214,11 @@ impl Client {
     }
 
     /// Sends an action and waits for its response, skipping events and other replies.
-    pub async fn action(&mut self, action: &str, fields: &[(&str, &str)]) -> Result<Message, AmiError> {
+    pub async fn action(
+        &mut self,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<Message, AmiError> {
         self.next_id += 1;
         let id = format!("portal-{}", self.next_id);
         let bytes = encode(action, Some(&id), fields)?;
@@ -244,7 +263,9 @@ mod tests {
 
     #[test]
     fn a_bare_newline_stays_inside_its_value() {
-        let m = Message::parse("Response: Error\r\nActionID: se3\r\nMessage: Unable to retrieve endpoint 9999\n");
+        let m = Message::parse(
+            "Response: Error\r\nActionID: se3\r\nMessage: Unable to retrieve endpoint 9999\n",
+        );
         assert_eq!(m.get("Message"), Some("Unable to retrieve endpoint 9999\n"));
         assert!(!m.is_success());
     }
@@ -255,7 +276,12 @@ mod tests {
             encode("Command", Some("x1"), &[("Command", "dialplan reload")]).unwrap(),
             b"Action: Command\r\nActionID: x1\r\nCommand: dialplan reload\r\n\r\n"
         );
-        assert!(encode("Originate", None, &[("Channel", "Local/x\r\nAction: Logoff")]).is_err());
+        assert!(encode(
+            "Originate",
+            None,
+            &[("Channel", "Local/x\r\nAction: Logoff")]
+        )
+        .is_err());
     }
 
     #[tokio::test]
@@ -276,7 +302,10 @@ mod tests {
         assert_eq!(c.read_line().await.unwrap(), "Asterisk Call Manager/11.0.0");
         let m = c.read_message().await.unwrap();
         assert_eq!(m.get("ActionID"), Some("se3"));
-        assert_eq!(c.read_message().await.unwrap().get("Event"), Some("FullyBooted"));
+        assert_eq!(
+            c.read_message().await.unwrap().get("Event"),
+            Some("FullyBooted")
+        );
         assert!(c.read_message().await.is_err());
     }
 }

@@ -6,110 +6,100 @@
 //! instead, so that a rendered file that parses back to exactly the sections it was
 //! rendered from cannot be mangled by Asterisk.
 
-use std::fmt;
-
-/// A `[name]` section and its `key = value` / `key => value` lines, in order.
+/// A `[name]` section and its `key = value` / `key => value` lines, in order, borrowed
+/// from the text they were parsed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section {
-    pub name: String,
-    pub entries: Vec<(String, String)>,
-}
-
-impl Section {
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            entries: Vec::new(),
-        }
-    }
-
-    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.entries.push((key.to_owned(), value.into()));
-        self
-    }
+pub struct Section<'a> {
+    pub name: &'a str,
+    pub entries: Vec<(&'a str, &'a str)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct ConfError {
     pub line: usize,
-    pub message: String,
+    pub message: &'static str,
 }
 
-/// Cuts a line at its first comment `;` (Asterisk lets `\;` stand for a literal one).
-fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b';' && (i == 0 || bytes[i - 1] != b'\\') {
-            return &line[..i];
-        }
-    }
-    line
-}
-
-/// Parses a whole file. Only `\n` ends a line, as in Asterisk; a `\r` is an error.
-pub fn parse(text: &str) -> Result<Vec<Section>, ConfError> {
+/// Parses a whole file. Only `\n` ends a line, as in Asterisk, which also trims ASCII
+/// whitespace only. `;` starts a comment unless escaped as `\\;`; a carriage return
+/// outside a comment is an error (Asterisk would keep it in the value).
+pub fn parse(text: &str) -> Result<Vec<Section<'_>>, ConfError> {
+    let bytes = text.as_bytes();
     let mut sections: Vec<Section> = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
-        let err = |m: &str| ConfError {
-            line: line_no,
-            message: m.to_owned(),
-        };
-        if raw.contains('\r') {
-            return Err(err("carriage return inside a line"));
-        }
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let Some(end) = rest.find(']') else {
-                return Err(err("parse error: no closing ']'"));
-            };
-            let name = &rest[..end];
-            if name.is_empty() || name.contains('[') || !rest[end + 1..].trim().is_empty() {
-                return Err(err("malformed section header"));
+    let (mut start, mut line_no, mut comment) = (0, 1, None);
+    // One vectorised pass finds every byte that matters; the lines themselves are short.
+    for pos in memchr::memchr3_iter(b'\n', b';', b'\r', bytes).chain([bytes.len()]) {
+        match bytes.get(pos) {
+            Some(b'\r') if comment.is_none() => {
+                return Err(ConfError {
+                    line: line_no,
+                    message: "carriage return inside a line",
+                })
             }
-            sections.push(Section::new(name));
-            continue;
+            Some(b';') if comment.is_none() && (pos == start || bytes[pos - 1] != b'\\') => {
+                comment = Some(pos)
+            }
+            Some(b'\n') | None => {
+                line(&mut sections, &text[start..comment.unwrap_or(pos)], line_no)?;
+                (start, line_no, comment) = (pos + 1, line_no + 1, None);
+            }
+            _ => {}
         }
-        if line.starts_with('#') {
-            return Err(err("directives are not allowed in a generated file"));
-        }
-        let Some(eq) = line.find('=') else {
-            return Err(err("No '=' (equal sign)"));
-        };
-        let key = line[..eq].trim();
-        let value = line[eq + 1..].strip_prefix('>').unwrap_or(&line[eq + 1..]).trim();
-        if key.is_empty() {
-            return Err(err("empty key"));
-        }
-        let Some(section) = sections.last_mut() else {
-            return Err(err("line before the first section would attach to the including file"));
-        };
-        section.entries.push((key.to_owned(), value.to_owned()));
     }
     Ok(sections)
 }
 
-/// Writes sections the way [`parse`] reads them: `key=value`, or `key => value` for the
-/// dialplan keys `exten` and `same` (the latter indented, as admins write it).
-pub fn write(out: &mut String, sections: &[Section]) {
-    use fmt::Write;
-    for (i, s) in sections.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
+/// One line without its comment.
+fn line<'a>(
+    sections: &mut Vec<Section<'a>>,
+    raw: &'a str,
+    line_no: usize,
+) -> Result<(), ConfError> {
+    let err = |message| ConfError {
+        line: line_no,
+        message,
+    };
+    let line = raw.trim_ascii();
+    let Some(&first) = line.as_bytes().first() else {
+        return Ok(());
+    };
+    if first == b'[' {
+        let rest = &line[1..];
+        let Some(end) = rest.bytes().position(|b| b == b']') else {
+            return Err(err("parse error: no closing ']'"));
+        };
+        let name = &rest[..end];
+        if name.is_empty() || name.contains('[') || !rest[end + 1..].trim_ascii().is_empty() {
+            return Err(err("malformed section header"));
         }
-        let _ = writeln!(out, "[{}]", s.name);
-        for (k, v) in &s.entries {
-            let _ = match k.as_str() {
-                "exten" => writeln!(out, "exten => {v}"),
-                "same" => writeln!(out, " same => {v}"),
-                _ => writeln!(out, "{k}={v}"),
-            };
-        }
+        sections.push(Section {
+            name,
+            entries: Vec::with_capacity(10),
+        });
+        return Ok(());
     }
+    if first == b'#' {
+        return Err(err("directives are not allowed in a generated file"));
+    }
+    let Some(eq) = line.bytes().position(|b| b == b'=') else {
+        return Err(err("No '=' (equal sign)"));
+    };
+    let key = line[..eq].trim_ascii();
+    let value = line[eq + 1..]
+        .strip_prefix('>')
+        .unwrap_or(&line[eq + 1..])
+        .trim_ascii();
+    if key.is_empty() {
+        return Err(err("empty key"));
+    }
+    let Some(section) = sections.last_mut() else {
+        return Err(err(
+            "line before the first section would attach to the including file",
+        ));
+    };
+    section.entries.push((key, value));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,14 +107,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_what_it_writes() {
-        let sections = vec![
-            Section::new("1000").set("type", "endpoint").set("callerid", "\"A, B\" <1000>"),
-            Section::new("ctx").set("exten", "1000,1,Dial(PJSIP/1000,25)").set("same", "n,Hangup()"),
-        ];
-        let mut text = String::from("; header comment\n");
-        write(&mut text, &sections);
-        assert_eq!(parse(&text).unwrap(), sections);
+    fn reads_sections_and_both_assignment_forms() {
+        let text = "; header comment\n[1000]\ntype=endpoint\ncallerid=\"A, B\" <1000>\n\n[ctx]\nexten => 1000,1,Dial(PJSIP/1000,25)\n same => n,Hangup()\n";
+        let s = parse(text).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0],
+            Section {
+                name: "1000",
+                entries: vec![("type", "endpoint"), ("callerid", "\"A, B\" <1000>")]
+            }
+        );
+        assert_eq!(
+            s[1].entries,
+            [
+                ("exten", "1000,1,Dial(PJSIP/1000,25)"),
+                ("same", "n,Hangup()")
+            ]
+        );
     }
 
     #[test]
@@ -143,6 +143,13 @@ mod tests {
             assert_eq!(e.line, line, "{text:?}");
             assert!(e.message.contains(msg), "{text:?}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn only_newline_ends_a_line_and_comments_may_hold_anything() {
+        let s = parse("[a]\nk=é\u{2028}x\u{85}y ; comment \r [b\nl=2").unwrap();
+        assert_eq!(s[0].entries, [("k", "é\u{2028}x\u{85}y"), ("l", "2")]);
+        assert_eq!(parse("; only a comment\n").unwrap(), []);
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub fn replace(dir: &Path, name: &str, contents: Option<&[u8]>) -> io::Result<()
                 .permissions(Permissions::from_mode(MODE))
                 .tempfile_in(dir)?;
             // The umask may have narrowed the mode further at creation; set it exactly.
-            tmp.as_file().set_permissions(Permissions::from_mode(MODE))?;
+            tmp.as_file()
+                .set_permissions(Permissions::from_mode(MODE))?;
             tmp.write_all(bytes)?;
             tmp.as_file().sync_all()?;
             tmp.persist(&target).map_err(|e| e.error)?;
@@ -88,8 +89,14 @@ mod tests {
         replace(dir.path(), "a.conf", Some(b"one")).unwrap();
         replace(dir.path(), "a.conf", Some(b"two")).unwrap();
         assert_eq!(fs::read(dir.path().join("a.conf")).unwrap(), b"two");
-        assert_eq!(fs::metadata(dir.path().join("a.conf")).unwrap().mode() & 0o777, 0o640);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            fs::metadata(dir.path().join("a.conf")).unwrap().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["a.conf"]);
     }
 

@@ -47,7 +47,11 @@ pub struct Batch {
 /// separated by `,` within an extension and `;` between extensions: neither can occur in
 /// a context name, a number or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let all = exp.present.iter().map(|&e| (e, true)).chain(exp.absent.iter().map(|&e| (e, false)));
+    let all = exp
+        .present
+        .iter()
+        .map(|&e| (e, true))
+        .chain(exp.absent.iter().map(|&e| (e, false)));
     let mut out: Vec<Batch> = Vec::new();
     for (ext, present) in all {
         let frag = fragment(ext);
@@ -70,7 +74,11 @@ pub fn batches(exp: &Expectation) -> Vec<Batch> {
 pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
     let groups: Vec<&str> = value.split(';').collect();
     if groups.len() != batch.checks.len() {
-        return Err(format!("unexpected probe reply: {} values for {} extensions", groups.len(), batch.checks.len()));
+        return Err(format!(
+            "unexpected probe reply: {} values for {} extensions",
+            groups.len(),
+            batch.checks.len()
+        ));
     }
     let mut wrong = Vec::new();
     for (&(ext, present), group) in batch.checks.iter().zip(groups) {
@@ -98,7 +106,9 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
                 wrong.push(format!("aor {ext} was removed but is still live"));
             }
             if in_dialplan == "1" {
-                wrong.push(format!("dialplan extension {ext} was removed but is still live"));
+                wrong.push(format!(
+                    "dialplan extension {ext} was removed but is still live"
+                ));
             }
         }
     }
@@ -121,7 +131,9 @@ pub struct Probes {
 fn token() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..32).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+    (0..32)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 impl Probes {
@@ -198,7 +210,11 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Health {
     }
     missing.extend(failure);
     Health {
-        status: if missing.is_empty() { HealthStatus::Ok } else { HealthStatus::Failed },
+        status: if missing.is_empty() {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Failed
+        },
         checked,
         missing,
     }
@@ -230,9 +246,19 @@ mod tests {
     fn evaluation_names_what_is_missing_or_still_live() {
         let b = Batch {
             command: String::new(),
-            checks: vec![(1000, true), (1001, true), (1002, true), (1003, false), (1004, false)],
+            checks: vec![
+                (1000, true),
+                (1001, true),
+                (1002, true),
+                (1003, false),
+                (1004, false),
+            ],
         };
-        let wrong = evaluate(&b, "synergy-internal,1,1;,,0;default,1,0;,,0;synergy-internal,1,1").unwrap();
+        let wrong = evaluate(
+            &b,
+            "synergy-internal,1,1;,,0;default,1,0;,,0;synergy-internal,1,1",
+        )
+        .unwrap();
         assert_eq!(
             wrong,
             [

@@ -13,7 +13,10 @@ use crate::config::{AsteriskConfig, ReloadMode};
 use crate::store::applies::ReloadMethod;
 
 pub const COMMANDS: [(&str, &str); 2] = [
-    ("module reload res_pjsip.so", "Module 'res_pjsip.so' reloaded successfully."),
+    (
+        "module reload res_pjsip.so",
+        "Module 'res_pjsip.so' reloaded successfully.",
+    ),
     ("dialplan reload", "Dialplan reloaded."),
 ];
 
@@ -41,7 +44,14 @@ impl Link {
             ReloadMode::None => None,
             ReloadMode::Cli => Some(Self::Cli(None)),
             ReloadMode::Ami => {
-                match ami::Client::connect(cfg.ami_addr, &cfg.ami_username, &cfg.ami_secret.0, limit).await {
+                match ami::Client::connect(
+                    cfg.ami_addr,
+                    &cfg.ami_username,
+                    &cfg.ami_secret.0,
+                    limit,
+                )
+                .await
+                {
                     Ok(c) => Some(Self::Ami(c)),
                     Err(e) => {
                         tracing::warn!(error = %e, "AMI not usable, falling back to the CLI");
@@ -79,7 +89,11 @@ impl Link {
                 Ok(reply) if reply.is_success() => reply.output(),
                 Ok(reply) => {
                     let out = reply.output();
-                    let why = if out.is_empty() { reply.get("Message").unwrap_or("").to_owned() } else { out.clone() };
+                    let why = if out.is_empty() {
+                        reply.get("Message").unwrap_or("").to_owned()
+                    } else {
+                        out.clone()
+                    };
                     return Err(fail(out, format!("Asterisk refused `{command}`: {why}")));
                 }
                 // AMI went away mid-apply: the CLI may still reach the daemon.
@@ -100,14 +114,21 @@ impl Link {
         };
         if let Some(expect) = expect {
             if output.trim() != expect {
-                return Err(fail(output.clone(), format!("`{command}` answered {output:?}, expected {expect:?}")));
+                return Err(fail(
+                    output.clone(),
+                    format!("`{command}` answered {output:?}, expected {expect:?}"),
+                ));
             }
         }
         Ok(output)
     }
 
     /// Reloads PJSIP and the dialplan; the output of both, one per line.
-    pub async fn reload(&mut self, cfg: &AsteriskConfig, limit: Duration) -> Result<String, ReloadFailure> {
+    pub async fn reload(
+        &mut self,
+        cfg: &AsteriskConfig,
+        limit: Duration,
+    ) -> Result<String, ReloadFailure> {
         let mut outputs = Vec::new();
         for (command, expect) in COMMANDS {
             match self.command(cfg, limit, command, Some(expect)).await {
@@ -151,13 +172,19 @@ impl Link {
                 ];
                 match client.action("Originate", &fields).await {
                     Ok(r) if r.is_success() => Ok(()),
-                    Ok(r) => Err(format!("Originate refused: {}", r.get("Message").unwrap_or("no message"))),
+                    Ok(r) => Err(format!(
+                        "Originate refused: {}",
+                        r.get("Message").unwrap_or("no message")
+                    )),
                     Err(e) => Err(format!("Originate failed: {e}")),
                 }
             }
             Self::Cli(_) => {
                 let cmd = format!("channel originate {channel} application Wait {wait}");
-                self.command(cfg, limit, &cmd, Some("")).await.map(|_| ()).map_err(|f| f.message)
+                self.command(cfg, limit, &cmd, Some(""))
+                    .await
+                    .map(|_| ())
+                    .map_err(|f| f.message)
             }
         }
     }

@@ -41,5 +41,8 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
     let q = query(req, &["limit"])?;
     let limit = int_param(&q, "limit", 50, 1, 1000)?;
     let applies = app.store.list_applies(limit).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "applies": applies })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "applies": applies }),
+    ))
 }

@@ -52,9 +52,10 @@ impl ApiError {
             Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::EmailTaken | Self::ExtensionTaken | Self::PoolExhausted | Self::ApplyInProgress => {
-                StatusCode::CONFLICT
-            }
+            Self::EmailTaken
+            | Self::ExtensionTaken
+            | Self::PoolExhausted
+            | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,7 +92,8 @@ impl ApiError {
         let mut resp = json_response(self.status(), &json!({ "error": error }));
         match self {
             Self::MethodNotAllowed(allow) => {
-                resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
             }
             Self::Unauthorized => {
                 resp.headers_mut()

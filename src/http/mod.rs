@@ -101,7 +101,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    Ok(route(&app, req).await.unwrap_or_else(ApiError::into_response))
+    Ok(route(&app, req)
+        .await
+        .unwrap_or_else(ApiError::into_response))
 }
 
 /// Serves HTTP/1.1 until `shutdown` turns true, then lets in-flight requests finish.
@@ -109,7 +111,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     // Bounds a client that opens a connection and sends its headers slowly.
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
     loop {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -136,7 +140,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some HTTP connections did not finish within {DRAIN:?}");
     }
 }
@@ -155,7 +162,10 @@ mod tests {
         assert_eq!(Route::parse("/users"), Some(Route::Users));
         assert_eq!(Route::parse("/users/"), Some(Route::Users));
         assert_eq!(Route::parse("/users/42"), Some(Route::User(42)));
-        assert_eq!(Route::parse("/users/42/secret"), Some(Route::UserSecret(42)));
+        assert_eq!(
+            Route::parse("/users/42/secret"),
+            Some(Route::UserSecret(42))
+        );
         assert_eq!(Route::parse("/users/abc"), None);
         assert_eq!(Route::parse("/users/-1"), None);
         assert_eq!(Route::parse("/users/99999999999999999999"), None);

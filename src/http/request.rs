@@ -60,7 +60,9 @@ pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::PayloadTooLarge
             } else {
                 ApiError::InvalidJson("the body could not be read".into())
@@ -71,7 +73,10 @@ pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {
 }
 
 /// Query parameters, percent-decoded. A repeated parameter is refused.
-pub fn query(req: &Request<Incoming>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+pub fn query(
+    req: &Request<Incoming>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
         if !allowed.contains(&k.as_ref()) {
@@ -96,7 +101,10 @@ pub fn int_param(
         None => Ok(default),
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ValidationError::new(name, format!("must be an integer from {min} to {max}")).into()),
+            _ => Err(
+                ValidationError::new(name, format!("must be an integer from {min} to {max}"))
+                    .into(),
+            ),
         },
     }
 }

@@ -32,7 +32,12 @@ pub fn openapi() -> Resp {
 pub async fn status(app: &App) -> Result<Resp, ApiError> {
     let (database, ami) = tokio::join!(app.store.ping(), app.ami_status());
     let database = database.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
-    let last_apply = app.store.list_applies(1).await.ok().and_then(|mut v| v.pop());
+    let last_apply = app
+        .store
+        .list_applies(1)
+        .await
+        .ok()
+        .and_then(|mut v| v.pop());
     let pending = app.applier.pending().await.map(|p| p.pending).ok();
     Ok(json_response(
         StatusCode::OK,

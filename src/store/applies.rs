@@ -9,6 +9,7 @@ use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{Store, StoreError};
+use crate::asterisk::render::Fingerprint;
 use crate::domain::{Extension, SipSecret, Subscriber};
 
 /// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
@@ -158,7 +159,7 @@ pub type Snapshot = Vec<Subscriber>;
 /// What the last successful apply wrote.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedState {
-    pub fingerprints: BTreeMap<u32, Vec<u8>>,
+    pub fingerprints: BTreeMap<u32, Fingerprint>,
     pub content_hash: Option<String>,
 }
 
@@ -211,7 +212,14 @@ pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, 
         .query("SELECT number, fingerprint FROM applied_extensions", &[])
         .await?
         .iter()
-        .map(|r| (r.get::<_, i32>(0).unsigned_abs(), r.get(1)))
+        .map(|r| {
+            // A malformed stored fingerprint reads as all zeroes: that extension shows as changed.
+            let bytes: &[u8] = r.get(1);
+            (
+                r.get::<_, i32>(0).unsigned_abs(),
+                bytes.try_into().unwrap_or([0; 32]),
+            )
+        })
         .collect();
     let content_hash = client
         .query(
@@ -228,20 +236,36 @@ pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, 
     })
 }
 
-/// Records what a successful apply wrote (inside its transaction).
+/// Records what a successful apply wrote (inside its transaction): only the rows that
+/// `changes` says differ from the state read under the same lock.
 pub async fn save_applied_state(
     tx: &Transaction<'_>,
-    fingerprints: &BTreeMap<u32, Vec<u8>>,
+    changes: &Changes,
+    fingerprints: &BTreeMap<u32, Fingerprint>,
 ) -> Result<(), StoreError> {
-    let numbers: Vec<i32> = fingerprints.keys().map(|n| *n as i32).collect();
-    let prints: Vec<&[u8]> = fingerprints.values().map(Vec::as_slice).collect();
-    tx.execute("DELETE FROM applied_extensions", &[]).await?;
-    tx.execute(
-        "INSERT INTO applied_extensions (number, fingerprint)
-         SELECT * FROM unnest($1::integer[], $2::bytea[])",
-        &[&numbers, &prints],
-    )
-    .await?;
+    let removed: Vec<i32> = changes.removed.iter().map(|n| *n as i32).collect();
+    let upsert = changes.added.iter().chain(&changes.changed);
+    let numbers: Vec<i32> = upsert.clone().map(|n| *n as i32).collect();
+    let prints: Vec<&[u8]> = upsert
+        .filter_map(|n| fingerprints.get(n))
+        .map(|f| f.as_slice())
+        .collect();
+    if !removed.is_empty() {
+        tx.execute(
+            "DELETE FROM applied_extensions WHERE number = ANY($1)",
+            &[&removed],
+        )
+        .await?;
+    }
+    if !numbers.is_empty() {
+        tx.execute(
+            "INSERT INTO applied_extensions (number, fingerprint)
+             SELECT * FROM unnest($1::integer[], $2::bytea[])
+             ON CONFLICT (number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+            &[&numbers, &prints],
+        )
+        .await?;
+    }
     Ok(())
 }
 

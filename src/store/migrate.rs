@@ -7,7 +7,8 @@
 use super::{Store, StoreError};
 
 /// (version, name, SQL), in order. Never edit a released migration: add a new one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
 
@@ -15,7 +16,8 @@ const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
 pub async fn migrate(store: &Store) -> Result<usize, StoreError> {
     let mut conn = store.conn().await?;
     let tx = conn.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    integer PRIMARY KEY,

@@ -101,7 +101,9 @@ impl Store {
     /// `SELECT 1`, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let conn = self.conn().await?;
-        conn.simple_query("SELECT 1").await.map_err(|e| StoreError::Unavailable(short_reason(&e)))?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| StoreError::Unavailable(short_reason(&e)))?;
         Ok(())
     }
 }

@@ -19,12 +19,15 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// The server the tests create their databases on: `TEST_DATABASE_URL`, else loopback.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn url_for(db: &str) -> String {
     let admin = admin_url();
-    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL must end in /<database>");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL must end in /<database>");
     format!("{base}/{db}")
 }
 
@@ -37,14 +40,24 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> Self {
         let name = format!("pbx_portal_test_{}", rand_suffix());
-        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await.expect("connect to the test PostgreSQL");
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-        Self { url: url_for(&name), name }
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        Self {
+            url: url_for(&name),
+            name,
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.expect("connect to test database");
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("connect to test database");
         tokio::spawn(conn);
         client
     }
@@ -55,11 +68,17 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop cannot await: a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await.ok()?;
                 tokio::spawn(conn);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -69,8 +88,16 @@ impl Drop for TestDb {
 pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{}_{}_{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub struct TestApp {
@@ -161,8 +188,17 @@ impl TestApp {
         self.db.as_ref().unwrap()
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>, headers: &[(&str, &str)], auth: bool) -> Resp {
-        let mut req = Request::builder().method(method).uri(format!("http://{}{}", self.addr, path));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+        headers: &[(&str, &str)],
+        auth: bool,
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
         if auth {
             req = req.header("authorization", format!("Bearer {TOKEN}"));
         }
@@ -176,12 +212,25 @@ impl TestApp {
             }
             None => Full::new(Bytes::new()),
         };
-        let resp = self.client.request(req.body(body).unwrap()).await.expect("HTTP request");
+        let resp = self
+            .client
+            .request(req.body(body).unwrap())
+            .await
+            .expect("HTTP request");
         let status = resp.status();
         let headers = resp.headers().clone();
         let raw = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
-        Resp { status, headers, body, raw }
+        let body = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap_or(Value::Null)
+        };
+        Resp {
+            status,
+            headers,
+            body,
+            raw,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -198,12 +247,21 @@ impl TestApp {
 
     pub async fn post_with(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
         let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
-        self.send(Method::POST, path, Some(("application/json", bytes)), headers, true).await
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/json", bytes)),
+            headers,
+            true,
+        )
+        .await
     }
 
     /// Creates a user and returns the 201 body.
     pub async fn create_user(&self, name: &str, email: &str) -> Value {
-        let r = self.post("/users", serde_json::json!({"name": name, "email": email})).await;
+        let r = self
+            .post("/users", serde_json::json!({"name": name, "email": email}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body
     }
