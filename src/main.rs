@@ -37,12 +37,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // tokio-postgres logs query parameters at debug level, and those include SIP secrets:
+    // whatever RUST_LOG says, its (and hyper's) logs stop at info.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive("tokio_postgres=info".parse().expect("static directive"))
+        .add_directive("hyper=info".parse().expect("static directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     let config = match Config::from_env() {
         Ok(c) => c,

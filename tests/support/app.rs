@@ -101,12 +101,11 @@ pub fn rand_suffix() -> String {
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
+    pub http: Http,
     pub agi_addr: SocketAddr,
     pub pjsip_dir: PathBuf,
     pub dialplan_dir: PathBuf,
     pub etc_dir: PathBuf,
-    client: Client<HttpConnector, Full<Bytes>>,
     running: Option<Running>,
     // Dropped last: the service must stop before its database goes.
     dirs: Option<tempfile::TempDir>,
@@ -121,73 +120,13 @@ pub struct Resp {
     pub raw: Bytes,
 }
 
-impl TestApp {
-    /// Files only, no reload (PORTAL_RELOAD=none).
-    pub async fn spawn() -> Self {
-        Self::spawn_with(&[]).await
-    }
+/// An HTTP client for one portal.
+pub struct Http {
+    pub addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
 
-    /// Starts the service with these variables on top of the defaults.
-    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
-        let db = TestDb::create().await;
-        let dirs = tempfile::tempdir().unwrap();
-        Self::start_on(db, dirs, vars).await
-    }
-
-    /// Starts the service on an existing database and folder.
-    pub async fn start_on(db: TestDb, dirs: tempfile::TempDir, vars: &[(&str, &str)]) -> Self {
-        let etc_dir = dirs.path().join("etc");
-        let pjsip_dir = etc_dir.join("pjsip.d/synergycall");
-        let dialplan_dir = etc_dir.join("extensions.d/synergycall");
-        std::fs::create_dir_all(&pjsip_dir).unwrap();
-        std::fs::create_dir_all(&dialplan_dir).unwrap();
-        let mut env: HashMap<String, String> = [
-            ("DATABASE_URL", db.url.as_str()),
-            ("PORTAL_API_TOKEN", TOKEN),
-            ("PORTAL_LISTEN", "127.0.0.1:0"),
-            ("PORTAL_AGI_LISTEN", "127.0.0.1:0"),
-            ("PORTAL_RELOAD", "none"),
-            ("PORTAL_PJSIP_DIR", pjsip_dir.to_str().unwrap()),
-            ("PORTAL_DIALPLAN_DIR", dialplan_dir.to_str().unwrap()),
-            ("PORTAL_ASTERISK_CONFIG_DIR", etc_dir.to_str().unwrap()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let config = Config::from_vars(&env).expect("test configuration");
-        let running = app::start(config).await.expect("service starts");
-        Self {
-            addr: running.http_addr,
-            agi_addr: running.agi_addr,
-            pjsip_dir,
-            dialplan_dir,
-            etc_dir,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            running: Some(running),
-            dirs: Some(dirs),
-            db: Some(db),
-        }
-    }
-
-    pub fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
-    }
-
-    /// Stops the service gracefully; returns the folder and the database for a restart.
-    pub async fn stop(mut self) -> (TestDb, tempfile::TempDir) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await;
-        }
-        (self.db.take().unwrap(), self.dirs.take().unwrap())
-    }
-
-    pub fn db(&self) -> &TestDb {
-        self.db.as_ref().unwrap()
-    }
-
+impl Http {
     pub async fn send(
         &self,
         method: Method,
@@ -264,6 +203,85 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body
+    }
+
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Http;
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
+impl TestApp {
+    pub fn client_for(addr: SocketAddr) -> Http {
+        Http { addr, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    /// Files only, no reload (PORTAL_RELOAD=none).
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the service with these variables on top of the defaults.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        let db = TestDb::create().await;
+        let dirs = tempfile::tempdir().unwrap();
+        Self::start_on(db, dirs, vars).await
+    }
+
+    /// Starts the service on an existing database and folder.
+    pub async fn start_on(db: TestDb, dirs: tempfile::TempDir, vars: &[(&str, &str)]) -> Self {
+        let etc_dir = dirs.path().join("etc");
+        let pjsip_dir = etc_dir.join("pjsip.d/synergycall");
+        let dialplan_dir = etc_dir.join("extensions.d/synergycall");
+        std::fs::create_dir_all(&pjsip_dir).unwrap();
+        std::fs::create_dir_all(&dialplan_dir).unwrap();
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("PORTAL_API_TOKEN", TOKEN),
+            ("PORTAL_LISTEN", "127.0.0.1:0"),
+            ("PORTAL_AGI_LISTEN", "127.0.0.1:0"),
+            ("PORTAL_RELOAD", "none"),
+            ("PORTAL_PJSIP_DIR", pjsip_dir.to_str().unwrap()),
+            ("PORTAL_DIALPLAN_DIR", dialplan_dir.to_str().unwrap()),
+            ("PORTAL_ASTERISK_CONFIG_DIR", etc_dir.to_str().unwrap()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_vars(&env).expect("test configuration");
+        let running = app::start(config).await.expect("service starts");
+        Self {
+            http: Self::client_for(running.http_addr),
+            agi_addr: running.agi_addr,
+            pjsip_dir,
+            dialplan_dir,
+            etc_dir,
+            running: Some(running),
+            dirs: Some(dirs),
+            db: Some(db),
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Stops the service gracefully; returns the folder and the database for a restart.
+    pub async fn stop(mut self) -> (TestDb, tempfile::TempDir) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        (self.db.take().unwrap(), self.dirs.take().unwrap())
+    }
+
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().unwrap()
     }
 
     /// Every user as the database has it: (email, name, extension, secret).

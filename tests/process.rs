@@ -1,0 +1,79 @@
+//! The binary as a process: configuration errors, signals, and what it prints.
+
+mod support;
+
+use hyper::StatusCode;
+use serde_json::json;
+use support::app::{TestApp, TestDb, TOKEN};
+use support::process::{command, env, free_addr, Portal};
+
+#[tokio::test]
+async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = env("postgres://u:hunter2secret@127.0.0.1:1/db", dir.path(), free_addr(), free_addr());
+    let cases = [
+        ("PORTAL_LISTEN", "localhost:80"),
+        ("PORTAL_AGI_LISTEN", "nope"),
+        ("PORTAL_API_TOKEN", "short"),
+        ("PORTAL_EXTENSION_MIN", "5000"),
+        ("DATABASE_URL", ""),
+        ("PORTAL_RELOAD", "ssh"),
+    ];
+    for (var, value) in cases {
+        let mut vars = base.clone();
+        vars.retain(|(k, _)| k != var);
+        vars.push((var.into(), value.into()));
+        let out = command(dir.path(), &vars).arg("serve").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{var}: {err}");
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(!err.contains("hunter2") && !err.contains(TOKEN), "{err}");
+    }
+    let mut vars = base.clone();
+    vars.retain(|(k, _)| k != "PORTAL_API_TOKEN");
+    let out = command(dir.path(), &vars).arg("serve").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTAL_API_TOKEN"));
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let portal = Portal::spawn(&db.url, dir.path(), &[]).await;
+    let app = TestApp::client_for(portal.addr);
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let r = app.post("/users", json!({"name": format!("U{i}"), "email": format!("u{i}@x.org")})).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        secrets.push(r.body["sip_password"].as_str().unwrap().to_owned());
+        let id = r.body["id"].clone();
+        let r = app.post(&format!("/users/{id}/secret"), json!({})).await;
+        secrets.push(r.body["sip_password"].as_str().unwrap().to_owned());
+    }
+    app.post("/users", json!({"name": "bad;", "email": "x"})).await;
+    assert_eq!(app.post("/apply", json!({})).await.body["status"], "applied");
+    portal.signal("TERM");
+    let (code, stderr) = portal.wait();
+    assert_eq!(code, Some(0), "exit {code:?}: {stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(stderr.contains("apply finished"), "debug logs were on: {stderr}");
+    for s in &secrets {
+        assert!(!stderr.contains(s.as_str()), "secret in the log");
+    }
+    assert!(!stderr.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn migrate_twice_at_once_is_safe() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = env(&db.url, dir.path(), free_addr(), free_addr());
+    let runs: Vec<_> = (0..4).map(|_| command(dir.path(), &vars).arg("migrate").spawn().unwrap()).collect();
+    for mut r in runs {
+        assert!(r.wait().unwrap().success());
+    }
+    let n: i64 = db.client().await.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}

@@ -1,0 +1,94 @@
+//! The real `pbx-portal` binary as a child process, for what needs a process: signals,
+//! kill -9, two portals on one database, what it prints.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::app::TOKEN;
+
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub struct Portal {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub agi_addr: SocketAddr,
+}
+
+/// The environment of a test portal with files under `etc`.
+pub fn env(db_url: &str, etc: &Path, addr: SocketAddr, agi: SocketAddr) -> Vec<(String, String)> {
+    let s = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    vec![
+        s("DATABASE_URL", db_url),
+        s("PORTAL_API_TOKEN", TOKEN),
+        s("PORTAL_LISTEN", &addr.to_string()),
+        s("PORTAL_AGI_LISTEN", &agi.to_string()),
+        s("PORTAL_RELOAD", "none"),
+        s("PORTAL_PJSIP_DIR", etc.join("pjsip.d/synergycall").to_str().unwrap()),
+        s("PORTAL_DIALPLAN_DIR", etc.join("extensions.d/synergycall").to_str().unwrap()),
+        s("PORTAL_ASTERISK_CONFIG_DIR", etc.to_str().unwrap()),
+        s("RUST_LOG", "debug"),
+    ]
+}
+
+/// A command for the binary with a clean environment (no `.env` from the repo is read:
+/// the working directory is `etc`).
+pub fn command(etc: &Path, vars: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pbx-portal"));
+    cmd.env_clear().current_dir(etc).envs(vars.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+impl Portal {
+    /// Starts `serve` and waits until /healthz answers.
+    pub async fn spawn(db_url: &str, etc: &Path, extra: &[(&str, &str)]) -> Portal {
+        std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
+        std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+        let (addr, agi_addr) = (free_addr(), free_addr());
+        let mut vars = env(db_url, etc, addr, agi_addr);
+        for (k, v) in extra {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k.to_string(), v.to_string()));
+        }
+        let child = command(etc, &vars)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pbx-portal");
+        let portal = Portal { child, addr, agi_addr };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return portal;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("pbx-portal did not start listening");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for exit; returns the exit code (None if killed by a signal) and stderr.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status.code(), err)
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
