@@ -45,7 +45,9 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
     let app = TestApp::client_for(portal.addr);
     let mut secrets = Vec::new();
     for i in 0..3 {
-        let r = app.post("/users", json!({"name": format!("U{i}"), "email": format!("u{i}@x.org")})).await;
+        let key = format!("key-{i}");
+        let body = json!({"name": format!("U{i}"), "email": format!("u{i}@x.org")});
+        let r = app.post_with("/users", body, &[("Idempotency-Key", &key)]).await;
         assert_eq!(r.status, StatusCode::CREATED);
         secrets.push(r.body["sip_password"].as_str().unwrap().to_owned());
         let id = r.body["id"].clone();
