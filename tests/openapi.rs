@@ -10,7 +10,10 @@ use support::app::TestApp;
 /// Checks `value` against `schema` (the subset of OpenAPI 3.0 the document uses).
 fn check(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let target = r.trim_start_matches("#/").split('/').fold(doc, |v, k| &v[k]);
+        let target = r
+            .trim_start_matches("#/")
+            .split('/')
+            .fold(doc, |v, k| &v[k]);
         assert!(!target.is_null(), "dangling $ref {r}");
         return check(doc, target, value, path, errors);
     }
@@ -59,7 +62,10 @@ fn check(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Ve
             }
         }
     }
-    if let (Some(props), Some(obj)) = (schema.get("properties").and_then(Value::as_object), value.as_object()) {
+    if let (Some(props), Some(obj)) = (
+        schema.get("properties").and_then(Value::as_object),
+        value.as_object(),
+    ) {
         for (k, v) in obj {
             match props.get(k) {
                 Some(s) => check(doc, s, v, &format!("{path}.{k}"), errors),
@@ -80,7 +86,9 @@ fn check(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Ve
 #[tokio::test]
 async fn every_documented_operation_answers_as_documented() {
     let app = TestApp::spawn().await;
-    let doc_resp = app.send(Method::GET, "/openapi.json", None, &[], false).await;
+    let doc_resp = app
+        .send(Method::GET, "/openapi.json", None, &[], false)
+        .await;
     assert_eq!(doc_resp.status, StatusCode::OK);
     assert_eq!(doc_resp.headers["content-type"], "application/json");
     let doc = doc_resp.body;
@@ -92,7 +100,12 @@ async fn every_documented_operation_answers_as_documented() {
     // DELETE last: the other operations need the user.
     let mut ops: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys().filter(|m| ["get", "post", "delete"].contains(&m.as_str())) {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| ["get", "post", "delete"].contains(&m.as_str()))
+        {
             ops.push((method.clone(), path.clone()));
         }
     }
@@ -113,36 +126,82 @@ async fn every_documented_operation_answers_as_documented() {
         };
         let status = r.status.as_u16().to_string();
         let documented = &op["responses"][&status];
-        assert!(!documented.is_null(), "{method} {path} answered undocumented {status}: {}", r.body);
-        assert!(r.status.is_success(), "{method} {path}: {status} {}", r.body);
+        assert!(
+            !documented.is_null(),
+            "{method} {path} answered undocumented {status}: {}",
+            r.body
+        );
+        assert!(
+            r.status.is_success(),
+            "{method} {path}: {status} {}",
+            r.body
+        );
         if let Some(schema) = documented.pointer("/content/application~1json/schema") {
             let mut errors = Vec::new();
-            check(&doc, schema, &r.body, &format!("{method} {path}"), &mut errors);
+            check(
+                &doc,
+                schema,
+                &r.body,
+                &format!("{method} {path}"),
+                &mut errors,
+            );
             assert!(errors.is_empty(), "{errors:#?}");
         }
         if !public {
-            let unauth = app.send(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), &url, None, &[], false).await;
+            let unauth = app
+                .send(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    &url,
+                    None,
+                    &[],
+                    false,
+                )
+                .await;
             assert_eq!(unauth.status, StatusCode::UNAUTHORIZED);
-            assert!(!op["responses"]["401"].is_null(), "{method} {path} does not document 401");
+            assert!(
+                !op["responses"]["401"].is_null(),
+                "{method} {path} does not document 401"
+            );
         }
         seen.push(format!("{} {path}", method.to_uppercase()));
     }
     seen.sort();
     let expected = [
-        "DELETE /users/{id}", "GET /applies", "GET /apply/pending", "GET /extensions/available", "GET /healthz",
-        "GET /openapi.json", "GET /status", "GET /users", "GET /users/{id}", "POST /apply", "POST /users",
+        "DELETE /users/{id}",
+        "GET /applies",
+        "GET /apply/pending",
+        "GET /extensions/available",
+        "GET /healthz",
+        "GET /openapi.json",
+        "GET /status",
+        "GET /users",
+        "GET /users/{id}",
+        "POST /apply",
+        "POST /users",
         "POST /users/{id}/secret",
     ];
-    assert_eq!(seen, expected, "documented operations are exactly the served routes");
+    assert_eq!(
+        seen, expected,
+        "documented operations are exactly the served routes"
+    );
 }
 
 #[tokio::test]
 async fn documented_errors_have_the_error_shape() {
     let app = TestApp::spawn().await;
-    let doc = app.send(Method::GET, "/openapi.json", None, &[], false).await.body;
+    let doc = app
+        .send(Method::GET, "/openapi.json", None, &[], false)
+        .await
+        .body;
     let bad = app.post("/users", json!({"name": ""})).await;
     let mut errors = Vec::new();
-    check(&doc, &json!({"$ref": "#/components/schemas/Error"}), &bad.body, "422", &mut errors);
+    check(
+        &doc,
+        &json!({"$ref": "#/components/schemas/Error"}),
+        &bad.body,
+        "422",
+        &mut errors,
+    );
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(bad.body["error"]["field"], "name");
 }

@@ -10,7 +10,12 @@ use support::process::{command, env, free_addr, Portal};
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let base = env("postgres://u:hunter2secret@127.0.0.1:1/db", dir.path(), free_addr(), free_addr());
+    let base = env(
+        "postgres://u:hunter2secret@127.0.0.1:1/db",
+        dir.path(),
+        free_addr(),
+        free_addr(),
+    );
     let cases = [
         ("PORTAL_LISTEN", "localhost:80"),
         ("PORTAL_AGI_LISTEN", "nope"),
@@ -47,20 +52,29 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
     for i in 0..3 {
         let key = format!("key-{i}");
         let body = json!({"name": format!("U{i}"), "email": format!("u{i}@x.org")});
-        let r = app.post_with("/users", body, &[("Idempotency-Key", &key)]).await;
+        let r = app
+            .post_with("/users", body, &[("Idempotency-Key", &key)])
+            .await;
         assert_eq!(r.status, StatusCode::CREATED);
         secrets.push(r.body["sip_password"].as_str().unwrap().to_owned());
         let id = r.body["id"].clone();
         let r = app.post(&format!("/users/{id}/secret"), json!({})).await;
         secrets.push(r.body["sip_password"].as_str().unwrap().to_owned());
     }
-    app.post("/users", json!({"name": "bad;", "email": "x"})).await;
-    assert_eq!(app.post("/apply", json!({})).await.body["status"], "applied");
+    app.post("/users", json!({"name": "bad;", "email": "x"}))
+        .await;
+    assert_eq!(
+        app.post("/apply", json!({})).await.body["status"],
+        "applied"
+    );
     portal.signal("TERM");
     let (code, stderr) = portal.wait();
     assert_eq!(code, Some(0), "exit {code:?}: {stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
-    assert!(stderr.contains("apply finished"), "debug logs were on: {stderr}");
+    assert!(
+        stderr.contains("apply finished"),
+        "debug logs were on: {stderr}"
+    );
     for s in &secrets {
         assert!(!stderr.contains(s.as_str()), "secret in the log");
     }
@@ -72,10 +86,137 @@ async fn migrate_twice_at_once_is_safe() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let vars = env(&db.url, dir.path(), free_addr(), free_addr());
-    let runs: Vec<_> = (0..4).map(|_| command(dir.path(), &vars).arg("migrate").spawn().unwrap()).collect();
+    let runs: Vec<_> = (0..4)
+        .map(|_| command(dir.path(), &vars).arg("migrate").spawn().unwrap())
+        .collect();
     for mut r in runs {
         assert!(r.wait().unwrap().success());
     }
-    let n: i64 = db.client().await.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
+    let n: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn apply_from_the_shell_prints_the_record_and_exits_by_status() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
+    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+    let vars = env(&db.url, etc, free_addr(), free_addr());
+    assert!(command(etc, &vars)
+        .arg("migrate")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    db.client().await.execute("SELECT portal_create_user('Shell', 'shell@x.org', NULL, 1000, 1999, 'abcdefghijklmnopqrstuvwx')", &[]).await.unwrap();
+
+    let dry = command(etc, &vars)
+        .args(["apply", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(dry.status.success());
+    let rec: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        (rec["status"].as_str(), rec["changes"]["added"].clone()),
+        (Some("dry_run"), json!([1000]))
+    );
+    assert!(!etc
+        .join("pjsip.d/synergycall/generated_endpoints.conf")
+        .exists());
+
+    let out = command(etc, &vars).arg("apply").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "applied");
+    assert!(etc
+        .join("pjsip.d/synergycall/generated_endpoints.conf")
+        .exists());
+    let again: serde_json::Value =
+        serde_json::from_slice(&command(etc, &vars).arg("apply").output().unwrap().stdout).unwrap();
+    assert_eq!(again["status"], "unchanged");
+
+    // A failure exits non-zero with the failed record on stdout.
+    std::fs::remove_dir_all(etc.join("extensions.d")).unwrap();
+    db.client()
+        .await
+        .execute(
+            "UPDATE extensions SET secret = 'zyxwvutsrqponmlkjihgfedc'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let failed = command(etc, &vars).arg("apply").output().unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let rec: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(rec["error"]["code"], "write_failed");
+}
+
+#[tokio::test]
+async fn check_reports_one_line_per_check_and_fails_on_any() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
+    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+    std::fs::write(
+        etc.join("pjsip.conf"),
+        "[global]\ntype=global\n#tryinclude pjsip.d/synergycall/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("extensions.conf"),
+        "[general]\n#include extensions.d/synergycall/*.conf\n",
+    )
+    .unwrap();
+    let vars = env(&db.url, etc, free_addr(), free_addr());
+
+    let out = command(etc, &vars).arg("check").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} line: {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("database").starts_with("FAIL"),
+        "not migrated yet: {text}"
+    );
+    assert!(line("pjsip.conf").starts_with("ok"));
+    assert!(
+        line("extensions.conf").starts_with("FAIL") && line("extensions.conf").contains("#include")
+    );
+    assert!(line("pjsip dir").starts_with("ok") && line("fastagi").starts_with("ok"));
+    assert_eq!(text.lines().count(), 7);
+
+    assert!(command(etc, &vars)
+        .arg("migrate")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    std::fs::write(
+        etc.join("extensions.conf"),
+        "[general]\n#tryinclude extensions.d/synergycall/*.conf\n",
+    )
+    .unwrap();
+    let out = command(etc, &vars).arg("check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

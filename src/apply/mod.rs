@@ -334,7 +334,9 @@ impl Applier {
 fn finish_times(row: &mut ApplyRow, clock: Instant) {
     // Microseconds, as PostgreSQL stores them: the answer equals the audit row.
     let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
     row.finished_at = Some(now);
     row.duration_ms = Some(clock.elapsed().as_millis() as i64);
 }

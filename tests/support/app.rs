@@ -204,7 +204,6 @@ impl Http {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body
     }
-
 }
 
 impl std::ops::Deref for TestApp {
@@ -216,7 +215,10 @@ impl std::ops::Deref for TestApp {
 
 impl TestApp {
     pub fn client_for(addr: SocketAddr) -> Http {
-        Http { addr, client: Client::builder(TokioExecutor::new()).build_http() }
+        Http {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     /// Files only, no reload (PORTAL_RELOAD=none).

@@ -10,7 +10,10 @@ use std::time::Duration;
 use super::app::TOKEN;
 
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 pub struct Portal {
@@ -28,8 +31,14 @@ pub fn env(db_url: &str, etc: &Path, addr: SocketAddr, agi: SocketAddr) -> Vec<(
         s("PORTAL_LISTEN", &addr.to_string()),
         s("PORTAL_AGI_LISTEN", &agi.to_string()),
         s("PORTAL_RELOAD", "none"),
-        s("PORTAL_PJSIP_DIR", etc.join("pjsip.d/synergycall").to_str().unwrap()),
-        s("PORTAL_DIALPLAN_DIR", etc.join("extensions.d/synergycall").to_str().unwrap()),
+        s(
+            "PORTAL_PJSIP_DIR",
+            etc.join("pjsip.d/synergycall").to_str().unwrap(),
+        ),
+        s(
+            "PORTAL_DIALPLAN_DIR",
+            etc.join("extensions.d/synergycall").to_str().unwrap(),
+        ),
         s("PORTAL_ASTERISK_CONFIG_DIR", etc.to_str().unwrap()),
         s("RUST_LOG", "debug"),
     ]
@@ -39,7 +48,9 @@ pub fn env(db_url: &str, etc: &Path, addr: SocketAddr, agi: SocketAddr) -> Vec<(
 /// the working directory is `etc`).
 pub fn command(etc: &Path, vars: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pbx-portal"));
-    cmd.env_clear().current_dir(etc).envs(vars.iter().map(|(k, v)| (k, v)));
+    cmd.env_clear()
+        .current_dir(etc)
+        .envs(vars.iter().map(|(k, v)| (k, v)));
     cmd
 }
 
@@ -60,7 +71,11 @@ impl Portal {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pbx-portal");
-        let portal = Portal { child, addr, agi_addr };
+        let portal = Portal {
+            child,
+            addr,
+            agi_addr,
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return portal;
@@ -71,7 +86,11 @@ impl Portal {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
