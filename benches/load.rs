@@ -79,6 +79,15 @@ async fn call(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
+/// Joins the clients and summarises their latencies.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Stats {
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    stats(lat, start.elapsed())
+}
+
 /// `total` creates spread over `clients` concurrent clients.
 async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Stats {
     let start = Instant::now();
@@ -99,11 +108,7 @@ async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &st
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    stats(lat, start.elapsed())
+    gather(tasks, start).await
 }
 
 /// The same allocation transaction straight over tokio-postgres, one connection per client.
@@ -141,11 +146,7 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    stats(lat, start.elapsed())
+    gather(tasks, start).await
 }
 
 fn rss_kib(pid: u32) -> u64 {

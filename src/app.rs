@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::apply::{Applier, ApplyError};
 use crate::asterisk::{ami, probe::Probes};
 use crate::config::{Config, ReloadMode, Secret};
+use crate::shutdown::Shutdown;
 use crate::store::{self, Store, StoreError};
 
 /// Bound on each AMI or CLI exchange (`PORTAL_AMI_TIMEOUT_MS`).
@@ -171,7 +172,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         agi_up: agi_up.clone(),
         apply_gate: Arc::new(RwLock::new(())),
     });
-    let (tx, rx) = watch::channel(false);
+    let (tx, rx) = Shutdown::new();
     let agi_rx = rx.clone();
     let tasks = vec![
         tokio::spawn(crate::http::serve(http, app.clone(), rx)),

@@ -12,4 +12,5 @@ pub mod check;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod shutdown;
 pub mod store;

@@ -149,7 +149,7 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
                 )
             })?;
             config.asterisk.agi_addr = listener.local_addr().map_err(|e| e.to_string())?;
-            let (tx, rx) = tokio::sync::watch::channel(false);
+            let (tx, rx) = pbx_portal::shutdown::Shutdown::new();
             tokio::spawn(pbx_portal::asterisk::agi::serve(
                 listener,
                 probes.clone(),

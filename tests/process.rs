@@ -5,7 +5,7 @@ mod support;
 use hyper::StatusCode;
 use serde_json::json;
 use support::app::{TestApp, TestDb, TOKEN};
-use support::process::{command, env, free_addr, Portal};
+use support::process::{command, env, free_addr, make_etc, Portal};
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
@@ -107,8 +107,7 @@ async fn apply_from_the_shell_prints_the_record_and_exits_by_status() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path();
-    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
-    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+    make_etc(etc);
     let vars = env(&db.url, etc, free_addr(), free_addr());
     assert!(command(etc, &vars)
         .arg("migrate")
@@ -168,8 +167,7 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path();
-    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
-    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+    make_etc(etc);
     std::fs::write(
         etc.join("pjsip.conf"),
         "[global]\ntype=global\n#tryinclude pjsip.d/synergycall/*.conf\n",

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+
+use crate::shutdown::Shutdown;
 
 use super::probe::Probes;
 
@@ -153,16 +155,12 @@ impl Session {
 }
 
 /// Accepts FastAGI connections until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    probes: Arc<Probes>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, probes: Arc<Probes>, mut shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stopped(&mut shutdown) => return,
+            _ = shutdown.wait() => return,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -193,11 +191,6 @@ pub async fn serve(
             }
         });
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

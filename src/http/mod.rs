@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,7 +20,6 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::app::App;
 use error::ApiError;
@@ -107,7 +107,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
 }
 
 /// Serves HTTP/1.1 until `shutdown` turns true, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     // Bounds a client that opens a connection and sends its headers slowly.
@@ -124,7 +124,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -146,11 +146,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     {
         tracing::warn!("some HTTP connections did not finish within {DRAIN:?}");
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

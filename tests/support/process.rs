@@ -54,11 +54,16 @@ pub fn command(etc: &Path, vars: &[(String, String)]) -> Command {
     cmd
 }
 
+/// The two include directories under `etc`.
+pub fn make_etc(etc: &Path) {
+    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
+    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+}
+
 impl Portal {
     /// Starts `serve` and waits until /healthz answers.
     pub async fn spawn(db_url: &str, etc: &Path, extra: &[(&str, &str)]) -> Portal {
-        std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
-        std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+        make_etc(etc);
         let (addr, agi_addr) = (free_addr(), free_addr());
         let mut vars = env(db_url, etc, addr, agi_addr);
         for (k, v) in extra {
