@@ -19,14 +19,6 @@ use crate::config::{Config, ReloadMode, Secret};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store, StoreError};
 
-/// Bound on each AMI or CLI exchange (`PORTAL_AMI_TIMEOUT_MS`).
-pub fn io_timeout() -> Duration {
-    std::env::var("PORTAL_AMI_TIMEOUT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(5), Duration::from_millis)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -157,12 +149,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     config.asterisk.agi_addr = agi_addr;
 
     let probes = Arc::new(Probes::default());
-    let applier = Applier::new(
-        store.clone(),
-        config.asterisk.clone(),
-        probes.clone(),
-        io_timeout(),
-    );
+    let applier = Applier::new(store.clone(), config.asterisk.clone(), probes.clone());
     let agi_up = Arc::new(AtomicBool::new(true));
     let app = Arc::new(App {
         config,

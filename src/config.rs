@@ -66,6 +66,8 @@ pub struct AsteriskConfig {
     pub cli: PathBuf,
     pub health_check: bool,
     pub health_timeout: Duration,
+    /// Bound on each AMI exchange and each CLI run.
+    pub io_timeout: Duration,
     pub transport: String,
     pub config_dir: PathBuf,
     /// The FastAGI address the generated dialplan calls (PORTAL_AGI_LISTEN).
@@ -169,6 +171,14 @@ impl Config {
             ));
         }
 
+        let io_ms = number("PORTAL_AMI_TIMEOUT_MS", 5_000)?;
+        if !(100..=600_000).contains(&io_ms) {
+            return Err(bad(
+                "PORTAL_AMI_TIMEOUT_MS",
+                "must be between 100 and 600000",
+            ));
+        }
+
         let ami_username = get("PORTAL_AMI_USERNAME").unwrap_or_default().to_owned();
         let ami_secret = Secret(get("PORTAL_AMI_SECRET").unwrap_or_default().to_owned());
         if reload == ReloadMode::Ami {
@@ -224,6 +234,7 @@ impl Config {
                 cli: path("PORTAL_ASTERISK_CLI", "asterisk"),
                 health_check,
                 health_timeout: Duration::from_millis(health_ms),
+                io_timeout: Duration::from_millis(io_ms),
                 transport,
                 config_dir: path("PORTAL_ASTERISK_CONFIG_DIR", "/etc/asterisk"),
                 agi_addr: addr("PORTAL_AGI_LISTEN", "127.0.0.1:4573")?,

@@ -159,7 +159,7 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
         } else {
             None
         };
-        let applier = Applier::new(store, config.asterisk.clone(), probes, app::io_timeout());
+        let applier = Applier::new(store, config.asterisk.clone(), probes);
         Ok::<_, String>(applier.run(dry_run).await)
     };
     match run.await {

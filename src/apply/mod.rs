@@ -8,7 +8,7 @@
 mod diff;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use time::OffsetDateTime;
 
@@ -50,8 +50,6 @@ pub struct Applier {
     store: Store,
     cfg: AsteriskConfig,
     probes: Arc<Probes>,
-    /// Bound on each AMI or CLI exchange.
-    io_timeout: Duration,
 }
 
 /// Marks the row failed with `code`; the pipeline returns it as `ApplyError::Failed`.
@@ -64,18 +62,8 @@ fn fail(row: &mut ApplyRow, code: &str, message: impl Into<String>) {
 }
 
 impl Applier {
-    pub fn new(
-        store: Store,
-        cfg: AsteriskConfig,
-        probes: Arc<Probes>,
-        io_timeout: Duration,
-    ) -> Self {
-        Self {
-            store,
-            cfg,
-            probes,
-            io_timeout,
-        }
+    pub fn new(store: Store, cfg: AsteriskConfig, probes: Arc<Probes>) -> Self {
+        Self { store, cfg, probes }
     }
 
     fn settings(&self) -> render::Settings<'_> {
@@ -217,7 +205,7 @@ impl Applier {
             return None;
         }
 
-        let Some(mut link) = Link::open(&self.cfg, self.io_timeout).await else {
+        let Some(mut link) = Link::open(&self.cfg, self.cfg.io_timeout).await else {
             row.reload = Reload {
                 method: ReloadMethod::None,
                 output: "PORTAL_RELOAD=none: files written, Asterisk not reloaded".into(),
@@ -226,7 +214,7 @@ impl Applier {
             row.status = ApplyStatus::Applied;
             return Some(rendered.fingerprints);
         };
-        match link.reload(&self.cfg, self.io_timeout).await {
+        match link.reload(&self.cfg, self.cfg.io_timeout).await {
             Ok(output) => {
                 row.reload = Reload {
                     method: link.method(),
@@ -286,7 +274,7 @@ impl Applier {
             }
         }
         row.rolled_back = true;
-        match link.reload(&self.cfg, self.io_timeout).await {
+        match link.reload(&self.cfg, self.cfg.io_timeout).await {
             Ok(_) => "the previous files were restored and reloaded".into(),
             Err(f) => format!(
                 "the previous files were restored but reloading them failed: {}",
@@ -308,7 +296,7 @@ impl Applier {
         let limit = self.cfg.health_timeout;
         let wait_secs = limit.as_secs() + 2;
         if let Err(e) = link
-            .originate_probe(&self.cfg, self.io_timeout, &channel, wait_secs)
+            .originate_probe(&self.cfg, self.cfg.io_timeout, &channel, wait_secs)
             .await
         {
             self.probes.cancel(&token);

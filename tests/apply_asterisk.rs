@@ -1,0 +1,440 @@
+//! Apply against the Asterisk stand-in: AMI reload, CLI fallback, rollback on reload and
+//! probe failures, the FastAGI probe and hostile FastAGI clients.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use pbx_portal::asterisk::render::is_intact;
+use serde_json::{json, Value};
+use support::app::{TestApp, TestDb};
+use support::asterisk::{FakeAsterisk, Fault, Options};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Stand {
+    app: TestApp,
+    ast: FakeAsterisk,
+}
+
+/// A portal wired to a fresh stand-in: AMI first, the stand-in's CLI script as fallback.
+async fn stand(extra: &[(&str, &str)]) -> Stand {
+    let db = TestDb::create().await;
+    let dirs = tempfile::tempdir().unwrap();
+    let etc = dirs.path().join("etc");
+    let (pjsip, dialplan) = (
+        etc.join("pjsip.d/synergycall"),
+        etc.join("extensions.d/synergycall"),
+    );
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let ast = FakeAsterisk::start(&etc, &pjsip, &dialplan, Options::default())
+        .await
+        .unwrap();
+    let ami = ast.ami_addr().to_string();
+    let cli = ast.cli_path().to_str().unwrap().to_owned();
+    let mut vars = vec![
+        ("PORTAL_RELOAD", "ami"),
+        ("PORTAL_AMI_ADDR", ami.as_str()),
+        ("PORTAL_AMI_USERNAME", "portal"),
+        ("PORTAL_AMI_SECRET", "portal-secret"),
+        ("PORTAL_ASTERISK_CLI", cli.as_str()),
+        ("PORTAL_HEALTH_TIMEOUT_MS", "3000"),
+    ];
+    vars.extend_from_slice(extra);
+    let app = TestApp::start_on(db, dirs, &vars).await;
+    Stand { app, ast }
+}
+
+fn ids(
+    map: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+) -> Vec<String> {
+    map.keys().cloned().collect()
+}
+
+fn files(app: &TestApp) -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read(app.pjsip_dir.join("generated_endpoints.conf")).unwrap_or_default(),
+        std::fs::read(app.dialplan_dir.join("generated_routing.conf")).unwrap_or_default(),
+    )
+}
+
+async fn apply(app: &TestApp) -> (StatusCode, Value) {
+    let r = app.post("/apply", json!({})).await;
+    (r.status, r.body)
+}
+
+/// Two users applied and live; returns the file contents of that state.
+async fn baseline(s: &Stand) -> (Vec<u8>, Vec<u8>) {
+    s.app.create_user("Alice", "alice@x.org").await;
+    s.app.create_user("Bob", "bob@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(ids(&s.ast.endpoints()), ["1000", "1001"]);
+    files(&s.app)
+}
+
+#[tokio::test]
+async fn a_healthy_apply_reloads_over_ami_and_the_probe_proves_it() {
+    let s = stand(&[]).await;
+    s.app.create_user("Alice Example", "alice@x.org").await;
+    s.app.create_user("Bob", "bob@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(rec["status"], "applied");
+    assert_eq!(rec["reload"]["method"], "ami");
+    assert_eq!(
+        rec["reload"]["output"],
+        "Module 'res_pjsip.so' reloaded successfully.\nDialplan reloaded."
+    );
+    assert_eq!(
+        rec["health"],
+        json!({"status": "ok", "checked": 2, "missing": []})
+    );
+
+    // What Asterisk now runs is what was applied.
+    assert_eq!(ids(&s.ast.endpoints()), ["1000", "1001"]);
+    assert_eq!(ids(&s.ast.aors()), ["1000", "1001"]);
+    assert_eq!(
+        s.ast.field("endpoint", "1000", "callerid").as_deref(),
+        Some("\"Alice Example\" <1000>")
+    );
+    assert_eq!(
+        s.ast.field("aor", "1000", "remove_existing").as_deref(),
+        Some("true")
+    );
+    let internal = s.ast.dialplan("synergy-internal").unwrap();
+    assert_eq!(
+        internal,
+        BTreeSet::from(["1000".to_owned(), "1001".to_owned()])
+    );
+    let actions = s.ast.actions();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "AMI Command: module reload res_pjsip.so"),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| a == "AMI Command: dialplan reload"));
+    assert!(!actions
+        .iter()
+        .any(|a| a.contains("pjsip reload") && !a.contains("module")));
+    assert_eq!(
+        s.ast.agi_sessions(),
+        1,
+        "the Local channel's dialplan leg ran the probe once"
+    );
+
+    // Nothing changed: no reload at all.
+    let reloads = s.ast.reloads();
+    assert_eq!(apply(&s.app).await.1["status"], "unchanged");
+    assert_eq!(s.ast.reloads(), reloads);
+
+    // A removed user disappears from the live Asterisk, and the probe checked it is gone.
+    let bob = s.app.get("/users?q=bob").await.body["users"][0]["id"].clone();
+    s.app.delete(&format!("/users/{bob}")).await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["health"]["checked"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{rec}"
+    );
+    assert_eq!(ids(&s.ast.endpoints()), ["1000"]);
+    assert!(!s.ast.dialplan("synergy-internal").unwrap().contains("1001"));
+
+    let st = s.app.get("/status").await.body;
+    assert_eq!(
+        (st["ami"].as_str(), st["agi"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn ami_unreachable_falls_back_to_the_cli() {
+    for fault in [
+        Fault::RefuseConnections,
+        Fault::RejectLogin,
+        Fault::DropMidReply,
+    ] {
+        let s = stand(&[]).await;
+        s.app.create_user("Alice", "alice@x.org").await;
+        s.ast.set_fault(fault.clone());
+        let (status, rec) = apply(&s.app).await;
+        assert_eq!(status, StatusCode::OK, "{fault:?}: {rec}");
+        assert_eq!(rec["reload"]["method"], "cli", "{fault:?}");
+        let out = rec["reload"]["output"].as_str().unwrap();
+        assert!(
+            out.contains("used the CLI") && out.contains("Dialplan reloaded."),
+            "{fault:?}: {out}"
+        );
+        assert_eq!(
+            rec["health"]["status"], "ok",
+            "{fault:?}: the probe went through `channel originate`"
+        );
+        assert!(
+            s.ast
+                .actions()
+                .iter()
+                .any(|a| a == "CLI module reload res_pjsip.so"),
+            "{fault:?}"
+        );
+        assert_eq!(ids(&s.ast.endpoints()), ["1000"]);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_reload_rolls_back_to_the_old_files_and_objects() {
+    for faults in [
+        vec![Fault::CommandError],
+        vec![Fault::RefuseConnections, Fault::CliDown],
+    ] {
+        let s = stand(&[]).await;
+        let before = baseline(&s).await;
+        let live = s.ast.endpoints();
+        s.app.create_user("Carol", "carol@x.org").await;
+        for f in &faults {
+            s.ast.set_fault(f.clone());
+        }
+        let (status, rec) = apply(&s.app).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{faults:?}: {rec}");
+        assert_eq!(rec["status"], "failed");
+        assert_eq!(rec["error"]["code"], "reload_failed");
+        assert_eq!(rec["rolled_back"], true);
+        assert_eq!(
+            files(&s.app),
+            before,
+            "{faults:?}: the previous files are back, byte for byte"
+        );
+        s.ast.clear_faults();
+        assert_eq!(s.ast.endpoints(), live, "{faults:?}");
+        let audit = &s.app.get("/applies?limit=1").await.body["applies"][0];
+        assert_eq!(
+            (audit["status"].as_str(), audit["error"]["code"].as_str()),
+            (Some("failed"), Some("reload_failed"))
+        );
+        assert_eq!(
+            s.app.get("/apply/pending").await.body["added"],
+            json!([1002])
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_asterisk_times_out_into_a_rollback() {
+    let s = stand(&[("PORTAL_AMI_TIMEOUT_MS", "300")]).await;
+    let before = baseline(&s).await;
+    s.app.create_user("Carol", "carol@x.org").await;
+    s.ast.set_fault(Fault::Stall(Duration::from_secs(3)));
+    let t = Instant::now();
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("reload_failed")),
+        "{rec}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "bounded by the timeouts, not by Asterisk"
+    );
+    assert_eq!(files(&s.app), before);
+}
+
+#[tokio::test]
+async fn an_object_asterisk_silently_dropped_fails_the_probe_and_rolls_back() {
+    let s = stand(&[]).await;
+    let before = baseline(&s).await;
+    let live = s.ast.endpoints();
+    let bob = s.app.get("/users?q=bob").await.body["users"][0]["id"].clone();
+    s.app.post(&format!("/users/{bob}/secret"), json!({})).await;
+    s.app.create_user("Carol", "carol@x.org").await;
+    s.ast
+        .set_fault(Fault::DropObjectsOnReload(vec!["1002".into()]));
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{rec}");
+    assert_eq!(rec["error"]["code"], "health_check_failed");
+    assert_eq!(rec["rolled_back"], true);
+    assert_eq!(rec["health"]["status"], "failed");
+    let missing = rec["health"]["missing"].as_array().unwrap();
+    assert!(
+        missing.contains(&json!("endpoint 1002 is missing")),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&json!("aor 1002 is missing")),
+        "{missing:?}"
+    );
+    assert!(rec["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("endpoint 1002 is missing"));
+    assert_eq!(files(&s.app), before);
+    // The reload of the restored files brought back exactly the old objects (old secret).
+    s.ast.clear_faults();
+    assert_eq!(s.ast.endpoints(), live);
+    let old_secret = String::from_utf8_lossy(&before.0)
+        .lines()
+        .find(|l| l.starts_with("password="))
+        .map(str::to_owned);
+    let live_auth = s.ast.auths()["1000"]["password"].clone();
+    assert_eq!(old_secret, Some(format!("password={live_auth}")));
+}
+
+#[tokio::test]
+async fn a_probe_that_never_arrives_or_hangs_up_fails_and_rolls_back() {
+    for fault in [Fault::NeverCallBack, Fault::HangupMidProbe(0)] {
+        let s = stand(&[("PORTAL_HEALTH_TIMEOUT_MS", "800")]).await;
+        let before = baseline(&s).await;
+        s.app.create_user("Carol", "carol@x.org").await;
+        s.ast.set_fault(fault.clone());
+        let (status, rec) = apply(&s.app).await;
+        assert_eq!(
+            (status, rec["error"]["code"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("health_check_failed")),
+            "{fault:?} {rec}"
+        );
+        let msg = rec["error"]["message"].as_str().unwrap();
+        if fault == Fault::NeverCallBack {
+            assert!(
+                msg.contains("#tryinclude") && msg.contains("PORTAL_AGI_LISTEN"),
+                "{msg}"
+            );
+        } else {
+            assert!(msg.contains("hung up"), "{msg}");
+        }
+        assert_eq!(files(&s.app), before, "{fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn health_check_off_skips_the_probe() {
+    let s = stand(&[("PORTAL_HEALTH_CHECK", "off")]).await;
+    s.app.create_user("Alice", "alice@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["health"]["status"].as_str()),
+        (StatusCode::OK, Some("skipped"))
+    );
+    assert_eq!(s.ast.agi_sessions(), 0);
+}
+
+#[tokio::test]
+async fn cli_only_mode_reloads_and_probes_through_asterisk_rx() {
+    let s = stand(&[("PORTAL_RELOAD", "cli")]).await;
+    s.app.create_user("Alice", "alice@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(
+        (
+            rec["reload"]["method"].as_str(),
+            rec["health"]["status"].as_str()
+        ),
+        (Some("cli"), Some("ok"))
+    );
+    assert!(!s.ast.actions().iter().any(|a| a.starts_with("AMI")));
+}
+
+async fn agi_session(addr: std::net::SocketAddr, script: &str, arg: Option<&str>) -> Vec<u8> {
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut env = format!(
+        "agi_network: yes\nagi_network_script: {script}\nagi_request: agi://{addr}/{script}\nagi_channel: Local/x@y-00000001;2\nagi_version: 22.7.0\n"
+    );
+    if let Some(a) = arg {
+        env.push_str(&format!("agi_arg_1: {a}\n"));
+    }
+    env.push('\n');
+    sock.write_all(env.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), sock.read_to_end(&mut got)).await;
+    got
+}
+
+#[tokio::test]
+async fn fastagi_tells_clients_without_a_valid_token_nothing() {
+    let s = stand(&[]).await;
+    baseline(&s).await;
+    let token = s
+        .ast
+        .actions()
+        .iter()
+        .find_map(|a| {
+            a.split("Local/probe-")
+                .nth(1)
+                .map(|t| t.split('@').next().unwrap().to_owned())
+        })
+        .expect("the Originate channel is recorded");
+    let agi = s.app.agi_addr;
+    assert!(
+        agi_session(agi, "health", None).await.is_empty(),
+        "no token"
+    );
+    assert!(
+        agi_session(agi, "health", Some("not-a-token"))
+            .await
+            .is_empty(),
+        "wrong token"
+    );
+    assert!(
+        agi_session(agi, "health", Some(&token)).await.is_empty(),
+        "replayed token"
+    );
+    assert!(
+        agi_session(agi, "other", Some(&token)).await.is_empty(),
+        "other script"
+    );
+
+    // Garbage: an oversized line, a binary blob, an early close. The server survives.
+    let mut sock = tokio::net::TcpStream::connect(agi).await.unwrap();
+    let _ = sock.write_all(&vec![b'x'; 100_000]).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), sock.read_to_end(&mut got)).await;
+    assert!(got.is_empty());
+    drop(tokio::net::TcpStream::connect(agi).await.unwrap());
+    let mut sock = tokio::net::TcpStream::connect(agi).await.unwrap();
+    sock.write_all(b"\x00\xff\xfe\n\n").await.unwrap();
+    drop(sock);
+
+    s.app.create_user("Carol", "carol@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["health"]["status"].as_str()),
+        (StatusCode::OK, Some("ok")),
+        "{rec}"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_of_a_thousand_extensions_stays_under_asterisks_line_limit() {
+    let s = stand(&[
+        ("PORTAL_EXTENSION_MAX", "2999"),
+        ("PORTAL_HEALTH_TIMEOUT_MS", "10000"),
+    ])
+    .await;
+    let c = s.app.db().client().await;
+    c.execute(
+        "SELECT portal_create_user('User ' || g, 'u' || g || '@x.org', NULL, 1000, 2999, 'abcdefghijklmnopqrstuvwx') FROM generate_series(1, 1000) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(
+        rec["health"],
+        json!({"status": "ok", "checked": 1000, "missing": []})
+    );
+    assert_eq!(s.ast.endpoints().len(), 1000);
+    assert!(
+        !s.ast.log().iter().any(|l| l.contains("510")),
+        "no command was refused"
+    );
+}
+
+#[tokio::test]
+async fn generated_files_are_intact_whole_files() {
+    let s = stand(&[]).await;
+    let (e, r) = baseline(&s).await;
+    assert!(
+        is_intact(std::str::from_utf8(&e).unwrap()) && is_intact(std::str::from_utf8(&r).unwrap())
+    );
+}

@@ -1,0 +1,217 @@
+//! Applies across processes: serialisation by the advisory lock, and a kill -9 in the
+//! middle of an apply.
+
+mod support;
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use pbx_portal::asterisk::render::is_intact;
+use serde_json::json;
+use support::app::{TestApp, TestDb};
+use support::asterisk::{FakeAsterisk, Fault, Options};
+use support::process::Portal;
+
+async fn asterisk(etc: &std::path::Path) -> FakeAsterisk {
+    let (pjsip, dialplan) = (
+        etc.join("pjsip.d/synergycall"),
+        etc.join("extensions.d/synergycall"),
+    );
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    FakeAsterisk::start(etc, &pjsip, &dialplan, Options::default())
+        .await
+        .unwrap()
+}
+
+fn ami_env(ast: &FakeAsterisk) -> Vec<(String, String)> {
+    vec![
+        ("PORTAL_RELOAD".into(), "ami".into()),
+        ("PORTAL_AMI_ADDR".into(), ast.ami_addr().to_string()),
+        ("PORTAL_AMI_USERNAME".into(), "portal".into()),
+        ("PORTAL_AMI_SECRET".into(), "portal-secret".into()),
+        (
+            "PORTAL_ASTERISK_CLI".into(),
+            ast.cli_path().to_str().unwrap().into(),
+        ),
+        ("PORTAL_HEALTH_CHECK".into(), "off".into()),
+    ]
+}
+
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter()
+        .map(|(k, val)| (k.as_str(), val.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_portals_on_one_database_apply_one_at_a_time() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ast = asterisk(dir.path()).await;
+    let env = ami_env(&ast);
+    let a = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
+    let b = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
+    let (ha, hb) = (TestApp::client_for(a.addr), TestApp::client_for(b.addr));
+    ha.post("/users", json!({"name": "A", "email": "a@x.org"}))
+        .await;
+    ast.set_fault(Fault::Stall(Duration::from_millis(700)));
+
+    let (ra, rb) = tokio::join!(ha.post("/apply", json!({})), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hb.post("/apply", json!({})).await
+    });
+    assert_eq!(ra.status, StatusCode::OK, "{}", ra.body);
+    assert_eq!(
+        (rb.status, rb.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("apply_in_progress"))
+    );
+    let applies = ha.get("/applies").await.body;
+    assert_eq!(
+        applies["applies"].as_array().unwrap().len(),
+        1,
+        "the refused apply started nothing"
+    );
+}
+
+#[tokio::test]
+async fn many_simultaneous_applies_never_overlap() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    app.create_user("A", "a@x.org").await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    app.create_user("U", &format!("u{i}@x.org")).await;
+                }
+                app.post("/apply", json!({})).await.status
+            })
+        })
+        .collect();
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == StatusCode::OK || s == StatusCode::CONFLICT, "{s}");
+    }
+    let rows = app.get("/applies?limit=100").await.body["applies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut spans: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["started_at"].as_str().unwrap().to_owned(),
+                r["finished_at"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "applies overlapped: {w:?}");
+    }
+    // Whatever interleaving happened, the last state is fully applied.
+    assert_eq!(
+        app.post("/apply", json!({})).await.body["status"],
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_row() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    let ast = asterisk(etc).await;
+    let env = ami_env(&ast);
+    let portal = Portal::spawn(&db.url, etc, &pairs(&env)).await;
+    let http = TestApp::client_for(portal.addr);
+    http.post("/users", json!({"name": "A", "email": "a@x.org"}))
+        .await;
+    assert_eq!(http.post("/apply", json!({})).await.status, StatusCode::OK);
+    http.post("/users", json!({"name": "B", "email": "b@x.org"}))
+        .await;
+
+    ast.set_fault(Fault::Stall(Duration::from_secs(30)));
+    let before = ast.actions().len();
+    let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
+    // The files are written before Asterisk is contacted: wait for that contact.
+    for _ in 0..200 {
+        if ast.actions().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ast.actions().len() > before, "the apply reached Asterisk");
+    portal.signal("KILL");
+    let (code, _) = portal.wait();
+    assert_eq!(code, None, "killed by the signal");
+    let _ = pending.await;
+
+    for f in [
+        "pjsip.d/synergycall/generated_endpoints.conf",
+        "extensions.d/synergycall/generated_routing.conf",
+    ] {
+        let text = std::fs::read_to_string(etc.join(f)).unwrap();
+        assert!(is_intact(&text), "{f} is a whole file");
+    }
+    for d in ["pjsip.d/synergycall", "extensions.d/synergycall"] {
+        assert_eq!(
+            std::fs::read_dir(etc.join(d)).unwrap().count(),
+            1,
+            "no temp file left in {d}"
+        );
+    }
+    let c = db.client().await;
+    let status: String = c
+        .query_one(
+            "SELECT status FROM apply_audit_log ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "running");
+
+    ast.clear_faults();
+    let portal = Portal::spawn(&db.url, etc, &pairs(&env)).await;
+    let http = TestApp::client_for(portal.addr);
+    let rows = http.get("/applies").await.body;
+    assert_eq!(rows["applies"][0]["status"], "interrupted");
+    assert_eq!(rows["applies"][1]["status"], "applied");
+    let rec = http.post("/apply", json!({})).await;
+    assert_eq!(
+        rec.status,
+        StatusCode::OK,
+        "the lock died with the killed process: {}",
+        rec.body
+    );
+    assert_eq!(rec.body["changes"]["added"], json!([1001]));
+    assert_eq!(ast.endpoints().len(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_apply_finish() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ast = asterisk(dir.path()).await;
+    let env = ami_env(&ast);
+    let portal = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
+    let http = TestApp::client_for(portal.addr);
+    http.post("/users", json!({"name": "A", "email": "a@x.org"}))
+        .await;
+    ast.set_fault(Fault::Stall(Duration::from_millis(400)));
+    let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    portal.signal("TERM");
+    let r = pending.await.unwrap();
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{}",
+        r.body
+    );
+    let (code, stderr) = portal.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(ast.endpoints().len(), 1);
+}

@@ -1,0 +1,452 @@
+//! Variable substitution (`ast_str_substitute_variables`) and the dialplan functions the
+//! stand-in knows: PJSIP_ENDPOINT, PJSIP_AOR, DIALPLAN_EXISTS, LEN, CALLERID, GLOBAL.
+
+use std::collections::BTreeMap;
+
+use super::dialplan::Dialplan;
+use super::pjsip::Sorcery;
+
+/// What a channel looks like to the substitution engine.
+#[derive(Debug, Clone, Default)]
+pub struct ChanInfo {
+    pub name: String,
+    pub uniqueid: String,
+    pub context: String,
+    pub exten: String,
+    pub priority: i32,
+    pub cid_num: Option<String>,
+    pub cid_name: Option<String>,
+}
+
+/// Everything one evaluation may read, plus the log and a function counter.
+pub struct Env<'a> {
+    pub chan: &'a ChanInfo,
+    pub vars: &'a BTreeMap<String, String>,
+    pub sorcery: &'a Sorcery,
+    pub dialplan: &'a Dialplan,
+    pub log: &'a mut Vec<String>,
+    /// Functions evaluated so far (for the cost model).
+    pub functions: usize,
+}
+
+impl Env<'_> {
+    /// `ast_str_retrieve_variable` without substring handling.
+    pub fn variable(&self, var: &str) -> Option<String> {
+        let c = self.chan;
+        let builtin = match var {
+            "EXTEN" => Some(c.exten.clone()),
+            "CONTEXT" => Some(c.context.clone()),
+            "PRIORITY" => Some(c.priority.to_string()),
+            "CHANNEL" => Some(c.name.clone()),
+            "UNIQUEID" => Some(c.uniqueid.clone()),
+            "CALLINGPRES" => Some("67".into()),
+            "CALLINGANI2" | "CALLINGTON" | "CALLINGTNS" | "HANGUPCAUSE" => Some("0".into()),
+            "EPOCH" => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            "SYSTEMNAME" => Some(String::new()),
+            _ => None,
+        };
+        builtin
+            .or_else(|| self.vars.get(var).cloned())
+            .or_else(|| self.dialplan.globals.get(var).cloned())
+    }
+
+    /// `ast_func_read2`: Err(()) when the function failed (nothing is substituted).
+    pub fn function(&mut self, expr: &str) -> Result<String, ()> {
+        self.functions += 1;
+        let (name, args) = match expr.find('(') {
+            Some(open) => {
+                let inner = &expr[open + 1..];
+                let args = match inner.rfind(')') {
+                    Some(close) => &inner[..close],
+                    None => {
+                        self.log.push(format!("WARNING pbx_functions.c: Can't find trailing parenthesis for function '{}({}'?", &expr[..open], inner));
+                        inner
+                    }
+                };
+                (&expr[..open], args)
+            }
+            None => (expr, ""),
+        };
+        let argv = separate_args(args);
+        let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
+        match name {
+            "PJSIP_ENDPOINT" => {
+                if args.is_empty() {
+                    self.log.push(format!(
+                        "ERROR func_pjsip_endpoint.c: Cannot call {name} without arguments"
+                    ));
+                    return Err(());
+                }
+                if arg(0).is_empty() {
+                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} without an endpoint name to query"));
+                    return Err(());
+                }
+                if arg(1).is_empty() {
+                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} with an empty field name to query"));
+                    return Err(());
+                }
+                let Some(ep) = self.sorcery.get("endpoint", arg(0)) else {
+                    self.log.push(format!(
+                        "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '{}'",
+                        arg(0)
+                    ));
+                    return Err(());
+                };
+                match ep.field(arg(1)) {
+                    Some(v) if arg(1) == "disallow" => Ok(format!("!{v}")),
+                    Some(v) if arg(1) != "type" => Ok(v),
+                    _ => {
+                        self.log.push(format!(
+                            "WARNING func_pjsip_endpoint.c: Unknown property '{}' for PJSIP endpoint",
+                            arg(1)
+                        ));
+                        Err(())
+                    }
+                }
+            }
+            "PJSIP_AOR" => {
+                if args.is_empty() {
+                    self.log.push(format!(
+                        "ERROR func_pjsip_aor.c: Cannot call {name} without arguments"
+                    ));
+                    return Err(());
+                }
+                if arg(0).is_empty() {
+                    self.log.push(format!(
+                        "ERROR func_pjsip_aor.c: Cannot call {name} without an AOR name to query"
+                    ));
+                    return Err(());
+                }
+                if arg(1).is_empty() {
+                    self.log.push(format!("ERROR func_pjsip_aor.c: Cannot call {name} with an empty field name to query"));
+                    return Err(());
+                }
+                let Some(aor) = self.sorcery.get("aor", arg(0)) else {
+                    self.log.push(format!(
+                        "WARNING func_pjsip_aor.c: Failed to retrieve information for AOR '{}'",
+                        arg(0)
+                    ));
+                    return Err(());
+                };
+                if arg(1) == "contact" {
+                    // No registrations in the stand-in: no contact objects.
+                    return Ok(String::new());
+                }
+                match aor.field(arg(1)) {
+                    Some(v) if arg(1) != "type" => Ok(v),
+                    _ => {
+                        self.log.push(format!(
+                            "WARNING func_pjsip_aor.c: Unknown property '{}' for PJSIP AOR",
+                            arg(1)
+                        ));
+                        Err(())
+                    }
+                }
+            }
+            "DIALPLAN_EXISTS" => {
+                if args.is_empty() {
+                    self.log.push(
+                        "ERROR func_dialplan.c: DIALPLAN_EXISTS() requires an argument".into(),
+                    );
+                    return Err(());
+                }
+                let (ctx, ext, pri) = (arg(0), arg(1), arg(2));
+                let found = if !pri.is_empty() {
+                    match leading_int(pri) {
+                        Some(n) if n > 0 => self.dialplan.exists(ctx, ext, n),
+                        _ => self.dialplan.find_label(ctx, ext, pri).unwrap_or(0) > 0,
+                    }
+                } else if !ext.is_empty() {
+                    self.dialplan.exists(ctx, ext, 1)
+                } else if !ctx.is_empty() {
+                    self.dialplan.context(ctx).is_some()
+                } else {
+                    self.log.push(
+                        "ERROR func_dialplan.c: Invalid arguments provided to DIALPLAN_EXISTS"
+                            .into(),
+                    );
+                    return Err(());
+                };
+                Ok(if found { "1" } else { "0" }.into())
+            }
+            "LEN" => Ok(args.chars().count().to_string()),
+            "GLOBAL" => Ok(self.dialplan.globals.get(args).cloned().unwrap_or_default()),
+            "CALLERID" => {
+                let c = self.chan;
+                match arg(0).to_ascii_lowercase().as_str() {
+                    "num" | "number" => Ok(c.cid_num.clone().unwrap_or_default()),
+                    "name" => Ok(c.cid_name.clone().unwrap_or_default()),
+                    "all" => Ok(match (&c.cid_name, &c.cid_num) {
+                        (Some(n), Some(l)) => format!("\"{n}\" <{l}>"),
+                        (Some(n), None) => n.clone(),
+                        (None, Some(l)) => l.clone(),
+                        (None, None) => String::new(),
+                    }),
+                    _ => Err(()),
+                }
+            }
+            _ => {
+                self.log.push(format!(
+                    "ERROR pbx_functions.c: Function {name} not registered"
+                ));
+                Err(())
+            }
+        }
+    }
+}
+
+fn leading_int(s: &str) -> Option<i32> {
+    let t = s.trim_start();
+    let digits: String = t
+        .char_indices()
+        .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))
+        .map(|(_, c)| c)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `ast_app_separate_args` with ',' (quotes and backslashes removed).
+pub fn separate_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.is_empty() {
+        return out;
+    }
+    let mut cur = String::new();
+    let (mut paren, mut bracket, mut quote) = (0, 0, false);
+    let mut chars = s.chars();
+    let mut ended_with_delim = false;
+    while let Some(c) = chars.next() {
+        ended_with_delim = false;
+        match c {
+            '[' if !quote => {
+                bracket += 1;
+                cur.push(c);
+            }
+            ']' if !quote && bracket > 0 => {
+                bracket -= 1;
+                cur.push(c);
+            }
+            '(' if !quote => {
+                paren += 1;
+                cur.push(c);
+            }
+            ')' if !quote && paren > 0 => {
+                paren -= 1;
+                cur.push(c);
+            }
+            '"' => quote = !quote,
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' if paren == 0 && bracket == 0 && !quote => {
+                out.push(std::mem::take(&mut cur));
+                ended_with_delim = true;
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() || ended_with_delim || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `parse_variable_name`: strips `:offset:length` outside parentheses.
+fn parse_variable_name(var: &str) -> (String, Option<(i32, i32)>, bool) {
+    let mut parens = 0i32;
+    let mut isfunc = false;
+    for (i, c) in var.char_indices() {
+        match c {
+            '(' => {
+                isfunc = true;
+                parens += 1;
+            }
+            ')' => parens -= 1,
+            ':' if parens == 0 => {
+                let rest = &var[i + 1..];
+                let mut it = rest.splitn(2, ':');
+                let offset = it.next().and_then(leading_int).unwrap_or(0);
+                let length = it.next().and_then(leading_int).unwrap_or(i32::MAX);
+                return (var[..i].to_string(), Some((offset, length)), isfunc);
+            }
+            _ => {}
+        }
+    }
+    (var.to_string(), None, isfunc)
+}
+
+/// `ast_str_substring`.
+pub fn substring(value: &str, offset: i32, length: i32) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let lr = chars.len() as i64;
+    let (mut offset, length) = (offset as i64, length as i64);
+    if offset == 0 && length >= lr {
+        return value.to_string();
+    }
+    if offset < 0 {
+        offset = (lr + offset).max(0);
+    }
+    if offset >= lr {
+        return String::new();
+    }
+    let rest: Vec<char> = chars[offset as usize..].to_vec();
+    let lr = rest.len() as i64;
+    let take = if length >= 0 {
+        length.min(lr)
+    } else if lr > -length {
+        lr + length
+    } else {
+        0
+    };
+    rest[..take as usize].iter().collect()
+}
+
+/// `ast_str_substitute_variables` for one channel.
+pub fn substitute(env: &mut Env<'_>, templ: &str) -> String {
+    let mut out = String::new();
+    let b = templ.as_bytes();
+    let mut pos = 0usize;
+    while pos < b.len() {
+        let Some(rel) = templ[pos..].find('$') else {
+            out.push_str(&templ[pos..]);
+            break;
+        };
+        let d = pos + rel;
+        match b.get(d + 1) {
+            Some(b'{') | Some(b'[') => {
+                out.push_str(&templ[pos..d]);
+            }
+            _ => {
+                out.push_str(&templ[pos..=d]);
+                pos = d + 1;
+                continue;
+            }
+        }
+        let is_var = b[d + 1] == b'{';
+        let (open, close, other) = if is_var {
+            (b'{', b'}', b'[')
+        } else {
+            (b'[', b']', b'{')
+        };
+        let start = d + 2;
+        let mut end = start;
+        let mut brackets = 1;
+        let mut needsub = false;
+        while brackets > 0 && end < b.len() {
+            if b[end] == b'$' && b.get(end + 1) == Some(&open) {
+                needsub = true;
+                brackets += 1;
+                end += 1;
+            } else if b[end] == open {
+                brackets += 1;
+            } else if b[end] == close {
+                brackets -= 1;
+            } else if b[end] == b'$' && b.get(end + 1) == Some(&other) {
+                needsub = true;
+                end += 1;
+            }
+            end += 1;
+        }
+        let inner_end = if brackets > 0 {
+            env.log.push(format!(
+                "WARNING pbx_variables.c: Error in extension logic (missing '{}')",
+                close as char
+            ));
+            end.min(b.len())
+        } else {
+            end - 1
+        };
+        let inner = &templ[start..inner_end.max(start)];
+        pos = end.min(b.len());
+        let finalvars = if needsub {
+            substitute(env, inner)
+        } else {
+            inner.to_string()
+        };
+        if !is_var {
+            // $[...] expressions are not evaluated by the stand-in; keep the text.
+            out.push_str(&finalvars);
+            continue;
+        }
+        let (name, sub, isfunc) = parse_variable_name(&finalvars);
+        let value = if isfunc {
+            env.function(&name).ok()
+        } else {
+            env.variable(&name)
+        };
+        if let Some(v) = value {
+            match sub {
+                Some((o, l)) => out.push_str(&substring(&v, o, l)),
+                None => out.push_str(&v),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substrings() {
+        assert_eq!(substring("check-tokABC_9", 6, i32::MAX), "tokABC_9");
+        assert_eq!(substring("12345", -2, i32::MAX), "45");
+        assert_eq!(substring("12345", 1, 2), "23");
+        assert_eq!(substring("12345", 0, -1), "1234");
+        assert_eq!(substring("12345", 9, 1), "");
+    }
+
+    #[test]
+    fn args() {
+        assert_eq!(separate_args("a,b"), ["a", "b"]);
+        assert_eq!(separate_args("a,\"b,c\""), ["a", "b,c"]);
+        assert_eq!(separate_args("f(x,y),z"), ["f(x,y)", "z"]);
+        assert_eq!(separate_args("a,"), ["a", ""]);
+        assert!(separate_args("").is_empty());
+    }
+
+    #[test]
+    fn variables_and_functions() {
+        let chan = ChanInfo {
+            exten: "check-tokABC_9".into(),
+            ..Default::default()
+        };
+        let mut vars = BTreeMap::new();
+        vars.insert("HEALTH".to_string(), "OK".to_string());
+        let s = Sorcery::default();
+        let dp = Dialplan::default();
+        let mut log = Vec::new();
+        let mut env = Env {
+            chan: &chan,
+            vars: &vars,
+            sorcery: &s,
+            dialplan: &dp,
+            log: &mut log,
+            functions: 0,
+        };
+        assert_eq!(substitute(&mut env, "${EXTEN:6}"), "tokABC_9");
+        assert_eq!(substitute(&mut env, "x${HEALTH}y$z"), "xOKy$z");
+        assert_eq!(
+            substitute(
+                &mut env,
+                "${PJSIP_ENDPOINT(9999,context)}|${DIALPLAN_EXISTS(a,1,1)}"
+            ),
+            "|0"
+        );
+        assert_eq!(env.functions, 2);
+        assert_eq!(substitute(&mut env, "${LEN(${HEALTH})}"), "2");
+        assert_eq!(
+            log[0],
+            "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'"
+        );
+    }
+}

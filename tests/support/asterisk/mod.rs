@@ -1,0 +1,666 @@
+//! A protocol-faithful stand-in for Asterisk 22.7.0 as recorded in the lab notes
+//! (AMI on TCP, `asterisk -rx` through a generated bash script, pjsip.conf and
+//! extensions.conf loading with Asterisk's semantics, Local channel originates that run
+//! the live dialplan, and the FastAGI client side of `AGI(agi://...)`).
+//!
+//! Use only `super::`/`self::` paths inside this folder: it is compiled both as a
+//! library module and as `support::asterisk` inside integration tests.
+#![allow(dead_code)]
+#![allow(clippy::new_without_default)]
+
+pub mod agi;
+pub mod ami;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod dialplan;
+pub mod funcs;
+pub mod pjsip;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// Settings of the AMI user the stand-in accepts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ami_username: String,
+    pub ami_secret: String,
+    /// manager.conf `write=` classes (system, call, log, verbose, command, agent, user,
+    /// config, dtmf, reporting, cdr, dialplan, originate, agi, cc, aoc, test, security,
+    /// message, all).
+    pub write_perms: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ami_username: "portal".into(),
+            ami_secret: "portal-secret".into(),
+            write_perms: ["command", "config", "originate", "system"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Failure modes a test can switch on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// AMI listener closed (connection refused); the CLI still works.
+    RefuseConnections,
+    /// The CLI script exits 1 as when the daemon is down.
+    CliDown,
+    /// Every login answers `Authentication failed` and closes.
+    RejectLogin,
+    /// Reload commands behave as unknown commands (AMI `Response: Error`, CLI `No such command`).
+    CommandError,
+    /// AMI and CLI accept but do not answer actions for this long.
+    Stall(Duration),
+    /// AMI writes part of a reply to `Command` then closes the socket.
+    DropMidReply,
+    /// PJSIP reloads silently skip endpoint/auth/aor objects with these ids.
+    DropObjectsOnReload(Vec<String>),
+    /// Originate is accepted but no call (and no AGI connection) is ever made.
+    NeverCallBack,
+    /// During an AGI session, after N commands answered, send `HANGUP\n` and close.
+    HangupMidProbe(usize),
+}
+
+/// AMI permission classes (include/asterisk/manager.h).
+pub mod perm {
+    pub const SYSTEM: u32 = 1 << 0;
+    pub const CALL: u32 = 1 << 1;
+    pub const LOG: u32 = 1 << 2;
+    pub const VERBOSE: u32 = 1 << 3;
+    pub const COMMAND: u32 = 1 << 4;
+    pub const AGENT: u32 = 1 << 5;
+    pub const USER: u32 = 1 << 6;
+    pub const CONFIG: u32 = 1 << 7;
+    pub const DTMF: u32 = 1 << 8;
+    pub const REPORTING: u32 = 1 << 9;
+    pub const CDR: u32 = 1 << 10;
+    pub const DIALPLAN: u32 = 1 << 11;
+    pub const ORIGINATE: u32 = 1 << 12;
+    pub const AGI: u32 = 1 << 13;
+    pub const CC: u32 = 1 << 14;
+    pub const AOC: u32 = 1 << 15;
+    pub const TEST: u32 = 1 << 16;
+    pub const SECURITY: u32 = 1 << 17;
+    pub const MESSAGE: u32 = 1 << 19;
+    pub const ALL: u32 = 0xFFFF_FFFF;
+
+    pub const NAMES: &[(&str, u32)] = &[
+        ("system", SYSTEM),
+        ("call", CALL),
+        ("log", LOG),
+        ("verbose", VERBOSE),
+        ("command", COMMAND),
+        ("agent", AGENT),
+        ("user", USER),
+        ("config", CONFIG),
+        ("dtmf", DTMF),
+        ("reporting", REPORTING),
+        ("cdr", CDR),
+        ("dialplan", DIALPLAN),
+        ("originate", ORIGINATE),
+        ("agi", AGI),
+        ("cc", CC),
+        ("aoc", AOC),
+        ("test", TEST),
+        ("security", SECURITY),
+        ("message", MESSAGE),
+        ("all", ALL),
+    ];
+
+    /// `get_perm`: a comma separated list of class names.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> u32 {
+        let mut mask = 0;
+        for n in names {
+            for part in n.as_ref().split(',') {
+                let part = part.trim();
+                if let Some((_, v)) = NAMES.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)) {
+                    mask |= v;
+                }
+            }
+        }
+        mask
+    }
+
+    /// `authority_to_str` as used in `Privilege:` headers.
+    pub fn privilege(class: u32) -> String {
+        let mut parts: Vec<&str> = NAMES
+            .iter()
+            .filter(|(k, v)| *k != "all" && class & v != 0)
+            .map(|(k, _)| *k)
+            .collect();
+        parts.push("all");
+        parts.join(",")
+    }
+}
+
+/// An AMI event as published to every session.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Permission class (`perm::*`) that gates delivery.
+    pub class: u32,
+    /// The whole message, ending with the blank line.
+    pub text: String,
+}
+
+/// The result codes of `ast_module_reload` (Event: Reload `Status:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    Success = 0,
+    Queued = 1,
+    NotFound = 2,
+    Error = 3,
+    InProgress = 4,
+    Uninitialized = 5,
+    NotImplemented = 6,
+}
+
+/// What the "server" holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct State {
+    pub sorcery: pjsip::Sorcery,
+    pub dialplan: dialplan::Dialplan,
+    /// pbx_config loaded (false when extensions.conf was invalid at boot).
+    pub pbx_config_running: bool,
+    pub astdb: BTreeMap<String, String>,
+}
+
+pub(crate) struct Inner {
+    pub opts: Options,
+    pub etc_dir: PathBuf,
+    pub pjsip_dir: PathBuf,
+    pub dialplan_dir: PathBuf,
+    pub script: PathBuf,
+    pub state: Mutex<State>,
+    pub faults: Mutex<Vec<Fault>>,
+    pub log: Mutex<Vec<String>>,
+    pub actions: Mutex<Vec<String>>,
+    pub reloads: AtomicUsize,
+    pub agi_sessions: AtomicUsize,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub ami_addr: SocketAddr,
+    pub cli_addr: SocketAddr,
+    pub ami_task: Mutex<Option<JoinHandle<()>>>,
+    pub cli_task: Mutex<Option<JoinHandle<()>>>,
+    /// Every other task (sessions, calls), aborted by `stop`.
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub running: AtomicBool,
+    pub started: Mutex<Instant>,
+    pub last_reload: Mutex<Instant>,
+    pub local_seq: AtomicU32,
+    pub uniqueid_seq: AtomicU64,
+    pub runtime: tokio::runtime::Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn log_line(&self, line: impl Into<String>) {
+        lock(&self.log).push(line.into());
+    }
+
+    pub fn log_lines(&self, lines: Vec<String>) {
+        if !lines.is_empty() {
+            lock(&self.log).extend(lines);
+        }
+    }
+
+    pub fn record_action(&self, a: impl Into<String>) {
+        lock(&self.actions).push(a.into());
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        lock(&self.faults).clone()
+    }
+
+    pub fn has_fault(&self, f: &Fault) -> bool {
+        lock(&self.faults).iter().any(|x| x == f)
+    }
+
+    pub fn stall(&self) -> Option<Duration> {
+        lock(&self.faults).iter().find_map(|f| match f {
+            Fault::Stall(d) => Some(*d),
+            _ => None,
+        })
+    }
+
+    pub fn hangup_mid_probe(&self) -> Option<usize> {
+        lock(&self.faults).iter().find_map(|f| match f {
+            Fault::HangupMidProbe(n) => Some(*n),
+            _ => None,
+        })
+    }
+
+    pub fn drop_ids(&self) -> Vec<String> {
+        lock(&self.faults)
+            .iter()
+            .flat_map(|f| match f {
+                Fault::DropObjectsOnReload(ids) => ids.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    pub fn publish(&self, class: u32, text: String) {
+        let _ = self.events.send(Arc::new(Event { class, text }));
+    }
+
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let h = self.runtime.spawn(fut);
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    pub fn uptime(&self) -> Duration {
+        lock(&self.started).elapsed()
+    }
+
+    pub fn since_reload(&self) -> Duration {
+        lock(&self.last_reload).elapsed()
+    }
+
+    /// `<epoch>.<n>` like ast_channel uniqueids.
+    pub fn next_uniqueid(&self) -> String {
+        let n = self.uniqueid_seq.fetch_add(1, Ordering::SeqCst);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("{secs}.{n}")
+    }
+
+    /// Loads pjsip.conf into the live objects (res_pjsip load/reload).
+    pub fn load_pjsip(&self, boot: bool) {
+        let drop = self.drop_ids();
+        let mut log = Vec::new();
+        let old = self.state().sorcery.clone();
+        let new = pjsip::load(&self.etc_dir, &old, &drop, boot, &mut log);
+        self.state().sorcery = new;
+        self.log_lines(log);
+        if !boot {
+            self.reloads.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// pbx_load_module: true when the dialplan was (re)built.
+    pub fn load_dialplan(&self, boot: bool) -> bool {
+        let mut log = Vec::new();
+        let res = dialplan::load(&self.etc_dir, &mut log);
+        self.log_lines(log);
+        if !boot {
+            self.reloads.fetch_add(1, Ordering::SeqCst);
+        }
+        match res {
+            dialplan::LoadResult::Ok(dp) => {
+                let mut st = self.state();
+                st.dialplan = dp;
+                st.pbx_config_running = true;
+                true
+            }
+            dialplan::LoadResult::Failed => {
+                if boot {
+                    self.log_line("ERROR loader.c: pbx_config declined to load.");
+                }
+                false
+            }
+        }
+    }
+
+    /// `ast_module_reload(name)`, including the `Event: Reload` it publishes.
+    pub fn module_reload(&self, name: Option<&str>) -> ReloadResult {
+        *lock(&self.last_reload) = Instant::now();
+        let res = match name {
+            None => {
+                self.load_pjsip(false);
+                if self.state().pbx_config_running {
+                    self.load_dialplan(false);
+                }
+                ReloadResult::Success
+            }
+            Some(n) => {
+                let base = n.strip_suffix(".so").unwrap_or(n);
+                if base.eq_ignore_ascii_case("res_pjsip") {
+                    self.load_pjsip(false);
+                    ReloadResult::Success
+                } else if base.eq_ignore_ascii_case("pbx_config") {
+                    if !self.state().pbx_config_running {
+                        ReloadResult::Uninitialized
+                    } else if self.load_dialplan(false) {
+                        ReloadResult::Success
+                    } else {
+                        ReloadResult::Error
+                    }
+                } else if base.eq_ignore_ascii_case("manager") {
+                    ReloadResult::Success
+                } else {
+                    ReloadResult::NotFound
+                }
+            }
+        };
+        self.publish(
+            perm::SYSTEM,
+            format!(
+                "Event: Reload\r\nPrivilege: {}\r\nModule: {}\r\nStatus: {}\r\n\r\n",
+                perm::privilege(perm::SYSTEM),
+                name.unwrap_or("All"),
+                res as i32
+            ),
+        );
+        res
+    }
+
+    fn boot(&self) {
+        *lock(&self.started) = Instant::now();
+        *lock(&self.last_reload) = Instant::now();
+        {
+            let mut st = self.state();
+            st.sorcery = pjsip::Sorcery::default();
+            st.dialplan = dialplan::Dialplan::default();
+            st.pbx_config_running = false;
+        }
+        self.load_pjsip(true);
+        self.load_dialplan(true);
+    }
+
+    /// (Re)binds the AMI listener on its port.
+    fn listen_ami(self: &Arc<Self>) -> std::io::Result<()> {
+        let _guard = self.runtime.enter();
+        let std_l = std::net::TcpListener::bind(self.ami_addr)?;
+        std_l.set_nonblocking(true)?;
+        let l = tokio::net::TcpListener::from_std(std_l)?;
+        let me = self.clone();
+        let h = self.runtime.spawn(async move { ami::serve(me, l).await });
+        if let Some(old) = lock(&self.ami_task).replace(h) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    fn close_ami(&self) {
+        if let Some(h) = lock(&self.ami_task).take() {
+            h.abort();
+        }
+    }
+
+    fn listen_cli(self: &Arc<Self>) -> std::io::Result<()> {
+        let _guard = self.runtime.enter();
+        let std_l = std::net::TcpListener::bind(self.cli_addr)?;
+        std_l.set_nonblocking(true)?;
+        let l = tokio::net::TcpListener::from_std(std_l)?;
+        let me = self.clone();
+        let h = self.runtime.spawn(async move { cli::serve(me, l).await });
+        if let Some(old) = lock(&self.cli_task).replace(h) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    fn close_cli(&self) {
+        if let Some(h) = lock(&self.cli_task).take() {
+            h.abort();
+        }
+    }
+}
+
+/// The running stand-in. Cheap to clone (shares one server).
+#[derive(Clone)]
+pub struct FakeAsterisk {
+    inner: Arc<Inner>,
+}
+
+/// The lab's pjsip.conf (README section 3) with the include pointing at `pjsip_dir`.
+pub fn lab_pjsip_conf(pjsip_dir: &Path) -> String {
+    format!(
+        "; Synergy lab pjsip.conf (loopback only)\n[global]\ntype = global\nuser_agent = Asterisk-Lab\n\n[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5060\n\n[transport-tcp]\ntype = transport\nprotocol = tcp\nbind = 127.0.0.1:5060\n\n#tryinclude {}/*.conf\n",
+        pjsip_dir.display()
+    )
+}
+
+/// The lab's extensions.conf (README section 3) with the include pointing at `dialplan_dir`.
+pub fn lab_extensions_conf(dialplan_dir: &Path) -> String {
+    format!(
+        "[general]\nstatic = yes\nwriteprotect = yes\nclearglobalvars = no\n\n[globals]\n\n[synergy-internal]\n\n[synergy-health]\nexten => check,1,AGI(agi://127.0.0.1:4573/health?token=abc)\n same => n,Hangup()\n\n; variant that answers first so a synchronous AMI Originate reports Success\n[synergy-health-answered]\nexten => check,1,Answer()\n same => n,AGI(agi://127.0.0.1:4573/health?token=abc)\n same => n,Hangup()\n\n; probe: FastAGI server not listening (nothing on 127.0.0.1:4599)\n[synergy-health-down]\nexten => check,1,AGI(agi://127.0.0.1:4599/health)\n same => n,Verbose(1,AGISTATUS=${{AGISTATUS}})\n same => n,Hangup()\n\n#tryinclude {}/*.conf\n",
+        dialplan_dir.display()
+    )
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+impl FakeAsterisk {
+    /// Writes pjsip.conf / extensions.conf into `etc_dir` (if absent) with the lab's
+    /// content and `#tryinclude <dir>/*.conf` lines, binds AMI and the CLI control socket
+    /// on 127.0.0.1:0 and boots (initial load).
+    pub async fn start(
+        etc_dir: &Path,
+        pjsip_dir: &Path,
+        dialplan_dir: &Path,
+        opts: Options,
+    ) -> std::io::Result<FakeAsterisk> {
+        let etc_dir = absolute(etc_dir);
+        let pjsip_dir = absolute(pjsip_dir);
+        let dialplan_dir = absolute(dialplan_dir);
+        std::fs::create_dir_all(&etc_dir)?;
+        let pjsip_conf = etc_dir.join("pjsip.conf");
+        if !pjsip_conf.exists() {
+            std::fs::write(&pjsip_conf, lab_pjsip_conf(&pjsip_dir))?;
+        }
+        let ext_conf = etc_dir.join("extensions.conf");
+        if !ext_conf.exists() {
+            std::fs::write(&ext_conf, lab_extensions_conf(&dialplan_dir))?;
+        }
+        // Bind once to learn free ports; the real listeners re-bind them (SO_REUSEADDR).
+        let ami_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let ami_addr = ami_listener.local_addr()?;
+        let cli_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let cli_addr = cli_listener.local_addr()?;
+        let script = etc_dir.join("asterisk");
+        cli::write_script(&script, cli_addr)?;
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            opts,
+            etc_dir,
+            pjsip_dir,
+            dialplan_dir,
+            script,
+            state: Mutex::new(State::default()),
+            faults: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            actions: Mutex::new(Vec::new()),
+            reloads: AtomicUsize::new(0),
+            agi_sessions: AtomicUsize::new(0),
+            events,
+            ami_addr,
+            cli_addr,
+            ami_task: Mutex::new(None),
+            cli_task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            running: AtomicBool::new(true),
+            started: Mutex::new(Instant::now()),
+            last_reload: Mutex::new(Instant::now()),
+            local_seq: AtomicU32::new(0),
+            uniqueid_seq: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        inner.boot();
+        drop(ami_listener);
+        drop(cli_listener);
+        inner.listen_ami()?;
+        inner.listen_cli()?;
+        Ok(FakeAsterisk { inner })
+    }
+
+    pub fn ami_addr(&self) -> SocketAddr {
+        self.inner.ami_addr
+    }
+
+    /// The control socket the CLI script talks to.
+    pub fn cli_addr(&self) -> SocketAddr {
+        self.inner.cli_addr
+    }
+
+    /// An executable script that behaves like `asterisk -rx "<cmd>"`.
+    pub fn cli_path(&self) -> PathBuf {
+        self.inner.script.clone()
+    }
+
+    pub fn etc_dir(&self) -> PathBuf {
+        self.inner.etc_dir.clone()
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        if f == Fault::RefuseConnections {
+            self.inner.close_ami();
+        }
+        lock(&self.inner.faults).push(f);
+    }
+
+    pub fn clear_faults(&self) {
+        let had_refuse = self.inner.has_fault(&Fault::RefuseConnections);
+        lock(&self.inner.faults).clear();
+        if had_refuse && self.inner.running.load(Ordering::SeqCst) {
+            if let Err(e) = self.inner.listen_ami() {
+                self.inner.log_line(format!(
+                    "ERROR manager.c: stand-in could not re-bind AMI: {e}"
+                ));
+            }
+        }
+    }
+
+    /// Live PJSIP endpoints: id -> configured options.
+    pub fn endpoints(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.inner.state().sorcery.options_of("endpoint")
+    }
+
+    pub fn auths(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.inner.state().sorcery.options_of("auth")
+    }
+
+    pub fn aors(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.inner.state().sorcery.options_of("aor")
+    }
+
+    /// Live objects of any sorcery type (transport, global, identify, ...).
+    pub fn objects(&self, otype: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.inner.state().sorcery.options_of(otype)
+    }
+
+    /// The printed value `PJSIP_ENDPOINT()`/`PJSIP_AOR()` would give for a live object.
+    pub fn field(&self, otype: &str, id: &str, field: &str) -> Option<String> {
+        self.inner
+            .state()
+            .sorcery
+            .get(otype, id)
+            .and_then(|o| o.field(field))
+    }
+
+    /// Extensions of a live context (None if the context does not exist).
+    pub fn dialplan(&self, context: &str) -> Option<BTreeSet<String>> {
+        self.inner.state().dialplan.extension_names(context)
+    }
+
+    /// Whether pbx_config is loaded (it declines at boot when extensions.conf is invalid).
+    pub fn pbx_config_running(&self) -> bool {
+        self.inner.state().pbx_config_running
+    }
+
+    /// WARNING/ERROR/NOTICE lines (and a few VERBOSE ones) as `LEVEL file.c: message`.
+    pub fn log(&self) -> Vec<String> {
+        lock(&self.inner.log).clone()
+    }
+
+    pub fn clear_log(&self) {
+        lock(&self.inner.log).clear();
+    }
+
+    /// Every AMI action / CLI command received ("AMI Command: ...", "CLI ...", "AMI Originate").
+    pub fn actions(&self) -> Vec<String> {
+        lock(&self.inner.actions).clone()
+    }
+
+    /// Module reloads performed (res_pjsip and pbx_config count separately).
+    pub fn reloads(&self) -> usize {
+        self.inner.reloads.load(Ordering::SeqCst)
+    }
+
+    /// FastAGI connections made.
+    pub fn agi_sessions(&self) -> usize {
+        self.inner.agi_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Runs a CLI command in-process, as `asterisk -rx` would print it.
+    pub fn cli(&self, command: &str) -> String {
+        cli::execute(&self.inner, command, false).output
+    }
+
+    /// Stops listening on AMI and CLI and drops every connection and call (Asterisk down).
+    pub async fn stop(&self) {
+        self.inner.running.store(false, Ordering::SeqCst);
+        self.inner.close_ami();
+        self.inner.close_cli();
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.tasks));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    /// Starts again on the same ports after `stop` (a fresh boot from the files).
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop().await;
+        self.inner.boot();
+        self.inner.running.store(true, Ordering::SeqCst);
+        self.inner.listen_cli()?;
+        if !self.inner.has_fault(&Fault::RefuseConnections) {
+            self.inner.listen_ami()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_strings() {
+        assert_eq!(perm::privilege(perm::SYSTEM), "system,all");
+        assert_eq!(perm::privilege(perm::CALL), "call,all");
+        assert_eq!(
+            perm::parse_list(&["command,config", "originate"]),
+            perm::COMMAND | perm::CONFIG | perm::ORIGINATE
+        );
+    }
+}
