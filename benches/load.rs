@@ -18,6 +18,10 @@ use pbx_portal::asterisk::render;
 use pbx_portal::domain::{Extension, SipSecret, Subscriber};
 use tokio_postgres::NoTls;
 
+#[allow(unused, clippy::all)]
+#[path = "../tests/support/asterisk/mod.rs"]
+mod asterisk;
+
 const TOKEN: &str = "bench-token-0123456789abcdef";
 type Http = Client<HttpConnector, Full<Bytes>>;
 
@@ -261,7 +265,7 @@ async fn main() {
         c32.rate / raw32.rate
     );
 
-    creates(&http, &base, 16, 1000, "list").await;
+    creates(&http, &base, 10, 1000, "list").await;
     let mut lat = Vec::new();
     let t0 = Instant::now();
     for _ in 0..300 {
@@ -315,6 +319,100 @@ async fn main() {
         lat.push(t.elapsed());
     }
     row("render 1000 users (in process)", &stats(lat, t0.elapsed()));
+
+    // Against the Asterisk stand-in (AMI reload, FastAGI probe of every extension, with
+    // the per-command cost measured on a real Asterisk 22.7): the same 1000 users.
+    let etc = dir.path().join("etc");
+    let (ast_pjsip, ast_dialplan) = (
+        etc.join("pjsip.d/synergycall"),
+        etc.join("extensions.d/synergycall"),
+    );
+    std::fs::create_dir_all(&ast_pjsip).unwrap();
+    std::fs::create_dir_all(&ast_dialplan).unwrap();
+    let ast = asterisk::FakeAsterisk::start(
+        &etc,
+        &ast_pjsip,
+        &ast_dialplan,
+        asterisk::Options::default(),
+    )
+    .await
+    .unwrap();
+    let mut probe_ms = Vec::new();
+    for health in ["agi", "off"] {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut portal = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("PORTAL_API_TOKEN", TOKEN)
+            .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PORTAL_AGI_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("PORTAL_RELOAD", "ami")
+            .env("PORTAL_AMI_ADDR", ast.ami_addr().to_string())
+            .env("PORTAL_AMI_USERNAME", "portal")
+            .env("PORTAL_AMI_SECRET", "portal-secret")
+            .env("PORTAL_HEALTH_CHECK", health)
+            .env("PORTAL_PJSIP_DIR", &ast_pjsip)
+            .env("PORTAL_DIALPLAN_DIR", &ast_dialplan)
+            .env("PORTAL_EXTENSION_MIN", "10000")
+            .env("PORTAL_EXTENSION_MAX", "999999")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start pbx-portal");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut lat = Vec::new();
+        let t0 = Instant::now();
+        for i in 0..15 {
+            admin_db
+                .execute(
+                    "UPDATE extensions SET secret = $1 WHERE number = 10001",
+                    &[&format!("probesecret{health}{i:04}xxxxxxxx")],
+                )
+                .await
+                .unwrap();
+            let t = Instant::now();
+            let (status, body) = call(&http, &base, Method::POST, "/apply", None).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(rec["endpoints"], 1000);
+            if health == "agi" {
+                assert_eq!(
+                    (
+                        rec["health"]["status"].as_str(),
+                        rec["health"]["checked"].as_i64()
+                    ),
+                    (Some("ok"), Some(1000))
+                );
+            }
+            lat.push(t.elapsed());
+        }
+        let s = stats(lat, t0.elapsed());
+        row(
+            &format!("POST /apply, 1000 users, AMI stand-in, probe {health}"),
+            &s,
+        );
+        probe_ms.push(s.p50.as_secs_f64() * 1000.0);
+        let _ = portal.kill();
+        let _ = portal.wait();
+    }
+    let probe = probe_ms[0] - probe_ms[1];
+    println!(
+        "{:<52} {:>10.1} ms",
+        "  probe of 1000 extensions (difference of medians)", probe
+    );
+    println!(
+        "{:<52} {:>10.1} ms  (budget 1.5 x 275 = 412 ms)",
+        "  apply incl. probe + a real 22.7 reload (~275 ms)",
+        probe_ms[0] + 275.0
+    );
 
     let rss_loaded = rss_kib(child.id());
     println!(

@@ -438,3 +438,68 @@ async fn generated_files_are_intact_whole_files() {
         is_intact(std::str::from_utf8(&e).unwrap()) && is_intact(std::str::from_utf8(&r).unwrap())
     );
 }
+
+#[tokio::test]
+async fn check_logs_in_over_ami_and_names_missing_permissions() {
+    use support::process::{command, env, free_addr};
+    for (perms, ok) in [
+        (vec!["command", "originate"], true),
+        (vec!["command"], false),
+    ] {
+        let db = TestDb::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path();
+        let (pjsip, dialplan) = (
+            etc.join("pjsip.d/synergycall"),
+            etc.join("extensions.d/synergycall"),
+        );
+        std::fs::create_dir_all(&pjsip).unwrap();
+        std::fs::create_dir_all(&dialplan).unwrap();
+        let opts = Options {
+            write_perms: perms.iter().map(|p| p.to_string()).collect(),
+            ..Options::default()
+        };
+        let ast = FakeAsterisk::start(etc, &pjsip, &dialplan, opts)
+            .await
+            .unwrap();
+        let mut vars = env(&db.url, etc, free_addr(), free_addr());
+        vars.retain(|(k, _)| k != "PORTAL_RELOAD");
+        for (k, v) in [
+            ("PORTAL_RELOAD", "ami".to_owned()),
+            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
+            ("PORTAL_AMI_USERNAME", "portal".into()),
+            ("PORTAL_AMI_SECRET", "portal-secret".into()),
+        ] {
+            vars.push((k.into(), v));
+        }
+        assert!(command(etc, &vars)
+            .arg("migrate")
+            .output()
+            .unwrap()
+            .status
+            .success());
+        // Async: the stand-in runs on this test's runtime and must answer meanwhile.
+        let mut check = command(etc, &vars);
+        check.arg("check");
+        let out = tokio::process::Command::from(check).output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.success(), ok, "{perms:?}: {text}");
+        let ami = text.lines().find(|l| l.contains("ami")).unwrap();
+        if ok {
+            assert!(
+                ami.starts_with("ok") && ami.contains("Originate allowed"),
+                "{ami}"
+            );
+            assert!(
+                text.lines().all(|l| l.starts_with("ok")),
+                "the lab's files pass: {text}"
+            );
+        } else {
+            assert!(
+                ami.starts_with("FAIL") && ami.contains("Originate"),
+                "{ami}"
+            );
+        }
+        assert!(!text.contains("portal-secret"));
+    }
+}

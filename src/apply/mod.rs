@@ -90,12 +90,14 @@ impl Applier {
     pub async fn run(&self, dry_run: bool) -> Result<ApplyRow, ApplyError> {
         let clock = Instant::now();
         if dry_run {
-            let pending = self.pending().await?;
-            let (snap, _) = self.store.snapshot_and_applied().await?;
+            let (snap, applied) = self.store.snapshot_and_applied().await?;
             let mut row = self.store.start_apply().await?;
             row.status = ApplyStatus::DryRun;
             row.endpoints = snap.len() as i32;
-            row.changes = pending.changes;
+            row.changes = diff(
+                &render::fingerprints(&snap, &self.settings()),
+                &applied.fingerprints,
+            );
             finish_times(&mut row, clock);
             self.store.finish_apply(&row).await?;
             return Ok(row);

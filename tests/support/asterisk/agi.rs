@@ -512,6 +512,17 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
             if full && line.last() == Some(&b'\n') {
                 line.pop();
             }
+            // The channel hangs up once N commands were answered: the next one gets HANGUP.
+            if inner
+                .hangup_mid_probe()
+                .is_some_and(|limit| answered >= limit)
+            {
+                let _ = sock.write_all(b"HANGUP\n").await;
+                let _ = sock.shutdown().await;
+                leg.request_hangup();
+                returnstatus = AgiStatus::Hangup;
+                break;
+            }
             let text = String::from_utf8_lossy(&line).to_string();
             if text.len() >= 7 && text[..7].eq_ignore_ascii_case("failure") {
                 returnstatus = AgiStatus::Failure;
@@ -534,15 +545,7 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
                     returnstatus = AgiStatus::Hangup;
                 }
             }
-            if let Some(limit) = inner.hangup_mid_probe() {
-                if answered >= limit {
-                    let _ = sock.write_all(b"HANGUP\n").await;
-                    let _ = sock.shutdown().await;
-                    leg.request_hangup();
-                    returnstatus = AgiStatus::Hangup;
-                    break;
-                }
-            }
+
             continue;
         }
         if eof {

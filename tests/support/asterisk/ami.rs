@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Mutex as AsyncMutex};
 
@@ -17,6 +17,8 @@ use super::{channel, cli, perm, pjsip, Fault, Inner, ReloadResult};
 const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
 /// manager.conf `authtimeout` default.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// `inbuf[1025]` of the manager session.
+const INBUF: usize = 1025;
 
 /// One received message: headers in order.
 #[derive(Debug, Clone, Default)]
@@ -156,7 +158,7 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
     let _ = sock.set_nodelay(true);
     let (r, mut w) = sock.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-    let writer = tokio::spawn(async move {
+    inner.spawn(async move {
         while let Some(o) = rx.recv().await {
             match o {
                 Out::Data(d) => {
@@ -184,7 +186,7 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
     // Event delivery.
     let mut events = inner.events.subscribe();
     let es = s.clone();
-    let forwarder = tokio::spawn(async move {
+    let forwarder = inner.spawn(async move {
         loop {
             let ev = match events.recv().await {
                 Ok(ev) => ev,
@@ -201,49 +203,73 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
         }
     });
     let started = Instant::now();
-    let mut reader = BufReader::new(r);
+    let mut r = r;
+    // get_input: a 1025 byte buffer; lines end in \r\n or \n.
+    let mut inbuf: Vec<u8> = Vec::with_capacity(INBUF);
     let mut msg = Message::default();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
+    let mut too_long = false;
+    let mut hdr_loss = false;
+    let mut chunk = [0u8; INBUF];
+    'session: loop {
+        // Extract complete lines.
+        while let Some(nl) = inbuf.iter().position(|b| *b == b'\n') {
+            let mut line: Vec<u8> = inbuf.drain(..=nl).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if !line.is_empty() {
+                if msg.headers.len() < 128 {
+                    msg.headers.push(String::from_utf8_lossy(&line).to_string());
+                } else {
+                    hdr_loss = true;
+                }
+                continue;
+            }
+            let m = std::mem::take(&mut msg);
+            let (skip, lost) = (std::mem::take(&mut too_long), std::mem::take(&mut hdr_loss));
+            let keep = {
+                let _g = s.busy.lock().await;
+                if lost {
+                    s.send(error(&m, "Too many lines in message or allocation failure"));
+                    true
+                } else if skip {
+                    true
+                } else {
+                    process(&s, &m).await
+                }
+            };
+            if !keep {
+                break 'session;
+            }
+        }
+        if inbuf.len() >= INBUF - 1 {
+            let head: String = String::from_utf8_lossy(&inbuf[..25]).to_string();
+            inner.log_line(format!(
+                "WARNING manager.c: Discarding message from 127.0.0.1. Line too long: {head}..."
+            ));
+            let last = inbuf[inbuf.len() - 1];
+            inbuf.clear();
+            inbuf.push(last);
+            too_long = true;
+        }
+        let room = INBUF - 1 - inbuf.len();
         let read = if s.authenticated.load(Ordering::SeqCst) {
-            reader.read_until(b'\n', &mut line).await
+            r.read(&mut chunk[..room]).await
         } else {
             let left = AUTH_TIMEOUT.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, reader.read_until(b'\n', &mut line)).await {
-                Ok(r) => r,
+            match tokio::time::timeout(left, r.read(&mut chunk[..room])).await {
+                Ok(res) => res,
                 Err(_) => break,
             }
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let text = String::from_utf8_lossy(&line).to_string();
-        if !text.is_empty() {
-            if msg.headers.len() < 128 {
-                msg.headers.push(text);
-            }
-            continue;
-        }
-        let m = std::mem::take(&mut msg);
-        let keep = {
-            let _g = s.busy.lock().await;
-            process(&s, &m).await
-        };
-        if !keep {
-            break;
+            Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
         }
     }
     s.close();
     forwarder.abort();
-    let _ = writer.await;
 }
 
 /// Returns false when the session must end.
@@ -257,6 +283,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
     let record = match action.to_ascii_lowercase().as_str() {
         "command" => format!("AMI Command: {}", m.get("Command")),
         "reload" if !m.get("Module").is_empty() => format!("AMI Reload: {}", m.get("Module")),
+        "originate" => format!("AMI Originate: {}", m.get("Channel")),
         _ => format!("AMI {action}"),
     };
     inner.record_action(record);
@@ -271,7 +298,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
     }
     let cmd_err = inner.has_fault(&Fault::CommandError);
     let authority = match lower.as_str() {
-        "login" | "logoff" | "ping" | "events" | "challenge" => 0,
+        "login" | "logoff" | "ping" | "events" | "challenge" | "listcommands" => 0,
         "command" => perm::COMMAND,
         "reload" if !cmd_err => perm::CONFIG | perm::SYSTEM,
         "originate" => perm::ORIGINATE,
@@ -292,6 +319,48 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
     }
     match lower.as_str() {
         "login" => login(s, m).await,
+        "listcommands" => {
+            // manager.c action_listcommands: only the actions this user may run.
+            const ACTIONS: &[(&str, &str, u32)] = &[
+                ("Command", "Execute Asterisk CLI Command.", perm::COMMAND),
+                ("Events", "Control Event Flow.", 0),
+                ("ListCommands", "List available manager commands.", 0),
+                ("Login", "Login Manager.", 0),
+                ("Logoff", "Logoff Manager.", 0),
+                ("Originate", "Originate a call.", perm::ORIGINATE),
+                (
+                    "PJSIPShowEndpoint",
+                    "Detail listing of an endpoint and its objects.",
+                    perm::SYSTEM,
+                ),
+                ("PJSIPShowEndpoints", "Lists PJSIP endpoints.", perm::SYSTEM),
+                ("Ping", "Keepalive command.", 0),
+                (
+                    "Reload",
+                    "Send a reload event.",
+                    perm::CONFIG | perm::SYSTEM,
+                ),
+            ];
+            let mut out = String::from("Response: Success\r\n");
+            let id = m.get("ActionID");
+            if !id.is_empty() {
+                out.push_str(&format!("ActionID: {id}\r\n"));
+            }
+            let mine = s.writeperm.load(Ordering::SeqCst);
+            for (name, synopsis, authority) in ACTIONS {
+                if *authority == 0 || mine & authority != 0 {
+                    let privs = if *authority == 0 {
+                        "<none>".to_owned()
+                    } else {
+                        perm::privilege(*authority)
+                    };
+                    out.push_str(&format!("{name}: {synopsis} (Priv: {privs})\r\n"));
+                }
+            }
+            out.push_str("\r\n");
+            s.send(out);
+            true
+        }
         "logoff" => {
             s.send(response(
                 m,

@@ -175,7 +175,7 @@ impl Call {
                 functions: 0,
             };
             let v = if name.ends_with(')') {
-                env.function(name).ok()
+                env.function(name)
             } else {
                 env.variable(name)
             };
@@ -649,7 +649,7 @@ pub(crate) fn start(inner: Arc<Inner>, req: OriginateRequest) -> oneshot::Receiv
 
 /// Fire and forget (CLI `channel originate`, AMI `Async: true`).
 pub(crate) fn originate_background(inner: Arc<Inner>, req: OriginateRequest) {
-    let _ = start(inner, req);
+    drop(start(inner, req));
 }
 
 async fn run_call(inner: Arc<Inner>, req: OriginateRequest, outcome: oneshot::Sender<Outcome>) {
@@ -661,9 +661,16 @@ async fn run_call(inner: Arc<Inner>, req: OriginateRequest, outcome: oneshot::Se
         return fail(&inner, &req, outcome);
     };
     if !tech.eq_ignore_ascii_case("local") {
-        inner.log_line(format!(
-            "WARNING channel.c: No channel type registered for '{tech}'"
-        ));
+        // Only Local channels are simulated; a PJSIP endpoint never has a contact here.
+        if tech.eq_ignore_ascii_case("pjsip") {
+            inner.log_line(format!(
+                "NOTICE channel.c: Unable to create channel of type '{tech}' (cause 3 - No route to destination)"
+            ));
+        } else {
+            inner.log_line(format!(
+                "WARNING channel.c: No channel type registered for '{tech}'"
+            ));
+        }
         return fail(&inner, &req, outcome);
     }
     let data = data.split('/').next().unwrap_or(data).to_string();

@@ -146,8 +146,7 @@ fn text_file_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>
         };
         count += 1;
         let mut lineno = 0usize;
-        let mut lines = split_lines(&data).into_iter().peekable();
-        while let Some(raw) = lines.next() {
+        for raw in split_lines(&data) {
             lineno += 1;
             // fgets with an 8192 byte buffer: longer lines are skipped whole.
             let full_len = raw.len();

@@ -358,7 +358,13 @@ impl Dialplan {
         }
         seen.push(context.to_string());
         let ctx = self.context(context)?;
-        for e in &ctx.extensions {
+        // An exact name wins over patterns, as in pbx.c, whose hash table finds it without
+        // walking every extension (a linear scan here would overcharge big dialplans).
+        let exact = ctx.extensions.iter().find(|e| e.name == exten);
+        if let Some(p) = exact.and_then(|e| e.priorities.get(&priority)) {
+            return Some((exact?, p));
+        }
+        for e in ctx.extensions.iter().filter(|e| e.name.starts_with('_')) {
             if match_core(e.name.as_bytes(), exten.as_bytes()) == 0 {
                 continue;
             }
@@ -400,16 +406,12 @@ impl Dialplan {
 fn pbx_strsep<'a>(s: &mut Option<&'a str>, delim: u8) -> Option<&'a str> {
     let cur = (*s)?;
     let b = cur.as_bytes();
-    let mut square = 0;
+    let mut square: u32 = 0;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'[' => square += 1,
-            b']' => {
-                if square > 0 {
-                    square -= 1
-                }
-            }
+            b']' => square = square.saturating_sub(1),
             b'\\' => i += 1,
             c if c == delim && square == 0 => {
                 *s = Some(&cur[i + 1..]);
@@ -622,8 +624,8 @@ pub fn load(etc_dir: &Path, log: &mut Vec<String>) -> LoadResult {
                 line: v.lineno,
             };
             match con.find_ext_mut(&extname, &cidmatch) {
-                Some(e) => {
-                    if e.priorities.contains_key(&ipri) {
+                Some(e) => match e.priorities.entry(ipri) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
                         log.push(format!(
                             "WARNING pbx.c: Unable to register extension '{}' priority {} in '{}', already in use",
                             extname, ipri, cat.name
@@ -632,10 +634,11 @@ pub fn load(etc_dir: &Path, log: &mut Vec<String>) -> LoadResult {
                             "WARNING pbx_config.c: Unable to register extension at line {} of {}",
                             v.lineno, vfile
                         ));
-                    } else {
-                        e.priorities.insert(ipri, prio);
                     }
-                }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(prio);
+                    }
+                },
                 None => {
                     let mut priorities = BTreeMap::new();
                     priorities.insert(ipri, prio);

@@ -56,8 +56,8 @@ impl Env<'_> {
             .or_else(|| self.dialplan.globals.get(var).cloned())
     }
 
-    /// `ast_func_read2`: Err(()) when the function failed (nothing is substituted).
-    pub fn function(&mut self, expr: &str) -> Result<String, ()> {
+    /// `ast_func_read2`: None when the function failed (nothing is substituted).
+    pub fn function(&mut self, expr: &str) -> Option<String> {
         self.functions += 1;
         let (name, args) = match expr.find('(') {
             Some(open) => {
@@ -81,32 +81,32 @@ impl Env<'_> {
                     self.log.push(format!(
                         "ERROR func_pjsip_endpoint.c: Cannot call {name} without arguments"
                     ));
-                    return Err(());
+                    return None;
                 }
                 if arg(0).is_empty() {
                     self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} without an endpoint name to query"));
-                    return Err(());
+                    return None;
                 }
                 if arg(1).is_empty() {
                     self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} with an empty field name to query"));
-                    return Err(());
+                    return None;
                 }
                 let Some(ep) = self.sorcery.get("endpoint", arg(0)) else {
                     self.log.push(format!(
                         "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '{}'",
                         arg(0)
                     ));
-                    return Err(());
+                    return None;
                 };
                 match ep.field(arg(1)) {
-                    Some(v) if arg(1) == "disallow" => Ok(format!("!{v}")),
-                    Some(v) if arg(1) != "type" => Ok(v),
+                    Some(v) if arg(1) == "disallow" => Some(format!("!{v}")),
+                    Some(v) if arg(1) != "type" => Some(v),
                     _ => {
                         self.log.push(format!(
                             "WARNING func_pjsip_endpoint.c: Unknown property '{}' for PJSIP endpoint",
                             arg(1)
                         ));
-                        Err(())
+                        None
                     }
                 }
             }
@@ -115,37 +115,37 @@ impl Env<'_> {
                     self.log.push(format!(
                         "ERROR func_pjsip_aor.c: Cannot call {name} without arguments"
                     ));
-                    return Err(());
+                    return None;
                 }
                 if arg(0).is_empty() {
                     self.log.push(format!(
                         "ERROR func_pjsip_aor.c: Cannot call {name} without an AOR name to query"
                     ));
-                    return Err(());
+                    return None;
                 }
                 if arg(1).is_empty() {
                     self.log.push(format!("ERROR func_pjsip_aor.c: Cannot call {name} with an empty field name to query"));
-                    return Err(());
+                    return None;
                 }
                 let Some(aor) = self.sorcery.get("aor", arg(0)) else {
                     self.log.push(format!(
                         "WARNING func_pjsip_aor.c: Failed to retrieve information for AOR '{}'",
                         arg(0)
                     ));
-                    return Err(());
+                    return None;
                 };
                 if arg(1) == "contact" {
                     // No registrations in the stand-in: no contact objects.
-                    return Ok(String::new());
+                    return Some(String::new());
                 }
                 match aor.field(arg(1)) {
-                    Some(v) if arg(1) != "type" => Ok(v),
+                    Some(v) if arg(1) != "type" => Some(v),
                     _ => {
                         self.log.push(format!(
                             "WARNING func_pjsip_aor.c: Unknown property '{}' for PJSIP AOR",
                             arg(1)
                         ));
-                        Err(())
+                        None
                     }
                 }
             }
@@ -154,7 +154,7 @@ impl Env<'_> {
                     self.log.push(
                         "ERROR func_dialplan.c: DIALPLAN_EXISTS() requires an argument".into(),
                     );
-                    return Err(());
+                    return None;
                 }
                 let (ctx, ext, pri) = (arg(0), arg(1), arg(2));
                 let found = if !pri.is_empty() {
@@ -171,31 +171,31 @@ impl Env<'_> {
                         "ERROR func_dialplan.c: Invalid arguments provided to DIALPLAN_EXISTS"
                             .into(),
                     );
-                    return Err(());
+                    return None;
                 };
-                Ok(if found { "1" } else { "0" }.into())
+                Some(if found { "1" } else { "0" }.into())
             }
-            "LEN" => Ok(args.chars().count().to_string()),
-            "GLOBAL" => Ok(self.dialplan.globals.get(args).cloned().unwrap_or_default()),
+            "LEN" => Some(args.chars().count().to_string()),
+            "GLOBAL" => Some(self.dialplan.globals.get(args).cloned().unwrap_or_default()),
             "CALLERID" => {
                 let c = self.chan;
                 match arg(0).to_ascii_lowercase().as_str() {
-                    "num" | "number" => Ok(c.cid_num.clone().unwrap_or_default()),
-                    "name" => Ok(c.cid_name.clone().unwrap_or_default()),
-                    "all" => Ok(match (&c.cid_name, &c.cid_num) {
+                    "num" | "number" => Some(c.cid_num.clone().unwrap_or_default()),
+                    "name" => Some(c.cid_name.clone().unwrap_or_default()),
+                    "all" => Some(match (&c.cid_name, &c.cid_num) {
                         (Some(n), Some(l)) => format!("\"{n}\" <{l}>"),
                         (Some(n), None) => n.clone(),
                         (None, Some(l)) => l.clone(),
                         (None, None) => String::new(),
                     }),
-                    _ => Err(()),
+                    _ => None,
                 }
             }
             _ => {
                 self.log.push(format!(
                     "ERROR pbx_functions.c: Function {name} not registered"
                 ));
-                Err(())
+                None
             }
         }
     }
@@ -378,7 +378,7 @@ pub fn substitute(env: &mut Env<'_>, templ: &str) -> String {
         }
         let (name, sub, isfunc) = parse_variable_name(&finalvars);
         let value = if isfunc {
-            env.function(&name).ok()
+            env.function(&name)
         } else {
             env.variable(&name)
         };

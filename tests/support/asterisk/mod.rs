@@ -263,14 +263,17 @@ impl Inner {
         let _ = self.events.send(Arc::new(Event { class, text }));
     }
 
-    pub fn spawn<F>(&self, fut: F)
+    /// Spawns a task that `stop` aborts.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::AbortHandle
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let h = self.runtime.spawn(fut);
+        let abort = h.abort_handle();
         let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(h);
+        abort
     }
 
     pub fn uptime(&self) -> Duration {
@@ -384,10 +387,27 @@ impl Inner {
         self.load_dialplan(true);
     }
 
-    /// (Re)binds the AMI listener on its port.
-    fn listen_ami(self: &Arc<Self>) -> std::io::Result<()> {
+    /// Binds `addr` again (after a refusal or a stop), retrying briefly if the port is
+    /// momentarily taken.
+    fn rebind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+        let mut last = None;
+        for _ in 0..50 {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
+    }
+
+    /// Serves AMI on `std_l` (or on a fresh bind of the AMI port).
+    fn listen_ami(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
         let _guard = self.runtime.enter();
-        let std_l = std::net::TcpListener::bind(self.ami_addr)?;
+        let std_l = match std_l {
+            Some(l) => l,
+            None => Self::rebind(self.ami_addr)?,
+        };
         std_l.set_nonblocking(true)?;
         let l = tokio::net::TcpListener::from_std(std_l)?;
         let me = self.clone();
@@ -404,9 +424,12 @@ impl Inner {
         }
     }
 
-    fn listen_cli(self: &Arc<Self>) -> std::io::Result<()> {
+    fn listen_cli(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
         let _guard = self.runtime.enter();
-        let std_l = std::net::TcpListener::bind(self.cli_addr)?;
+        let std_l = match std_l {
+            Some(l) => l,
+            None => Self::rebind(self.cli_addr)?,
+        };
         std_l.set_nonblocking(true)?;
         let l = tokio::net::TcpListener::from_std(std_l)?;
         let me = self.clone();
@@ -478,7 +501,6 @@ impl FakeAsterisk {
         if !ext_conf.exists() {
             std::fs::write(&ext_conf, lab_extensions_conf(&dialplan_dir))?;
         }
-        // Bind once to learn free ports; the real listeners re-bind them (SO_REUSEADDR).
         let ami_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let ami_addr = ami_listener.local_addr()?;
         let cli_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -512,10 +534,8 @@ impl FakeAsterisk {
             runtime: tokio::runtime::Handle::current(),
         });
         inner.boot();
-        drop(ami_listener);
-        drop(cli_listener);
-        inner.listen_ami()?;
-        inner.listen_cli()?;
+        inner.listen_ami(Some(ami_listener))?;
+        inner.listen_cli(Some(cli_listener))?;
         Ok(FakeAsterisk { inner })
     }
 
@@ -548,7 +568,7 @@ impl FakeAsterisk {
         let had_refuse = self.inner.has_fault(&Fault::RefuseConnections);
         lock(&self.inner.faults).clear();
         if had_refuse && self.inner.running.load(Ordering::SeqCst) {
-            if let Err(e) = self.inner.listen_ami() {
+            if let Err(e) = self.inner.listen_ami(None) {
                 self.inner.log_line(format!(
                     "ERROR manager.c: stand-in could not re-bind AMI: {e}"
                 ));
@@ -642,9 +662,9 @@ impl FakeAsterisk {
         self.stop().await;
         self.inner.boot();
         self.inner.running.store(true, Ordering::SeqCst);
-        self.inner.listen_cli()?;
+        self.inner.listen_cli(None)?;
         if !self.inner.has_fault(&Fault::RefuseConnections) {
-            self.inner.listen_ami()?;
+            self.inner.listen_ami(None)?;
         }
         Ok(())
     }

@@ -1,0 +1,2636 @@
+//! Tests of the Asterisk 22.7 stand-in: the recorded AMI transcripts replayed byte for
+//! byte, the config reload cases of the lab notes, the CLI script, Originate + FastAGI
+//! and the fault switches. The expectations are copied from the lab's transcripts
+//! (README sections 4a-4e, 5, 6) so the file does not need the notes at run time.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+// ---------------------------------------------------------------------------------
+// Recorded transcripts ('>>>' sent, '<<<' received; CR/LF written as \r\n)
+
+const T_AMI_01: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+<<< Event: FullyBooted\r\n
+<<< Privilege: system,all\r\n
+<<< Uptime: 4\r\n
+<<< LastReload: 4\r\n
+<<< Status: Fully Booted\r\n
+<<< \r\n
+>>> Action: Logoff\r\n
+>>> \r\n
+<<< Response: Goodbye\r\n
+<<< Message: Thanks for all the fish.\r\n
+<<< \r\n
+<<< [connection closed by server]"##;
+const T_AMI_02: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> ActionID: l1\r\n
+>>> Username: portal\r\n
+>>> Secret: wrong\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: l1\r\n
+<<< Message: Authentication failed\r\n
+<<< \r\n
+<<< [connection closed by server]"##;
+const T_AMI_03: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: nobody\r\n
+>>> Secret: x\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< Message: Authentication failed\r\n
+<<< \r\n
+<<< [connection closed by server]"##;
+const T_AMI_04: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> ActionID: login-1\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: login-1\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+<<< Event: FullyBooted\r\n
+<<< Privilege: system,all\r\n
+<<< Uptime: 14\r\n
+<<< LastReload: 14\r\n
+<<< Status: Fully Booted\r\n
+<<< \r\n
+>>> Action: Ping\r\n
+>>> ActionID: ping-1\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: ping-1\r\n
+<<< Ping: Pong\r\n
+<<< Timestamp: 1795458226.213738\r\n
+<<< \r\n
+>>> Action: Ping\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Ping: Pong\r\n
+<<< Timestamp: 1795458228.215427\r\n
+<<< \r\n"##;
+const T_AMI_05: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> Command: pjsip reload\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No such command 'pjsip reload' (type 'core show help pjsip reload' for other possible commands)\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-2\r\n
+>>> Command: pjsip reload\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: cmd-2\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No such command 'pjsip reload' (type 'core show help pjsip reload' for other possible commands)\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-3\r\n
+>>> Command: dialplan reload\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: cmd-3\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Dialplan reloaded.\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-4\r\n
+>>> Command: module reload res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: cmd-4\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Module 'res_pjsip.so' reloaded successfully.\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-5\r\n
+>>> Command: pjsip show endpoints\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: cmd-5\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No objects found.\r\n
+<<< Output: \r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-6\r\n
+>>> Command: no such command here\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: cmd-6\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No such command 'no such command here' (type 'core show help no such' for other possible commands)\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> Command: no such command here\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No such command 'no such command here' (type 'core show help no such' for other possible commands)\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-8\r\n
+>>> Command: module load res_agi.so\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: cmd-8\r\n
+<<< Message: Command blacklisted\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: cmd-9\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: cmd-9\r\n
+<<< Message: No command provided\r\n
+<<< \r\n"##;
+const T_AMI_06: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+<<< Event: FullyBooted\r\n
+<<< Privilege: system,all\r\n
+<<< Uptime: 58\r\n
+<<< LastReload: 25\r\n
+<<< Status: Fully Booted\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r1\r\n
+>>> Module: res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: r1\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: res_pjsip.so\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r2\r\n
+>>> Module: res_pjsip\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: r2\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: res_pjsip\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r3\r\n
+>>> Module: pbx_config.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: r3\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: pbx_config.so\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r4\r\n
+>>> Module: no_such_module.so\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: r4\r\n
+<<< Message: No such module\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: no_such_module.so\r\n
+<<< Status: 2\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c1\r\n
+>>> Command: module reload res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c1\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Module 'res_pjsip.so' reloaded successfully.\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: res_pjsip.so\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c2\r\n
+>>> Command: module reload res_pjsip\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c2\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Module 'res_pjsip' reloaded successfully.\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: res_pjsip\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c3\r\n
+>>> Command: core reload\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c3\r\n
+<<< Message: Command output follows\r\n
+<<< Output: \r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: All\r\n
+<<< Status: 0\r\n
+<<< \r\n"##;
+const T_AMI_07: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: a1\r\n
+>>> Command: module reload res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: a1\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Module 'res_pjsip.so' reloaded successfully.\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: a2\r\n
+>>> Command: dialplan reload\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: a2\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Dialplan reloaded.\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: a3\r\n
+>>> Command: pjsip show endpoints\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: a3\r\n
+<<< Message: Command output follows\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  <Endpoint/CID.....................................>  <State.....>  <Channels.>\r\n
+<<< Output:     I/OAuth:  <AuthId/UserName...........................................................>\r\n
+<<< Output:         Aor:  <Aor............................................>  <MaxContact>\r\n
+<<< Output:       Contact:  <Aor/ContactUri..........................> <Hash....> <Status> <RTT(ms)..>\r\n
+<<< Output:   Transport:  <TransportId........>  <Type>  <cos>  <tos>  <BindAddress..................>\r\n
+<<< Output:    Identify:  <Identify/Endpoint.........................................................>\r\n
+<<< Output:         Match:  <criteria.........................>\r\n
+<<< Output:     Channel:  <ChannelId......................................>  <State.....>  <Time.....>\r\n
+<<< Output:         Exten: <DialedExten...........>  CLCID: <ConnectedLineCID.......>\r\n
+<<< Output: ==========================================================================================\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  1000                                                 Unavailable   0 of inf\r\n
+<<< Output:      InAuth:  1000/1000\r\n
+<<< Output:         Aor:  1000                                               1\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  1001                                                 Unavailable   0 of inf\r\n
+<<< Output:      InAuth:  1001/1001\r\n
+<<< Output:         Aor:  1001                                               1\r\n
+<<< Output: \r\n
+<<< Output: \r\n
+<<< Output: Objects found: 2\r\n
+<<< Output: \r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: a4\r\n
+>>> Command: dialplan show synergy-internal\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: a4\r\n
+<<< Message: Command output follows\r\n
+<<< Output: [ Context 'synergy-internal' created by 'pbx_config' ]\r\n
+<<< Output:   '1000' =>         1. Dial(PJSIP/1000,25)                        [generated_routing.conf:2]\r\n
+<<< Output:                     2. Hangup()                                   [generated_routing.conf:3]\r\n
+<<< Output:   '1001' =>         1. Dial(PJSIP/1001,25)                        [generated_routing.conf:4]\r\n
+<<< Output:                     2. Hangup()                                   [generated_routing.conf:5]\r\n
+<<< Output: \r\n
+<<< Output: -= 2 extensions (4 priorities) in 1 context. =-\r\n
+<<< \r\n"##;
+const T_AMI_08: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: PJSIPShowEndpoints\r\n
+>>> ActionID: se1\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: se1\r\n
+<<< EventList: start\r\n
+<<< Message: A listing of Endpoints follows, presented as EndpointList events\r\n
+<<< \r\n
+<<< Event: EndpointList\r\n
+<<< ActionID: se1\r\n
+<<< ObjectType: endpoint\r\n
+<<< ObjectName: 1000\r\n
+<<< Transport: \r\n
+<<< Aor: 1000\r\n
+<<< Auths: 1000\r\n
+<<< OutboundAuths: \r\n
+<<< Contacts: \r\n
+<<< DeviceState: Unavailable\r\n
+<<< ActiveChannels: 0\r\n
+<<< \r\n
+<<< Event: EndpointList\r\n
+<<< ActionID: se1\r\n
+<<< ObjectType: endpoint\r\n
+<<< ObjectName: 1001\r\n
+<<< Transport: \r\n
+<<< Aor: 1001\r\n
+<<< Auths: 1001\r\n
+<<< OutboundAuths: \r\n
+<<< Contacts: \r\n
+<<< DeviceState: Unavailable\r\n
+<<< ActiveChannels: 0\r\n
+<<< \r\n
+<<< Event: EndpointListComplete\r\n
+<<< ActionID: se1\r\n
+<<< EventList: Complete\r\n
+<<< ListItems: 2\r\n
+<<< \r\n
+>>> Action: PJSIPShowEndpoint\r\n
+>>> ActionID: se2\r\n
+>>> Endpoint: 1000\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: se2\r\n
+<<< EventList: start\r\n
+<<< Message: Following are Events for each object associated with the Endpoint\r\n
+<<< \r\n
+<<< Event: EndpointDetail\r\n
+<<< ActionID: se2\r\n
+<<< ObjectType: endpoint\r\n
+<<< ObjectName: 1000\r\n
+<<< RpidImmediate: false\r\n
+<<< Webrtc: no\r\n
+<<< Ignore183WithoutSdp: false\r\n
+<<< SendAoc: false\r\n
+<<< DeviceStateBusyAt: 0\r\n
+<<< T38UdptlMaxdatagram: 0\r\n
+<<< CodecPrefsIncomingAnswer: prefer:pending, operation:intersect, keep:all, transcode:allow\r\n
+<<< SecurityNegotiation: no\r\n
+<<< DtlsRekey: 0\r\n
+<<< NamedPickupGroup: \r\n
+<<< DirectMediaMethod: invite\r\n
+<<< SendRpid: false\r\n
+<<< PickupGroup: \r\n
+<<< SdpSession: Asterisk\r\n
+<<< DtlsVerify: No\r\n
+<<< MessageContext: \r\n
+<<< Tenantid: \r\n
+<<< Mailboxes: \r\n
+<<< RecordOnFeature: automixmon\r\n
+<<< DtlsPrivateKey: \r\n
+<<< DtlsFingerprint: SHA-256\r\n
+<<< OverlapContext: \r\n
+<<< OutgoingCallOfferPref: remote_merge\r\n
+<<< FromDomain: \r\n
+<<< TimersSessExpires: 1800\r\n
+<<< NamedCallGroup: \r\n
+<<< DtlsCipher: \r\n
+<<< MediaEncryptionOptimistic: false\r\n
+<<< SuppressQ850ReasonHeaders: false\r\n
+<<< Aors: 1000\r\n
+<<< IdentifyBy: username,ip\r\n
+<<< CalleridPrivacy: allowed_not_screened\r\n
+<<< MwiSubscribeReplacesUnsolicited: no\r\n
+<<< CosAudio: 0\r\n
+<<< FollowEarlyMediaFork: true\r\n
+<<< Context: synergy-internal\r\n
+<<< RtpSymmetric: false\r\n
+<<< Transport: \r\n
+<<< MohSuggest: default\r\n
+<<< T38Udptl: false\r\n
+<<< FaxDetect: false\r\n
+<<< T38BindUdptlToMediaAddress: false\r\n
+<<< TosVideo: 0\r\n
+<<< SrtpTag32: false\r\n
+<<< ReferBlindProgress: true\r\n
+<<< MaxAudioStreams: 1\r\n
+<<< Bundle: false\r\n
+<<< UseAvpf: false\r\n
+<<< CallGroup: \r\n
+<<< SendConnectedLine: yes\r\n
+<<< FaxDetectTimeout: 0\r\n
+<<< SdpOwner: -\r\n
+<<< ForceRport: true\r\n
+<<< CalleridTag: \r\n
+<<< RtpTimeoutHold: 0\r\n
+<<< SuppressMohOnSendonly: false\r\n
+<<< UsePtime: false\r\n
+<<< MediaAddress: \r\n
+<<< VoicemailExtension: \r\n
+<<< RtpTimeout: 0\r\n
+<<< StirShaken: no\r\n
+<<< SetVar: \r\n
+<<< ContactAcl: \r\n
+<<< PreferredCodecOnly: false\r\n
+<<< GeolocOutgoingCallProfile: \r\n
+<<< ForceAvp: false\r\n
+<<< RecordOffFeature: automixmon\r\n
+<<< FromUser: \r\n
+<<< SendDiversion: true\r\n
+<<< SendHistoryInfo: false\r\n
+<<< T38UdptlIpv6: false\r\n
+<<< ToneZone: \r\n
+<<< Language: \r\n
+<<< AllowSubscribe: true\r\n
+<<< RtpIpv6: false\r\n
+<<< Callerid: <unknown>\r\n
+<<< MohPassthrough: false\r\n
+<<< CosVideo: 0\r\n
+<<< DtlsAutoGenerateCert: No\r\n
+<<< AsymmetricRtpCodec: false\r\n
+<<< GeolocIncomingCallProfile: \r\n
+<<< IceSupport: false\r\n
+<<< AggregateMwi: true\r\n
+<<< OneTouchRecording: false\r\n
+<<< MwiFromUser: \r\n
+<<< RedirectMethod: user\r\n
+<<< Accountcode: \r\n
+<<< CodecPrefsOutgoingAnswer: prefer:pending, operation:intersect, keep:all, transcode:allow\r\n
+<<< Allow: (ulaw|alaw)\r\n
+<<< RewriteContact: false\r\n
+<<< UserEqPhone: false\r\n
+<<< RtpEngine: asterisk\r\n
+<<< SubscribeContext: \r\n
+<<< NotifyEarlyInuseRinging: false\r\n
+<<< IncomingMwiMailbox: \r\n
+<<< IncomingCallOfferPref: local\r\n
+<<< AllowUnauthenticatedOptions: false\r\n
+<<< Auth: 1000\r\n
+<<< DirectMediaGlareMitigation: none\r\n
+<<< TrustIdInbound: false\r\n
+<<< StirShakenProfile: \r\n
+<<< BindRtpToMediaAddress: false\r\n
+<<< DisableDirectMediaOnNat: false\r\n
+<<< MediaEncryption: no\r\n
+<<< MediaUseReceivedTransport: false\r\n
+<<< AllowOverlap: true\r\n
+<<< DtmfMode: rfc4733\r\n
+<<< OutboundAuth: \r\n
+<<< TosAudio: 0\r\n
+<<< DtlsCertFile: \r\n
+<<< DtlsCaPath: \r\n
+<<< DtlsSetup: active\r\n
+<<< ConnectedLineMethod: invite\r\n
+<<< G726NonStandard: false\r\n
+<<< 100rel: yes\r\n
+<<< Timers: yes\r\n
+<<< DirectMedia: true\r\n
+<<< Acl: \r\n
+<<< TimersMinSe: 90\r\n
+<<< TrustIdOutbound: false\r\n
+<<< SubMinExpiry: 0\r\n
+<<< RtcpMux: false\r\n
+<<< MaxVideoStreams: 1\r\n
+<<< AcceptMultipleSdpAnswers: false\r\n
+<<< CodecPrefsIncomingOffer: prefer:pending, operation:intersect, keep:all, transcode:allow\r\n
+<<< CodecPrefsOutgoingOffer: prefer:pending, operation:union, keep:all, transcode:allow\r\n
+<<< TrustConnectedLine: yes\r\n
+<<< SendPai: false\r\n
+<<< RtpKeepalive: 0\r\n
+<<< T38UdptlEc: none\r\n
+<<< T38UdptlNat: false\r\n
+<<< AllowTransfer: true\r\n
+<<< DtlsCaFile: \r\n
+<<< OutboundProxy: \r\n
+<<< InbandProgress: false\r\n
+<<< DeviceState: Unavailable\r\n
+<<< ActiveChannels: 0\r\n
+<<< \r\n
+<<< Event: AuthDetail\r\n
+<<< ActionID: se2\r\n
+<<< ObjectType: auth\r\n
+<<< ObjectName: 1000\r\n
+<<< OauthSecret: \r\n
+<<< PasswordDigest: \r\n
+<<< SupportedAlgorithmsUas: MD5\r\n
+<<< RefreshToken: \r\n
+<<< Username: 1000\r\n
+<<< Md5Cred: \r\n
+<<< Realm: \r\n
+<<< AuthType: userpass\r\n
+<<< Password: SECRET1000\r\n
+<<< SupportedAlgorithmsUac: MD5\r\n
+<<< NonceLifetime: 32\r\n
+<<< OauthClientid: \r\n
+<<< EndpointName: 1000\r\n
+<<< \r\n
+<<< Event: AorDetail\r\n
+<<< ActionID: se2\r\n
+<<< ObjectType: aor\r\n
+<<< ObjectName: 1000\r\n
+<<< MinimumExpiration: 60\r\n
+<<< DefaultExpiration: 3600\r\n
+<<< QualifyTimeout: 3.000000\r\n
+<<< Qualify2xxOnly: false\r\n
+<<< Mailboxes: \r\n
+<<< SupportPath: false\r\n
+<<< RemoveUnavailable: false\r\n
+<<< VoicemailExtension: \r\n
+<<< MaxContacts: 1\r\n
+<<< AuthenticateQualify: false\r\n
+<<< Contacts: \r\n
+<<< MaximumExpiration: 7200\r\n
+<<< QualifyFrequency: 0\r\n
+<<< RemoveExisting: false\r\n
+<<< OutboundProxy: \r\n
+<<< TotalContacts: 0\r\n
+<<< ContactsRegistered: 0\r\n
+<<< EndpointName: 1000\r\n
+<<< \r\n
+<<< Event: EndpointDetailComplete\r\n
+<<< ActionID: se2\r\n
+<<< EventList: Complete\r\n
+<<< ListItems: 3\r\n
+<<< \r\n
+>>> Action: PJSIPShowEndpoint\r\n
+>>> ActionID: se3\r\n
+>>> Endpoint: 9999\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: se3\r\n
+<<< Message: Unable to retrieve endpoint 9999\n
+<<< \r\n
+<<< \r\n"##;
+const T_AMI_09: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: b1\r\n
+>>> Command: module reload res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: b1\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Module 'res_pjsip.so' reloaded successfully.\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: b2\r\n
+>>> Module: res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: b2\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: b3\r\n
+>>> Command: pjsip show endpoints\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: b3\r\n
+<<< Message: Command output follows\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  <Endpoint/CID.....................................>  <State.....>  <Channels.>\r\n
+<<< Output:     I/OAuth:  <AuthId/UserName...........................................................>\r\n
+<<< Output:         Aor:  <Aor............................................>  <MaxContact>\r\n
+<<< Output:       Contact:  <Aor/ContactUri..........................> <Hash....> <Status> <RTT(ms)..>\r\n
+<<< Output:   Transport:  <TransportId........>  <Type>  <cos>  <tos>  <BindAddress..................>\r\n
+<<< Output:    Identify:  <Identify/Endpoint.........................................................>\r\n
+<<< Output:         Match:  <criteria.........................>\r\n
+<<< Output:     Channel:  <ChannelId......................................>  <State.....>  <Time.....>\r\n
+<<< Output:         Exten: <DialedExten...........>  CLCID: <ConnectedLineCID.......>\r\n
+<<< Output: ==========================================================================================\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  1000                                                 Unavailable   0 of inf\r\n
+<<< Output:      InAuth:  1000/1000\r\n
+<<< Output:         Aor:  1000                                               1\r\n
+<<< Output: \r\n
+<<< Output:  Endpoint:  1001                                                 Unavailable   0 of inf\r\n
+<<< Output: \r\n
+<<< Output: \r\n
+<<< Output: Objects found: 2\r\n
+<<< Output: \r\n
+<<< \r\n"##;
+const T_AMI_10: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+<<< Event: FullyBooted\r\n
+<<< Privilege: system,all\r\n
+<<< Uptime: 181\r\n
+<<< LastReload: 13\r\n
+<<< Status: Fully Booted\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r1\r\n
+>>> Module: res_pjsip.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: r1\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: res_pjsip.so\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c1\r\n
+>>> Command: dialplan reload\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c1\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Dialplan reloaded.\r\n
+<<< \r\n
+>>> Action: Reload\r\n
+>>> ActionID: r2\r\n
+>>> Module: pbx_config.so\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: r2\r\n
+<<< Message: Module Reloaded\r\n
+<<< \r\n
+<<< Event: Reload\r\n
+<<< Privilege: system,all\r\n
+<<< Module: pbx_config.so\r\n
+<<< Status: 0\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c2\r\n
+>>> Command: pjsip show endpoints\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c2\r\n
+<<< Message: Command output follows\r\n
+<<< Output: No objects found.\r\n
+<<< Output: \r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: c3\r\n
+>>> Command: dialplan show synergy-internal\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: c3\r\n
+<<< Message: Command output follows\r\n
+<<< Output: [ Context 'synergy-internal' created by 'pbx_config' ]\r\n
+<<< Output: \r\n
+<<< Output: -= 0 extensions (0 priorities) in 1 context. =-\r\n
+<<< \r\n"##;
+const T_AMI_14: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Command\r\n
+>>> ActionID: pre\r\n
+>>> Command: core show uptime\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: pre\r\n
+<<< Message: Permission denied\r\n
+<<< \r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: NoSuchAction\r\n
+>>> ActionID: nsa\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: nsa\r\n
+<<< Message: Invalid/unknown command: NoSuchAction. Use Action: ListCommands to show available commands.\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: up\r\n
+>>> Command: core show uptime seconds\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: up\r\n
+<<< Message: Command output follows\r\n
+<<< Output: System uptime: 425\r\n
+<<< Output: Last reload: 32\r\n
+<<< \r\n
+>>> Action: Command\r\n
+>>> ActionID: ver\r\n
+>>> Command: core show version\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: ver\r\n
+<<< Message: Command output follows\r\n
+<<< Output: Asterisk 22.7.0 built by root @ vm on a x86_64 running Linux on 2026-11-23 18:14:10 UTC\r\n
+<<< \r\n"##;
+const T_AMI_15: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: Originate\r\n
+>>> ActionID: o1\r\n
+>>> Channel: Local/check@synergy-health\r\n
+>>> Application: Wait\r\n
+>>> Data: 1\r\n
+>>> \r\n
+<<< Response: Error\r\n
+<<< ActionID: o1\r\n
+<<< Message: Originate failed\r\n
+<<< \r\n"##;
+const T_AMI_12_O2: &str = r##"<<< Asterisk Call Manager/11.0.0\r\n
+>>> Action: Login\r\n
+>>> Username: portal\r\n
+>>> Secret: portal-secret\r\n
+>>> Events: off\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< Message: Authentication accepted\r\n
+<<< \r\n
+>>> Action: Events\r\n
+>>> ActionID: ev1\r\n
+>>> EventMask: call\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: ev1\r\n
+<<< Events: On\r\n
+<<< \r\n
+>>> Action: Originate\r\n
+>>> ActionID: o2\r\n
+>>> Channel: Local/check@synergy-health\r\n
+>>> Application: Wait\r\n
+>>> Data: 1\r\n
+>>> Async: true\r\n
+>>> \r\n
+<<< Response: Success\r\n
+<<< ActionID: o2\r\n
+<<< Message: Originate successfully queued\r\n
+<<< \r\n
+<<< Event: Newchannel\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;1\r\n
+<<< ChannelState: 0\r\n
+<<< ChannelStateDesc: Down\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 1\r\n
+<<< Uniqueid: 1795458513.6\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< \r\n
+<<< Event: Newchannel\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;2\r\n
+<<< ChannelState: 4\r\n
+<<< ChannelStateDesc: Ring\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 1\r\n
+<<< Uniqueid: 1795458513.7\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< \r\n
+<<< Event: LocalBridge\r\n
+<<< Privilege: call,all\r\n
+<<< LocalOneChannel: Local/check@synergy-health-00000001;1\r\n
+<<< LocalOneChannelState: 0\r\n
+<<< LocalOneChannelStateDesc: Down\r\n
+<<< LocalOneCallerIDNum: <unknown>\r\n
+<<< LocalOneCallerIDName: <unknown>\r\n
+<<< LocalOneConnectedLineNum: <unknown>\r\n
+<<< LocalOneConnectedLineName: <unknown>\r\n
+<<< LocalOneLanguage: en\r\n
+<<< LocalOneAccountCode: \r\n
+<<< LocalOneContext: synergy-health\r\n
+<<< LocalOneExten: check\r\n
+<<< LocalOnePriority: 1\r\n
+<<< LocalOneUniqueid: 1795458513.6\r\n
+<<< LocalOneLinkedid: 1795458513.6\r\n
+<<< LocalTwoChannel: Local/check@synergy-health-00000001;2\r\n
+<<< LocalTwoChannelState: 4\r\n
+<<< LocalTwoChannelStateDesc: Ring\r\n
+<<< LocalTwoCallerIDNum: <unknown>\r\n
+<<< LocalTwoCallerIDName: <unknown>\r\n
+<<< LocalTwoConnectedLineNum: <unknown>\r\n
+<<< LocalTwoConnectedLineName: <unknown>\r\n
+<<< LocalTwoLanguage: en\r\n
+<<< LocalTwoAccountCode: \r\n
+<<< LocalTwoContext: synergy-health\r\n
+<<< LocalTwoExten: check\r\n
+<<< LocalTwoPriority: 1\r\n
+<<< LocalTwoUniqueid: 1795458513.7\r\n
+<<< LocalTwoLinkedid: 1795458513.6\r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< LocalOptimization: Yes\r\n
+<<< \r\n
+<<< Event: DialBegin\r\n
+<<< Privilege: call,all\r\n
+<<< DestChannel: Local/check@synergy-health-00000001;1\r\n
+<<< DestChannelState: 0\r\n
+<<< DestChannelStateDesc: Down\r\n
+<<< DestCallerIDNum: <unknown>\r\n
+<<< DestCallerIDName: <unknown>\r\n
+<<< DestConnectedLineNum: <unknown>\r\n
+<<< DestConnectedLineName: <unknown>\r\n
+<<< DestLanguage: en\r\n
+<<< DestAccountCode: \r\n
+<<< DestContext: synergy-health\r\n
+<<< DestExten: check\r\n
+<<< DestPriority: 1\r\n
+<<< DestUniqueid: 1795458513.6\r\n
+<<< DestLinkedid: 1795458513.6\r\n
+<<< DialString: check@synergy-health\r\n
+<<< \r\n
+<<< Event: SoftHangupRequest\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;2\r\n
+<<< ChannelState: 4\r\n
+<<< ChannelStateDesc: Ring\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 2\r\n
+<<< Uniqueid: 1795458513.7\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< Cause: 16\r\n
+<<< \r\n
+<<< Event: HangupRequest\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;1\r\n
+<<< ChannelState: 0\r\n
+<<< ChannelStateDesc: Down\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 1\r\n
+<<< Uniqueid: 1795458513.6\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< Cause: 16\r\n
+<<< \r\n
+<<< Event: Hangup\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;2\r\n
+<<< ChannelState: 4\r\n
+<<< ChannelStateDesc: Ring\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 2\r\n
+<<< Uniqueid: 1795458513.7\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< Cause: 16\r\n
+<<< Cause-txt: Normal Clearing\r\n
+<<< \r\n
+<<< Event: DialEnd\r\n
+<<< Privilege: call,all\r\n
+<<< DestChannel: Local/check@synergy-health-00000001;1\r\n
+<<< DestChannelState: 0\r\n
+<<< DestChannelStateDesc: Down\r\n
+<<< DestCallerIDNum: <unknown>\r\n
+<<< DestCallerIDName: <unknown>\r\n
+<<< DestConnectedLineNum: <unknown>\r\n
+<<< DestConnectedLineName: <unknown>\r\n
+<<< DestLanguage: en\r\n
+<<< DestAccountCode: \r\n
+<<< DestContext: synergy-health\r\n
+<<< DestExten: check\r\n
+<<< DestPriority: 1\r\n
+<<< DestUniqueid: 1795458513.6\r\n
+<<< DestLinkedid: 1795458513.6\r\n
+<<< DialStatus: NOANSWER\r\n
+<<< \r\n
+<<< Event: OriginateResponse\r\n
+<<< Privilege: call,all\r\n
+<<< ActionID: o2\r\n
+<<< Response: Failure\r\n
+<<< Channel: Local/check@synergy-health\r\n
+<<< Application: Wait\r\n
+<<< Data: 1\r\n
+<<< Reason: 0\r\n
+<<< Uniqueid: <unknown>\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< \r\n
+<<< Event: DeviceStateChange\r\n
+<<< Privilege: call,all\r\n
+<<< Device: Local/check@synergy-health\r\n
+<<< State: NOT_INUSE\r\n
+<<< \r\n
+<<< Event: Hangup\r\n
+<<< Privilege: call,all\r\n
+<<< Channel: Local/check@synergy-health-00000001;1\r\n
+<<< ChannelState: 0\r\n
+<<< ChannelStateDesc: Down\r\n
+<<< CallerIDNum: <unknown>\r\n
+<<< CallerIDName: <unknown>\r\n
+<<< ConnectedLineNum: <unknown>\r\n
+<<< ConnectedLineName: <unknown>\r\n
+<<< Language: en\r\n
+<<< AccountCode: \r\n
+<<< Context: synergy-health\r\n
+<<< Exten: check\r\n
+<<< Priority: 1\r\n
+<<< Uniqueid: 1795458513.6\r\n
+<<< Linkedid: 1795458513.6\r\n
+<<< Cause: 16\r\n
+<<< Cause-txt: Normal Clearing\r\n
+<<< \r\n
+<<< Event: DeviceStateChange\r\n
+<<< Privilege: call,all\r\n
+<<< Device: Local/check@synergy-health\r\n
+<<< State: NOT_INUSE\r\n
+<<< \r\n"##;
+const T_DP1_SHOW: &str = r##"[ Context 'synergy-internal' created by 'pbx_config' ]
+  '1000' =>         1. Dial(PJSIP/1000,25)                        [generated_routing.conf:2]
+                    2. Hangup()                                   [generated_routing.conf:3]
+
+-= 1 extension (2 priorities) in 1 context. =-
+"##;
+const T_DP4_SHOW: &str = r##"[ Context 'synergy-internal' created by 'pbx_config' ]
+  '1000' =>         1. Dial(PJSIP/1000,25)                        [generated_routing.conf:2]
+                    2. Hangup()                                   [generated_routing.conf:3]
+  '1001' =>         1. ()                                         [generated_routing.conf:4]
+                    2. Hangup()                                   [generated_routing.conf:5]
+
+-= 2 extensions (4 priorities) in 1 context. =-
+"##;
+
+// ---------------------------------------------------------------------------------
+// Harness
+
+/// The lab's seed template (README 3/4c): endpoint, auth and aor for 1000 and 1001.
+const SEED_ENDPOINTS: &str = "; generated by pbx-portal\n\
+[1000]\n\
+type=endpoint\n\
+context=synergy-internal\n\
+disallow=all\n\
+allow=ulaw,alaw\n\
+auth=1000\n\
+aors=1000\n\
+\n\
+[1000]\n\
+type=auth\n\
+auth_type=userpass\n\
+username=1000\n\
+password=SECRET1000\n\
+\n\
+[1000]\n\
+type=aor\n\
+max_contacts=1\n\
+\n\
+[1001]\n\
+type=endpoint\n\
+context=synergy-internal\n\
+disallow=all\n\
+allow=ulaw,alaw\n\
+auth=1001\n\
+aors=1001\n\
+\n\
+[1001]\n\
+type=auth\n\
+auth_type=userpass\n\
+username=1001\n\
+password=SECRET1001\n\
+\n\
+[1001]\n\
+type=aor\n\
+max_contacts=1\n";
+
+const SEED_ROUTING: &str = "[synergy-internal]\n\
+exten => 1000,1,Dial(PJSIP/1000,25)\n \
+same => n,Hangup()\n\
+exten => 1001,1,Dial(PJSIP/1001,25)\n \
+same => n,Hangup()\n";
+
+struct Lab {
+    _tmp: tempfile::TempDir,
+    etc: PathBuf,
+    pjsip: PathBuf,
+    dial: PathBuf,
+    ast: FakeAsterisk,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        Self::start_with(Options::default(), |_, _, _| {}).await
+    }
+
+    /// `prepare(etc, pjsip_dir, dialplan_dir)` runs before the stand-in boots.
+    async fn start_with(opts: Options, prepare: impl FnOnce(&Path, &Path, &Path)) -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let etc = tmp.path().join("etc");
+        let pjsip = etc.join("pjsip.d/synergycall");
+        let dial = etc.join("extensions.d/synergycall");
+        std::fs::create_dir_all(&pjsip).unwrap();
+        std::fs::create_dir_all(&dial).unwrap();
+        prepare(&etc, &pjsip, &dial);
+        let ast = FakeAsterisk::start(&etc, &pjsip, &dial, opts)
+            .await
+            .unwrap();
+        Lab {
+            _tmp: tmp,
+            etc,
+            pjsip,
+            dial,
+            ast,
+        }
+    }
+
+    fn write_endpoints(&self, body: &str) {
+        std::fs::write(self.pjsip.join("generated_endpoints.conf"), body).unwrap();
+    }
+
+    fn write_routing(&self, body: &str) {
+        std::fs::write(self.dial.join("generated_routing.conf"), body).unwrap();
+    }
+
+    fn endpoints_file(&self) -> String {
+        self.pjsip
+            .join("generated_endpoints.conf")
+            .display()
+            .to_string()
+    }
+
+    fn seed(&self) {
+        self.write_endpoints(SEED_ENDPOINTS);
+        self.write_routing(SEED_ROUTING);
+    }
+
+    async fn ami(&self) -> Ami {
+        Ami::connect(self.ast.ami_addr()).await
+    }
+
+    /// Logs in with `Events: off` after reading the banner.
+    async fn login_quiet(&self) -> Ami {
+        let mut a = self.ami().await;
+        assert_eq!(a.line().await, "Asterisk Call Manager/11.0.0\r\n");
+        a.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\nEvents: off\r\n\r\n")
+            .await;
+        assert_eq!(
+            a.msg().await,
+            "Response: Success\r\nMessage: Authentication accepted\r\n\r\n"
+        );
+        a
+    }
+
+    async fn cli_async(&self, cmd: &str) -> (i32, String, String) {
+        let out = tokio::process::Command::new(self.ast.cli_path())
+            .arg("-rx")
+            .arg(cmd)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Sends one action (no ActionID added) and returns the first message.
+    async fn command(&self, a: &mut Ami, cmd: &str) -> String {
+        a.send(&format!("Action: Command\r\nCommand: {cmd}\r\n\r\n"))
+            .await;
+        a.msg().await
+    }
+}
+
+struct Ami {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+const IO: Duration = Duration::from_secs(10);
+
+impl Ami {
+    async fn connect(addr: SocketAddr) -> Ami {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = s.into_split();
+        Ami {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+
+    async fn send(&mut self, s: &str) {
+        self.w.write_all(s.as_bytes()).await.unwrap();
+    }
+
+    /// One raw line including its terminator ("" at EOF).
+    async fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        timeout(IO, self.r.read_until(b'\n', &mut buf))
+            .await
+            .expect("AMI read timed out")
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// One message up to and including the blank line.
+    async fn msg(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let l = self.line().await;
+            if l.is_empty() {
+                return out;
+            }
+            out.push_str(&l);
+            if l == "\r\n" {
+                return out;
+            }
+        }
+    }
+
+    /// Messages until one contains `needle` (skipping events), returning that one.
+    async fn msg_with(&mut self, needle: &str) -> String {
+        for _ in 0..200 {
+            let m = self.msg().await;
+            if m.contains(needle) {
+                return m;
+            }
+            assert!(
+                !m.is_empty(),
+                "connection closed while waiting for {needle}"
+            );
+        }
+        panic!("{needle} never came");
+    }
+
+    async fn eof(&mut self) -> bool {
+        let mut buf = Vec::new();
+        matches!(
+            timeout(IO, self.r.read_until(b'\n', &mut buf)).await,
+            Ok(Ok(0))
+        )
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\r", "\r").replace("\\n", "\n")
+}
+
+/// Lines compared by key only (the values are times).
+const VOLATILE: &[&str] = &[
+    "Uptime: ",
+    "LastReload: ",
+    "Timestamp: ",
+    "Output: System uptime: ",
+    "Output: Last reload: ",
+];
+
+/// Replays a recorded transcript (`>>>` sent, `<<<` received) against the stand-in.
+async fn replay(addr: SocketAddr, transcript: &str) {
+    let mut a = Ami::connect(addr).await;
+    for raw in transcript.lines() {
+        if let Some(sent) = raw.strip_prefix(">>> ") {
+            a.send(&unescape(sent)).await;
+        } else if raw == ">>> " || raw == ">>>" {
+            a.send("").await;
+        } else if let Some(exp) = raw.strip_prefix("<<< ").or(raw.strip_prefix("<<<")) {
+            if exp.trim() == "[connection closed by server]" {
+                assert!(a.eof().await, "expected the server to close the connection");
+                continue;
+            }
+            let expected = unescape(exp);
+            let got = a.line().await;
+            match VOLATILE.iter().find(|k| expected.starts_with(*k)) {
+                Some(k) => assert!(got.starts_with(k), "expected {expected:?}, got {got:?}"),
+                None => assert_eq!(got, expected, "transcript line {raw:?}"),
+            }
+        }
+    }
+}
+
+/// A one-connection-at-a-time FastAGI server run by a test.
+struct AgiServer {
+    listener: TcpListener,
+    port: u16,
+}
+
+struct AgiConn {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    env: Vec<(String, String)>,
+    raw_env: String,
+}
+
+impl AgiServer {
+    async fn bind() -> AgiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        AgiServer { listener, port }
+    }
+
+    async fn accept(&self) -> AgiConn {
+        let (s, _) = timeout(IO, self.listener.accept())
+            .await
+            .expect("no FastAGI connection")
+            .unwrap();
+        let (r, w) = s.into_split();
+        let mut c = AgiConn {
+            r: BufReader::new(r),
+            w,
+            env: Vec::new(),
+            raw_env: String::new(),
+        };
+        loop {
+            let l = c.line().await;
+            c.raw_env.push_str(&l);
+            if l == "\n" || l.is_empty() {
+                break;
+            }
+            let (k, v) = l
+                .trim_end_matches('\n')
+                .split_once(": ")
+                .unwrap_or((&l, ""));
+            c.env.push((k.to_string(), v.to_string()));
+        }
+        c
+    }
+
+    async fn no_connection_within(&self, d: Duration) -> bool {
+        timeout(d, self.listener.accept()).await.is_err()
+    }
+}
+
+impl AgiConn {
+    async fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        timeout(IO, self.r.read_until(b'\n', &mut buf))
+            .await
+            .expect("AGI read timed out")
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn env(&self, key: &str) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("<missing>")
+    }
+
+    async fn cmd(&mut self, c: &str) -> String {
+        self.w.write_all(format!("{c}\n").as_bytes()).await.unwrap();
+        self.line().await
+    }
+}
+
+fn probe_dialplan(port: u16) -> String {
+    format!(
+        "[synergy-test]\n\
+exten => check,1,AGI(agi://127.0.0.1:{port}/health?token=abc)\n \
+same => n,Hangup()\n\
+\n\
+[synergy-test-answered]\n\
+exten => check,1,Answer()\n \
+same => n,AGI(agi://127.0.0.1:{port}/health?token=abc)\n \
+same => n,Hangup()\n\
+\n\
+[synergy-portal-probe]\n\
+exten => _probe-.,1,Answer()\n \
+same => n,AGI(agi://127.0.0.1:{port}/health,${{EXTEN:6}},${{PROBE_TOKEN}})\n \
+same => n,Hangup()\n\
+\n\
+[synergy-test-down]\n\
+exten => check,1,AGI(agi://127.0.0.1:1/health)\n \
+same => n,AGI(agi://127.0.0.1:{port}/after-failure)\n \
+same => n,Hangup()\n\
+\n\
+[synergy-noagi]\n\
+exten => check,1,Answer()\n \
+same => n,Hangup()\n"
+    )
+}
+
+/// Sends an Originate and returns its response (skipping events).
+async fn originate(a: &mut Ami, fields: &str) -> String {
+    a.send(&format!("Action: Originate\r\n{fields}\r\n")).await;
+    loop {
+        let m = a.msg().await;
+        assert!(!m.is_empty(), "connection closed");
+        if m.starts_with("Response: ") {
+            return m;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// AMI transcripts
+
+#[tokio::test]
+async fn ami_login_ping_and_misc_transcripts() {
+    let lab = Lab::start().await;
+    replay(lab.ast.ami_addr(), T_AMI_01).await;
+    replay(lab.ast.ami_addr(), T_AMI_04).await;
+    replay(lab.ast.ami_addr(), T_AMI_14).await;
+    assert!(lab
+        .ast
+        .actions()
+        .iter()
+        .any(|a| a == "AMI Command: core show version"));
+}
+
+#[tokio::test]
+async fn ami_login_failures_close_the_connection() {
+    let lab = Lab::start().await;
+    let started = std::time::Instant::now();
+    tokio::join!(
+        replay(lab.ast.ami_addr(), T_AMI_02),
+        replay(lab.ast.ami_addr(), T_AMI_03)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Asterisk sleeps 1 s first"
+    );
+    let log = lab.ast.log();
+    assert!(
+        log.contains(&"NOTICE manager.c: 127.0.0.1 failed to authenticate as 'portal'".to_string())
+    );
+    assert!(log.contains(
+        &"NOTICE manager.c: 127.0.0.1 tried to authenticate with nonexistent user 'nobody'"
+            .to_string()
+    ));
+}
+
+#[tokio::test]
+async fn ami_commands_with_empty_include_dirs() {
+    let lab = Lab::start().await;
+    replay(lab.ast.ami_addr(), T_AMI_05).await;
+}
+
+#[tokio::test]
+async fn ami_seed_reload_show_endpoints_and_dialplan() {
+    let lab = Lab::start().await;
+    lab.seed();
+    replay(lab.ast.ami_addr(), T_AMI_07).await;
+    assert_eq!(
+        lab.ast.log(),
+        ["NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"],
+        "the seed loads without warnings (F-CFG-1)"
+    );
+    assert_eq!(
+        lab.ast.endpoints().keys().collect::<Vec<_>>(),
+        ["1000", "1001"]
+    );
+    assert_eq!(lab.ast.auths()["1000"]["password"], "SECRET1000");
+    assert_eq!(lab.ast.aors()["1001"]["max_contacts"], "1");
+    let exts = lab.ast.dialplan("synergy-internal").unwrap();
+    assert_eq!(exts.into_iter().collect::<Vec<_>>(), ["1000", "1001"]);
+    assert_eq!(lab.ast.reloads(), 2);
+}
+
+#[tokio::test]
+async fn ami_reload_action_and_events() {
+    let lab = Lab::start().await;
+    replay(lab.ast.ami_addr(), T_AMI_06).await;
+}
+
+#[tokio::test]
+async fn ami_pjsip_show_endpoints_and_endpoint() {
+    let lab = Lab::start().await;
+    let mut a = lab.login_quiet().await;
+    // No endpoints yet: the error message carries a bare LF too.
+    a.send("Action: PJSIPShowEndpoints\r\nActionID: e0\r\n\r\n")
+        .await;
+    // A line-based reader sees the bare LF as the end of the message (F-AMI-10).
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nActionID: e0\r\nMessage: No endpoints found\n\r\n"
+    );
+    assert_eq!(a.line().await, "\r\n");
+    lab.seed();
+    assert!(lab
+        .command(&mut a, "module reload res_pjsip.so")
+        .await
+        .contains("reloaded successfully"));
+    drop(a);
+    replay(lab.ast.ami_addr(), T_AMI_08).await;
+}
+
+#[tokio::test]
+async fn ami_broken_parse_mid_file_truncates_the_include() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.clear_log();
+    // `[1001` unclosed on the auth header: everything after it is dropped.
+    let broken = SEED_ENDPOINTS.replacen("[1001]\ntype=auth", "[1001\ntype=auth", 1);
+    lab.write_endpoints(&broken);
+    let line = broken.lines().position(|l| l == "[1001").unwrap() + 1;
+    replay(lab.ast.ami_addr(), T_AMI_09).await;
+    let warning = format!(
+        "WARNING config.c: parse error: no closing ']', line {line} of {}",
+        lab.endpoints_file()
+    );
+    assert!(lab.ast.log().contains(&warning), "{:?}", lab.ast.log());
+    assert!(lab.ast.endpoints().contains_key("1001"));
+    assert!(!lab.ast.auths().contains_key("1001"));
+    assert!(!lab.ast.aors().contains_key("1001"));
+}
+
+#[tokio::test]
+async fn ami_broken_headers_on_line_one_case_b_and_dp2() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    lab.write_endpoints(&SEED_ENDPOINTS.replacen("; generated by pbx-portal\n[1000]", "[1000", 1));
+    lab.write_routing(&SEED_ROUTING.replacen("[synergy-internal]", "[synergy-internal", 1));
+    replay(lab.ast.ami_addr(), T_AMI_10).await;
+    assert!(
+        lab.ast.endpoints().is_empty() && lab.ast.auths().is_empty() && lab.ast.aors().is_empty()
+    );
+    assert_eq!(lab.ast.dialplan("synergy-internal").unwrap().len(), 0);
+    let routing = lab
+        .dial
+        .join("generated_routing.conf")
+        .display()
+        .to_string();
+    assert!(lab.ast.log().contains(&format!(
+        "WARNING config.c: parse error: no closing ']', line 1 of {routing}"
+    )));
+    // A context declared only in the include disappears entirely.
+    lab.write_routing("[only-here]\nexten => 1,1,NoOp()\n");
+    lab.ast.cli("dialplan reload");
+    assert!(lab.ast.dialplan("only-here").is_some());
+    lab.write_routing("[only-here\nexten => 1,1,NoOp()\n");
+    lab.ast.cli("dialplan reload");
+    assert!(lab.ast.dialplan("only-here").is_none());
+}
+
+#[tokio::test]
+async fn ami_unknown_and_unauthenticated_actions() {
+    let lab = Lab::start().await;
+    let mut a = lab.ami().await;
+    a.line().await;
+    a.send("Action: NoSuchAction\r\nActionID: x\r\n\r\n").await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nActionID: x\r\nMessage: Permission denied\r\n\r\n"
+    );
+    a.send("\r\n").await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nMessage: Missing action in request\r\n\r\n"
+    );
+    a.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\n\r\n")
+        .await;
+    assert!(a.msg().await.contains("Authentication accepted"));
+    assert!(a
+        .msg()
+        .await
+        .starts_with("Event: FullyBooted\r\nPrivilege: system,all\r\n"));
+    a.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Success\r\nMessage: Already authenticated\r\n\r\n"
+    );
+    a.send("Action: Events\r\nActionID: ev\r\nEventMask: off\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Success\r\nActionID: ev\r\nEvents: Off\r\n\r\n"
+    );
+    a.send("Action: PJSIPShowEndpoint\r\nActionID: se\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nActionID: se\r\nMessage: PJSIPShowEndpoint requires an endpoint name\n\r\n"
+    );
+    assert_eq!(a.line().await, "\r\n");
+    a.send("Action: Command\r\nCommand: dialplan show nosuch\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nMessage: Command output follows\r\nOutput: There is no existence of 'nosuch' context\r\nOutput: Command 'dialplan show nosuch' failed.\r\n\r\n"
+    );
+    // A line of 1024 bytes or more: the whole message is discarded without a reply.
+    a.send(&format!(
+        "Action: Command\r\nCommand: dialplan show {}\r\n\r\n",
+        "x".repeat(2000)
+    ))
+    .await;
+    a.send("Action: Ping\r\nActionID: after-long\r\n\r\n").await;
+    assert!(a
+        .msg()
+        .await
+        .starts_with("Response: Success\r\nActionID: after-long\r\nPing: Pong\r\n"));
+    assert!(
+        lab.ast.log().iter().any(|l| l
+            == "WARNING manager.c: Discarding message from 127.0.0.1. Line too long: Command: dialplan show xx..."),
+        "{:?}",
+        lab.ast.log()
+    );
+    a.send("Action: Command\r\nCommand: database deltree registrar\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Success\r\nMessage: Command output follows\r\nOutput: Database entries do not exist.\r\n\r\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Permissions (F-AMI-9, ami_13)
+
+async fn perm_probe(perms: &[&str]) -> Vec<String> {
+    let opts = Options {
+        write_perms: perms.iter().map(|s| s.to_string()).collect(),
+        ..Options::default()
+    };
+    let lab = Lab::start_with(opts, |_, _, dial| {
+        std::fs::write(dial.join("t.conf"), probe_dialplan(1)).unwrap();
+    })
+    .await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    let mut a = lab.login_quiet().await;
+    let mut out = Vec::new();
+    let first = |m: String| {
+        m.lines()
+            .find(|l| l.starts_with("Message: "))
+            .unwrap_or("")
+            .to_string()
+    };
+    a.send("Action: Command\r\nActionID: cmd\r\nCommand: core show uptime\r\n\r\n")
+        .await;
+    out.push(first(a.msg().await));
+    a.send("Action: Reload\r\nActionID: rld\r\nModule: res_pjsip.so\r\n\r\n")
+        .await;
+    out.push(first(a.msg().await));
+    a.send("Action: PJSIPShowEndpoints\r\nActionID: pse\r\n\r\n")
+        .await;
+    let m = a.msg().await;
+    if m.contains("EventList: start") {
+        let done = a.msg_with("EndpointListComplete").await;
+        assert!(done.contains("ListItems: 2"));
+    }
+    out.push(first(m));
+    for fields in [
+        "ActionID: org-wait\r\nChannel: Local/check@synergy-noagi\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\n",
+        "ActionID: org-agi\r\nChannel: Local/check@synergy-noagi\r\nApplication: AGI\r\nData: agi://127.0.0.1:1/x\r\nAsync: true\r\n",
+        "ActionID: org-ctx\r\nChannel: Local/check@synergy-noagi\r\nContext: synergy-noagi\r\nExten: check\r\nPriority: 1\r\nAsync: true\r\n",
+    ] {
+        a.send(&format!("Action: Originate\r\n{fields}\r\n")).await;
+        out.push(first(a.msg().await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn ami_permissions_per_write_class() {
+    let denied = "Message: Permission denied";
+    let (none, command, system, config, originate, lab) = tokio::join!(
+        perm_probe(&[]),
+        perm_probe(&["command"]),
+        perm_probe(&["system"]),
+        perm_probe(&["config"]),
+        perm_probe(&["originate"]),
+        perm_probe(&["command", "config", "originate"]),
+    );
+    assert_eq!(none, [denied; 6]);
+    assert_eq!(
+        command,
+        [
+            "Message: Command output follows",
+            denied,
+            denied,
+            denied,
+            denied,
+            denied
+        ]
+    );
+    assert_eq!(
+        system,
+        [
+            denied,
+            "Message: Module Reloaded",
+            "Message: A listing of Endpoints follows, presented as EndpointList events",
+            denied,
+            denied,
+            denied
+        ]
+    );
+    assert_eq!(
+        config,
+        [
+            denied,
+            "Message: Module Reloaded",
+            denied,
+            denied,
+            denied,
+            denied
+        ]
+    );
+    assert_eq!(
+        originate,
+        [
+            denied,
+            denied,
+            denied,
+            "Message: Originate successfully queued",
+            "Message: Originate Access Forbidden: app or data blacklisted",
+            "Message: Originate successfully queued"
+        ]
+    );
+    assert_eq!(
+        lab,
+        [
+            "Message: Command output follows",
+            "Message: Module Reloaded",
+            denied,
+            "Message: Originate successfully queued",
+            "Message: Originate Access Forbidden: app or data blacklisted",
+            "Message: Originate successfully queued"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ami_originate_data_blacklist_is_a_plain_substring() {
+    let opts = Options {
+        write_perms: vec!["originate".into()],
+        ..Options::default()
+    };
+    let lab = Lab::start_with(opts, |_, _, _| {}).await;
+    let mut a = lab.login_quiet().await;
+    let r = originate(
+        &mut a,
+        "Channel: Local/check@synergy-health\r\nApplication: Wait\r\nData: xDBx\r\nAsync: true\r\n",
+    )
+    .await;
+    assert!(
+        r.contains("Originate Access Forbidden: app or data blacklisted"),
+        "{r}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Config semantics (README 4c, F-CFG-*)
+
+#[tokio::test]
+async fn config_case_c_parse_error_in_main_file_keeps_everything() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.clear_log();
+    let main = lab.etc.join("pjsip.conf");
+    let body = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, body.replace("#tryinclude", "[broken\n#tryinclude")).unwrap();
+    lab.write_endpoints(SEED_ENDPOINTS.split("[1001]").next().unwrap());
+    let (rc, out, _) = lab.cli_async("module reload res_pjsip.so").await;
+    assert_eq!(
+        (rc, out.as_str()),
+        (0, "Module 'res_pjsip.so' reloaded successfully.\n")
+    );
+    assert_eq!(
+        lab.ast.endpoints().len(),
+        2,
+        "1001 stays although it was deleted"
+    );
+    assert_eq!(
+        lab.ast.log(),
+        [
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values".to_string(),
+            format!("WARNING config.c: parse error: no closing ']', line 16 of {}", main.display()),
+            "ERROR res_sorcery_config.c: Contents of config file 'pjsip.conf' are invalid and cannot be parsed".to_string(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn config_case_d_unknown_option_retains_the_previous_object() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.clear_log();
+    let body = SEED_ENDPOINTS
+        .replacen("allow=ulaw,alaw\n", "foo=bar\n", 1)
+        .replacen(
+            "[1001]\ntype=endpoint\ncontext=synergy-internal",
+            "[1001]\ntype=endpoint\ncontext=changed",
+            1,
+        );
+    lab.write_endpoints(&format!("{body}\n[2000]\ntype=endpoint\nfoo=bar\n"));
+    lab.ast.cli("module reload res_pjsip.so");
+    let file = lab.endpoints_file();
+    let log = lab.ast.log();
+    for expected in [
+        format!("ERROR config_options.c: Could not find option suitable for category '1000' named 'foo' at line 6 of {file}"),
+        "ERROR res_sorcery_config.c: Could not create an object of type 'endpoint' with id '1000' from configuration file 'pjsip.conf'".to_string(),
+        "NOTICE res_sorcery_config.c: Retaining existing configuration for object of type 'endpoint' with id '1000'".to_string(),
+        "ERROR res_sorcery_config.c: Could not create an object of type 'endpoint' with id '2000' from configuration file 'pjsip.conf'".to_string(),
+    ] {
+        assert!(log.contains(&expected), "missing {expected:?} in {log:?}");
+    }
+    let eps = lab.ast.endpoints();
+    assert_eq!(eps["1000"]["allow"], "ulaw,alaw", "the old 1000 is kept");
+    assert_eq!(eps["1001"]["context"], "changed", "1001 reloaded normally");
+    assert!(
+        !eps.contains_key("2000"),
+        "a new bad object simply does not exist"
+    );
+}
+
+#[tokio::test]
+async fn config_case_e_bad_value_per_object() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.clear_log();
+    lab.write_endpoints(&format!(
+        "{}\n[3000]\ntype=aor\nmax_contacts=abc\n",
+        SEED_ENDPOINTS.replace("max_contacts=1", "max_contacts=abc")
+    ));
+    lab.ast.cli("module reload res_pjsip.so");
+    let file = lab.endpoints_file();
+    let lines: Vec<usize> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "max_contacts=abc")
+        .map(|(i, _)| i + 1)
+        .collect();
+    let log = lab.ast.log();
+    for (id, line) in ["1000", "1001"].iter().zip(&lines) {
+        for expected in [
+            format!("ERROR config_options.c: Error parsing max_contacts=abc at line {line} of {file}"),
+            format!("ERROR res_sorcery_config.c: Could not create an object of type 'aor' with id '{id}' from configuration file 'pjsip.conf'"),
+            format!("NOTICE res_sorcery_config.c: Retaining existing configuration for object of type 'aor' with id '{id}'"),
+        ] {
+            assert!(log.contains(&expected), "missing {expected:?} in {log:?}");
+        }
+    }
+    assert_eq!(lab.ast.aors().keys().collect::<Vec<_>>(), ["1000", "1001"]);
+    assert_eq!(lab.ast.aors()["1000"]["max_contacts"], "1");
+}
+
+#[tokio::test]
+async fn config_case_f_duplicate_rejects_the_whole_type() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.clear_log();
+    let body = SEED_ENDPOINTS
+        .replace("context=synergy-internal", "context=new")
+        .replace("max_contacts=1", "max_contacts=5");
+    lab.write_endpoints(&format!("{body}\n[1000]\ntype=endpoint\ncontext=dup\n"));
+    lab.ast.cli("module reload res_pjsip.so");
+    assert!(lab.ast.log().contains(&"ERROR res_sorcery_config.c: Config file 'pjsip.conf' could not be loaded; configuration contains a duplicate object: '1000' of type 'endpoint'".to_string()));
+    let eps = lab.ast.endpoints();
+    assert_eq!(
+        eps["1000"]["context"], "synergy-internal",
+        "old endpoints kept"
+    );
+    assert_eq!(eps["1001"]["context"], "synergy-internal");
+    assert_eq!(
+        lab.ast.aors()["1000"]["max_contacts"],
+        "5",
+        "other types reloaded"
+    );
+}
+
+#[tokio::test]
+async fn config_removal_no_equal_sign_and_leading_lines() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    // F-CFG-6: removing sections and extensions really removes them.
+    lab.write_endpoints(SEED_ENDPOINTS.split("[1001]").next().unwrap());
+    lab.write_routing(&SEED_ROUTING.replace(
+        "exten => 1001,1,Dial(PJSIP/1001,25)\n same => n,Hangup()\n",
+        "",
+    ));
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(
+        lab.cli_async("dialplan reload").await.1,
+        "Dialplan reloaded.\n"
+    );
+    assert!(!lab.ast.endpoints().contains_key("1001"));
+    assert!(!lab.ast.auths().contains_key("1001") && !lab.ast.aors().contains_key("1001"));
+    assert_eq!(lab.ast.cli("dialplan show synergy-internal"), T_DP1_SHOW);
+    // A garbage line is ignored with a warning; lines before the first section attach
+    // to the last section of pjsip.conf (F-CFG-5), silently.
+    lab.ast.clear_log();
+    lab.write_endpoints(&format!("garbage line\ntype=endpoint\n{SEED_ENDPOINTS}"));
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(
+        lab.ast.log(),
+        [
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"
+                .to_string(),
+            format!(
+                "WARNING config.c: No '=' (equal sign) in line 1 of {}",
+                lab.endpoints_file()
+            ),
+        ]
+    );
+    assert_eq!(lab.ast.endpoints().len(), 2);
+    assert_eq!(
+        lab.ast.objects("transport")["transport-tcp"]["type"],
+        "endpoint"
+    );
+    assert!(
+        !lab.ast.endpoints().contains_key("transport-tcp"),
+        "first type= wins"
+    );
+}
+
+#[tokio::test]
+async fn config_dialplan_dp3_dp4_and_merge() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("dialplan reload");
+    // DP4: an extension without application is accepted and shows as `1. ()`.
+    lab.write_routing(&SEED_ROUTING.replace("1001,1,Dial(PJSIP/1001,25)", "1001,1"));
+    lab.ast.cli("dialplan reload");
+    assert_eq!(lab.ast.cli("dialplan show synergy-internal"), T_DP4_SHOW);
+    // DP3: a parse error in the main extensions.conf keeps the old dialplan whole.
+    lab.write_routing(SEED_ROUTING);
+    lab.ast.cli("dialplan reload");
+    let main = lab.etc.join("extensions.conf");
+    let body = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, body.replace("[synergy-health]", "[synergy-health")).unwrap();
+    lab.write_routing("[synergy-internal]\n");
+    lab.ast.clear_log();
+    assert_eq!(
+        lab.cli_async("dialplan reload").await,
+        (0, "Dialplan reloaded.\n".into(), String::new())
+    );
+    assert_eq!(
+        lab.ast.log(),
+        [format!(
+            "WARNING config.c: parse error: no closing ']', line 10 of {}",
+            main.display()
+        )]
+    );
+    assert_eq!(lab.ast.dialplan("synergy-internal").unwrap().len(), 2);
+    assert_eq!(
+        lab.ast
+            .cli("dialplan show synergy-health")
+            .lines()
+            .nth(1)
+            .unwrap(),
+        "  'check' =>        1. AGI(agi://127.0.0.1:4573/health?token=abc) [extensions.conf:11]"
+    );
+    // Over AMI the pbx_config reload reports the failure.
+    let mut a = lab.login_quiet().await;
+    a.send("Action: Reload\r\nModule: pbx_config.so\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nMessage: An unknown error occurred\r\n\r\n"
+    );
+}
+
+#[tokio::test]
+async fn config_include_with_empty_dir_invalidates_the_file() {
+    // Boot with `#include` and empty directories (boot_empty_include_dirs).
+    let lab = Lab::start_with(Options::default(), |etc, pjsip, dial| {
+        std::fs::write(
+            etc.join("pjsip.conf"),
+            lab_pjsip_conf(pjsip).replace("#tryinclude", "#include"),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("extensions.conf"),
+            lab_extensions_conf(dial).replace("#tryinclude", "#include"),
+        )
+        .unwrap();
+    })
+    .await;
+    let pj = format!("{}/*.conf", lab.pjsip.display());
+    let dp = format!("{}/*.conf", lab.dial.display());
+    let log = lab.ast.log();
+    for expected in [
+        format!("ERROR config.c: The file '{pj}' was listed as a #include but it does not exist."),
+        "ERROR res_sorcery_config.c: Contents of config file 'pjsip.conf' are invalid and cannot be parsed".to_string(),
+        format!("ERROR config.c: The file '{dp}' was listed as a #include but it does not exist."),
+        "ERROR loader.c: pbx_config declined to load.".to_string(),
+    ] {
+        assert!(log.contains(&expected), "missing {expected:?} in {log:?}");
+    }
+    assert!(
+        lab.ast.objects("transport").is_empty(),
+        "no transports at all"
+    );
+    assert_eq!(
+        lab.cli_async("dialplan reload").await.1,
+        "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
+    );
+    assert_eq!(
+        lab.cli_async("pjsip show transports").await.1,
+        "No objects found.\n\n"
+    );
+    assert_eq!(
+        lab.cli_async("module reload res_pjsip.so").await.1,
+        "Module 'res_pjsip.so' reloaded successfully.\n"
+    );
+    // G1 at runtime: once loaded, an emptied directory keeps the old objects.
+    lab.seed();
+    assert_eq!(
+        lab.cli_async("module load pbx_config.so").await.1,
+        "Loaded pbx_config.so\n"
+    );
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(lab.ast.endpoints().len(), 2);
+    std::fs::remove_file(lab.pjsip.join("generated_endpoints.conf")).unwrap();
+    std::fs::remove_file(lab.dial.join("generated_routing.conf")).unwrap();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    assert_eq!(lab.ast.endpoints().len(), 2, "G1: nothing removed");
+    assert_eq!(lab.ast.dialplan("synergy-internal").unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn config_tryinclude_with_empty_or_missing_dir() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    // G2: empty directory.
+    std::fs::remove_file(lab.pjsip.join("generated_endpoints.conf")).unwrap();
+    std::fs::remove_file(lab.dial.join("generated_routing.conf")).unwrap();
+    assert_eq!(
+        lab.cli_async("module reload res_pjsip.so").await.1,
+        "Module 'res_pjsip.so' reloaded successfully.\n"
+    );
+    assert_eq!(
+        lab.cli_async("dialplan reload").await.1,
+        "Dialplan reloaded.\n"
+    );
+    assert_eq!(
+        lab.cli_async("pjsip show endpoints").await.1,
+        "No objects found.\n\n"
+    );
+    assert!(lab
+        .ast
+        .cli("dialplan show synergy-internal")
+        .ends_with("-= 0 extensions (0 priorities) in 1 context. =-\n"));
+    // G3: missing directory.
+    std::fs::remove_dir_all(&lab.pjsip).unwrap();
+    lab.ast.cli("module reload res_pjsip.so");
+    assert!(lab.ast.endpoints().is_empty());
+    // G4: files restored.
+    std::fs::create_dir_all(&lab.pjsip).unwrap();
+    lab.seed();
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    assert_eq!(lab.ast.endpoints().len(), 2);
+    assert_eq!(lab.ast.dialplan("synergy-internal").unwrap().len(), 2);
+    assert!(
+        lab.ast.log().iter().all(|l| !l.starts_with("ERROR")),
+        "{:?}",
+        lab.ast.log()
+    );
+}
+
+#[tokio::test]
+async fn config_objects_auth_rules_and_fields() {
+    let lab = Lab::start().await;
+    lab.write_endpoints(
+        "[a]\ntype=auth\npassword=x\n\n[b]\ntype=auth\nusername=b\n\n[c]\ntype=auth\nauth_type=bogus\nusername=c\npassword=c\n\n\
+         [ep]\ntype=endpoint\ndirect_media=maybe\ncallerid=\"Alice Example\" <1000>\ntransport=transport-udp\ndtmf_mode=RFC4733\n\n\
+         [bad]\ntype=endpoint\nallow=nosuchcodec\n",
+    );
+    lab.ast.cli("module reload res_pjsip.so");
+    assert!(lab.ast.auths().is_empty(), "{:?}", lab.ast.log());
+    let log = lab.ast.log();
+    for expected in [
+        "ERROR res_pjsip/config_auth.c: a: No authentication username",
+        "ERROR res_pjsip/config_auth.c: b: No plain text or digest password found for algorithm MD5 in supported_algorithms_uas",
+        "WARNING res_pjsip/config_auth.c: Unknown authentication storage type 'bogus' specified for auth_type",
+        "WARNING format_cap.c: Cannot allow unknown format 'nosuchcodec'",
+    ] {
+        assert!(log.iter().any(|l| l == expected), "missing {expected:?} in {log:?}");
+    }
+    // OPT_BOOL_T never fails: an unknown word is false (ast_true).
+    assert_eq!(
+        lab.ast.field("endpoint", "ep", "direct_media").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        lab.ast.field("endpoint", "ep", "callerid").as_deref(),
+        Some("\"Alice Example\" <1000>")
+    );
+    assert_eq!(
+        lab.ast.field("endpoint", "ep", "dtmf_mode").as_deref(),
+        Some("rfc4733")
+    );
+    assert_eq!(
+        lab.ast.field("endpoint", "ep", "context").as_deref(),
+        Some("default")
+    );
+    assert!(!lab.ast.endpoints().contains_key("bad"));
+    let shown = lab.ast.cli("pjsip show endpoints");
+    let ep_line = format!(
+        " Endpoint:  {:<51}  {:<12}  0 of inf\n",
+        "ep/1000", "Unavailable"
+    );
+    assert!(shown.contains(&ep_line), "{shown}");
+    let tr_line = format!(
+        "  Transport:  {:<21}  {:>6}  {:>5}  {:>5}  127.0.0.1:5060\n",
+        "transport-udp", "udp", 0, 0
+    );
+    assert!(shown.contains(&tr_line), "{shown}");
+}
+
+// ---------------------------------------------------------------------------------
+// CLI (README 4b)
+
+#[tokio::test]
+async fn cli_running_and_down() {
+    let lab = Lab::start().await;
+    for (cmd, out) in [
+        ("pjsip reload", "No such command 'pjsip reload' (type 'core show help pjsip reload' for other possible commands)\n"),
+        ("module reload res_pjsip.so", "Module 'res_pjsip.so' reloaded successfully.\n"),
+        ("dialplan reload", "Dialplan reloaded.\n"),
+        ("pjsip show endpoints", "No objects found.\n\n"),
+        ("core waitfullybooted", "Asterisk has fully booted.\n"),
+        ("module reload nosuch.so", "No such module 'nosuch.so'\n"),
+    ] {
+        assert_eq!(lab.cli_async(cmd).await, (0, out.to_string(), String::new()), "{cmd}");
+    }
+    let down =
+        "Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)\n";
+    lab.ast.set_fault(Fault::CliDown);
+    assert_eq!(
+        lab.cli_async("module reload res_pjsip.so").await,
+        (1, String::new(), down.to_string())
+    );
+    lab.ast.clear_faults();
+    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    let mut open = lab.login_quiet().await;
+    lab.ast.stop().await;
+    assert!(open.eof().await, "stop drops open AMI sessions");
+    assert_eq!(
+        lab.cli_async("core waitfullybooted").await,
+        (1, String::new(), down.to_string())
+    );
+    assert!(
+        TcpStream::connect(lab.ast.ami_addr()).await.is_err(),
+        "AMI refused too"
+    );
+    lab.ast.restart().await.unwrap();
+    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    assert!(lab
+        .ast
+        .actions()
+        .iter()
+        .any(|a| a == "CLI module reload res_pjsip.so"));
+}
+
+// ---------------------------------------------------------------------------------
+// Originate + FastAGI (README 4a/4e, 6)
+
+#[tokio::test]
+async fn fastagi_environment_and_probe_commands() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.write_routing(&format!("{SEED_ROUTING}\n{}", probe_dialplan(agi.port)));
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    let mut a = lab.login_quiet().await;
+    a.send("Action: Originate\r\nActionID: o1\r\nChannel: Local/check@synergy-test\r\nApplication: Wait\r\nData: 1\r\n\r\n").await;
+    let mut c = agi.accept().await;
+    let expected_env = format!(
+        "agi_network: yes\nagi_network_script: health?token=abc\nagi_request: agi://127.0.0.1:{port}/health?token=abc\nagi_channel: {chan}\nagi_language: en\nagi_type: Local\nagi_uniqueid: {uid}\nagi_version: 22.7.0\nagi_callerid: unknown\nagi_calleridname: unknown\nagi_callingpres: 67\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\nagi_rdnis: unknown\nagi_context: synergy-test\nagi_extension: check\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: {tid}\n\n",
+        port = agi.port,
+        chan = c.env("agi_channel"),
+        uid = c.env("agi_uniqueid"),
+        tid = c.env("agi_threadid"),
+    );
+    assert_eq!(c.raw_env, expected_env);
+    let chan = c.env("agi_channel").to_string();
+    assert!(
+        chan.starts_with("Local/check@synergy-test-")
+            && chan.ends_with(";2")
+            && chan.len() == "Local/check@synergy-test-00000000;2".len(),
+        "{chan}"
+    );
+    let (secs, n) = c.env("agi_uniqueid").split_once('.').unwrap();
+    assert!(secs.parse::<u64>().is_ok() && n.parse::<u64>().is_ok());
+    assert!(c.env("agi_threadid").parse::<u64>().is_ok());
+    // The exchange of fastagi_ami_originate_synergy-health.log.
+    for (cmd, reply) in [
+        ("GET FULL VARIABLE ${PJSIP_ENDPOINT(1000,context)}", "200 result=1 (synergy-internal)\n"),
+        ("GET FULL VARIABLE ${DIALPLAN_EXISTS(synergy-internal,1000,1)}", "200 result=1 (1)\n"),
+        ("GET FULL VARIABLE ${PJSIP_ENDPOINT(9999,context)}", "200 result=1 ()\n"),
+        ("GET FULL VARIABLE ${DIALPLAN_EXISTS(synergy-internal,9999,1)}", "200 result=1 (0)\n"),
+        ("GET VARIABLE AGI_NONEXISTENT_VAR", "200 result=0\n"),
+        ("SET VARIABLE HEALTH OK", "200 result=1\n"),
+        ("GET FULL VARIABLE ${HEALTH}", "200 result=1 (OK)\n"),
+        ("GET FULL VARIABLE ${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,1000,1)};${PJSIP_ENDPOINT(1001,context)},${PJSIP_AOR(9999,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,1001,1)}",
+         "200 result=1 (synergy-internal,1,1;synergy-internal,,1)\n"),
+        ("GET FULL VARIABLE ${PJSIP_ENDPOINT(1000,direct_media)}|${PJSIP_AOR(1000,remove_existing)}|${PJSIP_ENDPOINT(1000,auth)}|${PJSIP_ENDPOINT(1000,aors)}|${PJSIP_ENDPOINT(1000,transport)}|${PJSIP_ENDPOINT(1000,callerid)}",
+         "200 result=1 (true|false|1000|1000||<unknown>)\n"),
+        ("GET VARIABLE PJSIP_ENDPOINT(1000,context)", "200 result=1 (synergy-internal)\n"),
+        ("NOOP", "200 result=0\n"),
+        ("VERBOSE hello 1", "200 result=1\n"),
+        ("BOGUS COMMAND", "510 Invalid or unknown command\n"),
+        ("GET FULL VARIABLE", "520 Invalid command syntax.  Proper usage not available.\n"),
+    ] {
+        assert_eq!(c.cmd(cmd).await, reply, "{cmd}");
+    }
+    let warning =
+        "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'"
+            .to_string();
+    assert_eq!(lab.ast.log().iter().filter(|l| **l == warning).count(), 1);
+    assert!(lab.ast.log().contains(
+        &"WARNING func_pjsip_aor.c: Failed to retrieve information for AOR '9999'".to_string()
+    ));
+    drop(c);
+    // No Answer(): the synchronous Originate fails although the AGI ran (F-AMI-12).
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nActionID: o1\r\nMessage: Originate failed\r\n\r\n"
+    );
+    assert_eq!(lab.ast.agi_sessions(), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(lab.ast.log().contains(&format!(
+        "VERBOSE res_agi.c: <{chan}>AGI Script agi://127.0.0.1:{}/health?token=abc completed, returning 0",
+        agi.port
+    )));
+}
+
+#[tokio::test]
+async fn fastagi_probe_token_forms_and_async_events() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.write_routing(&probe_dialplan(agi.port));
+    lab.ast.cli("dialplan reload");
+    let mut a = lab.ami().await;
+    a.line().await;
+    a.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\nEvents: off\r\n\r\n")
+        .await;
+    a.msg().await;
+    a.send("Action: Events\r\nActionID: ev1\r\nEventMask: call\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Success\r\nActionID: ev1\r\nEvents: On\r\n\r\n"
+    );
+    let r = originate(&mut a, "ActionID: p1\r\nChannel: Local/probe-tokABC_9@synergy-portal-probe\r\nApplication: Wait\r\nData: 5\r\nAsync: true\r\nVariable: PROBE_TOKEN=tok123\r\n").await;
+    assert_eq!(
+        r,
+        "Response: Success\r\nActionID: p1\r\nMessage: Originate successfully queued\r\n\r\n"
+    );
+    let mut c = agi.accept().await;
+    assert_eq!(c.env("agi_network_script"), "health");
+    assert_eq!(c.env("agi_arg_1"), "tokABC_9");
+    assert_eq!(c.env("agi_arg_2"), "tok123");
+    assert_eq!(c.env("agi_priority"), "2");
+    assert!(c
+        .raw_env
+        .ends_with("agi_arg_1: tokABC_9\nagi_arg_2: tok123\n\n"));
+    let resp = a.msg_with("Event: OriginateResponse").await;
+    assert!(resp.starts_with("Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: p1\r\nResponse: Success\r\nChannel: Local/probe-tokABC_9@synergy-portal-probe-"), "{resp}");
+    assert!(
+        resp.contains(";1\r\nApplication: Wait\r\nData: 5\r\nReason: 4\r\n"),
+        "{resp}"
+    );
+    assert_eq!(
+        c.cmd("GET VARIABLE PROBE_TOKEN").await,
+        "200 result=1 (tok123)\n"
+    );
+    assert_eq!(
+        c.cmd("GET FULL VARIABLE ${EXTEN}").await,
+        "200 result=1 (probe-tokABC_9)\n"
+    );
+    drop(c);
+    // Missing extension: queued, then a Failure event.
+    let r = originate(&mut a, "ActionID: p2\r\nChannel: Local/nosuch@synergy-portal-probe\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\n").await;
+    assert!(r.contains("Originate successfully queued"));
+    assert_eq!(
+        a.msg_with("ActionID: p2\r\nResponse: Failure").await,
+        "Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: p2\r\nResponse: Failure\r\nChannel: Local/nosuch@synergy-portal-probe\r\nApplication: Wait\r\nData: 1\r\nReason: 0\r\nUniqueid: <unknown>\r\nCallerIDNum: <unknown>\r\nCallerIDName: <unknown>\r\n\r\n"
+    );
+    // Synchronous to a missing extension fails at once.
+    let r = originate(&mut a, "ActionID: p3\r\nChannel: Local/nosuch@synergy-portal-probe\r\nApplication: Wait\r\nData: 1\r\n").await;
+    assert_eq!(
+        r,
+        "Response: Error\r\nActionID: p3\r\nMessage: Originate failed\r\n\r\n"
+    );
+    let r = originate(
+        &mut a,
+        "ActionID: p4\r\nChannel: Local/x@y\r\nContext: nosuch\r\nExten: 1\r\nPriority: 1\r\n",
+    )
+    .await;
+    assert_eq!(
+        r,
+        "Response: Error\r\nActionID: p4\r\nMessage: Extension does not exist.\r\n\r\n"
+    );
+}
+
+#[tokio::test]
+async fn fastagi_sync_answered_context_form_and_hangup() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.write_routing(&probe_dialplan(agi.port));
+    lab.ast.cli("dialplan reload");
+    let mut a = lab.login_quiet().await;
+    // Answer() first: the synchronous Originate succeeds; ;1 runs Wait(1) and hangs up,
+    // which sends HANGUP to the FastAGI session still open on ;2 (F-AGI-5).
+    a.send("Action: Originate\r\nActionID: o3\r\nChannel: Local/check@synergy-test-answered\r\nApplication: Wait\r\nData: 1\r\n\r\n").await;
+    let mut c = agi.accept().await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Success\r\nActionID: o3\r\nMessage: Originate successfully queued\r\n\r\n"
+    );
+    assert_eq!(c.env("agi_priority"), "2");
+    assert_eq!(c.cmd("NOOP").await, "200 result=0\n");
+    let started = std::time::Instant::now();
+    assert_eq!(c.line().await, "HANGUP\n");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // Dead channel: only dead-safe commands work until we close.
+    assert_eq!(
+        c.cmd("GET FULL VARIABLE ${EXTEN}").await,
+        "200 result=1 (check)\n"
+    );
+    assert_eq!(
+        c.cmd("ANSWER").await,
+        "511 Command Not Permitted on a dead channel or intercept routine\n"
+    );
+    drop(c);
+    // Context/Exten form: both legs run the AGI (F-AGI-7).
+    let r = originate(&mut a, "ActionID: o4\r\nChannel: Local/check@synergy-test-answered\r\nContext: synergy-test\r\nExten: check\r\nPriority: 1\r\nAsync: true\r\n").await;
+    assert!(r.contains("Originate successfully queued"));
+    let c1 = agi.accept().await;
+    let c2 = agi.accept().await;
+    let mut legs = vec![
+        c1.env("agi_channel").to_string(),
+        c2.env("agi_channel").to_string(),
+    ];
+    legs.sort();
+    assert!(
+        legs[0].ends_with(";1") && legs[1].ends_with(";2"),
+        "{legs:?}"
+    );
+    let ctxs: Vec<&str> = [&c1, &c2].iter().map(|c| c.env("agi_context")).collect();
+    assert!(ctxs.contains(&"synergy-test") && ctxs.contains(&"synergy-test-answered"));
+    assert_eq!(lab.ast.agi_sessions(), 3);
+}
+
+#[tokio::test]
+async fn fastagi_server_down_continues_with_agistatus_failure() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.write_routing(&probe_dialplan(agi.port));
+    lab.ast.cli("dialplan reload");
+    let (rc, out, _) = lab
+        .cli_async("channel originate Local/check@synergy-test-down application Wait 1")
+        .await;
+    assert_eq!((rc, out.as_str()), (0, ""));
+    let mut c = agi.accept().await;
+    assert_eq!(c.env("agi_network_script"), "after-failure");
+    assert_eq!(
+        c.cmd("GET VARIABLE AGISTATUS").await,
+        "200 result=1 (FAILURE)\n"
+    );
+    let log = lab.ast.log();
+    assert!(log.contains(&"WARNING res_agi.c: Connecting to '127.0.0.1:1' failed for url 'agi://127.0.0.1:1/health': Connection refused".to_string()), "{log:?}");
+    assert!(log.contains(
+        &"WARNING res_agi.c: Couldn't connect to any host.  FastAGI failed.".to_string()
+    ));
+}
+
+#[tokio::test]
+async fn fastagi_line_limit_and_cost() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.write_routing(&format!("{SEED_ROUTING}\n{}", probe_dialplan(agi.port)));
+    lab.ast.cli("module reload res_pjsip.so");
+    lab.ast.cli("dialplan reload");
+    lab.ast
+        .cli("channel originate Local/check@synergy-test application Wait 1");
+    let mut c = agi.accept().await;
+    // 50 extensions x 3 functions in one command: 3000-byte line, fine.
+    let one = "${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,1000,1)}";
+    let line = format!("GET FULL VARIABLE {}", vec![one; 50].join(";"));
+    let reply = c.cmd(&line).await;
+    assert_eq!(
+        reply,
+        format!(
+            "200 result=1 ({})\n",
+            vec!["synergy-internal,1,1"; 50].join(";")
+        )
+    );
+    // Cost: 100 commands x 3 functions ~ 100 * (95 + 3*43) us = 22.4 ms.
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        c.cmd(&format!("GET FULL VARIABLE {one}")).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(21), "{took:?}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    // 8190 bytes + LF is still one line.
+    let pad = 8190 - "NOOP ".len();
+    assert_eq!(
+        c.cmd(&format!("NOOP {}", "x".repeat(pad))).await,
+        "200 result=0\n"
+    );
+    // 8192 bytes or more: 510 and the framing is lost (README 6).
+    let long = format!("GET FULL VARIABLE {}", vec![one; 100].join(";"));
+    assert!(long.len() > 8192);
+    assert_eq!(c.cmd(&long).await, "510 Invalid or unknown command\n");
+    assert_eq!(
+        c.cmd("GET VARIABLE AGI_NONEXISTENT_VAR").await,
+        "510 Invalid or unknown command\n"
+    );
+    assert_eq!(c.line().await, "200 result=0\n");
+}
+
+#[tokio::test]
+async fn faults_hangup_mid_probe_and_never_call_back() {
+    let agi = AgiServer::bind().await;
+    let lab = Lab::start().await;
+    lab.write_routing(&probe_dialplan(agi.port));
+    lab.ast.cli("dialplan reload");
+    lab.ast.set_fault(Fault::HangupMidProbe(2));
+    lab.ast
+        .cli("channel originate Local/check@synergy-test application Wait 1");
+    let mut c = agi.accept().await;
+    assert_eq!(c.cmd("NOOP").await, "200 result=0\n");
+    assert_eq!(c.cmd("NOOP").await, "200 result=0\n");
+    assert_eq!(c.line().await, "HANGUP\n");
+    assert_eq!(c.line().await, "", "then closed");
+    lab.ast.clear_faults();
+    lab.ast.set_fault(Fault::NeverCallBack);
+    let mut a = lab.login_quiet().await;
+    let r = originate(
+        &mut a,
+        "Channel: Local/check@synergy-test\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\n",
+    )
+    .await;
+    assert_eq!(
+        r,
+        "Response: Success\r\nMessage: Originate successfully queued\r\n\r\n"
+    );
+    assert!(agi.no_connection_within(Duration::from_millis(400)).await);
+    assert_eq!(lab.ast.agi_sessions(), 1);
+    assert_eq!(
+        lab.ast
+            .actions()
+            .iter()
+            .filter(|a| *a == "AMI Originate")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn ami_async_originate_without_answer_events_transcript() {
+    // ami_12 (first part): Events off, then EventMask call, then an async Originate to a
+    // context whose AGI fails; events compared with channel numbers and uniqueids masked.
+    let lab = Lab::start_with(Options::default(), |etc, _, dial| {
+        std::fs::write(
+            etc.join("extensions.conf"),
+            lab_extensions_conf(dial).replace("4573", "1"),
+        )
+        .unwrap();
+    })
+    .await;
+    let mask = |s: &str| -> String {
+        let mut out = String::new();
+        for line in s.split_inclusive('\n') {
+            let masked = match line.find(": ") {
+                Some(p) if line.contains("Uniqueid: 1") || line.contains("Linkedid: ") => {
+                    format!("{}: UID\r\n", &line[..p])
+                }
+                _ => line.to_string(),
+            };
+            let masked = match masked.find("synergy-health-0") {
+                Some(p) => format!("{}synergy-health-N{}", &masked[..p], &masked[p + 23..]),
+                None => masked,
+            };
+            out.push_str(&masked);
+        }
+        out
+    };
+    let mut a = lab.ami().await;
+    let mut expected = String::new();
+    for raw in T_AMI_12_O2.lines() {
+        if let Some(sent) = raw.strip_prefix(">>> ") {
+            a.send(&unescape(sent)).await;
+        } else if let Some(exp) = raw.strip_prefix("<<< ") {
+            expected.push_str(&unescape(exp));
+        }
+    }
+    let mut got = String::new();
+    while got.len() < expected.len() {
+        let l = a.line().await;
+        assert!(!l.is_empty(), "closed early; got so far:\n{got}");
+        got.push_str(&l);
+    }
+    assert_eq!(mask(&got), mask(&expected));
+}
+
+#[tokio::test]
+async fn ami_sync_originate_without_answer_transcript() {
+    // ami_15 against the lab's [synergy-health] (its FastAGI port has no server here).
+    let lab = Lab::start_with(Options::default(), |etc, _, dial| {
+        std::fs::write(
+            etc.join("extensions.conf"),
+            lab_extensions_conf(dial).replace("4573", "1"),
+        )
+        .unwrap();
+    })
+    .await;
+    replay(lab.ast.ami_addr(), T_AMI_15).await;
+    // With events on the channel events follow the response (ami_11).
+    let mut a = lab.ami().await;
+    a.line().await;
+    a.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\n\r\n")
+        .await;
+    a.msg().await;
+    a.msg().await;
+    a.send("Action: Originate\r\nActionID: o1\r\nChannel: Local/check@synergy-health\r\nApplication: Wait\r\nData: 1\r\nTimeout: 5000\r\n\r\n").await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nActionID: o1\r\nMessage: Originate failed\r\n\r\n"
+    );
+    let mut names = Vec::new();
+    for _ in 0..11 {
+        let m = a.msg().await;
+        names.push(m.lines().next().unwrap().to_string());
+        if m.starts_with("Event: DialEnd") {
+            assert!(m.contains("DialStatus: NOANSWER\r\n"));
+        }
+    }
+    assert_eq!(
+        names,
+        [
+            "Event: Newchannel",
+            "Event: Newchannel",
+            "Event: LocalBridge",
+            "Event: DialBegin",
+            "Event: SoftHangupRequest",
+            "Event: HangupRequest",
+            "Event: Hangup",
+            "Event: DialEnd",
+            "Event: Hangup",
+            "Event: DeviceStateChange",
+            "Event: DeviceStateChange",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Other faults
+
+#[tokio::test]
+async fn faults_refuse_reject_command_error_stall_drop() {
+    let lab = Lab::start().await;
+    lab.seed();
+    lab.ast.set_fault(Fault::RefuseConnections);
+    assert!(TcpStream::connect(lab.ast.ami_addr()).await.is_err());
+    assert_eq!(
+        lab.cli_async("core waitfullybooted").await.0,
+        0,
+        "the CLI still works"
+    );
+    lab.ast.clear_faults();
+    let mut a = lab.login_quiet().await;
+
+    lab.ast.set_fault(Fault::CommandError);
+    assert_eq!(
+        lab.command(&mut a, "module reload res_pjsip.so").await,
+        "Response: Error\r\nMessage: Command output follows\r\nOutput: No such command 'module reload res_pjsip.so' (type 'core show help module reload res_pjsip.so' for other possible commands)\r\n\r\n"
+    );
+    a.send("Action: Reload\r\nModule: res_pjsip.so\r\n\r\n")
+        .await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nMessage: Invalid/unknown command: Reload. Use Action: ListCommands to show available commands.\r\n\r\n"
+    );
+    assert_eq!(
+        lab.cli_async("dialplan reload").await.1,
+        "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
+    );
+    assert!(lab.ast.endpoints().is_empty(), "nothing was reloaded");
+    lab.ast.clear_faults();
+
+    lab.ast
+        .set_fault(Fault::DropObjectsOnReload(vec!["1001".into()]));
+    assert!(lab
+        .command(&mut a, "module reload res_pjsip.so")
+        .await
+        .starts_with("Response: Success"));
+    assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
+    assert!(!lab.ast.aors().contains_key("1001") && !lab.ast.auths().contains_key("1001"));
+    lab.ast.clear_faults();
+
+    lab.ast.set_fault(Fault::Stall(Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    a.send("Action: Ping\r\n\r\n").await;
+    assert!(a.msg().await.contains("Ping: Pong"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    lab.ast.clear_faults();
+
+    lab.ast.set_fault(Fault::RejectLogin);
+    let mut b = lab.ami().await;
+    b.line().await;
+    b.send("Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\n\r\n")
+        .await;
+    assert_eq!(
+        b.msg().await,
+        "Response: Error\r\nMessage: Authentication failed\r\n\r\n"
+    );
+    assert!(b.eof().await);
+    lab.ast.clear_faults();
+
+    lab.ast.set_fault(Fault::DropMidReply);
+    a.send("Action: Command\r\nActionID: d1\r\nCommand: dialplan reload\r\n\r\n")
+        .await;
+    let mut got = Vec::new();
+    timeout(IO, a.r.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let full = "Response: Success\r\nActionID: d1\r\nMessage: Command output follows\r\nOutput: Dialplan reloaded.\r\n\r\n";
+    assert!(!got.is_empty() && got.len() < full.len() && full.as_bytes().starts_with(&got));
+}
