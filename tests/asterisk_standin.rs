@@ -1567,6 +1567,14 @@ async fn ami_unknown_and_unauthenticated_actions() {
         a.msg().await,
         "Response: Success\r\nMessage: Already authenticated\r\n\r\n"
     );
+    a.send("Action: ListCommands\r\nActionID: lc\r\n\r\n").await;
+    let list = a.msg().await;
+    assert!(
+        list.starts_with("Response: Success\r\nActionID: lc\r\n"),
+        "{list}"
+    );
+    assert!(list.contains("Command: Execute Asterisk CLI Command. (Priv: command,all)\r\n"));
+    assert!(list.contains("Ping: Keepalive command. (Priv: <none>)\r\n"));
     a.send("Action: Events\r\nActionID: ev\r\nEventMask: off\r\n\r\n")
         .await;
     assert_eq!(
@@ -2436,7 +2444,8 @@ async fn faults_hangup_mid_probe_and_never_call_back() {
     let mut c = agi.accept().await;
     assert_eq!(c.cmd("NOOP").await, "200 result=0\n");
     assert_eq!(c.cmd("NOOP").await, "200 result=0\n");
-    assert_eq!(c.line().await, "HANGUP\n");
+    // The third command meets the hung-up channel.
+    assert_eq!(c.cmd("NOOP").await, "HANGUP\n");
     assert_eq!(c.line().await, "", "then closed");
     lab.ast.clear_faults();
     lab.ast.set_fault(Fault::NeverCallBack);
@@ -2456,7 +2465,7 @@ async fn faults_hangup_mid_probe_and_never_call_back() {
         lab.ast
             .actions()
             .iter()
-            .filter(|a| *a == "AMI Originate")
+            .filter(|a| *a == "AMI Originate: Local/check@synergy-test")
             .count(),
         1
     );

@@ -152,8 +152,10 @@ impl Link {
     }
 
     /// Starts the health-probe call: a Local channel into the probe context whose
-    /// extension carries the token. `Async` because a Local channel that never answers
-    /// makes a synchronous Originate report failure although the AGI ran (F-AMI-12).
+    /// extension carries the token. `Async`, because a Local channel that never answers
+    /// makes a synchronous Originate report failure although the AGI ran (F-AMI-12); and
+    /// the probe context does not answer, because Answer() on a ringing channel waits up to
+    /// 500 ms for media that a Local channel never sends.
     pub async fn originate_probe(
         &mut self,
         cfg: &AsteriskConfig,

@@ -231,7 +231,7 @@ fn verify_routing(text: &str, count: usize) -> Result<(), RenderError> {
             if internal.name == INTERNAL_CONTEXT
                 && internal.entries.len() == count * 2
                 && probe.name == PROBE_CONTEXT
-                && probe.entries.len() == 3 =>
+                && probe.entries.len() == 2 =>
         {
             Ok(())
         }
@@ -310,7 +310,7 @@ fn render_parts<'a>(
     }
     let _ = write!(
         routing,
-        "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,Answer()\n same => n,AGI({},${{EXTEN:{}}})\n same => n,Hangup()\n",
+        "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,AGI({},${{EXTEN:{}}})\n same => n,Hangup()\n",
         agi_url(settings.agi_addr),
         PROBE_EXTEN_PREFIX.len()
     );
@@ -369,8 +369,8 @@ mod tests {
             body,
             "[synergy-internal]\nexten => 1000,1,Dial(PJSIP/1000,25)\n same => n,Hangup()\n\
              exten => 1001,1,Dial(PJSIP/1001,25)\n same => n,Hangup()\n\n\
-             [synergy-portal-probe]\nexten => _probe-.,1,Answer()\n\
-             \x20same => n,AGI(agi://127.0.0.1:4573/health,${EXTEN:6})\n same => n,Hangup()\n"
+             [synergy-portal-probe]\n\
+             exten => _probe-.,1,AGI(agi://127.0.0.1:4573/health,${EXTEN:6})\n same => n,Hangup()\n"
         );
         assert!(is_intact(&r.endpoints) && is_intact(&r.routing));
         assert_eq!(

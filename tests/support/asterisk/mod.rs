@@ -70,7 +70,9 @@ pub enum Fault {
     DropObjectsOnReload(Vec<String>),
     /// Originate is accepted but no call (and no AGI connection) is ever made.
     NeverCallBack,
-    /// During an AGI session, after N commands answered, send `HANGUP\n` and close.
+    /// During an AGI session, once N commands were answered the channel hangs up: the
+    /// next command line gets `HANGUP\n` instead of a reply and the socket is closed
+    /// (`HangupMidProbe(0)`: the first command already gets it).
     HangupMidProbe(usize),
 }
 
@@ -622,7 +624,8 @@ impl FakeAsterisk {
         lock(&self.inner.log).clear();
     }
 
-    /// Every AMI action / CLI command received ("AMI Command: ...", "CLI ...", "AMI Originate").
+    /// Every AMI action / CLI command received ("AMI Command: <cmd>", "AMI Reload: <module>",
+    /// "AMI Originate: <channel>", "AMI <Action>", "CLI <cmd>").
     pub fn actions(&self) -> Vec<String> {
         lock(&self.inner.actions).clone()
     }
