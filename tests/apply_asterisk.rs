@@ -503,3 +503,38 @@ async fn check_logs_in_over_ami_and_names_missing_permissions() {
         assert!(!text.contains("portal-secret"));
     }
 }
+
+#[tokio::test]
+async fn a_dialplan_that_asterisk_kept_from_before_fails_the_probe() {
+    let s = stand(&[]).await;
+    let before = baseline(&s).await;
+    // A parse error in the main extensions.conf: `dialplan reload` says "Dialplan
+    // reloaded." but keeps the old dialplan whole (DP3), probe context included.
+    let main = s.app.etc_dir.join("extensions.conf");
+    let text = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, format!("[broken\n{text}")).unwrap();
+    s.app.create_user("Carol", "carol@x.org").await;
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("health_check_failed")),
+        "{rec}"
+    );
+    assert!(
+        rec["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("older dialplan"),
+        "{rec}"
+    );
+    assert_eq!(files(&s.app), before);
+    assert!(!s.ast.dialplan("synergy-internal").unwrap().contains("1002"));
+    std::fs::write(&main, text).unwrap();
+    let (status, rec) = apply(&s.app).await;
+    assert_eq!(
+        (status, rec["health"]["status"].as_str()),
+        (StatusCode::OK, Some("ok")),
+        "{rec}"
+    );
+    assert!(s.ast.dialplan("synergy-internal").unwrap().contains("1002"));
+}

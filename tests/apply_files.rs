@@ -55,7 +55,7 @@ async fn apply_writes_both_files_0640_and_audits_it() {
     )));
     assert!(endpoints.contains("callerid=\"Alice Example\" <1000>"));
     assert!(routing.contains("exten => 1001,1,Dial(PJSIP/1001,25)"));
-    assert!(routing.contains(&format!("AGI(agi://{}/health,${{EXTEN:6}})", app.agi_addr)));
+    assert!(routing.contains(&format!("AGI(agi://{}/health,${{EXTEN:6}},", app.agi_addr)));
     for dir in [&app.pjsip_dir, &app.dialplan_dir] {
         let names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()

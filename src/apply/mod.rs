@@ -238,12 +238,9 @@ impl Applier {
         row.health = if self.cfg.health_check {
             let expect = Expectation {
                 present: rendered.fingerprints.keys().copied().collect(),
-                absent: applied
-                    .fingerprints
-                    .keys()
-                    .filter(|e| !rendered.fingerprints.contains_key(e))
-                    .copied()
-                    .collect(),
+                in_dialplan: row.changes.added.clone(),
+                absent: row.changes.removed.clone(),
+                marker: rendered.marker.clone(),
             };
             self.probe(&mut link, expect).await
         } else {

@@ -42,6 +42,8 @@ pub struct Rendered {
     pub fingerprints: BTreeMap<u32, Fingerprint>,
     /// Hash of both files.
     pub content_hash: String,
+    /// Hash of the `synergy-internal` context as rendered; the probe call carries it.
+    pub marker: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -308,9 +310,11 @@ fn render_parts<'a>(
     if pjsip.len() > HEADER_LEN && pjsip.ends_with("\n\n") {
         pjsip.pop();
     }
+    // The probe context comes last: if it is live, everything before it is too.
+    let marker = hex(&Sha256::digest(&routing.as_bytes()[HEADER_LEN..])[..8]);
     let _ = write!(
         routing,
-        "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,AGI({},${{EXTEN:{}}})\n same => n,Hangup()\n",
+        "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,AGI({},${{EXTEN:{}}},{marker})\n same => n,Hangup()\n",
         agi_url(settings.agi_addr),
         PROBE_EXTEN_PREFIX.len()
     );
@@ -323,6 +327,7 @@ fn render_parts<'a>(
         routing,
         fingerprints,
         content_hash: hex(&both.finalize()),
+        marker,
     };
     Ok((rendered, subs))
 }
@@ -367,11 +372,15 @@ mod tests {
         let body = r.routing.split_once("\n\n").unwrap().1;
         assert_eq!(
             body,
-            "[synergy-internal]\nexten => 1000,1,Dial(PJSIP/1000,25)\n same => n,Hangup()\n\
-             exten => 1001,1,Dial(PJSIP/1001,25)\n same => n,Hangup()\n\n\
-             [synergy-portal-probe]\n\
-             exten => _probe-.,1,AGI(agi://127.0.0.1:4573/health,${EXTEN:6})\n same => n,Hangup()\n"
+            format!(
+                "[synergy-internal]\nexten => 1000,1,Dial(PJSIP/1000,25)\n same => n,Hangup()\n\
+                 exten => 1001,1,Dial(PJSIP/1001,25)\n same => n,Hangup()\n\n\
+                 [synergy-portal-probe]\n\
+                 exten => _probe-.,1,AGI(agi://127.0.0.1:4573/health,${{EXTEN:6}},{})\n same => n,Hangup()\n",
+                r.marker
+            )
         );
+        assert_eq!(r.marker.len(), 16);
         assert!(is_intact(&r.endpoints) && is_intact(&r.routing));
         assert_eq!(
             r.fingerprints.keys().copied().collect::<Vec<_>>(),
@@ -390,6 +399,12 @@ mod tests {
         let c = render_checked(&[sub(1000, "A"), sub(1001, "C")], &settings()).unwrap();
         assert_ne!(a.content_hash, c.content_hash);
         assert_eq!(a.fingerprints[&1000], c.fingerprints[&1000]);
+        assert_eq!(
+            a.marker, c.marker,
+            "a renamed user leaves the dialplan as it was"
+        );
+        let d = render_checked(&[sub(1000, "A")], &settings()).unwrap();
+        assert_ne!(a.marker, d.marker);
         assert_ne!(a.fingerprints[&1001], c.fingerprints[&1001]);
     }
 
