@@ -238,7 +238,6 @@ impl Applier {
         row.health = if self.cfg.health_check {
             let expect = Expectation {
                 present: rendered.fingerprints.keys().copied().collect(),
-                in_dialplan: row.changes.added.clone(),
                 absent: row.changes.removed.clone(),
                 marker: rendered.marker.clone(),
             };

@@ -3,19 +3,20 @@
 //! An apply registers what it expects under a one-time token, then originates a call into
 //! the probe context, whose dialplan runs `AGI(agi://<PORTAL_AGI_LISTEN>/health,<token>)`.
 //! The FastAGI session holding a valid token asks Asterisk, through `GET FULL VARIABLE`,
-//! whether every applied extension exists as a PJSIP endpoint with its aor, that every
-//! added extension is in the dialplan and that every removed one is gone. A session
+//! whether every applied extension exists as a PJSIP endpoint with its aor, and that every
+//! removed one is gone from PJSIP and the dialplan. A session
 //! without a valid token gets no command and changes nothing. Many checks share one
 //! command (section 6 of the lab notes: 1000 extensions cost 415 ms one function per
 //! command and 109 ms batched), kept under Asterisk's 8192-byte command limit.
 //!
-//! The dialplan of unchanged extensions is proven as a whole: the probe context is the
-//! last section of the routing file and passes the routing marker (a hash of the
-//! `synergy-internal` context as rendered) as its second AGI argument. Asterisk drops
-//! everything after a parse error in an include, so a call that arrives with the right
-//! marker proves the whole file is live; one with another marker means Asterisk kept an
-//! older dialplan. PJSIP objects are rejected one by one (F-CFG-4), so every endpoint and
-//! aor is still checked individually.
+//! The dialplan is proven as a whole: the probe context is the last section of the
+//! routing file and passes the routing marker (a hash of the `synergy-internal` context
+//! as rendered) as its second AGI argument. Asterisk drops everything after a parse error
+//! in an include (F-CFG-3), so a call that arrives with the right marker proves every
+//! extension of the file is live; one with another marker means Asterisk kept an older
+//! dialplan (a parse error in extensions.conf itself). A `DIALPLAN_EXISTS` per extension
+//! would prove no more and cost 43 µs each. PJSIP objects are rejected one by one
+//! (F-CFG-4), so every endpoint and aor is checked individually.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,8 +33,6 @@ use crate::store::applies::{Health, HealthStatus};
 pub struct Expectation {
     /// Extensions whose endpoint and aor must exist.
     pub present: Vec<u32>,
-    /// Of those, the ones whose dialplan entry is checked one by one (the added ones).
-    pub in_dialplan: Vec<u32>,
     /// Extensions that must be gone: endpoint, aor and dialplan entry.
     pub absent: Vec<u32>,
     /// The routing marker the probe call must carry (see the module doc).
@@ -43,7 +42,9 @@ pub struct Expectation {
 /// What one extension is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    Present { dialplan: bool },
+    /// Endpoint with the expected context, and aor.
+    Present,
+    /// No endpoint, no aor, no dialplan entry.
     Absent,
 }
 
@@ -56,8 +57,8 @@ const BATCH_BYTES: usize = MAX_COMMAND - 200;
 fn fragment(ext: u32, check: Check) -> String {
     let pjsip = format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
     match check {
-        Check::Present { dialplan: false } => pjsip,
-        _ => format!("{pjsip},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}"),
+        Check::Present => pjsip,
+        Check::Absent => format!("{pjsip},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}"),
     }
 }
 
@@ -72,10 +73,7 @@ pub struct Batch {
 /// separated by `,` within an extension and `;` between extensions: neither can occur in
 /// a context name, a number or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let present = exp.present.iter().map(|&e| {
-        let dialplan = exp.in_dialplan.binary_search(&e).is_ok();
-        (e, Check::Present { dialplan })
-    });
+    let present = exp.present.iter().map(|&e| (e, Check::Present));
     let all = present.chain(exp.absent.iter().map(|&e| (e, Check::Absent)));
     let mut out: Vec<Batch> = Vec::new();
     for (ext, check) in all {
@@ -108,35 +106,31 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
     let mut wrong = Vec::new();
     for (&(ext, check), group) in batch.checks.iter().zip(groups) {
         let parts: Vec<&str> = group.split(',').collect();
-        let (context, max_contacts, in_dialplan) = match (check, parts.as_slice()) {
-            (Check::Present { dialplan: false }, &[c, m]) => (c, m, None),
-            (Check::Present { dialplan: true } | Check::Absent, &[c, m, d]) => (c, m, Some(d)),
+        match (check, parts.as_slice()) {
+            (Check::Present, &[context, max_contacts]) => {
+                match context {
+                    INTERNAL_CONTEXT => {}
+                    "" => wrong.push(format!("endpoint {ext} is missing")),
+                    other => wrong.push(format!("endpoint {ext} has context {other:?}")),
+                }
+                if max_contacts != "1" {
+                    wrong.push(format!("aor {ext} is missing"));
+                }
+            }
+            (Check::Absent, &[context, max_contacts, in_dialplan]) => {
+                if !context.is_empty() {
+                    wrong.push(format!("endpoint {ext} was removed but is still live"));
+                }
+                if !max_contacts.is_empty() {
+                    wrong.push(format!("aor {ext} was removed but is still live"));
+                }
+                if in_dialplan == "1" {
+                    wrong.push(format!(
+                        "dialplan extension {ext} was removed but is still live"
+                    ));
+                }
+            }
             _ => return Err(format!("unexpected probe reply for {ext}: {group:?}")),
-        };
-        if check == Check::Absent {
-            if !context.is_empty() {
-                wrong.push(format!("endpoint {ext} was removed but is still live"));
-            }
-            if !max_contacts.is_empty() {
-                wrong.push(format!("aor {ext} was removed but is still live"));
-            }
-            if in_dialplan == Some("1") {
-                wrong.push(format!(
-                    "dialplan extension {ext} was removed but is still live"
-                ));
-            }
-            continue;
-        }
-        match context {
-            INTERNAL_CONTEXT => {}
-            "" => wrong.push(format!("endpoint {ext} is missing")),
-            other => wrong.push(format!("endpoint {ext} has context {other:?}")),
-        }
-        if max_contacts != "1" {
-            wrong.push(format!("aor {ext} is missing"));
-        }
-        if in_dialplan.is_some_and(|d| d != "1") {
-            wrong.push(format!("dialplan extension {ext} is missing"));
         }
     }
     Ok(wrong)
@@ -264,14 +258,10 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Health {
 mod tests {
     use super::*;
 
-    const P: Check = Check::Present { dialplan: false };
-    const PD: Check = Check::Present { dialplan: true };
-
     #[test]
     fn batches_stay_under_the_command_limit_and_cover_everything() {
         let exp = Expectation {
             present: (1000..2000).collect(),
-            in_dialplan: vec![1999],
             absent: vec![5000, 5001],
             marker: String::new(),
         };
@@ -282,7 +272,11 @@ mod tests {
         assert_eq!(all.len(), 1002);
         assert_eq!(
             (all[0], all[999], all[1001]),
-            ((1000, P), (1999, PD), (5001, Check::Absent))
+            (
+                (1000, Check::Present),
+                (1999, Check::Present),
+                (5001, Check::Absent)
+            )
         );
         assert!(b[0].command.starts_with(
             "GET FULL VARIABLE ${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)};${PJSIP_ENDPOINT(1001,"
@@ -298,43 +292,39 @@ mod tests {
         let b = Batch {
             command: String::new(),
             checks: vec![
-                (1000, PD),
-                (1001, PD),
-                (1002, PD),
+                (1000, Check::Present),
+                (1001, Check::Present),
+                (1002, Check::Present),
                 (1003, Check::Absent),
                 (1004, Check::Absent),
-                (1005, P),
             ],
         };
-        let reply = "synergy-internal,1,1;,,0;default,1,0;,,0;synergy-internal,1,1;,";
+        let reply = "synergy-internal,1;,;default,1;,,0;synergy-internal,1,1";
         assert_eq!(
             evaluate(&b, reply).unwrap(),
             [
                 "endpoint 1001 is missing",
                 "aor 1001 is missing",
-                "dialplan extension 1001 is missing",
                 "endpoint 1002 has context \"default\"",
-                "dialplan extension 1002 is missing",
                 "endpoint 1004 was removed but is still live",
                 "aor 1004 was removed but is still live",
                 "dialplan extension 1004 was removed but is still live",
-                "endpoint 1005 is missing",
-                "aor 1005 is missing",
             ]
         );
-        assert!(evaluate(&b, "synergy-internal,1,1").is_err());
-        assert!(evaluate(&b, "a;b;c;d;e;f").is_err());
-        let only_pjsip = Batch {
+        assert!(
+            evaluate(&b, "synergy-internal,1").is_err(),
+            "too few extensions"
+        );
+        assert!(evaluate(&b, "a;b;c;d;e").is_err(), "too few values");
+        let b = Batch {
             command: String::new(),
-            checks: vec![(1000, P)],
+            checks: vec![(1000, Check::Present)],
         };
         assert!(
-            evaluate(&only_pjsip, "synergy-internal,1,1").is_err(),
-            "a third value where two were asked"
+            evaluate(&b, "synergy-internal,1,1").is_err(),
+            "a value more than asked for"
         );
-        assert!(evaluate(&only_pjsip, "synergy-internal,1")
-            .unwrap()
-            .is_empty());
+        assert!(evaluate(&b, "synergy-internal,1").unwrap().is_empty());
     }
 
     #[test]
