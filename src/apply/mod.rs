@@ -207,7 +207,7 @@ impl Applier {
             return None;
         }
 
-        let Some(mut link) = Link::open(&self.cfg, self.cfg.io_timeout).await else {
+        let Some(mut link) = Link::open(&self.cfg).await else {
             row.reload = Reload {
                 method: ReloadMethod::None,
                 output: "PORTAL_RELOAD=none: files written, Asterisk not reloaded".into(),
@@ -216,7 +216,7 @@ impl Applier {
             row.status = ApplyStatus::Applied;
             return Some(rendered.fingerprints);
         };
-        match link.reload(&self.cfg, self.cfg.io_timeout).await {
+        match link.reload(&self.cfg).await {
             Ok(output) => {
                 row.reload = Reload {
                     method: link.method(),
@@ -251,7 +251,10 @@ impl Applier {
             fail(
                 row,
                 "health_check_failed",
-                format!("Asterisk does not hold what was applied: {what}; {note}"),
+                format!(
+                    "Asterisk does not hold what was applied: {what} (Asterisk rejected or did \
+                     not load them: its log says why); {note}"
+                ),
             );
             link.close().await;
             return None;
@@ -272,7 +275,7 @@ impl Applier {
             }
         }
         row.rolled_back = true;
-        match link.reload(&self.cfg, self.cfg.io_timeout).await {
+        match link.reload(&self.cfg).await {
             Ok(_) => "the previous files were restored and reloaded".into(),
             Err(f) => format!(
                 "the previous files were restored but reloading them failed: {}",
@@ -293,10 +296,7 @@ impl Applier {
         let channel = format!("Local/{PROBE_EXTEN_PREFIX}{token}@{PROBE_CONTEXT}");
         let limit = self.cfg.health_timeout;
         let wait_secs = limit.as_secs() + 2;
-        if let Err(e) = link
-            .originate_probe(&self.cfg, self.cfg.io_timeout, &channel, wait_secs)
-            .await
-        {
+        if let Err(e) = link.originate_probe(&self.cfg, &channel, wait_secs).await {
             self.probes.cancel(&token);
             return failed(format!("could not start the probe call: {e}"));
         }

@@ -5,8 +5,6 @@
 //! even when the files were broken (F-AMI-8), so success here only means "Asterisk read
 //! the files"; the health probe proves what it loaded.
 
-use std::time::Duration;
-
 use super::ami::{self, AmiError};
 use super::cli::{self, CliError};
 use crate::config::{AsteriskConfig, ReloadMode};
@@ -39,7 +37,8 @@ pub enum Link {
 impl Link {
     /// Opens the link the configuration asks for: AMI, falling back to the CLI when AMI
     /// cannot be reached; `None` for PORTAL_RELOAD=none.
-    pub async fn open(cfg: &AsteriskConfig, limit: Duration) -> Option<Self> {
+    pub async fn open(cfg: &AsteriskConfig) -> Option<Self> {
+        let limit = cfg.io_timeout;
         match cfg.reload {
             ReloadMode::None => None,
             ReloadMode::Cli => Some(Self::Cli(None)),
@@ -74,7 +73,6 @@ impl Link {
     async fn command(
         &mut self,
         cfg: &AsteriskConfig,
-        limit: Duration,
         command: &str,
         expect: Option<&str>,
     ) -> Result<String, ReloadFailure> {
@@ -100,17 +98,19 @@ impl Link {
                 Err(e @ AmiError::Unreachable(_)) => {
                     tracing::warn!(error = %e, "AMI lost, falling back to the CLI");
                     *self = Self::Cli(Some(e.to_string()));
-                    return Box::pin(self.command(cfg, limit, command, expect)).await;
+                    return Box::pin(self.command(cfg, command, expect)).await;
                 }
                 Err(e) => return Err(fail(String::new(), e.to_string())),
             },
-            Self::Cli(_) => cli::run(&cfg.cli, command, limit).await.map_err(|e| {
-                let msg = match &e {
-                    CliError::Unreachable(_) => format!("{e}; AMI was not reachable either"),
-                    _ => e.to_string(),
-                };
-                fail(String::new(), msg)
-            })?,
+            Self::Cli(_) => cli::run(&cfg.cli, command, cfg.io_timeout)
+                .await
+                .map_err(|e| {
+                    let msg = match &e {
+                        CliError::Unreachable(_) => format!("{e}; AMI was not reachable either"),
+                        _ => e.to_string(),
+                    };
+                    fail(String::new(), msg)
+                })?,
         };
         if let Some(expect) = expect {
             if output.trim() != expect {
@@ -124,14 +124,10 @@ impl Link {
     }
 
     /// Reloads PJSIP and the dialplan; the output of both, one per line.
-    pub async fn reload(
-        &mut self,
-        cfg: &AsteriskConfig,
-        limit: Duration,
-    ) -> Result<String, ReloadFailure> {
+    pub async fn reload(&mut self, cfg: &AsteriskConfig) -> Result<String, ReloadFailure> {
         let mut outputs = Vec::new();
         for (command, expect) in COMMANDS {
-            match self.command(cfg, limit, command, Some(expect)).await {
+            match self.command(cfg, command, Some(expect)).await {
                 Ok(out) => outputs.push(out),
                 Err(mut f) => {
                     outputs.push(f.output);
@@ -159,7 +155,6 @@ impl Link {
     pub async fn originate_probe(
         &mut self,
         cfg: &AsteriskConfig,
-        limit: Duration,
         channel: &str,
         wait_secs: u64,
     ) -> Result<(), String> {
@@ -183,7 +178,7 @@ impl Link {
             }
             Self::Cli(_) => {
                 let cmd = format!("channel originate {channel} application Wait {wait}");
-                self.command(cfg, limit, &cmd, Some(""))
+                self.command(cfg, &cmd, Some(""))
                     .await
                     .map(|_| ())
                     .map_err(|f| f.message)
