@@ -22,28 +22,14 @@ struct Stand {
 async fn stand(extra: &[(&str, &str)]) -> Stand {
     let db = TestDb::create().await;
     let dirs = tempfile::tempdir().unwrap();
-    let etc = dirs.path().join("etc");
-    let (pjsip, dialplan) = (
-        etc.join("pjsip.d/synergycall"),
-        etc.join("extensions.d/synergycall"),
-    );
-    std::fs::create_dir_all(&pjsip).unwrap();
-    std::fs::create_dir_all(&dialplan).unwrap();
-    let ast = FakeAsterisk::start(&etc, &pjsip, &dialplan, Options::default())
-        .await
-        .unwrap();
-    let ami = ast.ami_addr().to_string();
-    let cli = ast.cli_path().to_str().unwrap().to_owned();
-    let mut vars = vec![
-        ("PORTAL_RELOAD", "ami"),
-        ("PORTAL_AMI_ADDR", ami.as_str()),
-        ("PORTAL_AMI_USERNAME", "portal"),
-        ("PORTAL_AMI_SECRET", "portal-secret"),
-        ("PORTAL_ASTERISK_CLI", cli.as_str()),
-        ("PORTAL_HEALTH_TIMEOUT_MS", "3000"),
-    ];
-    vars.extend_from_slice(extra);
-    let app = TestApp::start_on(db, dirs, &vars).await;
+    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
+    let mut vars = support::ami_vars(&ast);
+    vars.push(("PORTAL_HEALTH_TIMEOUT_MS".into(), "3000".into()));
+    for (k, v) in extra {
+        vars.retain(|(key, _)| key != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
     Stand { app, ast }
 }
 
@@ -441,47 +427,21 @@ async fn generated_files_are_intact_whole_files() {
 
 #[tokio::test]
 async fn check_logs_in_over_ami_and_names_missing_permissions() {
-    use support::process::{command, env, free_addr};
     for (perms, ok) in [
         (vec!["command", "originate"], true),
         (vec!["command"], false),
     ] {
-        let db = TestDb::create().await;
-        let dir = tempfile::tempdir().unwrap();
-        let etc = dir.path();
-        let (pjsip, dialplan) = (
-            etc.join("pjsip.d/synergycall"),
-            etc.join("extensions.d/synergycall"),
-        );
-        std::fs::create_dir_all(&pjsip).unwrap();
-        std::fs::create_dir_all(&dialplan).unwrap();
+        let mut scratch = support::process::Scratch::new().await;
         let opts = Options {
             write_perms: perms.iter().map(|p| p.to_string()).collect(),
             ..Options::default()
         };
-        let ast = FakeAsterisk::start(etc, &pjsip, &dialplan, opts)
-            .await
-            .unwrap();
-        let mut vars = env(&db.url, etc, free_addr(), free_addr());
-        vars.retain(|(k, _)| k != "PORTAL_RELOAD");
-        for (k, v) in [
-            ("PORTAL_RELOAD", "ami".to_owned()),
-            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
-            ("PORTAL_AMI_USERNAME", "portal".into()),
-            ("PORTAL_AMI_SECRET", "portal-secret".into()),
-        ] {
-            vars.push((k.into(), v));
+        let ast = support::standin(scratch.etc(), opts).await;
+        for (k, v) in support::ami_vars(&ast) {
+            scratch.set(&k, &v);
         }
-        assert!(command(etc, &vars)
-            .arg("migrate")
-            .output()
-            .unwrap()
-            .status
-            .success());
-        // Async: the stand-in runs on this test's runtime and must answer meanwhile.
-        let mut check = command(etc, &vars);
-        check.arg("check");
-        let out = tokio::process::Command::from(check).output().await.unwrap();
+        assert!(scratch.run(&["migrate"]).await.status.success());
+        let out = scratch.run(&["check"]).await;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.success(), ok, "{perms:?}: {text}");
         let ami = text.lines().find(|l| l.contains("ami")).unwrap();

@@ -9,49 +9,18 @@ use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::json;
 use support::app::{TestApp, TestDb};
-use support::asterisk::{FakeAsterisk, Fault, Options};
+use support::asterisk::{Fault, Options};
 use support::process::Portal;
-
-async fn asterisk(etc: &std::path::Path) -> FakeAsterisk {
-    let (pjsip, dialplan) = (
-        etc.join("pjsip.d/synergycall"),
-        etc.join("extensions.d/synergycall"),
-    );
-    std::fs::create_dir_all(&pjsip).unwrap();
-    std::fs::create_dir_all(&dialplan).unwrap();
-    FakeAsterisk::start(etc, &pjsip, &dialplan, Options::default())
-        .await
-        .unwrap()
-}
-
-fn ami_env(ast: &FakeAsterisk) -> Vec<(String, String)> {
-    vec![
-        ("PORTAL_RELOAD".into(), "ami".into()),
-        ("PORTAL_AMI_ADDR".into(), ast.ami_addr().to_string()),
-        ("PORTAL_AMI_USERNAME".into(), "portal".into()),
-        ("PORTAL_AMI_SECRET".into(), "portal-secret".into()),
-        (
-            "PORTAL_ASTERISK_CLI".into(),
-            ast.cli_path().to_str().unwrap().into(),
-        ),
-        ("PORTAL_HEALTH_CHECK".into(), "off".into()),
-    ]
-}
-
-fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-    v.iter()
-        .map(|(k, val)| (k.as_str(), val.as_str()))
-        .collect()
-}
 
 #[tokio::test]
 async fn two_portals_on_one_database_apply_one_at_a_time() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let ast = asterisk(dir.path()).await;
-    let env = ami_env(&ast);
-    let a = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
-    let b = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
+    let ast = support::standin(dir.path(), Options::default()).await;
+    let mut env = support::ami_vars(&ast);
+    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
+    let a = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
+    let b = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
     let (ha, hb) = (TestApp::client_for(a.addr), TestApp::client_for(b.addr));
     ha.post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;
@@ -122,9 +91,10 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path();
-    let ast = asterisk(etc).await;
-    let env = ami_env(&ast);
-    let portal = Portal::spawn(&db.url, etc, &pairs(&env)).await;
+    let ast = support::standin(etc, Options::default()).await;
+    let mut env = support::ami_vars(&ast);
+    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
+    let portal = Portal::spawn(&db.url, etc, &support::pairs(&env)).await;
     let http = TestApp::client_for(portal.addr);
     http.post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;
@@ -174,7 +144,7 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
     assert_eq!(status, "running");
 
     ast.clear_faults();
-    let portal = Portal::spawn(&db.url, etc, &pairs(&env)).await;
+    let portal = Portal::spawn(&db.url, etc, &support::pairs(&env)).await;
     let http = TestApp::client_for(portal.addr);
     let rows = http.get("/applies").await.body;
     assert_eq!(rows["applies"][0]["status"], "interrupted");
@@ -194,9 +164,10 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
 async fn sigterm_lets_a_running_apply_finish() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let ast = asterisk(dir.path()).await;
-    let env = ami_env(&ast);
-    let portal = Portal::spawn(&db.url, dir.path(), &pairs(&env)).await;
+    let ast = support::standin(dir.path(), Options::default()).await;
+    let mut env = support::ami_vars(&ast);
+    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
+    let portal = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
     let http = TestApp::client_for(portal.addr);
     http.post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;

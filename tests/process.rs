@@ -5,7 +5,7 @@ mod support;
 use hyper::StatusCode;
 use serde_json::json;
 use support::app::{TestApp, TestDb, TOKEN};
-use support::process::{command, env, free_addr, make_etc, Portal};
+use support::process::{command, env, free_addr, Portal, Scratch};
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
@@ -83,18 +83,15 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
 
 #[tokio::test]
 async fn migrate_twice_at_once_is_safe() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vars = env(&db.url, dir.path(), free_addr(), free_addr());
+    let s = Scratch::new().await;
     let runs: Vec<_> = (0..4)
-        .map(|_| command(dir.path(), &vars).arg("migrate").spawn().unwrap())
+        .map(|_| command(s.etc(), &s.vars).arg("migrate").spawn().unwrap())
         .collect();
     for mut r in runs {
         assert!(r.wait().unwrap().success());
     }
-    let n: i64 = db
-        .client()
-        .await
+    let c = s.db.client().await;
+    let n: i64 = c
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .await
         .unwrap()
@@ -102,72 +99,51 @@ async fn migrate_twice_at_once_is_safe() {
     assert_eq!(n, 1);
 }
 
+fn record(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[tokio::test]
 async fn apply_from_the_shell_prints_the_record_and_exits_by_status() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path();
-    make_etc(etc);
-    let vars = env(&db.url, etc, free_addr(), free_addr());
-    assert!(command(etc, &vars)
-        .arg("migrate")
-        .output()
-        .unwrap()
-        .status
-        .success());
-    db.client().await.execute("SELECT portal_create_user('Shell', 'shell@x.org', NULL, 1000, 1999, 'abcdefghijklmnopqrstuvwx')", &[]).await.unwrap();
+    let s = Scratch::new().await;
+    let endpoints = s.etc().join("pjsip.d/synergycall/generated_endpoints.conf");
+    assert!(s.run(&["migrate"]).await.status.success());
+    let c = s.db.client().await;
+    c.execute("SELECT portal_create_user('Shell', 'shell@x.org', NULL, 1000, 1999, 'abcdefghijklmnopqrstuvwx')", &[]).await.unwrap();
 
-    let dry = command(etc, &vars)
-        .args(["apply", "--dry-run"])
-        .output()
-        .unwrap();
+    let dry = s.run(&["apply", "--dry-run"]).await;
     assert!(dry.status.success());
-    let rec: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let rec = record(&dry);
     assert_eq!(
         (rec["status"].as_str(), rec["changes"]["added"].clone()),
         (Some("dry_run"), json!([1000]))
     );
-    assert!(!etc
-        .join("pjsip.d/synergycall/generated_endpoints.conf")
-        .exists());
+    assert!(!endpoints.exists());
 
-    let out = command(etc, &vars).arg("apply").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rec["status"], "applied");
-    assert!(etc
-        .join("pjsip.d/synergycall/generated_endpoints.conf")
-        .exists());
-    let again: serde_json::Value =
-        serde_json::from_slice(&command(etc, &vars).arg("apply").output().unwrap().stdout).unwrap();
-    assert_eq!(again["status"], "unchanged");
+    let out = s.run(&["apply"]).await;
+    assert!(out.status.success());
+    assert_eq!(record(&out)["status"], "applied");
+    assert!(endpoints.exists());
+    assert_eq!(record(&s.run(&["apply"]).await)["status"], "unchanged");
 
     // A failure exits non-zero with the failed record on stdout.
-    std::fs::remove_dir_all(etc.join("extensions.d")).unwrap();
-    db.client()
-        .await
-        .execute(
-            "UPDATE extensions SET secret = 'zyxwvutsrqponmlkjihgfedc'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let failed = command(etc, &vars).arg("apply").output().unwrap();
+    std::fs::remove_dir_all(s.etc().join("extensions.d")).unwrap();
+    c.execute(
+        "UPDATE extensions SET secret = 'zyxwvutsrqponmlkjihgfedc'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let failed = s.run(&["apply"]).await;
     assert_eq!(failed.status.code(), Some(1));
-    let rec: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
-    assert_eq!(rec["error"]["code"], "write_failed");
+    assert_eq!(record(&failed)["error"]["code"], "write_failed");
 }
 
 #[tokio::test]
 async fn check_reports_one_line_per_check_and_fails_on_any() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path();
-    make_etc(etc);
+    let s = Scratch::new().await;
+    let etc = s.etc();
     std::fs::write(
         etc.join("pjsip.conf"),
         "[global]\ntype=global\n#tryinclude pjsip.d/synergycall/*.conf\n",
@@ -178,9 +154,8 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
         "[general]\n#include extensions.d/synergycall/*.conf\n",
     )
     .unwrap();
-    let vars = env(&db.url, etc, free_addr(), free_addr());
 
-    let out = command(etc, &vars).arg("check").output().unwrap();
+    let out = s.run(&["check"]).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
     let line = |name: &str| {
@@ -200,18 +175,13 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
     assert!(line("pjsip dir").starts_with("ok") && line("fastagi").starts_with("ok"));
     assert_eq!(text.lines().count(), 7);
 
-    assert!(command(etc, &vars)
-        .arg("migrate")
-        .output()
-        .unwrap()
-        .status
-        .success());
+    assert!(s.run(&["migrate"]).await.status.success());
     std::fs::write(
         etc.join("extensions.conf"),
         "[general]\n#tryinclude extensions.d/synergycall/*.conf\n",
     )
     .unwrap();
-    let out = command(etc, &vars).arg("check").output().unwrap();
+    let out = s.run(&["check"]).await;
     assert!(
         out.status.success(),
         "{}",

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::app::TOKEN;
+use super::app::{TestDb, TOKEN};
 
 pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -54,10 +54,54 @@ pub fn command(etc: &Path, vars: &[(String, String)]) -> Command {
     cmd
 }
 
-/// The two include directories under `etc`.
+/// The PJSIP and dialplan include directories under `etc`.
+pub fn include_dirs(etc: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        etc.join("pjsip.d/synergycall"),
+        etc.join("extensions.d/synergycall"),
+    )
+}
+
+/// Creates both include directories under `etc`.
 pub fn make_etc(etc: &Path) {
-    std::fs::create_dir_all(etc.join("pjsip.d/synergycall")).unwrap();
-    std::fs::create_dir_all(etc.join("extensions.d/synergycall")).unwrap();
+    let (pjsip, dialplan) = include_dirs(etc);
+    std::fs::create_dir_all(pjsip).unwrap();
+    std::fs::create_dir_all(dialplan).unwrap();
+}
+
+/// A fresh database and folder (include directories made) and a portal's variables for them.
+pub struct Scratch {
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Scratch {
+    pub async fn new() -> Self {
+        let db = TestDb::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        make_etc(dir.path());
+        let vars = env(&db.url, dir.path(), free_addr(), free_addr());
+        Self { db, dir, vars }
+    }
+
+    pub fn etc(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets (or replaces) a variable.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The binary with `args`, run to the end without blocking the runtime (a stand-in
+    /// on this runtime may have to answer it).
+    pub async fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = command(self.etc(), &self.vars);
+        cmd.args(args);
+        tokio::process::Command::from(cmd).output().await.unwrap()
+    }
 }
 
 impl Portal {
