@@ -19,6 +19,7 @@ use pbx_portal::asterisk::probe::{Expectation, Probes};
 use pbx_portal::asterisk::{ami, render};
 use pbx_portal::domain::{Extension, SipSecret, Subscriber};
 use pbx_portal::store::applies::HealthStatus;
+use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
 #[allow(unused, clippy::all)]
@@ -168,6 +169,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A child process that is killed however the benchmark ends (a failed assertion too).
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -193,7 +204,7 @@ async fn main() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
         .arg("serve")
         .env("DATABASE_URL", &url)
         .env("PORTAL_API_TOKEN", TOKEN)
@@ -206,6 +217,7 @@ async fn main() {
         .env("PORTAL_EXTENSION_MAX", "999999")
         .env("RUST_LOG", "warn")
         .spawn()
+        .map(Service)
         .expect("start pbx-portal");
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
@@ -218,7 +230,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_idle = rss_kib(child.id());
+    let rss_idle = rss_kib(child.0.id());
 
     let admin_db = pg(&url).await;
     let reset = || async {
@@ -279,6 +291,25 @@ async fn main() {
     }
     row(
         "GET /users (1000 users, ~140 KB)",
+        &stats(lat, t0.elapsed()),
+    );
+    // The same page straight from PostgreSQL: what the service adds is the difference.
+    let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
+                  JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
+                 LIMIT $1 OFFSET $2";
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let rows = admin_db
+            .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+        lat.push(t.elapsed());
+    }
+    row(
+        "PostgreSQL: the same page, tokio-postgres",
         &stats(lat, t0.elapsed()),
     );
 
@@ -342,7 +373,7 @@ async fn main() {
     for health in ["agi", "off"] {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut portal = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
+        let portal = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
             .arg("serve")
             .env("DATABASE_URL", &url)
             .env("PORTAL_API_TOKEN", TOKEN)
@@ -359,6 +390,7 @@ async fn main() {
             .env("PORTAL_EXTENSION_MAX", "999999")
             .env("RUST_LOG", "warn")
             .spawn()
+            .map(Service)
             .expect("start pbx-portal");
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -399,8 +431,7 @@ async fn main() {
             &format!("POST /apply, 1000 users, AMI stand-in, probe {health}"),
             &stats(lat, t0.elapsed()),
         );
-        let _ = portal.kill();
-        let _ = portal.wait();
+        drop(portal);
     }
     // The probe alone, in process: Originate → FastAGI session → verdict, 1000 extensions.
     let probes = std::sync::Arc::new(Probes::default());
@@ -480,7 +511,7 @@ async fn main() {
         ms(files_only_p50 + Duration::from_millis(275) + probe.p50)
     );
 
-    let rss_loaded = rss_kib(child.id());
+    let rss_loaded = rss_kib(child.0.id());
     println!(
         "{:<52} {:>9} KiB",
         "RSS of pbx-portal, idle after start", rss_idle
@@ -490,8 +521,7 @@ async fn main() {
         "RSS of pbx-portal, after the load above", rss_loaded
     );
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     drop(admin_db);
     let _ = pg(&admin)
         .await

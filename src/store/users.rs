@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::{map_db_error, Store, StoreError};
 use crate::domain::{Extension, ExtensionRange, NewUser, SipSecret};
@@ -201,42 +201,50 @@ impl Store {
         let conn = self.conn().await?;
         let pattern = q.q.as_deref().map(like_pattern);
         let exact: Option<i32> = q.q.as_deref().and_then(|s| s.trim().parse().ok());
-        let filter = "($1::text IS NULL OR u.name ILIKE $1 OR u.email ILIKE $1 OR e.number = $2)";
+        // Without a search the statement has no WHERE at all: a `$1 IS NULL OR …` filter
+        // costs the planner more than the whole page costs to read.
+        // The search's two parameters, numbered from `first`.
+        let filter = |first: usize| match pattern {
+            Some(_) => format!(
+                "WHERE (u.name ILIKE ${first} OR u.email ILIKE ${first} OR e.number = ${})",
+                first + 1
+            ),
+            None => String::new(),
+        };
+        let filter_params: Vec<(&(dyn ToSql + Sync), Type)> = match &pattern {
+            Some(p) => vec![(p, Type::TEXT), (&exact, Type::INT4)],
+            None => Vec::new(),
+        };
         let dir = if q.descending { "DESC" } else { "ASC" };
         // Column and direction come from closed enums, never from the request text.
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users u
                JOIN extensions e ON e.user_id = u.id
-              WHERE {filter}
+              {}
               ORDER BY {} {dir}, e.number {dir}
-              LIMIT $3 OFFSET $4",
+              LIMIT $1 OFFSET $2",
+            filter(3),
             q.order.column()
         );
         let probe = q.limit + 1;
-        let rows = conn
-            .query_typed(
-                &sql,
-                &[
-                    (&pattern, Type::TEXT),
-                    (&exact, Type::INT4),
-                    (&probe, Type::INT8),
-                    (&q.offset, Type::INT8),
-                ],
-            )
-            .await?;
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+            vec![(&probe, Type::INT8), (&q.offset, Type::INT8)];
+        params.extend(filter_params.iter().cloned());
+        let rows = conn.query_typed(&sql, &params).await?;
         let mut users: Vec<UserRow> = rows.iter().map(UserRow::from_row).collect();
         let more = users.len() as i64 > q.limit;
         users.truncate(q.limit as usize);
         let total = if !more && (!users.is_empty() || q.offset == 0) {
             q.offset + users.len() as i64
         } else {
-            conn.query_typed(
-                &format!("SELECT count(*) FROM users u JOIN extensions e ON e.user_id = u.id WHERE {filter}"),
-                &[(&pattern, Type::TEXT), (&exact, Type::INT4)],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0))
+            let count = format!(
+                "SELECT count(*) FROM users u JOIN extensions e ON e.user_id = u.id {}",
+                filter(1)
+            );
+            conn.query_typed(&count, &filter_params)
+                .await?
+                .first()
+                .map_or(0, |r| r.get(0))
         };
         Ok((users, total))
     }
