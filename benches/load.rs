@@ -172,6 +172,73 @@ fn rss_kib(pid: u32) -> u64 {
 /// A child process that is killed however the benchmark ends (a failed assertion too).
 struct Service(std::process::Child);
 
+impl Service {
+    /// `pbx-portal serve` on a free loopback port with 1000-user-friendly defaults plus
+    /// `vars`; returns once it accepts connections, with its base URL.
+    async fn start(
+        db_url: &str,
+        pjsip: &std::path::Path,
+        dialplan: &std::path::Path,
+        vars: &[(&str, String)],
+    ) -> (Self, String) {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", db_url)
+            .env("PORTAL_API_TOKEN", TOKEN)
+            .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PORTAL_AGI_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("PORTAL_PJSIP_DIR", pjsip)
+            .env("PORTAL_DIALPLAN_DIR", dialplan)
+            .env("PORTAL_EXTENSION_MIN", "10000")
+            .env("PORTAL_EXTENSION_MAX", "999999")
+            .env("RUST_LOG", "warn");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let service = Service(cmd.spawn().expect("start pbx-portal"));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (service, format!("http://127.0.0.1:{port}"))
+    }
+}
+
+/// `n` applies, each after changing the secret of `number` so that it has work to do;
+/// `check` looks at each answer.
+async fn applies(
+    http: &Http,
+    base: &str,
+    db: &tokio_postgres::Client,
+    n: usize,
+    number: i32,
+    check: impl Fn(&serde_json::Value),
+) -> Stats {
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let secret = format!("benchsecret{number}x{i:06}xxxxxx");
+        db.execute(
+            "UPDATE extensions SET secret = $1 WHERE number = $2",
+            &[&secret, &number],
+        )
+        .await
+        .unwrap();
+        let t = Instant::now();
+        let (status, body) = call(http, base, Method::POST, "/apply", None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        lat.push(t.elapsed());
+        check(&serde_json::from_slice(&body).unwrap());
+    }
+    stats(lat, t0.elapsed())
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -201,34 +268,12 @@ async fn main() {
     let (pjsip, dialplan) = (dir.path().join("pjsip"), dir.path().join("dialplan"));
     std::fs::create_dir_all(&pjsip).unwrap();
     std::fs::create_dir_all(&dialplan).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("PORTAL_API_TOKEN", TOKEN)
-        .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTAL_AGI_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("PORTAL_RELOAD", "none")
-        .env("PORTAL_PJSIP_DIR", &pjsip)
-        .env("PORTAL_DIALPLAN_DIR", &dialplan)
-        .env("PORTAL_EXTENSION_MIN", "10000")
-        .env("PORTAL_EXTENSION_MAX", "999999")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .map(Service)
-        .expect("start pbx-portal");
+    let (child, base) =
+        Service::start(&url, &pjsip, &dialplan, &[("PORTAL_RELOAD", "none".into())]).await;
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
         .build_http();
-    for _ in 0..100 {
-        let ok = async { http.get(format!("{base}/healthz").parse().ok()?).await.ok() }.await;
-        if ok.is_some_and(|r| r.status() == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // `serve` listens only after migrating: it is ready; let it settle before RSS.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(child.0.id());
 
@@ -313,23 +358,7 @@ async fn main() {
         &stats(lat, t0.elapsed()),
     );
 
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for i in 0..40 {
-        // Change one secret so that each apply has work to do.
-        admin_db
-            .execute(
-                "UPDATE extensions SET secret = $1 WHERE number = 10000",
-                &[&format!("benchsecret{i:04}xxxxxxxxxxxx")],
-            )
-            .await
-            .unwrap();
-        let t = Instant::now();
-        let (status, body) = call(&http, &base, Method::POST, "/apply", None).await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        lat.push(t.elapsed());
-    }
-    let files_only = stats(lat, t0.elapsed());
+    let files_only = applies(&http, &base, &admin_db, 40, 10000, |_| {}).await;
     row("POST /apply, 1000 users, PORTAL_RELOAD=none", &files_only);
     let files_only_p50 = files_only.p50;
 
@@ -371,67 +400,29 @@ async fn main() {
     .await
     .unwrap();
     for health in ["agi", "off"] {
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let portal = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-portal"))
-            .arg("serve")
-            .env("DATABASE_URL", &url)
-            .env("PORTAL_API_TOKEN", TOKEN)
-            .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("PORTAL_AGI_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env("PORTAL_RELOAD", "ami")
-            .env("PORTAL_AMI_ADDR", ast.ami_addr().to_string())
-            .env("PORTAL_AMI_USERNAME", "portal")
-            .env("PORTAL_AMI_SECRET", "portal-secret")
-            .env("PORTAL_HEALTH_CHECK", health)
-            .env("PORTAL_PJSIP_DIR", &ast_pjsip)
-            .env("PORTAL_DIALPLAN_DIR", &ast_dialplan)
-            .env("PORTAL_EXTENSION_MIN", "10000")
-            .env("PORTAL_EXTENSION_MAX", "999999")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .map(Service)
-            .expect("start pbx-portal");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut lat = Vec::new();
-        let t0 = Instant::now();
-        for i in 0..15 {
-            admin_db
-                .execute(
-                    "UPDATE extensions SET secret = $1 WHERE number = 10001",
-                    &[&format!("probesecret{health}{i:04}xxxxxxxx")],
-                )
-                .await
-                .unwrap();
-            let t = Instant::now();
-            let (status, body) = call(&http, &base, Method::POST, "/apply", None).await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let vars = [
+            ("PORTAL_RELOAD", "ami".to_owned()),
+            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
+            ("PORTAL_AMI_USERNAME", "portal".into()),
+            ("PORTAL_AMI_SECRET", "portal-secret".into()),
+            ("PORTAL_HEALTH_CHECK", health.into()),
+        ];
+        let (_portal, base) = Service::start(&url, &ast_pjsip, &ast_dialplan, &vars).await;
+        let s = applies(&http, &base, &admin_db, 15, 10001, |rec| {
             assert_eq!(rec["endpoints"], 1000);
             if health == "agi" {
+                let h = &rec["health"];
                 assert_eq!(
-                    (
-                        rec["health"]["status"].as_str(),
-                        rec["health"]["checked"].as_i64()
-                    ),
+                    (h["status"].as_str(), h["checked"].as_i64()),
                     (Some("ok"), Some(1000))
                 );
             }
-            lat.push(t.elapsed());
-        }
+        })
+        .await;
         row(
             &format!("POST /apply, 1000 users, AMI stand-in, probe {health}"),
-            &stats(lat, t0.elapsed()),
+            &s,
         );
-        drop(portal);
     }
     // The probe alone, in process: Originate → FastAGI session → verdict, 1000 extensions.
     let probes = std::sync::Arc::new(Probes::default());

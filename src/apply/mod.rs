@@ -75,29 +75,29 @@ impl Applier {
 
     /// The database against the last applied state.
     pub async fn pending(&self) -> Result<Pending, StoreError> {
-        let (snap, applied) = self.store.snapshot_and_applied().await?;
-        let changes = diff(
-            &render::fingerprints(&snap, &self.settings()),
-            &applied.fingerprints,
-        );
+        let (_, changes) = self.unapplied().await?;
         Ok(Pending {
             pending: !changes.is_empty(),
             changes,
         })
     }
 
+    /// How many extensions the database holds, and how they differ from the applied state.
+    async fn unapplied(&self) -> Result<(usize, Changes), StoreError> {
+        let (snap, applied) = self.store.snapshot_and_applied().await?;
+        let current = render::fingerprints(&snap, &self.settings());
+        Ok((snap.len(), diff(&current, &applied.fingerprints)))
+    }
+
     /// Runs one apply (or a dry run) to the end and returns its record.
     pub async fn run(&self, dry_run: bool) -> Result<ApplyRow, ApplyError> {
         let clock = Instant::now();
         if dry_run {
-            let (snap, applied) = self.store.snapshot_and_applied().await?;
+            let (endpoints, changes) = self.unapplied().await?;
             let mut row = self.store.start_apply().await?;
             row.status = ApplyStatus::DryRun;
-            row.endpoints = snap.len() as i32;
-            row.changes = diff(
-                &render::fingerprints(&snap, &self.settings()),
-                &applied.fingerprints,
-            );
+            row.endpoints = endpoints as i32;
+            row.changes = changes;
             finish_times(&mut row, clock);
             self.store.finish_apply(&row).await?;
             return Ok(row);

@@ -27,13 +27,6 @@ pub enum AmiError {
     Refused(String),
 }
 
-impl AmiError {
-    /// Whether the CLI should be tried instead (spec: AMI cannot be reached).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable(_) | Self::LoginFailed)
-    }
-}
-
 /// One AMI message: its lines in order (`Output` repeats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {

@@ -95,9 +95,8 @@ pub async fn delete(app: &App, id: i64) -> Result<Resp, ApiError> {
     if !app.store.delete_user(id).await? {
         return Err(ApiError::NotFound);
     }
-    let mut resp = json_response(StatusCode::NO_CONTENT, &());
-    *resp.body_mut() = Default::default();
-    resp.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    let mut resp = Resp::default();
+    *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
 }
 
