@@ -23,7 +23,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
 #[allow(unused, clippy::all)]
-#[path = "../tests/support/asterisk/mod.rs"]
+#[path = "../tests/it/support/asterisk/mod.rs"]
 mod asterisk;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";

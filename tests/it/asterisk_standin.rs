@@ -3,13 +3,11 @@
 //! and the fault switches. The expectations are copied from the lab's transcripts
 //! (README sections 4a-4e, 5, 6) so the file does not need the notes at run time.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
+use crate::support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;

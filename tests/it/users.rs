@@ -1,11 +1,10 @@
 //! The users API over real HTTP against a real PostgreSQL.
 
-mod support;
-
+use crate::support;
+use crate::support::app::{TestApp, TOKEN};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::app::{TestApp, TOKEN};
 
 fn err_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")

@@ -1,14 +1,12 @@
 //! Apply with `PORTAL_RELOAD=none`: rendering, atomic files, audit log, pending diff,
 //! dry runs — over HTTP against a real PostgreSQL.
 
-mod support;
-
 use std::os::unix::fs::MetadataExt;
 
+use crate::support::app::TestApp;
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
-use support::app::TestApp;
 
 fn files(app: &TestApp) -> (String, String) {
     (

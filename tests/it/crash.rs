@@ -1,16 +1,15 @@
 //! Applies across processes: serialisation by the advisory lock, and a kill -9 in the
 //! middle of an apply.
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
+use crate::support::app::{TestApp, TestDb};
+use crate::support::asterisk::{Fault, Options};
+use crate::support::process::Portal;
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::json;
-use support::app::{TestApp, TestDb};
-use support::asterisk::{Fault, Options};
-use support::process::Portal;
 
 #[tokio::test]
 async fn two_portals_on_one_database_apply_one_at_a_time() {

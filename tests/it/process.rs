@@ -1,11 +1,9 @@
 //! The binary as a process: configuration errors, signals, and what it prints.
 
-mod support;
-
+use crate::support::app::{TestApp, TestDb, TOKEN};
+use crate::support::process::{command, env, free_addr, Portal, Scratch};
 use hyper::StatusCode;
 use serde_json::json;
-use support::app::{TestApp, TestDb, TOKEN};
-use support::process::{command, env, free_addr, Portal, Scratch};
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {

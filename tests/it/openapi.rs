@@ -1,11 +1,9 @@
 //! The OpenAPI document against the real server: every documented operation exists and
 //! answers with a documented status, and every success body holds the documented fields.
 
-mod support;
-
+use crate::support::app::TestApp;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::app::TestApp;
 
 /// Checks `value` against `schema` (the subset of OpenAPI 3.0 the document uses).
 fn check(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {

@@ -1,16 +1,15 @@
 //! Apply against the Asterisk stand-in: AMI reload, CLI fallback, rollback on reload and
 //! probe failures, the FastAGI probe and hostile FastAGI clients.
 
-mod support;
-
+use crate::support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::app::{TestApp, TestDb};
+use crate::support::asterisk::{FakeAsterisk, Fault, Options};
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
-use support::app::{TestApp, TestDb};
-use support::asterisk::{FakeAsterisk, Fault, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Stand {

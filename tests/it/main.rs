@@ -1,0 +1,12 @@
+//! The integration tests: one binary, so the Asterisk stand-in and the test support are
+//! compiled once. Each module is one area of the product.
+
+mod support;
+
+mod apply_asterisk;
+mod apply_files;
+mod asterisk_standin;
+mod crash;
+mod openapi;
+mod process;
+mod users;
