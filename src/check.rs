@@ -107,14 +107,9 @@ async fn ami_login(cfg: &Config) -> Result<String, String> {
     if a.reload != ReloadMode::Ami {
         return Ok("not used (PORTAL_RELOAD is not ami)".into());
     }
-    let mut client = ami::Client::connect(
-        a.ami_addr,
-        &a.ami_username,
-        &a.ami_secret.0,
-        Duration::from_secs(3),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut client = ami::Client::login(&a.ami)
+        .await
+        .map_err(|e| e.to_string())?;
     // ListCommands shows only the actions this user may run (manager.c).
     let reply = client
         .action("ListCommands", &[])
@@ -134,7 +129,7 @@ async fn ami_login(cfg: &Config) -> Result<String, String> {
     if missing.is_empty() {
         Ok(format!(
             "login as {} ok; Command and Originate allowed",
-            a.ami_username
+            a.ami.username
         ))
     } else {
         Err(format!(

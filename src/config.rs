@@ -1,12 +1,18 @@
 //! Configuration from the environment (and an optional `.env` file).
 //!
-//! Every value is parsed once at start-up into typed fields; a bad value stops the process
-//! with one line naming the variable. Secrets are never echoed back in those lines.
+//! The variables are deserialised (serde, with `serde_path_to_error` naming the variable
+//! that failed) into [`Vars`], whose field types parse their own values; [`Config`] adds
+//! the rules that span variables. A bad value stops the process with one line naming the
+//! variable. Secrets are `secrecy` strings: they cannot be printed by `Debug`, and no
+//! error line ever echoes them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use crate::domain::ExtensionRange;
 
@@ -14,18 +20,19 @@ use crate::domain::ExtensionRange;
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {reason}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub reason: String,
 }
 
-fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
+fn bad(var: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
-        var,
+        var: var.to_owned(),
         reason: reason.into(),
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReloadMode {
     /// AMI, with `asterisk -rx` when AMI cannot be reached.
     Ami,
@@ -35,24 +42,242 @@ pub enum ReloadMode {
     None,
 }
 
-/// The database URL is kept apart so that `Debug` of the config never prints its password.
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum HealthCheck {
+    Agi,
+    Off,
+}
+
+/// The database connection settings. `Debug` never prints them: they hold the password.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
 pub struct DatabaseUrl(pub tokio_postgres::Config);
 
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DatabaseUrl(***)")
+impl TryFrom<String> for DatabaseUrl {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        // The parser's message can quote the URL, password included: say only what is wrong.
+        raw.parse()
+            .map(Self)
+            .map_err(|_| "is not a postgres:// URL or a key=value connection string")
     }
 }
 
-/// A secret string that never prints.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
+impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
+        f.write_str("DatabaseUrl([REDACTED])")
     }
+}
+
+/// The bearer token of the API: at least 16 characters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ApiToken(SecretString);
+
+impl ApiToken {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl TryFrom<String> for ApiToken {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw.chars().count() < 16 {
+            return Err("must be at least 16 characters");
+        }
+        Ok(Self(raw.into()))
+    }
+}
+
+/// An address like `127.0.0.1:8080` (no host names: they would resolve at each use).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+struct Addr(SocketAddr);
+
+impl TryFrom<String> for Addr {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+            .map(Self)
+            .map_err(|_| format!("'{raw}' is not an address like 127.0.0.1:8080"))
+    }
+}
+
+/// A whole number (extension bounds).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+struct Number(u32);
+
+impl TryFrom<String> for Number {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+            .map(Self)
+            .map_err(|_| format!("'{raw}' is not a whole number from 0 to {}", u32::MAX))
+    }
+}
+
+/// A timeout in milliseconds, 100 ms to 10 minutes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+struct Millis(Duration);
+
+impl TryFrom<String> for Millis {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.parse::<u64>() {
+            Ok(ms) if (100..=600_000).contains(&ms) => Ok(Self(Duration::from_millis(ms))),
+            _ => Err(format!(
+                "'{raw}' is not a number of milliseconds between 100 and 600000"
+            )),
+        }
+    }
+}
+
+/// A PJSIP transport id: it is written into every endpoint, so only safe characters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct Transport(String);
+
+impl TryFrom<String> for Transport {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            Ok(Self(raw))
+        } else {
+            Err("must be a transport id of letters, digits, '-', '_' or '.'")
+        }
+    }
+}
+
+/// A value sent in an AMI header: a line break would start a new header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct HeaderValue(String);
+
+impl TryFrom<String> for HeaderValue {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw.contains(['\r', '\n']) {
+            return Err("must not contain a line break");
+        }
+        Ok(Self(raw))
+    }
+}
+
+fn default_listen() -> Addr {
+    Addr(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+fn default_agi_listen() -> Addr {
+    Addr(SocketAddr::from(([127, 0, 0, 1], 4573)))
+}
+fn default_ami_addr() -> Addr {
+    Addr(SocketAddr::from(([127, 0, 0, 1], 5038)))
+}
+fn default_pjsip_dir() -> PathBuf {
+    "/etc/asterisk/pjsip.d/synergycall".into()
+}
+fn default_dialplan_dir() -> PathBuf {
+    "/etc/asterisk/extensions.d/synergycall".into()
+}
+fn default_config_dir() -> PathBuf {
+    "/etc/asterisk".into()
+}
+fn default_cli() -> PathBuf {
+    "asterisk".into()
+}
+fn default_reload() -> ReloadMode {
+    ReloadMode::Ami
+}
+fn default_health_check() -> HealthCheck {
+    HealthCheck::Agi
+}
+fn default_health_timeout() -> Millis {
+    Millis(Duration::from_secs(10))
+}
+fn default_ami_timeout() -> Millis {
+    Millis(Duration::from_secs(5))
+}
+fn default_min() -> Number {
+    Number(1000)
+}
+fn default_max() -> Number {
+    Number(1999)
+}
+fn default_transport() -> Transport {
+    Transport("transport-udp".into())
+}
+
+/// The variables whose values are secrets (the database URL may hold a password).
+const SECRET_VARS: [&str; 3] = ["DATABASE_URL", "PORTAL_API_TOKEN", "PORTAL_AMI_SECRET"];
+
+/// Every variable the portal reads, as written in the environment.
+#[derive(Deserialize)]
+struct Vars {
+    #[serde(rename = "DATABASE_URL")]
+    database: Option<DatabaseUrl>,
+    #[serde(rename = "PORTAL_API_TOKEN")]
+    api_token: Option<ApiToken>,
+    #[serde(rename = "PORTAL_LISTEN", default = "default_listen")]
+    listen: Addr,
+    #[serde(rename = "PORTAL_AGI_LISTEN", default = "default_agi_listen")]
+    agi_listen: Addr,
+    #[serde(rename = "PORTAL_PJSIP_DIR", default = "default_pjsip_dir")]
+    pjsip_dir: PathBuf,
+    #[serde(rename = "PORTAL_DIALPLAN_DIR", default = "default_dialplan_dir")]
+    dialplan_dir: PathBuf,
+    #[serde(rename = "PORTAL_RELOAD", default = "default_reload")]
+    reload: ReloadMode,
+    #[serde(rename = "PORTAL_AMI_ADDR", default = "default_ami_addr")]
+    ami_addr: Addr,
+    #[serde(rename = "PORTAL_AMI_USERNAME")]
+    ami_username: Option<HeaderValue>,
+    #[serde(rename = "PORTAL_AMI_SECRET")]
+    ami_secret: Option<HeaderValue>,
+    #[serde(rename = "PORTAL_AMI_TIMEOUT_MS", default = "default_ami_timeout")]
+    ami_timeout: Millis,
+    #[serde(rename = "PORTAL_ASTERISK_CLI", default = "default_cli")]
+    cli: PathBuf,
+    #[serde(rename = "PORTAL_HEALTH_CHECK", default = "default_health_check")]
+    health_check: HealthCheck,
+    #[serde(
+        rename = "PORTAL_HEALTH_TIMEOUT_MS",
+        default = "default_health_timeout"
+    )]
+    health_timeout: Millis,
+    #[serde(rename = "PORTAL_EXTENSION_MIN", default = "default_min")]
+    extension_min: Number,
+    #[serde(rename = "PORTAL_EXTENSION_MAX", default = "default_max")]
+    extension_max: Number,
+    #[serde(rename = "PORTAL_PJSIP_TRANSPORT", default = "default_transport")]
+    transport: Transport,
+    #[serde(rename = "PORTAL_ASTERISK_CONFIG_DIR", default = "default_config_dir")]
+    config_dir: PathBuf,
+    /// Any other `PORTAL_` variable: refused, it is most likely a typo.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, String>,
+}
+
+/// How to log in to AMI; the one place an AMI client is built from.
+#[derive(Debug, Clone)]
+pub struct AmiSettings {
+    pub addr: SocketAddr,
+    pub username: String,
+    pub secret: SecretString,
+    /// Bound on the connection, the login and each exchange.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -60,9 +285,7 @@ pub struct AsteriskConfig {
     pub pjsip_dir: PathBuf,
     pub dialplan_dir: PathBuf,
     pub reload: ReloadMode,
-    pub ami_addr: SocketAddr,
-    pub ami_username: String,
-    pub ami_secret: Secret,
+    pub ami: AmiSettings,
     pub cli: PathBuf,
     pub health_check: bool,
     pub health_timeout: Duration,
@@ -78,7 +301,7 @@ pub struct AsteriskConfig {
 pub struct Config {
     pub database: DatabaseUrl,
     /// `None` only for commands that do not serve HTTP.
-    pub api_token: Option<Secret>,
+    pub api_token: Option<ApiToken>,
     pub listen: SocketAddr,
     pub range: ExtensionRange,
     pub asterisk: AsteriskConfig,
@@ -97,153 +320,79 @@ impl Config {
         Self::from_vars(&std::env::vars().collect())
     }
 
+    /// Reads the given variables: `DATABASE_URL` and every `PORTAL_` one. An empty value
+    /// counts as unset.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let addr = |var: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
-            let raw = get(var).unwrap_or(default);
-            raw.parse().map_err(|_| {
-                bad(
-                    var,
-                    format!("'{raw}' is not an address like 127.0.0.1:8080"),
-                )
-            })
-        };
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(var).map_or(Ok(default), |raw| {
-                raw.parse()
-                    .map_err(|_| bad(var, format!("'{raw}' is not a non-negative integer")))
-            })
-        };
-        let path = |var: &str, default: &str| PathBuf::from(get(var).unwrap_or(default));
-
-        let db_raw = get("DATABASE_URL").ok_or_else(|| bad("DATABASE_URL", "is required"))?;
-        // The parser's message can quote the URL, password included: say only what is wrong.
-        let database = db_raw.parse::<tokio_postgres::Config>().map_err(|_| {
-            bad(
-                "DATABASE_URL",
-                "is not a postgres:// URL or a key=value connection string",
-            )
-        })?;
-
-        let api_token = match get("PORTAL_API_TOKEN") {
-            Some(t) if t.chars().count() < 16 => {
-                return Err(bad("PORTAL_API_TOKEN", "must be at least 16 characters"))
-            }
-            Some(t) => Some(Secret(t.to_owned())),
-            None => None,
-        };
-
-        let min = number("PORTAL_EXTENSION_MIN", 1000)?;
-        let max = number("PORTAL_EXTENSION_MAX", 1999)?;
-        let to_u32 = |var, n: u64| u32::try_from(n).map_err(|_| bad(var, "is too large"));
-        let range = ExtensionRange::new(
-            to_u32("PORTAL_EXTENSION_MIN", min)?,
-            to_u32("PORTAL_EXTENSION_MAX", max)?,
-        )
-        .map_err(|r| bad("PORTAL_EXTENSION_MIN", r))?;
-
-        let reload = match get("PORTAL_RELOAD").unwrap_or("ami") {
-            "ami" => ReloadMode::Ami,
-            "cli" => ReloadMode::Cli,
-            "none" => ReloadMode::None,
-            other => {
-                return Err(bad(
-                    "PORTAL_RELOAD",
-                    format!("'{other}' is not ami, cli or none"),
-                ))
-            }
-        };
-        let health_check = match get("PORTAL_HEALTH_CHECK").unwrap_or("agi") {
-            "agi" => reload != ReloadMode::None,
-            "off" => false,
-            other => {
-                return Err(bad(
-                    "PORTAL_HEALTH_CHECK",
-                    format!("'{other}' is not agi or off"),
-                ))
-            }
-        };
-        let health_ms = number("PORTAL_HEALTH_TIMEOUT_MS", 10_000)?;
-        if !(100..=600_000).contains(&health_ms) {
-            return Err(bad(
-                "PORTAL_HEALTH_TIMEOUT_MS",
-                "must be between 100 and 600000",
-            ));
+        let ours: serde_json::Map<String, serde_json::Value> = vars
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && (*k == "DATABASE_URL" || k.starts_with("PORTAL_")))
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        let v: Vars = serde_path_to_error::deserialize(serde_json::Value::Object(ours))
+            .map_err(|e| {
+                let var = e.path().to_string();
+                let mut reason = e.into_inner().to_string();
+                // The reasons written here never quote a secret, but a serde message may
+                // quote the value: never for a variable that holds a secret.
+                let secret = SECRET_VARS.contains(&var.as_str());
+                if secret && vars.get(&var).is_some_and(|raw| reason.contains(raw.as_str())) {
+                    reason = "has a value that cannot be used".into();
+                }
+                bad(&var, reason)
+            })?;
+        if let Some(name) = v.unknown.keys().next() {
+            return Err(bad(name, "is not a variable pbx-portal reads (misspelt?)"));
         }
 
-        let io_ms = number("PORTAL_AMI_TIMEOUT_MS", 5_000)?;
-        if !(100..=600_000).contains(&io_ms) {
-            return Err(bad(
-                "PORTAL_AMI_TIMEOUT_MS",
-                "must be between 100 and 600000",
-            ));
-        }
-
-        let ami_username = get("PORTAL_AMI_USERNAME").unwrap_or_default().to_owned();
-        let ami_secret = Secret(get("PORTAL_AMI_SECRET").unwrap_or_default().to_owned());
-        if reload == ReloadMode::Ami {
-            if ami_username.is_empty() {
+        let database = v
+            .database
+            .ok_or_else(|| bad("DATABASE_URL", "is required"))?;
+        let range = ExtensionRange::new(v.extension_min.0, v.extension_max.0)
+            .map_err(|r| bad("PORTAL_EXTENSION_MIN", r))?;
+        let username = v.ami_username.map(|u| u.0).unwrap_or_default();
+        let secret = v.ami_secret.map(|s| SecretString::from(s.0));
+        if v.reload == ReloadMode::Ami {
+            if username.is_empty() {
                 return Err(bad(
                     "PORTAL_AMI_USERNAME",
                     "is required when PORTAL_RELOAD=ami",
                 ));
             }
-            if ami_secret.0.is_empty() {
+            if secret.is_none() {
                 return Err(bad(
                     "PORTAL_AMI_SECRET",
                     "is required when PORTAL_RELOAD=ami",
                 ));
             }
         }
-        if ami_username.contains(['\r', '\n']) {
-            return Err(bad("PORTAL_AMI_USERNAME", "must not contain a line break"));
-        }
-        if ami_secret.0.contains(['\r', '\n']) {
-            return Err(bad("PORTAL_AMI_SECRET", "must not contain a line break"));
-        }
-
-        let transport = get("PORTAL_PJSIP_TRANSPORT")
-            .unwrap_or("transport-udp")
-            .to_owned();
-        if transport.is_empty()
-            || !transport
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(bad(
-                "PORTAL_PJSIP_TRANSPORT",
-                "must be a transport id of letters, digits, '-', '_' or '.'",
-            ));
-        }
-
         Ok(Self {
-            database: DatabaseUrl(database),
-            api_token,
-            listen: addr("PORTAL_LISTEN", "127.0.0.1:8080")?,
+            database,
+            api_token: v.api_token,
+            listen: v.listen.0,
             range,
             asterisk: AsteriskConfig {
-                pjsip_dir: path("PORTAL_PJSIP_DIR", "/etc/asterisk/pjsip.d/synergycall"),
-                dialplan_dir: path(
-                    "PORTAL_DIALPLAN_DIR",
-                    "/etc/asterisk/extensions.d/synergycall",
-                ),
-                reload,
-                ami_addr: addr("PORTAL_AMI_ADDR", "127.0.0.1:5038")?,
-                ami_username,
-                ami_secret,
-                cli: path("PORTAL_ASTERISK_CLI", "asterisk"),
-                health_check,
-                health_timeout: Duration::from_millis(health_ms),
-                io_timeout: Duration::from_millis(io_ms),
-                transport,
-                config_dir: path("PORTAL_ASTERISK_CONFIG_DIR", "/etc/asterisk"),
-                agi_addr: addr("PORTAL_AGI_LISTEN", "127.0.0.1:4573")?,
+                pjsip_dir: v.pjsip_dir,
+                dialplan_dir: v.dialplan_dir,
+                reload: v.reload,
+                ami: AmiSettings {
+                    addr: v.ami_addr.0,
+                    username,
+                    secret: secret.unwrap_or_else(|| SecretString::from("")),
+                    timeout: v.ami_timeout.0,
+                },
+                cli: v.cli,
+                health_check: v.health_check == HealthCheck::Agi && v.reload != ReloadMode::None,
+                health_timeout: v.health_timeout.0,
+                io_timeout: v.ami_timeout.0,
+                transport: v.transport.0,
+                config_dir: v.config_dir,
+                agi_addr: v.agi_listen.0,
             },
         })
     }
 
     /// The token, for commands that serve HTTP.
-    pub fn require_token(&self) -> Result<&Secret, ConfigError> {
+    pub fn require_token(&self) -> Result<&ApiToken, ConfigError> {
         self.api_token
             .as_ref()
             .ok_or_else(|| bad("PORTAL_API_TOKEN", "is required by `serve`"))
@@ -268,7 +417,7 @@ mod tests {
         m
     }
 
-    fn err_var(pairs: &[(&str, &str)]) -> &'static str {
+    fn err_var(pairs: &[(&str, &str)]) -> String {
         Config::from_vars(&vars(pairs)).unwrap_err().var
     }
 
@@ -277,7 +426,7 @@ mod tests {
         let c = Config::from_vars(&vars(&[])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.asterisk.agi_addr.to_string(), "127.0.0.1:4573");
-        assert_eq!(c.asterisk.ami_addr.to_string(), "127.0.0.1:5038");
+        assert_eq!(c.asterisk.ami.addr.to_string(), "127.0.0.1:5038");
         assert_eq!((c.range.min(), c.range.max()), (1000, 1999));
         assert!(
             !c.asterisk.health_check,
@@ -323,6 +472,42 @@ mod tests {
             err_var(&[("PORTAL_PJSIP_TRANSPORT", "udp]\n[x")]),
             "PORTAL_PJSIP_TRANSPORT"
         );
+        assert_eq!(
+            err_var(&[("PORTAL_AMI_SECRET", "a\r\nAction: Logoff")]),
+            "PORTAL_AMI_SECRET"
+        );
+        assert_eq!(
+            err_var(&[("PORTAL_AMI_TIMEOUT_MS", "99")]),
+            "PORTAL_AMI_TIMEOUT_MS"
+        );
+        assert_eq!(err_var(&[("PORTAL_RELAOD", "cli")]), "PORTAL_RELAOD");
+    }
+
+    #[test]
+    fn error_lines_are_one_line_and_say_what_is_wrong() {
+        let e = Config::from_vars(&vars(&[("PORTAL_LISTEN", "localhost")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration error: PORTAL_LISTEN: 'localhost' is not an address like 127.0.0.1:8080"
+        );
+        let e = Config::from_vars(&vars(&[("PORTAL_RELOAD", "ssh")])).unwrap_err();
+        assert_eq!(e.var, "PORTAL_RELOAD");
+        assert!(
+            e.reason.contains("`ssh`") && !e.to_string().contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_values_count_as_unset_and_other_variables_are_ignored() {
+        let c = Config::from_vars(&vars(&[
+            ("PORTAL_LISTEN", ""),
+            ("PATH", "/usr/bin"),
+            ("PORTAL_HEALTH_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.asterisk.health_timeout, Duration::from_millis(250));
     }
 
     #[test]

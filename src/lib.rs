@@ -2,8 +2,19 @@
 //! PJSIP and dialplan include files, reloaded over AMI (or the CLI) and proven live by a
 //! FastAGI health probe.
 //!
-//! Data path: [`http`] (routing, handlers, errors, auth) → [`store`] (PostgreSQL) →
-//! [`apply`] (the pipeline) → [`asterisk`] (render, files, AMI, CLI, FastAGI).
+//! The data path, and the only direction of imports between the layers:
+//!
+//! ```text
+//! http ──▶ apply ──▶ store      (PostgreSQL: users, the apply lock, the audit log)
+//!                └─▶ asterisk   (render, files, AMI, CLI, FastAGI, the probe)
+//! ```
+//!
+//! `store` and `asterisk` never import each other: `asterisk` returns its own results
+//! (a reload's [`asterisk::reload::Via`], a probe's [`asterisk::probe::Verdict`]) and
+//! [`apply`] maps them into the apply record. The leaves every layer may use are
+//! [`domain`] (parsed user input), [`config`], [`apply::record`] (what an apply did, which
+//! `store` persists and `http` answers) and [`shutdown`]. [`app`] is the composition root
+//! that wires them for `serve`; [`check`] is the doctor.
 
 pub mod app;
 pub mod apply;

@@ -1,10 +1,12 @@
 //! The `pbx-portal` command line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use pbx_portal::apply::record::ApplyRecord;
 use pbx_portal::apply::{Applier, ApplyError};
-use pbx_portal::asterisk::probe::Probes;
 use pbx_portal::config::Config;
 use pbx_portal::store::{self, Store};
 use pbx_portal::{app, check};
@@ -46,6 +48,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colour codes only for a person at a terminal: the journal shows them raw.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let config = match Config::from_env() {
@@ -67,23 +71,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Apply { dry_run } => apply(config, dry_run).await,
-            Command::Check => {
-                let lines = check::run(&config).await;
-                let ok = lines.iter().all(|l| l.ok);
-                for l in lines {
-                    println!(
-                        "{} {:<16} {}",
-                        if l.ok { "ok  " } else { "FAIL" },
-                        l.name,
-                        l.detail
-                    );
-                }
-                if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
+            Command::Check => check(config).await,
         }
     })
 }
@@ -135,49 +123,62 @@ async fn migrate(config: Config) -> ExitCode {
 /// One apply from the shell. The health probe needs the FastAGI address, so it is bound
 /// here for the duration; when `serve` holds it, use POST /apply instead.
 async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
-    let run = async {
-        let store = Store::connect(config.database.0.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        store::migrate(&store).await.map_err(|e| e.to_string())?;
-        let probes = std::sync::Arc::new(Probes::default());
-        let _agi = if config.asterisk.health_check && !dry_run {
-            let listener = tokio::net::TcpListener::bind(config.asterisk.agi_addr).await.map_err(|e| {
-                format!(
-                    "cannot listen on PORTAL_AGI_LISTEN {} for the health probe ({e}); if `pbx-portal serve` is running, use POST /apply",
-                    config.asterisk.agi_addr
-                )
-            })?;
-            config.asterisk.agi_addr = listener.local_addr().map_err(|e| e.to_string())?;
-            let (tx, rx) = pbx_portal::shutdown::Shutdown::new();
-            tokio::spawn(pbx_portal::asterisk::agi::serve(
-                listener,
-                probes.clone(),
-                rx,
-            ));
-            Some(tx)
-        } else {
-            None
-        };
-        let applier = Applier::new(store, config.asterisk.clone(), probes);
-        Ok::<_, String>(applier.run(dry_run).await)
+    let store = match app::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("apply failed: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    match run.await {
-        Ok(Ok(row)) => {
-            println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
+    let result = if dry_run {
+        Applier::new(store, config.asterisk.clone(), Arc::default())
+            .dry_run()
+            .await
+    } else if config.asterisk.health_check {
+        let (server, applier) = match app::probe_and_applier(&mut config, store).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("apply failed: {e}; if `pbx-portal serve` is running, use POST /apply");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = applier.apply().await;
+        server.shutdown().await;
+        result
+    } else {
+        Applier::new(store, config.asterisk.clone(), Arc::default())
+            .apply()
+            .await
+    };
+    let print = |rec: &ApplyRecord| {
+        println!("{}", serde_json::to_string_pretty(rec).unwrap_or_default());
+    };
+    match result {
+        Ok(rec) => {
+            print(&rec);
             ExitCode::SUCCESS
         }
-        Ok(Err(ApplyError::Failed(row))) => {
-            println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
-            ExitCode::FAILURE
-        }
-        Ok(Err(e)) => {
-            eprintln!("apply failed: {e}");
+        Err(ApplyError::Failed(rec)) => {
+            print(&rec);
             ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("apply failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn check(config: Config) -> ExitCode {
+    let lines = check::run(&config).await;
+    let ok = lines.iter().all(|l| l.ok);
+    for l in lines {
+        let mark = if l.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:<16} {}", l.name, l.detail);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

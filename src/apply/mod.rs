@@ -3,28 +3,35 @@
 //! Serialised across processes by a transaction-level advisory lock (it cannot outlive
 //! the apply). Audited from its first moment: the `running` row is committed before any
 //! file is touched, so a crash leaves a row that the next start marks `interrupted`.
-//! Files are replaced atomically and restored when the reload or the health probe fails.
+//! Under the lock the apply reads as its steps — read → render → write → reload → probe
+//! → record — each returning `Result<_, ApplyFailure>`; the files are owned by one guard
+//! ([`written::Written`]) that restores them when the reload or the probe fails.
+//!
+//! Every apply runs in its own task, so a client that hangs up cannot stop it between
+//! writing the files and reloading them, and shutdown waits for it ([`Applier::drain`]).
 
-mod diff;
+pub mod record;
+mod written;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
+use tokio::sync::RwLock;
+use tokio::task::JoinHandle;
+use tokio_postgres::Transaction;
 
-pub use diff::diff;
-
-use crate::asterisk::files::Managed;
 use crate::asterisk::probe::{Expectation, Probes};
-use crate::asterisk::reload::Link;
-use crate::asterisk::render::{
-    self, ENDPOINTS_FILE, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE,
-};
+use crate::asterisk::reload::{Link, ReloadFailure, Via};
+use crate::asterisk::render::{self, Rendered};
 use crate::config::AsteriskConfig;
-use crate::store::applies::{
-    self, ApplyRow, ApplyStatus, Changes, ErrorBody, Health, HealthStatus, Reload, ReloadMethod,
+use crate::store::{applies, Snapshot, Store, StoreError};
+use record::{
+    AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
+    HealthStatus, Reload, ReloadMethod,
 };
-use crate::store::{Store, StoreError};
+use written::{Current, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -34,7 +41,35 @@ pub enum ApplyError {
     Store(#[from] StoreError),
     /// The apply ran and failed; the record says how (its `error.code`).
     #[error("apply failed")]
-    Failed(Box<ApplyRow>),
+    Failed(Box<ApplyRecord>),
+    /// The apply task panicked (a bug); its audit row is marked interrupted.
+    #[error("the apply task failed: {0}")]
+    Panicked(String),
+}
+
+/// Why a step stopped the apply: the record's `error`, and whether the previous files
+/// are back in place.
+#[derive(Debug)]
+struct ApplyFailure {
+    code: FailureCode,
+    message: String,
+    rolled_back: bool,
+}
+
+impl ApplyFailure {
+    fn new(code: FailureCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            rolled_back: false,
+        }
+    }
+}
+
+impl From<StoreError> for ApplyFailure {
+    fn from(e: StoreError) -> Self {
+        Self::new(FailureCode::DatabaseUnavailable, e.to_string())
+    }
 }
 
 /// What `GET /apply/pending` reports.
@@ -45,25 +80,25 @@ pub struct Pending {
     pub changes: Changes,
 }
 
+/// Runs applies. Cheap to clone; clones share the drain gate.
 #[derive(Clone)]
 pub struct Applier {
     store: Store,
     cfg: AsteriskConfig,
     probes: Arc<Probes>,
-}
-
-/// Marks the row failed with `code`; the pipeline returns it as `ApplyError::Failed`.
-fn fail(row: &mut ApplyRow, code: &str, message: impl Into<String>) {
-    row.status = ApplyStatus::Failed;
-    row.error = Some(ErrorBody {
-        code: code.to_owned(),
-        message: message.into(),
-    });
+    /// Every running apply holds a read guard; [`Applier::drain`] takes the write side.
+    gate: Arc<RwLock<()>>,
 }
 
 impl Applier {
+    /// `cfg.agi_addr` must be the address the probe server bound.
     pub fn new(store: Store, cfg: AsteriskConfig, probes: Arc<Probes>) -> Self {
-        Self { store, cfg, probes }
+        Self {
+            store,
+            cfg,
+            probes,
+            gate: Arc::default(),
+        }
     }
 
     fn settings(&self) -> render::Settings<'_> {
@@ -86,23 +121,70 @@ impl Applier {
     async fn unapplied(&self) -> Result<(usize, Changes), StoreError> {
         let (snap, applied) = self.store.snapshot_and_applied().await?;
         let current = render::fingerprints(&snap, &self.settings());
-        Ok((snap.len(), diff(&current, &applied.fingerprints)))
+        Ok((
+            snap.len(),
+            Changes::between(&current, &applied.fingerprints),
+        ))
     }
 
-    /// Runs one apply (or a dry run) to the end and returns its record.
-    pub async fn run(&self, dry_run: bool) -> Result<ApplyRow, ApplyError> {
-        let clock = Instant::now();
-        if dry_run {
-            let (endpoints, changes) = self.unapplied().await?;
-            let mut row = self.store.start_apply().await?;
-            row.status = ApplyStatus::DryRun;
-            row.endpoints = endpoints as i32;
-            row.changes = changes;
-            finish_times(&mut row, clock);
-            self.store.finish_apply(&row).await?;
-            return Ok(row);
-        }
+    /// Records what an apply would change, touching neither files nor Asterisk.
+    pub async fn dry_run(&self) -> Result<ApplyRecord, ApplyError> {
+        self.detached(|a| async move {
+            let clock = Instant::now();
+            let (endpoints, changes) = a.unapplied().await?;
+            let mut rec = a.store.start_apply().await?;
+            rec.status = ApplyStatus::DryRun;
+            rec.endpoints = endpoints as i32;
+            rec.changes = changes;
+            rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
+            a.store.finish_apply(&rec).await?;
+            Ok(rec)
+        })
+        .await
+    }
 
+    /// Runs one apply to the end and returns its record; a failed apply is
+    /// `ApplyError::Failed` with its record.
+    pub async fn apply(&self) -> Result<ApplyRecord, ApplyError> {
+        self.detached(|a| async move { a.apply_locked().await })
+            .await
+    }
+
+    /// Waits (up to `limit`) until no apply is running; later ones still start.
+    pub async fn drain(&self, limit: Duration) {
+        if tokio::time::timeout(limit, self.gate.write())
+            .await
+            .is_err()
+        {
+            tracing::warn!("an apply was still running after {limit:?}");
+        }
+    }
+
+    /// Runs `work` in its own task, holding the drain gate.
+    async fn detached<F, Fut>(&self, work: F) -> Result<ApplyRecord, ApplyError>
+    where
+        F: FnOnce(Applier) -> Fut,
+        Fut: Future<Output = Result<ApplyRecord, ApplyError>> + Send + 'static,
+    {
+        let guard = self.gate.clone().read_owned().await;
+        let fut = work(self.clone());
+        let result = join(tokio::spawn(async move {
+            let result = fut.await;
+            drop(guard);
+            result
+        }))
+        .await;
+        if let Err(ApplyError::Panicked(_)) = &result {
+            // Its transaction ended with the task, so the lock is free again: record it.
+            if let Err(e) = self.store.recover_interrupted().await {
+                tracing::error!(error = %e, "cannot mark the failed apply interrupted");
+            }
+        }
+        result
+    }
+
+    async fn apply_locked(&self) -> Result<ApplyRecord, ApplyError> {
+        let clock = Instant::now();
         let mut conn = self.store.conn().await?;
         let tx = conn.transaction().await.map_err(StoreError::from)?;
         if !applies::try_apply_lock(&tx).await? {
@@ -110,219 +192,221 @@ impl Applier {
         }
         // Holding the lock, no apply runs anywhere: a `running` row is a crashed one.
         applies::mark_interrupted(&*self.store.conn().await?).await?;
-        let mut row = self.store.start_apply().await?;
-        tracing::info!(apply = row.id, "apply started");
+        let mut rec = self.store.start_apply().await?;
+        tracing::info!(apply = rec.id, "apply started");
 
-        let saved = self.locked(&tx, &mut row).await;
-        finish_times(&mut row, clock);
-        match saved {
-            Some(fingerprints) => {
-                applies::save_applied_state(&tx, &row.changes, &fingerprints).await?;
-                applies::finish_apply(&tx, &row).await?;
+        let outcome = self.steps(&tx, &mut rec).await;
+        rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
+        match outcome {
+            Ok(Some(fingerprints)) => {
+                applies::save_applied_state(&tx, &rec.changes, &fingerprints).await?;
+                applies::finish_apply(&tx, &rec).await?;
                 tx.commit().await.map_err(StoreError::from)?;
             }
-            None => {
+            Ok(None) => {
                 drop(tx);
-                self.store.finish_apply(&row).await?;
+                self.store.finish_apply(&rec).await?;
+            }
+            Err(failure) => {
+                rec.rolled_back = failure.rolled_back;
+                rec.fail(failure.code, failure.message);
+                drop(tx);
+                self.store.finish_apply(&rec).await?;
             }
         }
-        tracing::info!(apply = row.id, status = ?row.status, ms = row.duration_ms, "apply finished");
-        if row.status == ApplyStatus::Failed {
-            return Err(ApplyError::Failed(Box::new(row)));
+        tracing::info!(apply = rec.id, status = %rec.status, ms = rec.duration_ms, "apply finished");
+        if rec.status == ApplyStatus::Failed {
+            return Err(ApplyError::Failed(Box::new(rec)));
         }
-        Ok(row)
+        Ok(rec)
     }
 
-    /// The pipeline under the lock. Fills `row`; returns the fingerprints to record when
-    /// the apply succeeded with new files.
-    async fn locked(
+    /// The steps under the lock. Fills `rec`; returns the fingerprints to record when new
+    /// files were applied, `None` when nothing changed.
+    async fn steps(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
-        row: &mut ApplyRow,
-    ) -> Option<std::collections::BTreeMap<u32, render::Fingerprint>> {
-        let read = async {
-            Ok::<_, StoreError>((
-                applies::snapshot(tx).await?,
-                applies::applied_state(tx).await?,
-            ))
-        };
-        let (snap, applied) = match read.await {
-            Ok(r) => r,
-            Err(e) => {
-                fail(row, "database_unavailable", e.to_string());
-                return None;
-            }
-        };
-        row.endpoints = snap.len() as i32;
-        let rendered = match render::render_checked(&snap, &self.settings()) {
-            Ok(r) => r,
-            Err(e) => {
-                fail(
-                    row,
-                    "write_failed",
-                    format!("refused to write the files: {e}"),
-                );
-                return None;
-            }
-        };
-        row.changes = diff(&rendered.fingerprints, &applied.fingerprints);
-        row.content_hash = Some(rendered.content_hash.clone());
+        tx: &Transaction<'_>,
+        rec: &mut ApplyRecord,
+    ) -> Result<Option<Fingerprints>, ApplyFailure> {
+        let (snap, applied) = read(tx).await?;
+        rec.endpoints = snap.len() as i32;
+        let rendered = self.render(&snap)?;
+        rec.changes = Changes::between(&rendered.fingerprints, &applied.fingerprints);
+        rec.content_hash = Some(rendered.content_hash.clone());
 
-        let files = Managed::load(&self.cfg.pjsip_dir, ENDPOINTS_FILE)
-            .and_then(|e| Ok((e, Managed::load(&self.cfg.dialplan_dir, ROUTING_FILE)?)));
-        let (endpoints, routing) = match files {
-            Ok(f) => f,
-            Err(e) => {
-                fail(
-                    row,
-                    "write_failed",
-                    format!("cannot read the current files: {e}"),
-                );
-                return None;
-            }
+        let Some(written) = self.write(&rendered, &applied)? else {
+            rec.status = ApplyStatus::Unchanged;
+            return Ok(None);
         };
-        let on_disk = endpoints.before.as_deref() == Some(rendered.endpoints.as_bytes())
-            && routing.before.as_deref() == Some(rendered.routing.as_bytes());
-        if on_disk && applied.content_hash.as_deref() == Some(rendered.content_hash.as_str()) {
-            row.status = ApplyStatus::Unchanged;
-            return None;
-        }
-
-        if let Err(e) = endpoints.write(rendered.endpoints.as_bytes()) {
-            fail(
-                row,
-                "write_failed",
-                format!("cannot write {}: {e}", endpoints.path().display()),
-            );
-            return None;
-        }
-        if let Err(e) = routing.write(rendered.routing.as_bytes()) {
-            let restored = endpoints.restore();
-            row.rolled_back = restored.is_ok();
-            fail(
-                row,
-                "write_failed",
-                format!("cannot write {}: {e}", routing.path().display()),
-            );
-            return None;
-        }
-
         let Some(mut link) = Link::open(&self.cfg).await else {
-            row.reload = Reload {
-                method: ReloadMethod::None,
-                output: "PORTAL_RELOAD=none: files written, Asterisk not reloaded".into(),
-            };
-            row.health = Health::skipped();
-            row.status = ApplyStatus::Applied;
-            return Some(rendered.fingerprints);
+            rec.reload = Reload::none("PORTAL_RELOAD=none: files written, Asterisk not reloaded");
+            written.keep();
+            rec.status = ApplyStatus::Applied;
+            return Ok(Some(rendered.fingerprints));
         };
-        match link.reload(&self.cfg).await {
-            Ok(output) => {
-                row.reload = Reload {
-                    method: link.method(),
-                    output,
-                }
-            }
-            Err(f) => {
-                row.reload = Reload {
-                    method: f.method,
-                    output: f.output,
-                };
-                let note = self.roll_back(&mut link, [&routing, &endpoints], row).await;
-                fail(row, "reload_failed", format!("{}; {note}", f.message));
-                link.close().await;
-                return None;
-            }
-        }
-
-        row.health = if self.cfg.health_check {
-            let expect = Expectation {
-                present: rendered.fingerprints.keys().copied().collect(),
-                absent: row.changes.removed.clone(),
-                marker: rendered.marker.clone(),
-            };
-            self.probe(&mut link, expect).await
-        } else {
-            Health::skipped()
+        let live = match self.reload(&mut link, rec).await {
+            Ok(()) => self.probe(&mut link, &rendered, rec).await,
+            Err(f) => Err(f),
         };
-        if row.health.status == HealthStatus::Failed {
-            let what = row.health.missing.join("; ");
-            let note = self.roll_back(&mut link, [&routing, &endpoints], row).await;
-            fail(
-                row,
-                "health_check_failed",
-                format!(
-                    "Asterisk does not hold what was applied: {what} (Asterisk rejected or did \
-                     not load them: its log says why); {note}"
-                ),
-            );
-            link.close().await;
-            return None;
-        }
+        let result = match live {
+            Ok(()) => {
+                written.keep();
+                rec.status = ApplyStatus::Applied;
+                Ok(Some(rendered.fingerprints))
+            }
+            Err(mut failure) => {
+                let back = written.roll_back(&mut link).await;
+                failure.rolled_back = back.restored;
+                failure.message = format!("{}; {}", failure.message, back.note);
+                Err(failure)
+            }
+        };
         link.close().await;
-        row.status = ApplyStatus::Applied;
-        Some(rendered.fingerprints)
+        result
     }
 
-    /// Restores the previous files and reloads them; says how that went.
-    async fn roll_back(&self, link: &mut Link, files: [&Managed; 2], row: &mut ApplyRow) -> String {
-        for f in files {
-            if let Err(e) = f.restore() {
-                return format!(
-                    "ROLLBACK FAILED: cannot restore {}: {e}; the new files may still be in place",
-                    f.path().display()
-                );
+    /// Renders the files; a rendering that does not read back as meant is never written.
+    fn render(&self, snap: &Snapshot) -> Result<Rendered, ApplyFailure> {
+        render::render_checked(snap, &self.settings()).map_err(|e| {
+            ApplyFailure::new(
+                FailureCode::WriteFailed,
+                format!("refused to write the files: {e}"),
+            )
+        })
+    }
+
+    /// Writes the files, or `None` when both the disk and the last apply already hold them.
+    fn write(
+        &self,
+        rendered: &Rendered,
+        applied: &AppliedState,
+    ) -> Result<Option<Written>, ApplyFailure> {
+        let current = Current::load(&self.cfg).map_err(|e| {
+            ApplyFailure::new(
+                FailureCode::WriteFailed,
+                format!("cannot read the current files: {e}"),
+            )
+        })?;
+        if current.hold(rendered)
+            && applied.content_hash.as_deref() == Some(rendered.content_hash.as_str())
+        {
+            return Ok(None);
+        }
+        current.write(rendered).map(Some).map_err(|f| ApplyFailure {
+            code: FailureCode::WriteFailed,
+            message: f.message,
+            rolled_back: f.restored,
+        })
+    }
+
+    /// Reloads PJSIP and the dialplan; records how.
+    async fn reload(&self, link: &mut Link, rec: &mut ApplyRecord) -> Result<(), ApplyFailure> {
+        match link.reload().await {
+            Ok(output) => {
+                rec.reload = Reload {
+                    method: method(link.via()),
+                    output,
+                };
+                Ok(())
+            }
+            Err(ReloadFailure {
+                via,
+                output,
+                message,
+            }) => {
+                rec.reload = Reload {
+                    method: method(via),
+                    output,
+                };
+                Err(ApplyFailure::new(FailureCode::ReloadFailed, message))
             }
         }
-        row.rolled_back = true;
-        match link.reload(&self.cfg).await {
-            Ok(_) => "the previous files were restored and reloaded".into(),
-            Err(f) => format!(
-                "the previous files were restored but reloading them failed: {}",
-                f.message
-            ),
-        }
     }
 
-    /// Originates the probe call and waits for its verdict.
-    async fn probe(&self, link: &mut Link, expect: Expectation) -> Health {
-        let checked = (expect.present.len() + expect.absent.len()) as u32;
-        let failed = |why: String| Health {
-            status: HealthStatus::Failed,
-            checked,
-            missing: vec![why],
+    /// Proves that Asterisk holds what was written (or records that the probe is off).
+    async fn probe(
+        &self,
+        link: &mut Link,
+        rendered: &Rendered,
+        rec: &mut ApplyRecord,
+    ) -> Result<(), ApplyFailure> {
+        if !self.cfg.health_check {
+            rec.health = Health::skipped();
+            return Ok(());
+        }
+        let expect = Expectation {
+            present: rendered.fingerprints.keys().copied().collect(),
+            absent: rec.changes.removed.clone(),
+            marker: rendered.marker.clone(),
         };
-        let (token, verdict) = self.probes.register(expect);
-        let channel = format!("Local/{PROBE_EXTEN_PREFIX}{token}@{PROBE_CONTEXT}");
-        let limit = self.cfg.health_timeout;
-        let wait_secs = limit.as_secs() + 2;
-        if let Err(e) = link.originate_probe(&self.cfg, &channel, wait_secs).await {
-            self.probes.cancel(&token);
-            return failed(format!("could not start the probe call: {e}"));
+        let cfg = &self.cfg;
+        let verdict = self
+            .probes
+            .run(
+                link,
+                expect,
+                cfg.health_timeout,
+                &cfg.dialplan_dir,
+                cfg.agi_addr,
+            )
+            .await;
+        let ok = verdict.is_ok();
+        rec.health = Health {
+            status: if ok {
+                HealthStatus::Ok
+            } else {
+                HealthStatus::Failed
+            },
+            checked: verdict.checked,
+            missing: verdict.missing,
+        };
+        if ok {
+            return Ok(());
         }
-        match tokio::time::timeout(limit, verdict).await {
-            Ok(Ok(health)) => health,
-            Ok(Err(_)) | Err(_) => {
-                self.probes.cancel(&token);
-                failed(format!(
-                    "no health probe call arrived within {} ms: check that extensions.conf has \
-                     `#tryinclude {}/*.conf` and that Asterisk reaches the FastAGI server at {} \
-                     (PORTAL_AGI_LISTEN)",
-                    limit.as_millis(),
-                    self.cfg.dialplan_dir.display(),
-                    self.cfg.agi_addr
-                ))
-            }
-        }
+        Err(ApplyFailure::new(
+            FailureCode::HealthCheckFailed,
+            format!(
+                "Asterisk does not hold what was applied: {} (Asterisk rejected or did not \
+                 load them: its log says why)",
+                rec.health.missing.join("; ")
+            ),
+        ))
     }
 }
 
-fn finish_times(row: &mut ApplyRow, clock: Instant) {
-    // Microseconds, as PostgreSQL stores them: the answer equals the audit row.
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
-        .unwrap_or(now);
-    row.finished_at = Some(now);
-    row.duration_ms = Some(clock.elapsed().as_millis() as i64);
+/// The users to render and the last applied state, read in the apply's transaction.
+async fn read(tx: &Transaction<'_>) -> Result<(Snapshot, AppliedState), ApplyFailure> {
+    Ok((
+        applies::snapshot(tx).await?,
+        applies::applied_state(tx).await?,
+    ))
+}
+
+fn method(via: Via) -> ReloadMethod {
+    match via {
+        Via::Ami => ReloadMethod::Ami,
+        Via::Cli => ReloadMethod::Cli,
+    }
+}
+
+/// Awaits an apply task; a panic becomes [`ApplyError::Panicked`] (logged with its message,
+/// answered without it).
+async fn join(
+    task: JoinHandle<Result<ApplyRecord, ApplyError>>,
+) -> Result<ApplyRecord, ApplyError> {
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the apply task panicked");
+        Err(ApplyError::Panicked(e.to_string()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_apply_task_is_an_error_not_a_crash() {
+        let task = tokio::spawn(async { panic!("boom") });
+        assert!(matches!(join(task).await, Err(ApplyError::Panicked(m)) if m.contains("boom")));
+    }
 }

@@ -5,6 +5,7 @@
 //! command and one reply at a time (commands cannot be pipelined). Everything read is
 //! bounded: line length, environment size, idle time, whole-session time, connections.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::shutdown::Shutdown;
-
-use super::probe::Probes;
 
 /// Asterisk refuses a command line of this many bytes or more (`AGI_BUF_LEN`).
 pub const MAX_COMMAND: usize = 8192;
@@ -154,9 +153,17 @@ impl Session {
     }
 }
 
-/// Accepts FastAGI connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, probes: Arc<Probes>, mut shutdown: Shutdown) {
+/// Accepts FastAGI connections until `shutdown` turns true and hands each session, its
+/// environment read, to `handler` (as hyper's `service_fn`: the server knows framing and
+/// limits, the handler what the call means). The whole session, handler included, is
+/// bounded in time.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, mut shutdown: Shutdown)
+where
+    H: Fn(Session) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handler = Arc::new(handler);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -175,13 +182,12 @@ pub async fn serve(listener: TcpListener, probes: Arc<Probes>, mut shutdown: Shu
             tracing::warn!(%peer, "FastAGI connection limit reached");
             continue;
         };
-        let probes = probes.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let work = async {
-                let mut session = Session::start(stream).await?;
-                probes.handle(&mut session).await;
-                session.close().await;
+                let session = Session::start(stream).await?;
+                handler(session).await;
                 Ok::<_, AgiError>(())
             };
             match tokio::time::timeout(SESSION, work).await {

@@ -5,13 +5,16 @@
 //! so lines are split on `\r\n` only. [`Client`] sends every action with an ActionID and
 //! skips events until the response with that id arrives.
 
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use secrecy::ExposeSecret;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::config::AmiSettings;
 
 /// Larger messages are refused rather than buffered without bound.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -165,13 +168,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and logs in; every step is bounded by `limit`.
-    pub async fn connect(
-        addr: SocketAddr,
-        username: &str,
-        secret: &str,
-        limit: Duration,
-    ) -> Result<Self, AmiError> {
+    /// Connects and logs in with the configured account; every step is bounded by the
+    /// configured timeout.
+    pub async fn login(settings: &AmiSettings) -> Result<Self, AmiError> {
+        let (addr, limit) = (settings.addr, settings.timeout);
         let stream = timeout(limit, TcpStream::connect(addr))
             .await
             .map_err(|_| AmiError::Unreachable(format!("connect to {addr} timed out")))?
@@ -194,8 +194,8 @@ impl Client {
             .action(
                 "Login",
                 &[
-                    ("Username", username),
-                    ("Secret", secret),
+                    ("Username", settings.username.as_str()),
+                    ("Secret", settings.secret.expose_secret()),
                     ("Events", "off"),
                 ],
             )

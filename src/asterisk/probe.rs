@@ -19,14 +19,39 @@
 //! (F-CFG-4), so every endpoint and aor is checked individually.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 
-use super::agi::{AgiError, Reply, Session, MAX_COMMAND};
-use super::render::INTERNAL_CONTEXT;
-use crate::store::applies::{Health, HealthStatus};
+use super::agi::{self, AgiError, Reply, Session, MAX_COMMAND};
+use super::reload::Link;
+use super::render::{INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE};
+use crate::shutdown::Shutdown;
+
+/// What the probe found: how many extensions it checked and what is wrong (nothing, when
+/// Asterisk holds exactly what was applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub checked: u32,
+    pub missing: Vec<String>,
+}
+
+impl Verdict {
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    fn failed(checked: u32, why: String) -> Self {
+        Self {
+            checked,
+            missing: vec![why],
+        }
+    }
+}
 
 /// What the live Asterisk must hold after an apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,7 +163,7 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
 
 struct Pending {
     expect: Expectation,
-    done: oneshot::Sender<Health>,
+    done: oneshot::Sender<Verdict>,
 }
 
 /// Probes waiting for their call, by token.
@@ -159,7 +184,7 @@ fn token() -> String {
 
 impl Probes {
     /// Registers a probe; the receiver gets the result when the call has been checked.
-    pub fn register(&self, expect: Expectation) -> (String, oneshot::Receiver<Health>) {
+    pub fn register(&self, expect: Expectation) -> (String, oneshot::Receiver<Verdict>) {
         let (done, rx) = oneshot::channel();
         let t = token();
         self.lock().insert(t.clone(), Pending { expect, done });
@@ -176,8 +201,48 @@ impl Probes {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Originates the probe call over `link` and waits up to `limit` for its verdict.
+    /// `dialplan_dir` and `agi_addr` only serve to say where to look when no call comes.
+    pub async fn run(
+        &self,
+        link: &mut Link,
+        expect: Expectation,
+        limit: Duration,
+        dialplan_dir: &std::path::Path,
+        agi_addr: SocketAddr,
+    ) -> Verdict {
+        let checked = (expect.present.len() + expect.absent.len()) as u32;
+        let (token, verdict) = self.register(expect);
+        let channel = format!("Local/{PROBE_EXTEN_PREFIX}{token}@{PROBE_CONTEXT}");
+        if let Err(e) = link.originate_probe(&channel, limit.as_secs() + 2).await {
+            self.cancel(&token);
+            return Verdict::failed(checked, format!("could not start the probe call: {e}"));
+        }
+        match tokio::time::timeout(limit, verdict).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(_)) | Err(_) => {
+                self.cancel(&token);
+                Verdict::failed(
+                    checked,
+                    format!(
+                        "no health probe call arrived within {} ms: check that extensions.conf \
+                         has `#tryinclude {}/*.conf` and that Asterisk reaches the FastAGI \
+                         server at {agi_addr} (PORTAL_AGI_LISTEN)",
+                        limit.as_millis(),
+                        dialplan_dir.display(),
+                    ),
+                )
+            }
+        }
+    }
+
     /// Runs the checks for a session with a valid token; others get nothing.
-    pub async fn handle(&self, session: &mut Session) {
+    pub async fn handle(&self, mut session: Session) {
+        self.answer(&mut session).await;
+        session.close().await;
+    }
+
+    async fn answer(&self, session: &mut Session) {
         let script = session.env("agi_network_script").unwrap_or("");
         let path = script.split('?').next().unwrap_or("");
         if path != "health" {
@@ -192,24 +257,23 @@ impl Probes {
             return;
         };
         let marker = session.env("agi_arg_2").unwrap_or("");
-        let health = if marker == pending.expect.marker {
+        let verdict = if marker == pending.expect.marker {
             run_checks(session, &pending.expect).await
         } else {
-            Health {
-                status: HealthStatus::Failed,
-                checked: 0,
-                missing: vec![format!(
-                    "the probe ran in an older dialplan (marker {marker:?}, expected {:?}): `dialplan reload` did not load the new {}",
+            Verdict::failed(
+                0,
+                format!(
+                    "the probe ran in an older dialplan (marker {marker:?}, expected {:?}): \
+                     `dialplan reload` did not load the new {ROUTING_FILE}",
                     pending.expect.marker,
-                    super::render::ROUTING_FILE
-                )],
-            }
+                ),
+            )
         };
-        let _ = pending.done.send(health);
+        let _ = pending.done.send(verdict);
     }
 }
 
-async fn run_checks(session: &mut Session, expect: &Expectation) -> Health {
+async fn run_checks(session: &mut Session, expect: &Expectation) -> Verdict {
     let checked = (expect.present.len() + expect.absent.len()) as u32;
     let mut missing = Vec::new();
     let mut failure = None;
@@ -243,14 +307,64 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Health {
         missing.push(format!("... and {extra} more"));
     }
     missing.extend(failure);
-    Health {
-        status: if missing.is_empty() {
-            HealthStatus::Ok
-        } else {
-            HealthStatus::Failed
-        },
-        checked,
-        missing,
+    Verdict { checked, missing }
+}
+
+/// The FastAGI server answering health probes: bound by `serve` for its lifetime and by
+/// the `apply` command for one apply.
+pub struct ProbeServer {
+    probes: Arc<Probes>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// Turns true when the accept loop has ended.
+    stopped: watch::Receiver<bool>,
+}
+
+impl ProbeServer {
+    /// Binds `addr` (port 0 picks one) and starts answering.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let probes = Arc::new(Probes::default());
+        let (stop, shutdown) = Shutdown::new();
+        let handler = {
+            let probes = probes.clone();
+            move |session| {
+                let probes = probes.clone();
+                async move { probes.handle(session).await }
+            }
+        };
+        let (ended, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            agi::serve(listener, handler, shutdown).await;
+            let _ = ended.send(true);
+        });
+        Ok(Self {
+            probes,
+            addr,
+            stop,
+            stopped,
+        })
+    }
+
+    /// The probes this server answers.
+    pub fn probes(&self) -> Arc<Probes> {
+        self.probes.clone()
+    }
+
+    /// The address bound (the one the dialplan must call).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_running(&self) -> bool {
+        !*self.stopped.borrow()
+    }
+
+    /// Stops accepting; sessions already running finish on their own bounds.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let _ = self.stopped.clone().wait_for(|ended| *ended).await;
     }
 }
 

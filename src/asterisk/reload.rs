@@ -5,10 +5,12 @@
 //! even when the files were broken (F-AMI-8), so success here only means "Asterisk read
 //! the files"; the health probe proves what it loaded.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::ami::{self, AmiError};
 use super::cli::{self, CliError};
 use crate::config::{AsteriskConfig, ReloadMode};
-use crate::store::applies::ReloadMethod;
 
 pub const COMMANDS: [(&str, &str); 2] = [
     (
@@ -18,72 +20,76 @@ pub const COMMANDS: [(&str, &str); 2] = [
     ("dialplan reload", "Dialplan reloaded."),
 ];
 
+/// Which way a command reached Asterisk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Ami,
+    Cli,
+}
+
 /// A reload that did not succeed: what was tried and what Asterisk said.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ReloadFailure {
-    pub method: ReloadMethod,
+    pub via: Via,
     pub output: String,
     pub message: String,
 }
 
+/// `asterisk -rx`, and why it is used.
+pub struct Cli {
+    program: PathBuf,
+    timeout: Duration,
+    /// Why AMI was not used, when it was meant to be.
+    why: Option<String>,
+}
+
 /// How the portal reaches Asterisk for one apply.
 pub enum Link {
-    Ami(ami::Client),
-    /// With the reason AMI was not used, if it was meant to be.
-    Cli(Option<String>),
+    Ami(ami::Client, Cli),
+    Cli(Cli),
 }
 
 impl Link {
     /// Opens the link the configuration asks for: AMI, falling back to the CLI when AMI
     /// cannot be reached; `None` for PORTAL_RELOAD=none.
     pub async fn open(cfg: &AsteriskConfig) -> Option<Self> {
-        let limit = cfg.io_timeout;
+        let cli = |why| Cli {
+            program: cfg.cli.clone(),
+            timeout: cfg.io_timeout,
+            why,
+        };
         match cfg.reload {
             ReloadMode::None => None,
-            ReloadMode::Cli => Some(Self::Cli(None)),
-            ReloadMode::Ami => {
-                match ami::Client::connect(
-                    cfg.ami_addr,
-                    &cfg.ami_username,
-                    &cfg.ami_secret.0,
-                    limit,
-                )
-                .await
-                {
-                    Ok(c) => Some(Self::Ami(c)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "AMI not usable, falling back to the CLI");
-                        Some(Self::Cli(Some(e.to_string())))
-                    }
+            ReloadMode::Cli => Some(Self::Cli(cli(None))),
+            ReloadMode::Ami => match ami::Client::login(&cfg.ami).await {
+                Ok(c) => Some(Self::Ami(c, cli(None))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "AMI not usable, falling back to the CLI");
+                    Some(Self::Cli(cli(Some(e.to_string()))))
                 }
-            }
+            },
         }
     }
 
-    pub fn method(&self) -> ReloadMethod {
+    pub fn via(&self) -> Via {
         match self {
-            Self::Ami(_) => ReloadMethod::Ami,
-            Self::Cli(_) => ReloadMethod::Cli,
+            Self::Ami(..) => Via::Ami,
+            Self::Cli(_) => Via::Cli,
         }
     }
 
     /// Runs one CLI command over the link; `Ok(output)` only when Asterisk says it
     /// succeeded with the expected text.
-    async fn command(
-        &mut self,
-        cfg: &AsteriskConfig,
-        command: &str,
-        expect: Option<&str>,
-    ) -> Result<String, ReloadFailure> {
-        let method = self.method();
+    async fn command(&mut self, command: &str, expect: &str) -> Result<String, ReloadFailure> {
+        let via = self.via();
         let fail = |output: String, message: String| ReloadFailure {
-            method,
+            via,
             output,
             message,
         };
         let output = match self {
-            Self::Ami(client) => match client.command(command).await {
+            Self::Ami(client, cli) => match client.command(command).await {
                 Ok(reply) if reply.is_success() => reply.output(),
                 Ok(reply) => {
                     let out = reply.output();
@@ -97,12 +103,16 @@ impl Link {
                 // AMI went away mid-apply: the CLI may still reach the daemon.
                 Err(e @ AmiError::Unreachable(_)) => {
                     tracing::warn!(error = %e, "AMI lost, falling back to the CLI");
-                    *self = Self::Cli(Some(e.to_string()));
-                    return Box::pin(self.command(cfg, command, expect)).await;
+                    *self = Self::Cli(Cli {
+                        program: cli.program.clone(),
+                        timeout: cli.timeout,
+                        why: Some(e.to_string()),
+                    });
+                    return Box::pin(self.command(command, expect)).await;
                 }
                 Err(e) => return Err(fail(String::new(), e.to_string())),
             },
-            Self::Cli(_) => cli::run(&cfg.cli, command, cfg.io_timeout)
+            Self::Cli(cli) => cli::run(&cli.program, command, cli.timeout)
                 .await
                 .map_err(|e| {
                     let msg = match &e {
@@ -112,22 +122,20 @@ impl Link {
                     fail(String::new(), msg)
                 })?,
         };
-        if let Some(expect) = expect {
-            if output.trim() != expect {
-                return Err(fail(
-                    output.clone(),
-                    format!("`{command}` answered {output:?}, expected {expect:?}"),
-                ));
-            }
+        if output.trim() != expect {
+            return Err(fail(
+                output.clone(),
+                format!("`{command}` answered {output:?}, expected {expect:?}"),
+            ));
         }
         Ok(output)
     }
 
     /// Reloads PJSIP and the dialplan; the output of both, one per line.
-    pub async fn reload(&mut self, cfg: &AsteriskConfig) -> Result<String, ReloadFailure> {
+    pub async fn reload(&mut self) -> Result<String, ReloadFailure> {
         let mut outputs = Vec::new();
         for (command, expect) in COMMANDS {
-            match self.command(cfg, command, Some(expect)).await {
+            match self.command(command, expect).await {
                 Ok(out) => outputs.push(out),
                 Err(mut f) => {
                     outputs.push(f.output);
@@ -142,7 +150,7 @@ impl Link {
     /// Prefixes the output with why the CLI was used, so the audit log says it.
     fn annotate(&self, output: String) -> String {
         match self {
-            Self::Cli(Some(why)) => format!("[{why}; used the CLI]\n{output}"),
+            Self::Cli(Cli { why: Some(why), .. }) => format!("[{why}; used the CLI]\n{output}"),
             _ => output,
         }
     }
@@ -152,15 +160,10 @@ impl Link {
     /// makes a synchronous Originate report failure although the AGI ran (F-AMI-12); and
     /// the probe context does not answer, because Answer() on a ringing channel waits up to
     /// 500 ms for media that a Local channel never sends.
-    pub async fn originate_probe(
-        &mut self,
-        cfg: &AsteriskConfig,
-        channel: &str,
-        wait_secs: u64,
-    ) -> Result<(), String> {
+    pub async fn originate_probe(&mut self, channel: &str, wait_secs: u64) -> Result<(), String> {
         let wait = wait_secs.to_string();
         match self {
-            Self::Ami(client) => {
+            Self::Ami(client, _) => {
                 let fields = [
                     ("Channel", channel),
                     ("Application", "Wait"),
@@ -178,7 +181,7 @@ impl Link {
             }
             Self::Cli(_) => {
                 let cmd = format!("channel originate {channel} application Wait {wait}");
-                self.command(cfg, &cmd, Some(""))
+                self.command(&cmd, "")
                     .await
                     .map(|_| ())
                     .map_err(|f| f.message)
@@ -187,7 +190,7 @@ impl Link {
     }
 
     pub async fn close(self) {
-        if let Self::Ami(client) = self {
+        if let Self::Ami(client, _) = self {
             client.logoff().await;
         }
     }

@@ -6,31 +6,18 @@ use serde_json::json;
 
 use super::error::{json_response, ApiError};
 use super::request::{bool_param, int_param, query};
+use super::App;
 use super::Resp;
-use crate::app::App;
-use crate::apply::ApplyError;
-
-/// A failed apply answers with its own record, so `error.code` reads like any other error.
-fn failed_status(code: &str) -> StatusCode {
-    match code {
-        "reload_failed" | "health_check_failed" => StatusCode::BAD_GATEWAY,
-        "database_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
 
 pub async fn apply(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let q = query(req, &["dry_run"])?;
     let dry_run = bool_param(&q, "dry_run")?;
-    match app.run_apply(dry_run).await {
-        Ok(row) => Ok(json_response(StatusCode::OK, &row)),
-        Err(ApplyError::InProgress) => Err(ApiError::ApplyInProgress),
-        Err(ApplyError::Store(e)) => Err(e.into()),
-        Err(ApplyError::Failed(row)) => {
-            let code = row.error.as_ref().map_or("", |e| e.code.as_str());
-            Ok(json_response(failed_status(code), &row))
-        }
-    }
+    let rec = if dry_run {
+        app.applier.dry_run().await?
+    } else {
+        app.applier.apply().await?
+    };
+    Ok(json_response(StatusCode::OK, &rec))
 }
 
 pub async fn pending(app: &App) -> Result<Resp, ApiError> {

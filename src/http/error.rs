@@ -2,10 +2,12 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use crate::apply::record::{ApplyRecord, FailureCode};
+use crate::apply::ApplyError;
 use crate::domain::ValidationError;
 use crate::store::StoreError;
 
@@ -37,9 +39,12 @@ pub enum ApiError {
     ApplyInProgress,
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
-    /// Details go to the log, not to the client.
+    /// An apply ran and failed: the answer is its record, whose `error.code` says why.
+    #[error("apply failed")]
+    ApplyFailed(Box<ApplyRecord>),
+    /// The cause goes to the log, not to the client.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -57,6 +62,16 @@ impl ApiError {
             | Self::PoolExhausted
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ApplyFailed(rec) => match rec.failure() {
+                Some(FailureCode::ReloadFailed | FailureCode::HealthCheckFailed) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                Some(FailureCode::DatabaseUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+                Some(
+                    FailureCode::WriteFailed | FailureCode::Interrupted | FailureCode::Internal,
+                )
+                | None => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,31 +91,32 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ApplyInProgress => "apply_in_progress",
             Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::ApplyFailed(_) => "apply_failed",
             Self::Internal(_) => "internal",
         }
     }
 
+    /// The one place an error becomes a response: `{"error": {code, message, field?}}`
+    /// with the headers its status calls for, or a failed apply's own record.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        if let Self::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
-        }
+        let status = self.status();
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::Validation(v) = &self {
-            error["field"] = v.field.clone().into();
-            error["message"] = v.message.clone().into();
-        }
-        let mut resp = json_response(self.status(), &json!({ "error": error }));
-        match self {
-            Self::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
+        let mut headers = Vec::new();
+        match &self {
+            Self::ApplyFailed(rec) => return json_response(status, rec),
+            Self::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            Self::Validation(v) => {
+                error["field"] = v.field.clone().into();
+                error["message"] = v.message.clone().into();
             }
+            Self::MethodNotAllowed(allow) => headers.push((ALLOW, HeaderValue::from_static(allow))),
             Self::Unauthorized => {
-                resp.headers_mut()
-                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
             _ => {}
         }
+        let mut resp = json_response(status, &json!({ "error": error }));
+        resp.headers_mut().extend(headers);
         resp
     }
 }
@@ -113,10 +129,21 @@ impl From<StoreError> for ApiError {
             StoreError::PoolExhausted => Self::PoolExhausted,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
-            StoreError::Db(e) if e.is_closed() || e.as_db_error().is_none() => {
-                Self::DatabaseUnavailable(crate::store::short_reason(&e))
+            StoreError::Db(ref db) if e.is_unavailable() => {
+                Self::DatabaseUnavailable(crate::store::describe(db))
             }
-            StoreError::Db(e) => Self::Internal(e.to_string()),
+            e @ (StoreError::Db(_) | StoreError::Corrupt(_)) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::InProgress => Self::ApplyInProgress,
+            ApplyError::Store(e) => e.into(),
+            ApplyError::Failed(rec) => Self::ApplyFailed(rec),
+            e @ ApplyError::Panicked(_) => Self::Internal(Box::new(e)),
         }
     }
 }

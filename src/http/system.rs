@@ -1,4 +1,11 @@
 //! Health, status and the OpenAPI document.
+//!
+//! `/healthz` and `/status` are what a load balancer and an admin poll when something is
+//! wrong, so they answer within [`BUDGET`] whatever the database or Asterisk does; a value
+//! that could not be learnt in time is `null`, never a guess.
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,17 +14,43 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::error::{json_response, ApiError};
-use super::Resp;
-use crate::app::App;
+use super::{App, Resp};
+use crate::asterisk::ami;
+use crate::config::{AmiSettings, ReloadMode};
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// How long a health or status answer may wait for any one component.
+const BUDGET: Duration = Duration::from_millis(800);
+
+/// `fut` within the budget; the error (or the timeout) as a short reason.
+async fn within<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(BUDGET, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "{what} did not answer within {} ms",
+            BUDGET.as_millis()
+        )),
+    }
+}
+
+/// `"ok"`, or why the database cannot be used (the pool's last connection error when
+/// the database does not answer at all).
+async fn database(app: &App) -> Result<(), String> {
+    within("the database", app.store.ping())
+        .await
+        .map_err(|timeout| app.store.last_error().unwrap_or(timeout))
+}
+
 pub async fn healthz(app: &App) -> Resp {
-    match app.store.ping().await {
+    match database(app).await {
         Ok(()) => json_response(StatusCode::OK, &json!({"status": "ok", "database": "ok"})),
-        Err(e) => json_response(
+        Err(reason) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unavailable", "database": e.to_string()}),
+            &json!({"status": "unavailable", "database": reason}),
         ),
     }
 }
@@ -29,24 +62,49 @@ pub fn openapi() -> Resp {
     resp
 }
 
+/// Whether the configured AMI account can log in now.
+async fn ami(app: &App) -> String {
+    let a = &app.config.asterisk;
+    match a.reload {
+        ReloadMode::None => "disabled (PORTAL_RELOAD=none)".into(),
+        ReloadMode::Cli => "disabled (PORTAL_RELOAD=cli)".into(),
+        ReloadMode::Ami => {
+            let settings = AmiSettings {
+                timeout: BUDGET,
+                ..a.ami.clone()
+            };
+            match within("AMI", ami::Client::login(&settings)).await {
+                Ok(c) => {
+                    // Logging off waits for a reply: not on the answer's time.
+                    tokio::spawn(c.logoff());
+                    "ok".into()
+                }
+                Err(reason) => reason,
+            }
+        }
+    }
+}
+
 pub async fn status(app: &App) -> Result<Resp, ApiError> {
-    let (database, ami) = tokio::join!(app.store.ping(), app.ami_status());
-    let database = database.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
-    let last_apply = app
-        .store
-        .list_applies(1)
-        .await
-        .ok()
-        .and_then(|mut v| v.pop());
-    let pending = app.applier.pending().await.map(|p| p.pending).ok();
+    let (database, ami, last_apply, pending) = tokio::join!(
+        database(app),
+        ami(app),
+        within("the database", app.store.list_applies(1)),
+        within("the database", app.applier.pending()),
+    );
+    let agi = if app.probe_server.is_running() {
+        "ok"
+    } else {
+        "not listening"
+    };
     Ok(json_response(
         StatusCode::OK,
         &json!({
-            "database": database,
+            "database": database.map_or_else(|e| e, |()| "ok".to_owned()),
             "ami": ami,
-            "agi": app.agi_status(),
-            "last_apply": last_apply,
-            "pending": pending.unwrap_or(false),
+            "agi": agi,
+            "last_apply": last_apply.ok().and_then(|mut v| v.pop()),
+            "pending": pending.ok().map(|p| p.pending),
         }),
     ))
 }

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::error::{json_response, ApiError};
 use super::request::{int_param, json_body, query};
+use super::App;
 use super::Resp;
-use crate::app::App;
 use crate::domain::{NewUser, ValidationError};
 use crate::store::{ListQuery, Order};
 

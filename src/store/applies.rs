@@ -1,167 +1,44 @@
 //! The apply side of the database: the cross-process apply lock, the consistent read of
 //! what to render, the last applied state and the audit log.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{Store, StoreError};
-use crate::asterisk::render::Fingerprint;
+use crate::apply::record::{
+    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, Reload,
+};
 use crate::domain::{Extension, SipSecret, Subscriber};
 
 /// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
 /// outlive the apply or stay behind on a pooled connection).
 const APPLY_LOCK: (i32, i32) = (1_346_524_240, 2);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Changes {
-    pub added: Vec<u32>,
-    pub removed: Vec<u32>,
-    pub changed: Vec<u32>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReloadMethod {
-    Ami,
-    Cli,
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reload {
-    pub method: ReloadMethod,
-    pub output: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    Ok,
-    Failed,
-    Skipped,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    pub status: HealthStatus,
-    pub checked: u32,
-    pub missing: Vec<String>,
-}
-
-impl Health {
-    pub fn skipped() -> Self {
-        Self {
-            status: HealthStatus::Skipped,
-            checked: 0,
-            missing: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApplyStatus {
-    Running,
-    Applied,
-    Unchanged,
-    DryRun,
-    Failed,
-    Interrupted,
-}
-
-impl ApplyStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::DryRun => "dry_run",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "applied" => Self::Applied,
-            "unchanged" => Self::Unchanged,
-            "dry_run" => Self::DryRun,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            _ => Self::Running,
-        }
-    }
-}
-
-/// One apply: the API's apply result and the audit row are this same record. It holds
-/// no secret by construction: only numbers, statuses and Asterisk's reload output.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApplyRow {
-    pub id: i64,
-    pub status: ApplyStatus,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub finished_at: Option<OffsetDateTime>,
-    pub duration_ms: Option<i64>,
-    pub endpoints: i32,
-    pub changes: Changes,
-    pub reload: Reload,
-    pub health: Health,
-    pub rolled_back: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-    #[serde(skip)]
-    pub content_hash: Option<String>,
-}
-
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
      changes, reload, health, rolled_back, error, content_hash";
 
-impl ApplyRow {
-    fn from_row(r: &tokio_postgres::Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: r.try_get(0)?,
-            status: ApplyStatus::parse(r.try_get(1)?),
-            started_at: r.try_get(2)?,
-            finished_at: r.try_get(3)?,
-            duration_ms: r.try_get(4)?,
-            endpoints: r.try_get(5)?,
-            changes: r.try_get::<_, Json<Changes>>(6)?.0,
-            reload: r.try_get::<_, Json<Reload>>(7)?.0,
-            health: r.try_get::<_, Json<Health>>(8)?.0,
-            rolled_back: r.try_get(9)?,
-            error: r.try_get::<_, Option<Json<ErrorBody>>>(10)?.map(|j| j.0),
-            content_hash: r.try_get(11)?,
-        })
-    }
+fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
+    let status: &str = r.try_get(1)?;
+    Ok(ApplyRecord {
+        id: r.try_get(0)?,
+        status: status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("apply_audit_log: {e}")))?,
+        started_at: r.try_get(2)?,
+        finished_at: r.try_get(3)?,
+        duration_ms: r.try_get(4)?,
+        endpoints: r.try_get(5)?,
+        changes: r.try_get::<_, Json<Changes>>(6)?.0,
+        reload: r.try_get::<_, Json<Reload>>(7)?.0,
+        health: r.try_get::<_, Json<Health>>(8)?.0,
+        rolled_back: r.try_get(9)?,
+        error: r.try_get::<_, Option<Json<ErrorBody>>>(10)?.map(|j| j.0),
+        content_hash: r.try_get(11)?,
+    })
 }
 
 /// Everything an apply renders, read in one statement (one consistent snapshot).
 pub type Snapshot = Vec<Subscriber>;
-
-/// What the last successful apply wrote.
-#[derive(Debug, Clone, Default)]
-pub struct AppliedState {
-    pub fingerprints: BTreeMap<u32, Fingerprint>,
-    pub content_hash: Option<String>,
-}
 
 /// Takes the apply lock for the life of `tx`; false when another apply holds it.
 pub async fn try_apply_lock(tx: &Transaction<'_>) -> Result<bool, StoreError> {
@@ -241,7 +118,7 @@ pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, 
 pub async fn save_applied_state(
     tx: &Transaction<'_>,
     changes: &Changes,
-    fingerprints: &BTreeMap<u32, Fingerprint>,
+    fingerprints: &Fingerprints,
 ) -> Result<(), StoreError> {
     let removed: Vec<i32> = changes.removed.iter().map(|n| *n as i32).collect();
     let upsert = changes.added.iter().chain(&changes.changed);
@@ -270,7 +147,10 @@ pub async fn save_applied_state(
 }
 
 /// Writes an apply's final state.
-pub async fn finish_apply(client: &impl GenericClient, row: &ApplyRow) -> Result<(), StoreError> {
+pub async fn finish_apply(
+    client: &impl GenericClient,
+    row: &ApplyRecord,
+) -> Result<(), StoreError> {
     let status = row.status.as_str();
     client
         .query_typed(
@@ -299,7 +179,7 @@ pub async fn finish_apply(client: &impl GenericClient, row: &ApplyRow) -> Result
 
 impl Store {
     /// Opens an audit row in state `running`, committed at once so that a crash leaves it.
-    pub async fn start_apply(&self) -> Result<ApplyRow, StoreError> {
+    pub async fn start_apply(&self) -> Result<ApplyRecord, StoreError> {
         let conn = self.conn().await?;
         let row = conn
             .query_one(
@@ -307,15 +187,15 @@ impl Store {
                 &[],
             )
             .await?;
-        ApplyRow::from_row(&row)
+        record_from_row(&row)
     }
 
-    pub async fn finish_apply(&self, row: &ApplyRow) -> Result<(), StoreError> {
+    pub async fn finish_apply(&self, row: &ApplyRecord) -> Result<(), StoreError> {
         finish_apply(&*self.conn().await?, row).await
     }
 
     /// Newest first.
-    pub async fn list_applies(&self, limit: i64) -> Result<Vec<ApplyRow>, StoreError> {
+    pub async fn list_applies(&self, limit: i64) -> Result<Vec<ApplyRecord>, StoreError> {
         let conn = self.conn().await?;
         conn.query_typed(
             &format!("SELECT {APPLY_COLUMNS} FROM apply_audit_log ORDER BY id DESC LIMIT $1"),
@@ -323,7 +203,7 @@ impl Store {
         )
         .await?
         .iter()
-        .map(ApplyRow::from_row)
+        .map(record_from_row)
         .collect()
     }
 

@@ -9,12 +9,14 @@ mod users;
 
 use std::time::Duration;
 
-use bb8::{Pool, PooledConnection};
+use std::sync::{Arc, Mutex};
+
+use bb8::{ErrorSink, Pool, PooledConnection};
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-pub use applies::{AppliedState, ApplyRow, Snapshot};
+pub use applies::Snapshot;
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
@@ -35,26 +37,55 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    #[error("database error: {0}")]
+    /// The database answered with an error, or the connection failed mid-query.
+    #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
+    /// The database holds a value no version of the portal writes.
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing a statement).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Db(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+}
+
+/// A lost connection or an I/O failure, as opposed to an error the server answered or
+/// a value that could not be decoded.
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || std::error::Error::source(e)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+}
+
+/// What went wrong, for the log: the SQLSTATE and the server's message when the server
+/// answered, else the first line of the client's error. Never a query parameter (the
+/// server's message for a statement does not quote them; its DETAIL line might, so it is
+/// left out) and never a connection parameter.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+        None => {
+            let s = match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            s.lines().next().unwrap_or("error").to_owned()
+        }
+    }
 }
 
 impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
     fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
         match e {
-            bb8::RunError::User(e) => StoreError::Unavailable(short_reason(&e)),
+            bb8::RunError::User(e) => StoreError::Unavailable(describe(&e)),
             bb8::RunError::TimedOut => StoreError::Unavailable("timed out".into()),
-        }
-    }
-}
-
-/// A one-line reason without connection parameters (which could hold a password).
-pub fn short_reason(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            let s = e.to_string();
-            s.lines().next().unwrap_or("error").to_owned()
         }
     }
 }
@@ -76,10 +107,30 @@ fn map_db_error(e: tokio_postgres::Error) -> StoreError {
     StoreError::Db(e)
 }
 
+/// The pool's failed connection attempts: logged (the pool retries them out of sight of
+/// any request) and the last one kept, so that a health check that times out can say why.
+#[derive(Debug, Clone, Default)]
+struct ConnectErrors {
+    last: Arc<Mutex<Option<String>>>,
+}
+
+impl ErrorSink<tokio_postgres::Error> for ConnectErrors {
+    fn sink(&self, e: tokio_postgres::Error) {
+        let reason = describe(&e);
+        tracing::warn!(error = %reason, "database connection failed");
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
+
 /// The pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
+    errors: ConnectErrors,
 }
 
 impl Store {
@@ -87,15 +138,28 @@ impl Store {
 
     pub async fn connect(config: tokio_postgres::Config) -> Result<Self, StoreError> {
         let manager = PostgresConnectionManager::new(config, NoTls);
+        let errors = ConnectErrors::default();
         let pool = Pool::builder()
             .max_size(Self::POOL_SIZE)
             .connection_timeout(Duration::from_secs(5))
+            .error_sink(Box::new(errors.clone()))
             .build_unchecked(manager);
-        Ok(Self { pool })
+        Ok(Self { pool, errors })
+    }
+
+    /// Why the last connection attempt failed, unless one has succeeded since.
+    pub fn last_error(&self) -> Option<String> {
+        self.errors
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub async fn conn(&self) -> Result<Conn<'_>, StoreError> {
-        Ok(self.pool.get().await?)
+        let conn = self.pool.get().await?;
+        *self.errors.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(conn)
     }
 
     /// `SELECT 1`, for health checks.
@@ -103,7 +167,7 @@ impl Store {
         let conn = self.conn().await?;
         conn.simple_query("SELECT 1")
             .await
-            .map_err(|e| StoreError::Unavailable(short_reason(&e)))?;
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
         Ok(())
     }
 }

@@ -1,0 +1,317 @@
+//! The apply record: what one apply did, as the API answers it and the audit log keeps it.
+//!
+//! A leaf module (no I/O, no imports from the rest of the crate) so that every layer can
+//! speak of an apply without importing the layer that produced it: `store` persists these
+//! types, `http` serialises them, `apply` fills them from what `asterisk` returned. The
+//! record holds no secret by construction: only numbers, statuses, hashes and Asterisk's
+//! reload output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A hash of everything rendered for one extension (its name, secret, transport): what
+/// `GET /apply/pending` compares, and what the applied state keeps instead of the secret.
+pub type Fingerprint = [u8; 32];
+
+/// The fingerprint of every extension of one rendering, by number.
+pub type Fingerprints = BTreeMap<u32, Fingerprint>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub added: Vec<u32>,
+    pub removed: Vec<u32>,
+    pub changed: Vec<u32>,
+}
+
+impl Changes {
+    /// Extensions added, removed, or whose rendered sections differ (a rotated secret, a
+    /// renamed user, another transport): `current` against `applied`.
+    pub fn between(current: &Fingerprints, applied: &Fingerprints) -> Self {
+        let mut c = Self::default();
+        for (ext, print) in current {
+            match applied.get(ext) {
+                None => c.added.push(*ext),
+                Some(old) if old != print => c.changed.push(*ext),
+                Some(_) => {}
+            }
+        }
+        c.removed = applied
+            .keys()
+            .filter(|e| !current.contains_key(e))
+            .copied()
+            .collect();
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMethod {
+    Ami,
+    Cli,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reload {
+    pub method: ReloadMethod,
+    pub output: String,
+}
+
+impl Reload {
+    /// Nothing was reloaded (yet).
+    pub fn none(output: impl Into<String>) -> Self {
+        Self {
+            method: ReloadMethod::None,
+            output: output.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub checked: u32,
+    pub missing: Vec<String>,
+}
+
+impl Health {
+    pub fn skipped() -> Self {
+        Self {
+            status: HealthStatus::Skipped,
+            checked: 0,
+            missing: Vec::new(),
+        }
+    }
+}
+
+/// Why an apply failed. Serialised as the snake_case `error.code` of the record; the one
+/// mapping to an HTTP status is in `http::error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The database could not be read or written during the apply.
+    DatabaseUnavailable,
+    /// The files could not be rendered, read or written.
+    WriteFailed,
+    /// Asterisk did not confirm the reload.
+    ReloadFailed,
+    /// Asterisk does not hold what was applied.
+    HealthCheckFailed,
+    /// The process stopped during the apply (recorded at the next start or apply).
+    Interrupted,
+    /// The apply itself failed unexpectedly (a bug): its cause is in the log.
+    Internal,
+}
+
+/// The `error` of a failed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStatus {
+    Running,
+    Applied,
+    Unchanged,
+    DryRun,
+    Failed,
+    Interrupted,
+}
+
+impl ApplyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::DryRun => "dry_run",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A status word that no version of the portal writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown apply status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for ApplyStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "running" => Self::Running,
+            "applied" => Self::Applied,
+            "unchanged" => Self::Unchanged,
+            "dry_run" => Self::DryRun,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+impl fmt::Display for ApplyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One apply: the API's apply result and the audit row are this same record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyRecord {
+    pub id: i64,
+    pub status: ApplyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<i64>,
+    pub endpoints: i32,
+    pub changes: Changes,
+    pub reload: Reload,
+    pub health: Health,
+    pub rolled_back: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// Hash of both files as written; not part of the API.
+    #[serde(skip)]
+    pub content_hash: Option<String>,
+}
+
+impl ApplyRecord {
+    /// A record that has just started.
+    pub fn running(id: i64, started_at: OffsetDateTime) -> Self {
+        Self {
+            id,
+            status: ApplyStatus::Running,
+            started_at,
+            finished_at: None,
+            duration_ms: None,
+            endpoints: 0,
+            changes: Changes::default(),
+            reload: Reload::none(""),
+            health: Health::skipped(),
+            rolled_back: false,
+            error: None,
+            content_hash: None,
+        }
+    }
+
+    /// Marks the record failed.
+    pub fn fail(&mut self, code: FailureCode, message: impl Into<String>) {
+        self.status = ApplyStatus::Failed;
+        self.error = Some(ErrorBody {
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// The failure code, when the apply failed.
+    pub fn failure(&self) -> Option<FailureCode> {
+        self.error.as_ref().map(|e| e.code)
+    }
+
+    /// Stamps the end: `finished_at` in microseconds, as PostgreSQL stores it, so that the
+    /// answer equals the audit row read back.
+    pub fn finish(&mut self, now: OffsetDateTime, elapsed: std::time::Duration) {
+        let now = now
+            .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+            .unwrap_or(now);
+        self.finished_at = Some(now);
+        self.duration_ms = Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+    }
+}
+
+/// What the last successful apply wrote.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub fingerprints: Fingerprints,
+    pub content_hash: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_classify_added_removed_and_changed() {
+        let f = |b: u8| [b; 32];
+        let applied = BTreeMap::from([(1000, f(1)), (1001, f(2)), (1002, f(3))]);
+        let current = BTreeMap::from([(1000, f(1)), (1001, f(9)), (1003, f(4))]);
+        let c = Changes::between(&current, &applied);
+        assert_eq!(
+            (c.added, c.removed, c.changed),
+            (vec![1003], vec![1002], vec![1001])
+        );
+        assert!(Changes::between(&applied, &applied).is_empty());
+    }
+
+    #[test]
+    fn every_status_reads_back_and_an_unknown_one_is_an_error() {
+        for s in [
+            ApplyStatus::Running,
+            ApplyStatus::Applied,
+            ApplyStatus::Unchanged,
+            ApplyStatus::DryRun,
+            ApplyStatus::Failed,
+            ApplyStatus::Interrupted,
+        ] {
+            assert_eq!(s.as_str().parse::<ApplyStatus>(), Ok(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::from(s.as_str())
+            );
+        }
+        assert_eq!(
+            "Applied".parse::<ApplyStatus>(),
+            Err(UnknownStatus("Applied".into()))
+        );
+    }
+
+    #[test]
+    fn failure_codes_serialise_as_snake_case() {
+        let body = ErrorBody {
+            code: FailureCode::HealthCheckFailed,
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"code":"health_check_failed","message":"m"}"#
+        );
+        let back: ErrorBody =
+            serde_json::from_str(r#"{"code":"interrupted","message":"x"}"#).unwrap();
+        assert_eq!(back.code, FailureCode::Interrupted);
+        assert!(serde_json::from_str::<ErrorBody>(r#"{"code":"nope","message":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn finish_keeps_microseconds() {
+        let mut r = ApplyRecord::running(1, OffsetDateTime::UNIX_EPOCH);
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::nanoseconds(1_234_567_891);
+        r.finish(now, std::time::Duration::from_millis(42));
+        assert_eq!(r.finished_at.unwrap().nanosecond(), 234_567_000);
+        assert_eq!(r.duration_ms, Some(42));
+    }
+}

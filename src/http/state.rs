@@ -1,0 +1,17 @@
+//! What every request handler shares: the configuration, the database, the applier and
+//! the probe server's liveness. Built by `app::start`, read-only afterwards.
+
+use std::sync::Arc;
+
+use crate::apply::Applier;
+use crate::asterisk::probe::ProbeServer;
+use crate::config::{ApiToken, Config};
+use crate::store::Store;
+
+pub struct App {
+    pub config: Config,
+    pub token: ApiToken,
+    pub store: Store,
+    pub applier: Applier,
+    pub probe_server: Arc<ProbeServer>,
+}
