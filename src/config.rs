@@ -328,14 +328,18 @@ impl Config {
             .filter(|(k, v)| !v.is_empty() && (*k == "DATABASE_URL" || k.starts_with("PORTAL_")))
             .map(|(k, v)| (k.clone(), v.as_str().into()))
             .collect();
-        let v: Vars = serde_path_to_error::deserialize(serde_json::Value::Object(ours))
-            .map_err(|e| {
+        let v: Vars =
+            serde_path_to_error::deserialize(serde_json::Value::Object(ours)).map_err(|e| {
                 let var = e.path().to_string();
                 let mut reason = e.into_inner().to_string();
                 // The reasons written here never quote a secret, but a serde message may
                 // quote the value: never for a variable that holds a secret.
                 let secret = SECRET_VARS.contains(&var.as_str());
-                if secret && vars.get(&var).is_some_and(|raw| reason.contains(raw.as_str())) {
+                if secret
+                    && vars
+                        .get(&var)
+                        .is_some_and(|raw| reason.contains(raw.as_str()))
+                {
                     reason = "has a value that cannot be used".into();
                 }
                 bad(&var, reason)

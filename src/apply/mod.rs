@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tokio_postgres::Transaction;
+use tracing::Instrument;
 
 use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
@@ -168,12 +169,13 @@ impl Applier {
     {
         let guard = self.gate.clone().read_owned().await;
         let fut = work(self.clone());
-        let result = join(tokio::spawn(async move {
+        // The task keeps the request's span: its log lines say which request started it.
+        let task = async move {
             let result = fut.await;
             drop(guard);
             result
-        }))
-        .await;
+        };
+        let result = join(tokio::spawn(task.in_current_span())).await;
         if let Err(ApplyError::Panicked(_)) = &result {
             // Its transaction ended with the task, so the lock is free again: record it.
             if let Err(e) = self.store.recover_interrupted().await {

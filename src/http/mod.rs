@@ -128,7 +128,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
-        route = parsed.map_or("(unknown)", Route::template),
+        route = %parsed.map_or("(unknown)", Route::template),
     );
     let resp = route(&app, parsed, req)
         .instrument(span.clone())
@@ -137,7 +137,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
             "answered"
         )
     });

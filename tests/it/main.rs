@@ -8,5 +8,6 @@ mod apply_files;
 mod asterisk_standin;
 mod crash;
 mod openapi;
+mod operations;
 mod process;
 mod users;
