@@ -59,7 +59,7 @@ pub async fn mark_interrupted(client: &impl GenericClient) -> Result<u64, StoreE
             "UPDATE apply_audit_log
                 SET status = 'interrupted', finished_at = now(),
                     duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint,
-                    error = '{\"code\": \"interrupted\", \"message\": \"the portal stopped during this apply; the files are either the old or the new version\"}'
+                    error = '{\"code\": \"interrupted\", \"message\": \"the apply stopped before it finished (the portal was stopped or killed, or the apply task failed: see the log); the files are either the old or the new version\"}'
               WHERE status = 'running'",
             &[],
         )
