@@ -65,13 +65,15 @@ async fn many_simultaneous_applies_never_overlap() {
         .as_array()
         .unwrap()
         .clone();
-    let mut spans: Vec<(String, String)> = rows
+    let mut spans: Vec<_> = rows
         .iter()
         .map(|r| {
-            (
-                r["started_at"].as_str().unwrap().to_owned(),
-                r["finished_at"].as_str().unwrap().to_owned(),
-            )
+            let span = (
+                support::instant(&r["started_at"]),
+                support::instant(&r["finished_at"]),
+            );
+            assert!(span.0 <= span.1, "finished before it started: {r}");
+            span
         })
         .collect();
     spans.sort();

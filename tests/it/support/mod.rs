@@ -8,6 +8,8 @@ pub mod process;
 use std::path::Path;
 
 use asterisk::{FakeAsterisk, Options};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// A stand-in Asterisk whose astetcdir is `etc`, with the portal's include directories.
 pub async fn standin(etc: &Path, opts: Options) -> FakeAsterisk {
@@ -37,4 +39,25 @@ pub fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter()
         .map(|(k, val)| (k.as_str(), val.as_str()))
         .collect()
+}
+
+/// An RFC 3339 timestamp of a response body, as an instant. Timestamps are compared as
+/// instants, never as strings: the `time` crate drops trailing zeros of the fraction, so
+/// "…05.1Z" sorts after "…05.12Z" although it is earlier.
+pub fn instant(v: &serde_json::Value) -> OffsetDateTime {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+#[test]
+fn instants_order_where_strings_do_not() {
+    let (early, late) = (
+        serde_json::json!("2026-11-30T08:00:05.1Z"),
+        serde_json::json!("2026-11-30T08:00:05.12Z"),
+    );
+    assert!(
+        early.as_str() > late.as_str(),
+        "the trap this helper avoids"
+    );
+    assert!(instant(&early) < instant(&late));
 }
