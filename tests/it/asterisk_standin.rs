@@ -2235,11 +2235,14 @@ async fn fastagi_environment_and_probe_commands() {
         "Response: Error\r\nActionID: o1\r\nMessage: Originate failed\r\n\r\n"
     );
     assert_eq!(lab.ast.agi_sessions(), 1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(lab.ast.log().contains(&format!(
+    let completed = format!(
         "VERBOSE res_agi.c: <{chan}>AGI Script agi://127.0.0.1:{}/health?token=abc completed, returning 0",
         agi.port
-    )));
+    );
+    crate::support::wait_until("the AGI script's end is logged", IO, || {
+        lab.ast.log().contains(&completed)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -11,6 +11,9 @@ use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::json;
 
+/// How long a step of another process may take before the test gives up.
+const WAIT: Duration = Duration::from_secs(10);
+
 #[tokio::test]
 async fn two_portals_on_one_database_apply_one_at_a_time() {
     let db = TestDb::create().await;
@@ -23,10 +26,16 @@ async fn two_portals_on_one_database_apply_one_at_a_time() {
     let (ha, hb) = (TestApp::client_for(a.addr), TestApp::client_for(b.addr));
     ha.post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;
-    ast.set_fault(Fault::Stall(Duration::from_millis(700)));
+    // Every action A sends is held up, so A holds the apply lock for a while.
+    ast.set_fault(Fault::Stall(Duration::from_millis(300)));
+    let before = ast.actions().len();
 
     let (ra, rb) = tokio::join!(ha.post("/apply", json!({})), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A takes the lock before it contacts Asterisk: B asks once A has.
+        support::wait_until("A's apply reached Asterisk", WAIT, || {
+            ast.actions().len() > before
+        })
+        .await;
         hb.post("/apply", json!({})).await
     });
     assert_eq!(ra.status, StatusCode::OK, "{}", ra.body);
@@ -114,13 +123,10 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
     let before = ast.actions().len();
     let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
     // The files are written before Asterisk is contacted: wait for that contact.
-    for _ in 0..200 {
-        if ast.actions().len() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(ast.actions().len() > before, "the apply reached Asterisk");
+    support::wait_until("the apply reached Asterisk", WAIT, || {
+        ast.actions().len() > before
+    })
+    .await;
     portal.signal("KILL");
     let (code, _) = portal.wait();
     assert_eq!(code, None, "killed by the signal");
@@ -179,9 +185,14 @@ async fn sigterm_lets_a_running_apply_finish() {
     let http = TestApp::client_for(portal.addr);
     http.post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;
+    // The apply is held up in Asterisk while the signal arrives.
     ast.set_fault(Fault::Stall(Duration::from_millis(400)));
+    let before = ast.actions().len();
     let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    support::wait_until("the apply reached Asterisk", WAIT, || {
+        ast.actions().len() > before
+    })
+    .await;
     portal.signal("TERM");
     let r = pending.await.unwrap();
     assert_eq!(

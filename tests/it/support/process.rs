@@ -125,13 +125,13 @@ impl Portal {
             addr,
             agi_addr,
         };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return portal;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("pbx-portal did not start listening");
+        super::eventually(
+            &format!("pbx-portal listens on {addr}"),
+            Duration::from_secs(10),
+            || async move { tokio::net::TcpStream::connect(addr).await.ok() },
+        )
+        .await;
+        portal
     }
 
     pub fn signal(&self, sig: &str) {
