@@ -41,7 +41,6 @@ pub struct Context {
 pub struct Dialplan {
     /// In `ast_walk_contexts` order.
     pub contexts: Vec<Context>,
-    pub globals: BTreeMap<String, String>,
 }
 
 // ----------------------------------------------------------------------------------
@@ -456,14 +455,6 @@ pub fn load(etc_dir: &Path, log: &mut Vec<String>) -> LoadResult {
         Loaded::Missing | Loaded::Invalid => return LoadResult::Failed,
     };
     let mut dp = Dialplan::default();
-    for cat in cfg
-        .browse()
-        .filter(|c| c.name.eq_ignore_ascii_case("globals"))
-    {
-        for v in &cat.vars {
-            dp.globals.insert(v.name.clone(), v.value.clone());
-        }
-    }
     // ast_context_find_or_create prepends: walk order is newest first.
     let mut order: Vec<String> = Vec::new();
     let mut contexts: BTreeMap<String, Context> = BTreeMap::new();

@@ -1,5 +1,6 @@
-//! Variable substitution (`ast_str_substitute_variables`) and the dialplan functions the
-//! stand-in knows: PJSIP_ENDPOINT, PJSIP_AOR, DIALPLAN_EXISTS, LEN, CALLERID, GLOBAL.
+//! Variable substitution (`ast_str_substitute_variables`) and the dialplan functions of
+//! the portal's probe: PJSIP_ENDPOINT, PJSIP_AOR and DIALPLAN_EXISTS. Any other function
+//! is "not registered"; the variables are EXTEN and the channel's own (AGISTATUS).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,6 @@ pub struct ChanInfo {
     pub context: String,
     pub exten: String,
     pub priority: i32,
-    pub cid_num: Option<String>,
-    pub cid_name: Option<String>,
 }
 
 /// Everything one evaluation may read, plus the log and a function counter.
@@ -32,28 +31,10 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// `ast_str_retrieve_variable` without substring handling.
     pub fn variable(&self, var: &str) -> Option<String> {
-        let c = self.chan;
-        let builtin = match var {
-            "EXTEN" => Some(c.exten.clone()),
-            "CONTEXT" => Some(c.context.clone()),
-            "PRIORITY" => Some(c.priority.to_string()),
-            "CHANNEL" => Some(c.name.clone()),
-            "UNIQUEID" => Some(c.uniqueid.clone()),
-            "CALLINGPRES" => Some("67".into()),
-            "CALLINGANI2" | "CALLINGTON" | "CALLINGTNS" | "HANGUPCAUSE" => Some("0".into()),
-            "EPOCH" => Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-                    .to_string(),
-            ),
-            "SYSTEMNAME" => Some(String::new()),
-            _ => None,
-        };
-        builtin
-            .or_else(|| self.vars.get(var).cloned())
-            .or_else(|| self.dialplan.globals.get(var).cloned())
+        match var {
+            "EXTEN" => Some(self.chan.exten.clone()),
+            _ => self.vars.get(var).cloned(),
+        }
     }
 
     /// `ast_func_read2`: None when the function failed (nothing is substituted).
@@ -174,22 +155,6 @@ impl Env<'_> {
                     return None;
                 };
                 Some(if found { "1" } else { "0" }.into())
-            }
-            "LEN" => Some(args.chars().count().to_string()),
-            "GLOBAL" => Some(self.dialplan.globals.get(args).cloned().unwrap_or_default()),
-            "CALLERID" => {
-                let c = self.chan;
-                match arg(0).to_ascii_lowercase().as_str() {
-                    "num" | "number" => Some(c.cid_num.clone().unwrap_or_default()),
-                    "name" => Some(c.cid_name.clone().unwrap_or_default()),
-                    "all" => Some(match (&c.cid_name, &c.cid_num) {
-                        (Some(n), Some(l)) => format!("\"{n}\" <{l}>"),
-                        (Some(n), None) => n.clone(),
-                        (None, Some(l)) => l.clone(),
-                        (None, None) => String::new(),
-                    }),
-                    _ => None,
-                }
             }
             _ => {
                 self.log.push(format!(
@@ -421,7 +386,7 @@ mod tests {
             ..Default::default()
         };
         let mut vars = BTreeMap::new();
-        vars.insert("HEALTH".to_string(), "OK".to_string());
+        vars.insert("AGISTATUS".to_string(), "OK".to_string());
         let s = Sorcery::default();
         let dp = Dialplan::default();
         let mut log = Vec::new();
@@ -434,7 +399,7 @@ mod tests {
             functions: 0,
         };
         assert_eq!(substitute(&mut env, "${EXTEN:6}"), "tokABC_9");
-        assert_eq!(substitute(&mut env, "x${HEALTH}y$z"), "xOKy$z");
+        assert_eq!(substitute(&mut env, "x${AGISTATUS}y$z"), "xOKy$z");
         assert_eq!(
             substitute(
                 &mut env,
@@ -443,10 +408,13 @@ mod tests {
             "|0"
         );
         assert_eq!(env.functions, 2);
-        assert_eq!(substitute(&mut env, "${LEN(${HEALTH})}"), "2");
+        assert_eq!(substitute(&mut env, "${LEN(${AGISTATUS})}"), "");
         assert_eq!(
-            log[0],
-            "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'"
+            log,
+            [
+                "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'",
+                "ERROR pbx_functions.c: Function LEN not registered"
+            ]
         );
     }
 }

@@ -1,7 +1,9 @@
 //! A protocol-faithful stand-in for Asterisk 22.7.0 as recorded in the lab notes
 //! (AMI on TCP, `asterisk -rx` through a generated bash script, pjsip.conf and
 //! extensions.conf loading with Asterisk's semantics, Local channel originates that run
-//! the live dialplan, and the FastAGI client side of `AGI(agi://...)`).
+//! the live dialplan, and the FastAGI client side of `AGI(agi://...)`). It models what
+//! the portal uses and what the recorded transcripts replayed by the tests show, and
+//! answers anything else as Asterisk answers an unknown action, command or function.
 //!
 //! Use only `super::`/`self::` paths inside this folder: it is compiled both as a
 //! library module and as `support::asterisk` inside integration tests.
@@ -157,16 +159,14 @@ pub struct Event {
     pub text: String,
 }
 
-/// The result codes of `ast_module_reload` (Event: Reload `Status:`).
+/// The result codes of `ast_module_reload` (Event: Reload `Status:`) that the modules
+/// of the stand-in can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadResult {
     Success = 0,
-    Queued = 1,
     NotFound = 2,
     Error = 3,
-    InProgress = 4,
     Uninitialized = 5,
-    NotImplemented = 6,
 }
 
 /// What the "server" holds.
@@ -176,7 +176,6 @@ pub(crate) struct State {
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
-    pub astdb: BTreeMap<String, String>,
 }
 
 pub(crate) struct Inner {
@@ -357,8 +356,6 @@ impl Inner {
                     } else {
                         ReloadResult::Error
                     }
-                } else if base.eq_ignore_ascii_case("manager") {
-                    ReloadResult::Success
                 } else {
                     ReloadResult::NotFound
                 }
@@ -642,7 +639,7 @@ impl FakeAsterisk {
 
     /// Runs a CLI command in-process, as `asterisk -rx` would print it.
     pub fn cli(&self, command: &str) -> String {
-        cli::execute(&self.inner, command, false).output
+        cli::execute(&self.inner, command).output
     }
 
     /// Stops listening on AMI and CLI and drops every connection and call (Asterisk down).
