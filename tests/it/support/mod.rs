@@ -1,5 +1,4 @@
 //! Shared test support: the service under test and the Asterisk stand-in.
-#![allow(dead_code)]
 
 pub mod app;
 pub mod asterisk;

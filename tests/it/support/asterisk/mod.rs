@@ -5,10 +5,8 @@
 //! the portal uses and what the recorded transcripts replayed by the tests show, and
 //! answers anything else as Asterisk answers an unknown action, command or function.
 //!
-//! Use only `super::`/`self::` paths inside this folder: it is compiled both as a
-//! library module and as `support::asterisk` inside integration tests.
-#![allow(dead_code)]
-#![allow(clippy::new_without_default)]
+//! Use only `super::`/`self::` paths inside this folder: it is compiled both as
+//! `support::asterisk` inside the integration tests and by the load benchmark.
 
 pub mod agi;
 pub mod ami;
@@ -181,8 +179,6 @@ pub(crate) struct State {
 pub(crate) struct Inner {
     pub opts: Options,
     pub etc_dir: PathBuf,
-    pub pjsip_dir: PathBuf,
-    pub dialplan_dir: PathBuf,
     pub script: PathBuf,
     pub state: Mutex<State>,
     pub faults: Mutex<Vec<Fault>>,
@@ -226,10 +222,6 @@ impl Inner {
 
     pub fn record_action(&self, a: impl Into<String>) {
         lock(&self.actions).push(a.into());
-    }
-
-    pub fn faults(&self) -> Vec<Fault> {
-        lock(&self.faults).clone()
     }
 
     pub fn has_fault(&self, f: &Fault) -> bool {
@@ -510,8 +502,6 @@ impl FakeAsterisk {
         let inner = Arc::new(Inner {
             opts,
             etc_dir,
-            pjsip_dir,
-            dialplan_dir,
             script,
             state: Mutex::new(State::default()),
             faults: Mutex::new(Vec::new()),
@@ -542,18 +532,9 @@ impl FakeAsterisk {
         self.inner.ami_addr
     }
 
-    /// The control socket the CLI script talks to.
-    pub fn cli_addr(&self) -> SocketAddr {
-        self.inner.cli_addr
-    }
-
     /// An executable script that behaves like `asterisk -rx "<cmd>"`.
     pub fn cli_path(&self) -> PathBuf {
         self.inner.script.clone()
-    }
-
-    pub fn etc_dir(&self) -> PathBuf {
-        self.inner.etc_dir.clone()
     }
 
     pub fn set_fault(&self, f: Fault) {
