@@ -57,78 +57,47 @@ impl Env<'_> {
         let argv = separate_args(args);
         let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
         match name {
-            "PJSIP_ENDPOINT" => {
-                if args.is_empty() {
+            "PJSIP_ENDPOINT" | "PJSIP_AOR" => {
+                let (file, otype, label) = match name {
+                    "PJSIP_ENDPOINT" => ("endpoint", "endpoint", "endpoint"),
+                    _ => ("aor", "aor", "AOR"),
+                };
+                let log_as = format!("func_pjsip_{file}.c");
+                let problem = if args.is_empty() {
+                    Some("without arguments".to_owned())
+                } else if arg(0).is_empty() {
+                    Some(format!("without an {label} name to query"))
+                } else if arg(1).is_empty() {
+                    Some("with an empty field name to query".to_owned())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    self.log
+                        .push(format!("ERROR {log_as}: Cannot call {name} {problem}"));
+                    return None;
+                }
+                let Some(obj) = self.sorcery.get(otype, arg(0)) else {
                     self.log.push(format!(
-                        "ERROR func_pjsip_endpoint.c: Cannot call {name} without arguments"
-                    ));
-                    return None;
-                }
-                if arg(0).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} without an endpoint name to query"));
-                    return None;
-                }
-                if arg(1).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} with an empty field name to query"));
-                    return None;
-                }
-                let Some(ep) = self.sorcery.get("endpoint", arg(0)) else {
-                    self.log.push(format!(
-                        "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '{}'",
+                        "WARNING {log_as}: Failed to retrieve information for {label} '{}'",
                         arg(0)
                     ));
                     return None;
                 };
-                match ep.field(arg(1)) {
-                    Some(v) if arg(1) == "disallow" => Some(format!("!{v}")),
-                    Some(v) if arg(1) != "type" => Some(v),
-                    _ => {
-                        self.log.push(format!(
-                            "WARNING func_pjsip_endpoint.c: Unknown property '{}' for PJSIP endpoint",
-                            arg(1)
-                        ));
-                        None
-                    }
-                }
-            }
-            "PJSIP_AOR" => {
-                if args.is_empty() {
-                    self.log.push(format!(
-                        "ERROR func_pjsip_aor.c: Cannot call {name} without arguments"
-                    ));
-                    return None;
-                }
-                if arg(0).is_empty() {
-                    self.log.push(format!(
-                        "ERROR func_pjsip_aor.c: Cannot call {name} without an AOR name to query"
-                    ));
-                    return None;
-                }
-                if arg(1).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_aor.c: Cannot call {name} with an empty field name to query"));
-                    return None;
-                }
-                let Some(aor) = self.sorcery.get("aor", arg(0)) else {
-                    self.log.push(format!(
-                        "WARNING func_pjsip_aor.c: Failed to retrieve information for AOR '{}'",
-                        arg(0)
-                    ));
-                    return None;
-                };
-                if arg(1) == "contact" {
+                match (otype, arg(1)) {
                     // No registrations in the stand-in: no contact objects.
-                    return Some(String::new());
+                    ("aor", "contact") => Some(String::new()),
+                    ("endpoint", "disallow") => obj.field("disallow").map(|v| format!("!{v}")),
+                    (_, "type") => None,
+                    (_, field) => obj.field(field),
                 }
-                match aor.field(arg(1)) {
-                    Some(v) if arg(1) != "type" => Some(v),
-                    _ => {
-                        self.log.push(format!(
-                            "WARNING func_pjsip_aor.c: Unknown property '{}' for PJSIP AOR",
-                            arg(1)
-                        ));
-                        None
-                    }
-                }
+                .or_else(|| {
+                    self.log.push(format!(
+                        "WARNING {log_as}: Unknown property '{}' for PJSIP {label}",
+                        arg(1)
+                    ));
+                    None
+                })
             }
             "DIALPLAN_EXISTS" => {
                 if args.is_empty() {
@@ -410,10 +379,19 @@ mod tests {
         assert_eq!(env.functions, 2);
         assert_eq!(substitute(&mut env, "${LEN(${AGISTATUS})}"), "");
         assert_eq!(
+            substitute(
+                &mut env,
+                "${PJSIP_AOR(,max_contacts)}${PJSIP_ENDPOINT(1000,)}"
+            ),
+            ""
+        );
+        assert_eq!(
             log,
             [
                 "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'",
-                "ERROR pbx_functions.c: Function LEN not registered"
+                "ERROR pbx_functions.c: Function LEN not registered",
+                "ERROR func_pjsip_aor.c: Cannot call PJSIP_AOR without an AOR name to query",
+                "ERROR func_pjsip_endpoint.c: Cannot call PJSIP_ENDPOINT with an empty field name to query",
             ]
         );
     }

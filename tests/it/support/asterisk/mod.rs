@@ -40,13 +40,17 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        Self::writing(&["command", "config", "originate", "system"])
+    }
+}
+
+impl Options {
+    /// The lab's AMI user with these `write=` classes.
+    pub fn writing(classes: &[&str]) -> Self {
         Options {
             ami_username: "portal".into(),
             ami_secret: "portal-secret".into(),
-            write_perms: ["command", "config", "originate", "system"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            write_perms: classes.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -392,47 +396,44 @@ impl Inner {
         Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
     }
 
-    /// Serves AMI on `std_l` (or on a fresh bind of the AMI port).
-    fn listen_ami(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
+    /// Serves `serve` on `std_l` (or on a fresh bind of `addr`) in place of the task in
+    /// `slot`.
+    fn listen<F, Fut>(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        std_l: Option<std::net::TcpListener>,
+        slot: &Mutex<Option<JoinHandle<()>>>,
+        serve: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnOnce(Arc<Inner>, tokio::net::TcpListener) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let _guard = self.runtime.enter();
         let std_l = match std_l {
             Some(l) => l,
-            None => Self::rebind(self.ami_addr)?,
+            None => Self::rebind(addr)?,
         };
         std_l.set_nonblocking(true)?;
         let l = tokio::net::TcpListener::from_std(std_l)?;
-        let me = self.clone();
-        let h = self.runtime.spawn(async move { ami::serve(me, l).await });
-        if let Some(old) = lock(&self.ami_task).replace(h) {
+        let h = self.runtime.spawn(serve(self.clone(), l));
+        if let Some(old) = lock(slot).replace(h) {
             old.abort();
         }
         Ok(())
     }
 
-    fn close_ami(&self) {
-        if let Some(h) = lock(&self.ami_task).take() {
-            h.abort();
-        }
+    fn listen_ami(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
+        self.listen(self.ami_addr, std_l, &self.ami_task, ami::serve)
     }
 
     fn listen_cli(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
-        let _guard = self.runtime.enter();
-        let std_l = match std_l {
-            Some(l) => l,
-            None => Self::rebind(self.cli_addr)?,
-        };
-        std_l.set_nonblocking(true)?;
-        let l = tokio::net::TcpListener::from_std(std_l)?;
-        let me = self.clone();
-        let h = self.runtime.spawn(async move { cli::serve(me, l).await });
-        if let Some(old) = lock(&self.cli_task).replace(h) {
-            old.abort();
-        }
-        Ok(())
+        self.listen(self.cli_addr, std_l, &self.cli_task, cli::serve)
     }
 
-    fn close_cli(&self) {
-        if let Some(h) = lock(&self.cli_task).take() {
+    /// Stops serving the listener of `slot` (its port is then refused).
+    fn close(slot: &Mutex<Option<JoinHandle<()>>>) {
+        if let Some(h) = lock(slot).take() {
             h.abort();
         }
     }
@@ -539,7 +540,7 @@ impl FakeAsterisk {
 
     pub fn set_fault(&self, f: Fault) {
         if f == Fault::RefuseConnections {
-            self.inner.close_ami();
+            Inner::close(&self.inner.ami_task);
         }
         lock(&self.inner.faults).push(f);
     }
@@ -626,8 +627,8 @@ impl FakeAsterisk {
     /// Stops listening on AMI and CLI and drops every connection and call (Asterisk down).
     pub async fn stop(&self) {
         self.inner.running.store(false, Ordering::SeqCst);
-        self.inner.close_ami();
-        self.inner.close_cli();
+        Inner::close(&self.inner.ami_task);
+        Inner::close(&self.inner.cli_task);
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.tasks));
         for t in &tasks {
             t.abort();
