@@ -614,6 +614,12 @@ impl FakeAsterisk {
         self.inner.reloads.load(Ordering::SeqCst)
     }
 
+    /// Local channels created by Originate (the count is up to date when the reply to the
+    /// Originate is sent).
+    pub fn calls(&self) -> u32 {
+        self.inner.local_seq.load(Ordering::SeqCst)
+    }
+
     /// FastAGI connections made.
     pub fn agi_sessions(&self) -> usize {
         self.inner.agi_sessions.load(Ordering::SeqCst)
