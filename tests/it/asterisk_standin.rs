@@ -389,6 +389,7 @@ async fn ami_login_and_logoff_transcripts() {
         ]
     );
 }
+
 #[tokio::test]
 async fn ami_login_failures_close_the_connection() {
     let lab = Lab::start().await;

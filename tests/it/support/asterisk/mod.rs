@@ -3,7 +3,9 @@
 //! extensions.conf loading with Asterisk's semantics, Local channel originates that run
 //! the live dialplan, and the FastAGI client side of `AGI(agi://...)`). It models what
 //! the portal uses and what the recorded transcripts replayed by the tests show, and
-//! answers anything else as Asterisk answers an unknown action, command or function.
+//! refuses anything else: an action, command or function it does not model as Asterisk
+//! refuses an unknown one, an application or a form of a command with an error that says
+//! the stand-in does not model it. No test can pass on behaviour the stand-in lacks.
 //!
 //! Use only `super::`/`self::` paths inside this folder: it is compiled both as
 //! `support::asterisk` inside the integration tests and by the load benchmark.
