@@ -5,7 +5,7 @@
 //! the portal uses and what the recorded transcripts replayed by the tests show, and
 //! refuses anything else: an action, command or function it does not model as Asterisk
 //! refuses an unknown one, an application or a form of a command with an error that says
-//! the stand-in does not model it. No test can pass on behaviour the stand-in lacks.
+//! the stand-in does not model it, so that a test relying on it fails rather than passes.
 //!
 //! Use only `super::`/`self::` paths inside this folder: it is compiled both as
 //! `support::asterisk` inside the integration tests and by the load benchmark.
