@@ -431,11 +431,7 @@ async fn check_logs_in_over_ami_and_names_missing_permissions() {
         (vec!["command"], false),
     ] {
         let mut scratch = support::process::Scratch::new().await;
-        let opts = Options {
-            write_perms: perms.iter().map(|p| p.to_string()).collect(),
-            ..Options::default()
-        };
-        let ast = support::standin(scratch.etc(), opts).await;
+        let ast = support::standin(scratch.etc(), Options::writing(&perms)).await;
         for (k, v) in support::ami_vars(&ast) {
             scratch.set(&k, &v);
         }

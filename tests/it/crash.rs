@@ -5,28 +5,59 @@ use crate::support;
 use std::time::Duration;
 
 use crate::support::app::{TestApp, TestDb};
-use crate::support::asterisk::{Fault, Options};
+use crate::support::asterisk::{FakeAsterisk, Fault, Options};
 use crate::support::process::Portal;
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::json;
 
+/// A database and a folder with a stand-in, for portal processes that reload it over
+/// AMI without probing (these tests are about the lock and signals, not the probe).
+struct Rig {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    ast: FakeAsterisk,
+    env: Vec<(String, String)>,
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let db = TestDb::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ast = support::standin(dir.path(), Options::default()).await;
+        let mut env = support::ami_vars(&ast);
+        env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
+        Self { db, dir, ast, env }
+    }
+
+    async fn portal(&self) -> Portal {
+        Portal::spawn(&self.db.url, self.dir.path(), &support::pairs(&self.env)).await
+    }
+
+    /// Waits until an apply has sent Asterisk more than the `before` actions so far.
+    async fn contacted(&self, before: usize) {
+        support::wait_until(
+            "the apply reached Asterisk",
+            Duration::from_secs(10),
+            || self.ast.actions().len() > before,
+        )
+        .await
+    }
+}
+
 #[tokio::test]
 async fn two_portals_on_one_database_apply_one_at_a_time() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ast = support::standin(dir.path(), Options::default()).await;
-    let mut env = support::ami_vars(&ast);
-    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
-    let a = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
-    let b = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
+    let rig = Rig::new().await;
+    let (a, b) = (rig.portal().await, rig.portal().await);
     let (ha, hb) = (TestApp::client_for(a.addr), TestApp::client_for(b.addr));
-    ha.post("/users", json!({"name": "A", "email": "a@x.org"}))
-        .await;
-    ast.set_fault(Fault::Stall(Duration::from_millis(700)));
+    ha.create_user("A", "a@x.org").await;
+    // Every action A sends is held up, so A holds the apply lock for a while.
+    rig.ast.set_fault(Fault::Stall(Duration::from_millis(300)));
+    let before = rig.ast.actions().len();
 
     let (ra, rb) = tokio::join!(ha.post("/apply", json!({})), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A takes the lock before it contacts Asterisk: B asks once A has.
+        rig.contacted(before).await;
         hb.post("/apply", json!({})).await
     });
     assert_eq!(ra.status, StatusCode::OK, "{}", ra.body);
@@ -65,13 +96,15 @@ async fn many_simultaneous_applies_never_overlap() {
         .as_array()
         .unwrap()
         .clone();
-    let mut spans: Vec<(String, String)> = rows
+    let mut spans: Vec<_> = rows
         .iter()
         .map(|r| {
-            (
-                r["started_at"].as_str().unwrap().to_owned(),
-                r["finished_at"].as_str().unwrap().to_owned(),
-            )
+            let span = (
+                support::instant(&r["started_at"]),
+                support::instant(&r["finished_at"]),
+            );
+            assert!(span.0 <= span.1, "finished before it started: {r}");
+            span
         })
         .collect();
     spans.sort();
@@ -94,31 +127,19 @@ async fn many_simultaneous_applies_never_overlap() {
 
 #[tokio::test]
 async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_row() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path();
-    let ast = support::standin(etc, Options::default()).await;
-    let mut env = support::ami_vars(&ast);
-    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
-    let portal = Portal::spawn(&db.url, etc, &support::pairs(&env)).await;
+    let rig = Rig::new().await;
+    let (etc, ast) = (rig.dir.path(), &rig.ast);
+    let portal = rig.portal().await;
     let http = TestApp::client_for(portal.addr);
-    http.post("/users", json!({"name": "A", "email": "a@x.org"}))
-        .await;
+    http.create_user("A", "a@x.org").await;
     assert_eq!(http.post("/apply", json!({})).await.status, StatusCode::OK);
-    http.post("/users", json!({"name": "B", "email": "b@x.org"}))
-        .await;
+    http.create_user("B", "b@x.org").await;
 
     ast.set_fault(Fault::Stall(Duration::from_secs(30)));
     let before = ast.actions().len();
     let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
     // The files are written before Asterisk is contacted: wait for that contact.
-    for _ in 0..200 {
-        if ast.actions().len() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(ast.actions().len() > before, "the apply reached Asterisk");
+    rig.contacted(before).await;
     portal.signal("KILL");
     let (code, _) = portal.wait();
     assert_eq!(code, None, "killed by the signal");
@@ -138,7 +159,7 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
             "no temp file left in {d}"
         );
     }
-    let c = db.client().await;
+    let c = rig.db.client().await;
     let status: String = c
         .query_one(
             "SELECT status FROM apply_audit_log ORDER BY id DESC LIMIT 1",
@@ -150,7 +171,7 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
     assert_eq!(status, "running");
 
     ast.clear_faults();
-    let portal = Portal::spawn(&db.url, etc, &support::pairs(&env)).await;
+    let portal = rig.portal().await;
     let http = TestApp::client_for(portal.addr);
     let rows = http.get("/applies").await.body;
     assert_eq!(rows["applies"][0]["status"], "interrupted");
@@ -168,18 +189,15 @@ async fn kill_9_in_the_middle_of_an_apply_leaves_whole_files_and_an_interrupted_
 
 #[tokio::test]
 async fn sigterm_lets_a_running_apply_finish() {
-    let db = TestDb::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ast = support::standin(dir.path(), Options::default()).await;
-    let mut env = support::ami_vars(&ast);
-    env.push(("PORTAL_HEALTH_CHECK".into(), "off".into()));
-    let portal = Portal::spawn(&db.url, dir.path(), &support::pairs(&env)).await;
+    let rig = Rig::new().await;
+    let portal = rig.portal().await;
     let http = TestApp::client_for(portal.addr);
-    http.post("/users", json!({"name": "A", "email": "a@x.org"}))
-        .await;
-    ast.set_fault(Fault::Stall(Duration::from_millis(400)));
+    http.create_user("A", "a@x.org").await;
+    // The apply is held up in Asterisk while the signal arrives.
+    rig.ast.set_fault(Fault::Stall(Duration::from_millis(400)));
+    let before = rig.ast.actions().len();
     let pending = tokio::spawn(async move { http.post("/apply", json!({})).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    rig.contacted(before).await;
     portal.signal("TERM");
     let r = pending.await.unwrap();
     assert_eq!(
@@ -190,5 +208,5 @@ async fn sigterm_lets_a_running_apply_finish() {
     );
     let (code, stderr) = portal.wait();
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(ast.endpoints().len(), 1);
+    assert_eq!(rig.ast.endpoints().len(), 1);
 }

@@ -32,11 +32,12 @@ async fn create_returns_the_secret_once_and_get_never_does() {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     );
-    assert!(time::OffsetDateTime::parse(
-        b["created_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339
-    )
-    .is_ok());
+    let created = support::instant(&b["created_at"]);
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        created <= now && now - created < time::Duration::minutes(1),
+        "created_at {created} is not the time of the request ({now})"
+    );
 
     let id = b["id"].as_i64().unwrap();
     let got = app.get(&format!("/users/{id}")).await;

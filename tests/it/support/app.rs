@@ -270,10 +270,6 @@ impl TestApp {
         }
     }
 
-    pub fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
-    }
-
     /// Stops the service gracefully; returns the folder and the database for a restart.
     pub async fn stop(mut self) -> (TestDb, tempfile::TempDir) {
         if let Some(r) = self.running.take() {

@@ -1,14 +1,17 @@
 //! Shared test support: the service under test and the Asterisk stand-in.
-#![allow(dead_code)]
 
 pub mod app;
 pub mod asterisk;
 pub mod process;
 pub mod proxy;
 
+use std::future::Future;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use asterisk::{FakeAsterisk, Options};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// A stand-in Asterisk whose astetcdir is `etc`, with the portal's include directories.
 pub async fn standin(etc: &Path, opts: Options) -> FakeAsterisk {
@@ -38,4 +41,69 @@ pub fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter()
         .map(|(k, val)| (k.as_str(), val.as_str()))
         .collect()
+}
+
+/// How often [`eventually`] looks.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Waits until `probe` yields a value, looking every few milliseconds, and returns it;
+/// panics naming `what` if that has not happened within `within`. Tests wait for the
+/// event they need, never for a time that is usually long enough.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} in vain until {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually`] for a condition that can be checked without waiting.
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    eventually(what, within, || std::future::ready(cond().then_some(()))).await
+}
+
+/// An RFC 3339 timestamp of a response body, as an instant. Timestamps are compared as
+/// instants, never as strings: the `time` crate drops trailing zeros of the fraction, so
+/// "…05.1Z" sorts after "…05.12Z" although it is earlier.
+pub fn instant(v: &serde_json::Value) -> OffsetDateTime {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+#[test]
+fn instants_order_where_strings_do_not() {
+    let (early, late) = (
+        serde_json::json!("2026-11-30T08:00:05.1Z"),
+        serde_json::json!("2026-11-30T08:00:05.12Z"),
+    );
+    assert!(
+        early.as_str() > late.as_str(),
+        "the trap this helper avoids"
+    );
+    assert!(instant(&early) < instant(&late));
+}
+
+#[tokio::test]
+async fn eventually_returns_once_it_happens_and_panics_naming_what_did_not() {
+    let mut n = 0;
+    wait_until("three looks", Duration::from_secs(5), || {
+        n += 1;
+        n == 3
+    })
+    .await;
+    assert_eq!(n, 3);
+    let never = tokio::spawn(wait_until("never", Duration::from_millis(20), || false));
+    let panic = never.await.unwrap_err().into_panic();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("in vain until never"), "{msg}");
 }

@@ -19,7 +19,6 @@ pub fn free_addr() -> SocketAddr {
 pub struct Portal {
     pub child: Child,
     pub addr: SocketAddr,
-    pub agi_addr: SocketAddr,
 }
 
 /// The environment of a test portal with files under `etc`.
@@ -108,8 +107,8 @@ impl Portal {
     /// Starts `serve` and waits until /healthz answers.
     pub async fn spawn(db_url: &str, etc: &Path, extra: &[(&str, &str)]) -> Portal {
         make_etc(etc);
-        let (addr, agi_addr) = (free_addr(), free_addr());
-        let mut vars = env(db_url, etc, addr, agi_addr);
+        let addr = free_addr();
+        let mut vars = env(db_url, etc, addr, free_addr());
         for (k, v) in extra {
             vars.retain(|(key, _)| key != k);
             vars.push((k.to_string(), v.to_string()));
@@ -120,18 +119,14 @@ impl Portal {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pbx-portal");
-        let portal = Portal {
-            child,
-            addr,
-            agi_addr,
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return portal;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("pbx-portal did not start listening");
+        let portal = Portal { child, addr };
+        super::eventually(
+            &format!("pbx-portal listens on {addr}"),
+            Duration::from_secs(10),
+            || async move { tokio::net::TcpStream::connect(addr).await.ok() },
+        )
+        .await;
+        portal
     }
 
     pub fn signal(&self, sig: &str) {

@@ -1,7 +1,8 @@
 //! The FastAGI client side of `AGI(agi://host[:port][/script],args...)` (res_agi.c):
 //! connect, the environment block, then strictly one command line in, one reply out,
-//! with the 8192-byte line buffer, `HANGUP\n` on channel hangup, dead-channel mode and
-//! a per-command / per-function cost that matches the lab's measurements.
+//! with the 8192-byte line buffer and a per-command / per-function cost that matches the
+//! lab's measurements. The one command modelled is the portal's, `GET FULL VARIABLE`;
+//! every other one is answered as unknown.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::channel::{sleep_or_hangup, Call};
+use super::channel::Call;
 use super::funcs;
 
 /// `AGISTATUS` after the application.
@@ -28,56 +29,6 @@ const MAX_AGI_CONNECT: Duration = Duration::from_millis(2000);
 /// Measured cost of one command round trip and of one function evaluation.
 pub const COST_PER_COMMAND: Duration = Duration::from_micros(95);
 pub const COST_PER_FUNCTION: Duration = Duration::from_micros(43);
-
-/// AGI commands: words, allowed on a dead channel.
-const COMMANDS: &[(&[&str], bool)] = &[
-    (&["answer"], false),
-    (&["asyncagi", "break"], true),
-    (&["channel", "status"], false),
-    (&["database", "del"], true),
-    (&["database", "deltree"], true),
-    (&["database", "get"], true),
-    (&["database", "put"], true),
-    (&["exec"], true),
-    (&["get", "data"], false),
-    (&["get", "full", "variable"], true),
-    (&["get", "option"], false),
-    (&["get", "variable"], true),
-    (&["hangup"], false),
-    (&["noop"], true),
-    (&["receive", "char"], false),
-    (&["receive", "text"], false),
-    (&["record", "file"], false),
-    (&["say", "alpha"], false),
-    (&["say", "digits"], false),
-    (&["say", "number"], false),
-    (&["say", "phonetic"], false),
-    (&["say", "date"], false),
-    (&["say", "time"], false),
-    (&["say", "datetime"], false),
-    (&["send", "image"], false),
-    (&["send", "text"], false),
-    (&["set", "autohangup"], false),
-    (&["set", "callerid"], false),
-    (&["set", "context"], false),
-    (&["set", "extension"], false),
-    (&["set", "music"], false),
-    (&["set", "priority"], false),
-    (&["set", "variable"], true),
-    (&["stream", "file"], false),
-    (&["control", "stream", "file"], false),
-    (&["tdd", "mode"], false),
-    (&["verbose"], true),
-    (&["wait", "for", "digit"], false),
-    (&["speech", "create"], false),
-    (&["speech", "set"], false),
-    (&["speech", "destroy"], true),
-    (&["speech", "load", "grammar"], false),
-    (&["speech", "unload", "grammar"], true),
-    (&["speech", "activate", "grammar"], false),
-    (&["speech", "deactivate", "grammar"], false),
-    (&["speech", "recognize"], false),
-];
 
 /// `parse_args` of res_agi.c.
 pub fn parse_args(s: &str) -> Vec<String> {
@@ -114,221 +65,48 @@ pub fn parse_args(s: &str) -> Vec<String> {
     out
 }
 
-/// `find_command(cmds, 0)`: the first command whose words prefix the line.
-fn find_command(argv: &[String]) -> Option<(&'static [&'static str], bool)> {
-    if argv.is_empty() {
-        return None;
-    }
-    COMMANDS
-        .iter()
-        .find(|(words, _)| {
-            words.len() <= argv.len()
-                && words
-                    .iter()
-                    .zip(argv)
-                    .all(|(w, a)| w.eq_ignore_ascii_case(a))
-        })
-        .copied()
+/// Whether `argv` is the command `GET FULL VARIABLE` (`find_command`: words match
+/// case-insensitively, further words are its arguments).
+fn is_get_full_variable(argv: &[String]) -> bool {
+    let words = ["get", "full", "variable"];
+    argv.len() >= words.len()
+        && words
+            .iter()
+            .zip(argv)
+            .all(|(w, a)| w.eq_ignore_ascii_case(a))
 }
 
-/// What one command produced.
+/// A reply line and the functions evaluated to make it.
 struct Reply {
     text: String,
     functions: usize,
-    /// HANGUP on the own channel was requested.
-    hangup_self: bool,
 }
 
 fn reply(text: impl Into<String>) -> Reply {
     Reply {
         text: text.into(),
         functions: 0,
-        hangup_self: false,
     }
 }
 
 const USAGE: &str = "520 Invalid command syntax.  Proper usage not available.\n";
 
-async fn handle_command(call: &Arc<Call>, li: usize, line: &str, dead: bool) -> Reply {
+fn handle_command(call: &Call, line: &str) -> Reply {
     let argv = parse_args(line);
-    let Some((words, dead_ok)) = find_command(&argv) else {
+    if !is_get_full_variable(&argv) {
         return reply("510 Invalid or unknown command\n");
-    };
-    if dead && !dead_ok {
-        return reply("511 Command Not Permitted on a dead channel or intercept routine\n");
     }
-    let argc = argv.len();
-    let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
-    let leg = call.legs[li].clone();
-    let inner = call.inner.clone();
-    match words.join(" ").as_str() {
-        "answer" => {
-            if call.answer_leg(li) {
-                sleep_or_hangup(&leg, Duration::from_millis(500)).await;
-            }
-            reply("200 result=0\n")
-        }
-        "hangup" => match argc {
-            1 => {
-                leg.request_hangup();
-                Reply {
-                    hangup_self: true,
-                    ..reply("200 result=1\n")
-                }
-            }
-            2 => match call.legs.iter().find(|l| l.name == arg(1)) {
-                Some(l) => {
-                    l.request_hangup();
-                    reply("200 result=1\n")
-                }
-                None => reply("200 result=-1\n"),
-            },
-            _ => reply(USAGE),
-        },
-        "noop" => reply("200 result=0\n"),
-        "verbose" => {
-            if argc < 2 {
-                return reply(USAGE);
-            }
-            reply("200 result=1\n")
-        }
-        "get variable" => {
-            if argc != 3 {
-                return reply(USAGE);
-            }
-            let (v, n) = call.get_variable(li, arg(2));
-            Reply {
-                functions: n,
-                ..reply(match v {
-                    Some(v) => format!("200 result=1 ({v})\n"),
-                    None => "200 result=0\n".to_string(),
-                })
-            }
-        }
-        "get full variable" => {
-            if argc != 4 && argc != 5 {
-                return reply(USAGE);
-            }
-            let target = if argc == 5 {
-                match call.legs.iter().position(|l| l.name == arg(4)) {
-                    Some(i) => i,
-                    None => return reply("200 result=0\n"),
-                }
-            } else {
-                li
-            };
-            let (v, n) = call.substitute(target, arg(3));
-            Reply {
-                functions: n,
-                ..reply(format!("200 result=1 ({v})\n"))
-            }
-        }
-        "set variable" => {
-            if argc != 4 {
-                return reply(USAGE);
-            }
-            leg.st().vars.insert(arg(2).to_string(), arg(3).to_string());
-            reply("200 result=1\n")
-        }
-        "channel status" => {
-            let l = if argc == 3 {
-                match call.legs.iter().find(|l| l.name == arg(2)) {
-                    Some(l) => l.clone(),
-                    None => return reply("200 result=-1\n"),
-                }
-            } else if argc == 2 {
-                leg.clone()
-            } else {
-                return reply(USAGE);
-            };
-            let state = l.st().state;
-            reply(format!("200 result={state}\n"))
-        }
-        "database get" => {
-            if argc != 4 {
-                return reply(USAGE);
-            }
-            match inner.state().astdb.get(&format!("/{}/{}", arg(2), arg(3))) {
-                Some(v) => reply(format!("200 result=1 ({v})\n")),
-                None => reply("200 result=0\n"),
-            }
-        }
-        "database put" => {
-            if argc != 5 {
-                return reply(USAGE);
-            }
-            inner
-                .state()
-                .astdb
-                .insert(format!("/{}/{}", arg(2), arg(3)), arg(4).to_string());
-            reply("200 result=1\n")
-        }
-        "database del" => {
-            if argc != 4 {
-                return reply(USAGE);
-            }
-            let removed = inner
-                .state()
-                .astdb
-                .remove(&format!("/{}/{}", arg(2), arg(3)))
-                .is_some();
-            reply(format!("200 result={}\n", removed as i32))
-        }
-        "database deltree" => {
-            if !(3..=4).contains(&argc) {
-                return reply(USAGE);
-            }
-            let prefix = if argc == 4 {
-                format!("/{}/{}", arg(2), arg(3))
-            } else {
-                format!("/{}", arg(2))
-            };
-            let mut st = inner.state();
-            let before = st.astdb.len();
-            st.astdb
-                .retain(|k, _| !(k == &prefix || k.starts_with(&format!("{prefix}/"))));
-            reply(format!(
-                "200 result={}\n",
-                (st.astdb.len() != before) as i32
-            ))
-        }
-        "set context" | "set extension" | "set priority" => {
-            if argc != 3 {
-                return reply(USAGE);
-            }
-            let mut st = leg.st();
-            match words[1] {
-                "context" => st.context = arg(2).to_string(),
-                "extension" => st.exten = arg(2).to_string(),
-                _ => {
-                    if let Ok(p) = arg(2).parse() {
-                        st.priority = p;
-                    }
-                }
-            }
-            reply("200 result=0\n")
-        }
-        "exec" => {
-            if argc < 2 {
-                return reply(USAGE);
-            }
-            match arg(1).to_ascii_lowercase().as_str() {
-                "set" => {
-                    if let Some((k, v)) = arg(2).split_once('=') {
-                        leg.st().vars.insert(k.to_string(), v.to_string());
-                    }
-                    reply("200 result=0\n")
-                }
-                "noop" | "verbose" | "log" => reply("200 result=0\n"),
-                other => {
-                    inner.log_line(format!(
-                        "WARNING res_agi.c: Could not find application ({other})"
-                    ));
-                    reply("200 result=-2\n")
-                }
-            }
-        }
-        _ => reply("200 result=0\n"),
+    match argv.len() {
+        4 => {}
+        // The optional channel name: the only channel is the leg itself.
+        5 if argv[4] == call.name => {}
+        5 => return reply("200 result=0\n"),
+        _ => return reply(USAGE),
+    }
+    let (v, functions) = call.substitute(&argv[3]);
+    Reply {
+        text: format!("200 result=1 ({v})\n"),
+        functions,
     }
 }
 
@@ -372,19 +150,20 @@ fn thread_id(seed: u64) -> u64 {
     140_487_000_000_000 + (seed.wrapping_mul(2_654_435_761) % 1_000_000_000) * 4096 % 999_999_999
 }
 
-/// The AGI application for one leg; sets AGISTATUS and says how it ended.
-pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
-    let leg = call.legs[li].clone();
+/// The AGI application; sets AGISTATUS and says how it ended.
+pub async fn exec(call: &Arc<Call>, data: &str) -> AgiStatus {
     let inner = call.inner.clone();
     let args = funcs::separate_args(data);
     let url = args.first().cloned().unwrap_or_default();
-    let set_status = |s: &str| {
-        leg.st().vars.insert("AGISTATUS".into(), s.into());
+    let set_status = |s: AgiStatus| {
+        let name = match s {
+            AgiStatus::Success => "SUCCESS",
+            AgiStatus::Failure => "FAILURE",
+            AgiStatus::Hangup => "HANGUP",
+        };
+        call.st().vars.insert("AGISTATUS".into(), name.into());
+        s
     };
-    if leg.is_hung_up() {
-        set_status("HANGUP");
-        return AgiStatus::Hangup;
-    }
     let Some(rest) = url.strip_prefix("agi://") else {
         if url.is_empty() {
             inner.log_line("WARNING res_agi.c: AGI requires an argument (script)");
@@ -398,15 +177,11 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
                 "WARNING res_agi.c: Failed to execute '{path}': File does not exist."
             ));
         }
-        set_status("FAILURE");
-        return AgiStatus::Failure;
+        return set_status(AgiStatus::Failure);
     };
-    let (host, script) = match rest.split_once('/') {
-        Some((h, s)) => (h.to_string(), s.to_string()),
-        None => (rest.to_string(), String::new()),
-    };
+    let (host, script) = rest.split_once('/').unwrap_or((rest, ""));
     let hostport = if host.contains(':') {
-        host.clone()
+        host.to_owned()
     } else {
         format!("{host}:{AGI_PORT}")
     };
@@ -416,8 +191,7 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
     };
     if addrs.is_empty() {
         inner.log_line(format!("WARNING res_agi.c: Unable to locate host '{host}'"));
-        set_status("FAILURE");
-        return AgiStatus::Failure;
+        return set_status(AgiStatus::Failure);
     }
     let mut stream = None;
     for a in &addrs {
@@ -437,39 +211,23 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
     }
     let Some(mut sock) = stream else {
         inner.log_line("WARNING res_agi.c: Couldn't connect to any host.  FastAGI failed.");
-        set_status("FAILURE");
-        return AgiStatus::Failure;
+        return set_status(AgiStatus::Failure);
     };
     let _ = sock.set_nodelay(true);
     let n = inner.agi_sessions.fetch_add(1, Ordering::SeqCst) + 1;
 
-    let chan = call.chan_info(li);
+    let chan = call.chan_info();
     let mut env = String::from("agi_network: yes\n");
     if !script.is_empty() {
         env.push_str(&format!("agi_network_script: {script}\n"));
     }
     env.push_str(&format!("agi_request: {url}\n"));
     env.push_str(&format!("agi_channel: {}\n", chan.name));
-    env.push_str("agi_language: en\n");
-    env.push_str("agi_type: Local\n");
+    env.push_str("agi_language: en\nagi_type: Local\n");
     env.push_str(&format!("agi_uniqueid: {}\n", chan.uniqueid));
     env.push_str("agi_version: 22.7.0\n");
-    env.push_str(&format!(
-        "agi_callerid: {}\n",
-        chan.cid_num.clone().unwrap_or_else(|| "unknown".into())
-    ));
-    env.push_str(&format!(
-        "agi_calleridname: {}\n",
-        chan.cid_name.clone().unwrap_or_else(|| "unknown".into())
-    ));
-    env.push_str(&format!(
-        "agi_callingpres: {}\n",
-        if chan.cid_num.is_some() || chan.cid_name.is_some() {
-            0
-        } else {
-            67
-        }
-    ));
+    // An originated Local channel has no caller id (presentation 67: unavailable).
+    env.push_str("agi_callerid: unknown\nagi_calleridname: unknown\nagi_callingpres: 67\n");
     env.push_str("agi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\n");
     env.push_str("agi_dnid: unknown\nagi_rdnis: unknown\n");
     env.push_str(&format!("agi_context: {}\n", chan.context));
@@ -483,30 +241,16 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
     }
     env.push('\n');
     if sock.write_all(env.as_bytes()).await.is_err() {
-        set_status("FAILURE");
-        return AgiStatus::Failure;
+        return set_status(AgiStatus::Failure);
     }
 
-    let mut hangup_rx = leg.hangup.subscribe();
-    let mut dead = *hangup_rx.borrow();
-    let mut needhup = dead;
-    let mut returnstatus = if dead {
-        AgiStatus::Hangup
-    } else {
-        AgiStatus::Success
-    };
+    let mut returnstatus = AgiStatus::Success;
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
     let mut cost = Cost { owed_ns: 0 };
     let mut answered = 0usize;
-    let mut completed = false;
     let mut tmp = vec![0u8; 16 * 1024];
     loop {
-        if needhup {
-            needhup = false;
-            dead = true;
-            let _ = sock.write_all(b"HANGUP\n").await;
-        }
         if let Some((raw, full)) = take_line(&mut buf, eof) {
             let mut line = raw;
             if full && line.last() == Some(&b'\n') {
@@ -517,9 +261,6 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
                 .hangup_mid_probe()
                 .is_some_and(|limit| answered >= limit)
             {
-                let _ = sock.write_all(b"HANGUP\n").await;
-                let _ = sock.shutdown().await;
-                leg.request_hangup();
                 returnstatus = AgiStatus::Hangup;
                 break;
             }
@@ -529,7 +270,7 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
                 break;
             }
             let r = if full {
-                handle_command(call, li, &text, dead).await
+                handle_command(call, &text)
             } else {
                 // An over-long line: the lab saw `510` and lost the framing (README 6).
                 reply("510 Invalid or unknown command\n")
@@ -539,52 +280,30 @@ pub async fn exec(call: &Arc<Call>, li: usize, data: &str) -> AgiStatus {
                 break;
             }
             answered += 1;
-            if r.hangup_self && !dead {
-                needhup = true;
-                if returnstatus == AgiStatus::Success {
-                    returnstatus = AgiStatus::Hangup;
-                }
-            }
-
             continue;
         }
         if eof {
-            completed = true;
+            inner.log_line(format!(
+                "VERBOSE res_agi.c: <{}>AGI Script {} completed, returning {}",
+                chan.name,
+                url,
+                match returnstatus {
+                    AgiStatus::Success => 0,
+                    AgiStatus::Failure => -1,
+                    AgiStatus::Hangup => 4,
+                }
+            ));
             break;
         }
-        tokio::select! {
-            r = sock.read(&mut tmp) => match r {
-                Ok(0) | Err(_) => eof = true,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            },
-            _ = hangup_rx.wait_for(|v| *v), if !dead => {
-                needhup = true;
-                if returnstatus == AgiStatus::Success {
-                    returnstatus = AgiStatus::Hangup;
-                }
-            }
+        match sock.read(&mut tmp).await {
+            Ok(0) | Err(_) => eof = true,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
         }
-    }
-    if completed {
-        let code = match returnstatus {
-            AgiStatus::Success => 0,
-            AgiStatus::Failure => -1,
-            AgiStatus::Hangup => 4,
-        };
-        inner.log_line(format!(
-            "VERBOSE res_agi.c: <{}>AGI Script {} completed, returning {}",
-            chan.name, url, code
-        ));
     }
     // run_agi always ends with a HANGUP for FastAGI (AGISIGHUP unset).
     let _ = sock.write_all(b"HANGUP\n").await;
     let _ = sock.shutdown().await;
-    match returnstatus {
-        AgiStatus::Success => set_status("SUCCESS"),
-        AgiStatus::Failure => set_status("FAILURE"),
-        AgiStatus::Hangup => set_status("HANGUP"),
-    }
-    returnstatus
+    set_status(returnstatus)
 }
 
 fn strerror(e: &std::io::Error) -> String {
@@ -609,12 +328,9 @@ mod tests {
             parse_args("SET VARIABLE X \"a b\""),
             ["SET", "VARIABLE", "X", "a b"]
         );
-        assert_eq!(
-            find_command(&parse_args("get full variable x")).map(|c| c.0),
-            Some(&["get", "full", "variable"][..])
-        );
-        assert!(find_command(&parse_args("")).is_none());
-        assert!(find_command(&parse_args("BOGUS")).is_none());
+        assert!(is_get_full_variable(&parse_args("get full variable x")));
+        assert!(!is_get_full_variable(&parse_args("")));
+        assert!(!is_get_full_variable(&parse_args("GET VARIABLE x")));
     }
 
     #[test]

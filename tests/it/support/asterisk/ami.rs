@@ -1,7 +1,8 @@
 //! The Asterisk Manager Interface (main/manager.c): banner, message framing, login and
-//! permissions, and the actions the stand-in models (Login, Logoff, Ping, Events,
-//! Command, Reload, Originate, PJSIPShowEndpoints, PJSIPShowEndpoint). Events are
-//! delivered after the response of the action being processed, like Asterisk's
+//! permissions, and the actions the stand-in models: those the portal sends (Login,
+//! Logoff, Command, Originate, ListCommands) and those of the recorded transcripts the
+//! tests replay (Ping, Reload). The only events are the recorded FullyBooted and Reload;
+//! they are delivered after the response of the action being processed, like Asterisk's
 //! per-session event queue.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -50,16 +51,6 @@ impl Message {
         }
         ""
     }
-
-    /// Every `Variable:` header value.
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        let l = name.len();
-        self.headers
-            .iter()
-            .filter(|h| h.len() > l && h.as_bytes()[l] == b':' && h[..l].eq_ignore_ascii_case(name))
-            .map(|h| h[l + 1..].trim_start_matches([' ', '\t']))
-            .collect()
-    }
 }
 
 enum Out {
@@ -71,7 +62,6 @@ struct Session {
     inner: Arc<Inner>,
     authenticated: AtomicBool,
     send_events: AtomicU32,
-    readperm: u32,
     writeperm: AtomicU32,
     out: mpsc::UnboundedSender<Out>,
     /// Held while an action runs, so its events follow its response.
@@ -177,7 +167,6 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
         inner: inner.clone(),
         authenticated: AtomicBool::new(false),
         send_events: AtomicU32::new(perm::ALL),
-        readperm: perm::ALL,
         writeperm: AtomicU32::new(0),
         out: tx,
         busy: AsyncMutex::new(()),
@@ -196,7 +185,6 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
             let _g = es.busy.lock().await;
             if es.authenticated.load(Ordering::SeqCst)
                 && es.send_events.load(Ordering::SeqCst) & ev.class != 0
-                && es.readperm & ev.class != 0
             {
                 es.send(ev.text.as_bytes().to_vec());
             }
@@ -292,26 +280,23 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
     }
     let lower = action.to_ascii_lowercase();
     let authed = s.authenticated.load(Ordering::SeqCst);
-    if !authed && !matches!(lower.as_str(), "login" | "logoff" | "challenge") {
+    if !authed && !matches!(lower.as_str(), "login" | "logoff") {
         s.send(error(m, "Permission denied"));
         return true;
     }
     let cmd_err = inner.has_fault(&Fault::CommandError);
-    let authority = match lower.as_str() {
-        "login" | "logoff" | "ping" | "events" | "challenge" | "listcommands" => 0,
-        "command" => perm::COMMAND,
-        "reload" if !cmd_err => perm::CONFIG | perm::SYSTEM,
-        "originate" => perm::ORIGINATE,
-        "pjsipshowendpoints" | "pjsipshowendpoint" => perm::SYSTEM,
-        _ => {
-            s.send(error(
-                m,
-                &format!(
-                    "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
-                ),
-            ));
-            return true;
-        }
+    let Some(&(_, _, authority)) = ACTIONS
+        .iter()
+        .find(|(name, _, _)| name.eq_ignore_ascii_case(&action))
+        .filter(|(name, _, _)| !(cmd_err && *name == "Reload"))
+    else {
+        s.send(error(
+            m,
+            &format!(
+                "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
+            ),
+        ));
+        return true;
     };
     if authority != 0 && s.writeperm.load(Ordering::SeqCst) & authority == 0 {
         s.send(error(m, "Permission denied"));
@@ -321,26 +306,6 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
         "login" => login(s, m).await,
         "listcommands" => {
             // manager.c action_listcommands: only the actions this user may run.
-            const ACTIONS: &[(&str, &str, u32)] = &[
-                ("Command", "Execute Asterisk CLI Command.", perm::COMMAND),
-                ("Events", "Control Event Flow.", 0),
-                ("ListCommands", "List available manager commands.", 0),
-                ("Login", "Login Manager.", 0),
-                ("Logoff", "Logoff Manager.", 0),
-                ("Originate", "Originate a call.", perm::ORIGINATE),
-                (
-                    "PJSIPShowEndpoint",
-                    "Detail listing of an endpoint and its objects.",
-                    perm::SYSTEM,
-                ),
-                ("PJSIPShowEndpoints", "Lists PJSIP endpoints.", perm::SYSTEM),
-                ("Ping", "Keepalive command.", 0),
-                (
-                    "Reload",
-                    "Send a reload event.",
-                    perm::CONFIG | perm::SYSTEM,
-                ),
-            ];
             let mut out = String::from("Response: Success\r\n");
             let id = m.get("ActionID");
             if !id.is_empty() {
@@ -370,17 +335,6 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             ));
             false
         }
-        "challenge" => {
-            if !m.get("AuthType").eq_ignore_ascii_case("MD5") {
-                s.send(error(m, "Must specify AuthType"));
-                return true;
-            }
-            let mut out = response(m, "Success", None, None);
-            out.truncate(out.len() - 2);
-            out.push_str("Challenge: 123456789\r\n\r\n");
-            s.send(out);
-            true
-        }
         "ping" => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -398,23 +352,6 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             s.send(out);
             true
         }
-        "events" => {
-            let res = s.set_eventmask(m.get("EventMask"));
-            let id = m.get("ActionID");
-            let idtext = if id.is_empty() {
-                String::new()
-            } else {
-                format!("ActionID: {id}\r\n")
-            };
-            if res > 0 {
-                s.send(format!("Response: Success\r\n{idtext}Events: On\r\n\r\n"));
-            } else if res == 0 {
-                s.send(format!("Response: Success\r\n{idtext}Events: Off\r\n\r\n"));
-            } else {
-                s.send(error(m, "Invalid event mask"));
-            }
-            true
-        }
         "command" => command(s, m),
         "reload" => {
             let module = m.get("Module");
@@ -425,11 +362,9 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             });
             s.send(match res {
                 ReloadResult::NotFound => error(m, "No such module"),
-                ReloadResult::NotImplemented => error(m, "Module does not support reload"),
                 ReloadResult::Error => error(m, "An unknown error occurred"),
-                ReloadResult::InProgress => error(m, "A reload is in progress"),
                 ReloadResult::Uninitialized => error(m, "Module not initialized"),
-                ReloadResult::Queued | ReloadResult::Success => ack(m, "Module Reloaded"),
+                ReloadResult::Success => ack(m, "Module Reloaded"),
             });
             true
         }
@@ -437,66 +372,25 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             originate(s, m).await;
             true
         }
-        "pjsipshowendpoints" => {
-            let st = inner.state();
-            let eps = st.sorcery.all("endpoint");
-            if eps.is_empty() {
-                s.send(error(m, "No endpoints found\n"));
-                return true;
-            }
-            let id = m.get("ActionID");
-            let mut out = response(
-                m,
-                "Success",
-                Some("A listing of Endpoints follows, presented as EndpointList events"),
-                Some("start"),
-            );
-            for e in &eps {
-                out.push_str(&pjsip::endpoint_list_event(&st.sorcery, e, id));
-            }
-            out.push_str(&list_complete("EndpointListComplete", id, eps.len()));
-            s.send(out);
-            true
-        }
-        "pjsipshowendpoint" => {
-            let mut name = m.get("Endpoint");
-            if name.is_empty() {
-                s.send(error(m, "PJSIPShowEndpoint requires an endpoint name\n"));
-                return true;
-            }
-            if name.len() >= 6 && name[..6].eq_ignore_ascii_case("pjsip/") {
-                name = &name[6..];
-            }
-            let st = inner.state();
-            let Some(e) = st.sorcery.get("endpoint", name) else {
-                s.send(error(m, &format!("Unable to retrieve endpoint {name}\n")));
-                return true;
-            };
-            let id = m.get("ActionID");
-            let mut out = response(
-                m,
-                "Success",
-                Some("Following are Events for each object associated with the Endpoint"),
-                Some("start"),
-            );
-            let (events, count) = pjsip::endpoint_detail_events(&st.sorcery, e, id);
-            out.push_str(&events);
-            out.push_str(&list_complete("EndpointDetailComplete", id, count + 1));
-            s.send(out);
-            true
-        }
-        _ => true,
+        _ => unreachable!("every action of ACTIONS is handled"),
     }
 }
 
-fn list_complete(event: &str, id: &str, n: usize) -> String {
-    let mut out = format!("Event: {event}\r\n");
-    if !id.is_empty() {
-        out.push_str(&format!("ActionID: {id}\r\n"));
-    }
-    out.push_str(&format!("EventList: Complete\r\nListItems: {n}\r\n\r\n"));
-    out
-}
+/// The actions the stand-in answers: name, synopsis (manager.c) and the write
+/// permission classes of which one is needed (0: none).
+const ACTIONS: &[(&str, &str, u32)] = &[
+    ("Command", "Execute Asterisk CLI Command.", perm::COMMAND),
+    ("ListCommands", "List available manager commands.", 0),
+    ("Login", "Login Manager.", 0),
+    ("Logoff", "Logoff Manager.", 0),
+    ("Originate", "Originate a call.", perm::ORIGINATE),
+    ("Ping", "Keepalive command.", 0),
+    (
+        "Reload",
+        "Send a reload event.",
+        perm::CONFIG | perm::SYSTEM,
+    ),
+];
 
 async fn login(s: &Arc<Session>, m: &Message) -> bool {
     let inner = &s.inner;
@@ -534,7 +428,7 @@ async fn login(s: &Arc<Session>, m: &Message) -> bool {
     s.set_eventmask(m.get("Events"));
     s.authenticated.store(true, Ordering::SeqCst);
     s.send(ack(m, "Authentication accepted"));
-    if s.send_events.load(Ordering::SeqCst) & perm::SYSTEM != 0 && s.readperm & perm::SYSTEM != 0 {
+    if s.send_events.load(Ordering::SeqCst) & perm::SYSTEM != 0 {
         s.send(format!(
             "Event: FullyBooted\r\nPrivilege: {}\r\nUptime: {}\r\nLastReload: {}\r\nStatus: Fully Booted\r\n\r\n",
             perm::privilege(perm::SYSTEM),
@@ -599,7 +493,7 @@ fn command(s: &Arc<Session>, m: &Message) -> bool {
         s.send(error(m, "Command blacklisted"));
         return true;
     }
-    let res = cli::execute(inner, cmd, true);
+    let res = cli::execute(inner, cmd);
     let mut out = response(m, if res.success { "Success" } else { "Error" }, None, None);
     out.truncate(out.len() - 2);
     out.push_str("Message: Command output follows\r\n");
@@ -652,123 +546,45 @@ fn originate_app_permitted(app: &str, data: &str, writeperm: u32) -> bool {
     true
 }
 
-fn sscanf_int(s: &str) -> Option<i64> {
-    let t = s.trim_start();
-    let end = t
-        .char_indices()
-        .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))
-        .count();
-    t[..end].parse().ok()
-}
-
+/// Originate in the Application form the portal uses (`Channel`, `Application`, `Data`,
+/// `Async`). The call is never answered (no modelled application answers), so a
+/// synchronous Originate fails once the call has ended, as in the lab (F-AMI-12).
 async fn originate(s: &Arc<Session>, m: &Message) {
     let inner = s.inner.clone();
-    let name = m.get("Channel");
-    let exten = m.get("Exten");
-    let context = m.get("Context");
-    let priority = m.get("Priority");
-    let timeout = m.get("Timeout");
-    let app = m.get("Application");
-    let data = m.get("Data");
+    let (name, app, data) = (m.get("Channel"), m.get("Application"), m.get("Data"));
     if name.is_empty() {
         s.send(error(m, "Channel not specified"));
         return;
-    }
-    let mut pi: i64 = 0;
-    if !priority.is_empty() {
-        match sscanf_int(priority) {
-            Some(p) => pi = p,
-            None => {
-                let found = inner
-                    .state()
-                    .dialplan
-                    .find_label(context, exten, priority)
-                    .unwrap_or(0);
-                if found < 1 {
-                    s.send(error(m, "Invalid priority"));
-                    return;
-                }
-                pi = found as i64;
-            }
-        }
-    }
-    let mut to: i64 = 30000;
-    if !timeout.is_empty() {
-        match sscanf_int(timeout) {
-            Some(t) => to = t,
-            None => {
-                s.send(error(m, "Invalid timeout"));
-                return;
-            }
-        }
     }
     if !name.contains('/') {
         s.send(error(m, "Invalid channel"));
         return;
     }
-    let (cid_name, cid_num) = pjsip::parse_callerid(m.get("CallerID"));
-    if !app.is_empty() && !originate_app_permitted(app, data, s.writeperm.load(Ordering::SeqCst)) {
+    if app.is_empty() {
+        s.send(error(
+            m,
+            "stand-in: only the Application form of Originate is modelled",
+        ));
+        return;
+    }
+    if !originate_app_permitted(app, data, s.writeperm.load(Ordering::SeqCst)) {
         s.send(error(
             m,
             "Originate Access Forbidden: app or data blacklisted",
         ));
         return;
     }
-    if pi != 0 && !inner.state().dialplan.exists(context, exten, pi as i32) {
-        s.send(error(m, "Extension does not exist."));
-        return;
-    }
-    let mut vars = Vec::new();
-    for v in m.all("Variable") {
-        for a in super::funcs::separate_args(v) {
-            if let Some((k, val)) = a.split_once('=') {
-                vars.push((k.to_string(), val.to_string()));
-            }
-        }
-    }
     let is_async = pjsip::ast_true(m.get("Async"));
-    let target = if !app.is_empty() {
-        channel::Target::App {
-            app: app.to_string(),
-            data: data.to_string(),
-        }
-    } else {
-        if !is_async && pi == 0 {
-            s.send(error(
-                m,
-                "Originate with 'Exten' requires 'Context' and 'Priority'",
-            ));
-            return;
-        }
-        channel::Target::Exten {
-            context: context.to_string(),
-            exten: exten.to_string(),
-            priority: pi as i32,
-        }
-    };
-    let req = channel::OriginateRequest {
-        channel: name.to_string(),
-        target,
-        timeout_ms: to.max(0) as u64,
-        vars,
-        cid_name,
-        cid_num,
-        action_id: Some(m.get("ActionID").to_string()),
-        manager_event: is_async,
-    };
     if inner.has_fault(&Fault::NeverCallBack) {
         s.send(ack(m, "Originate successfully queued"));
         return;
     }
+    let ended = channel::start(inner.clone(), name);
     if is_async {
-        channel::originate_background(inner.clone(), req);
         s.send(ack(m, "Originate successfully queued"));
-        return;
-    }
-    let rx = channel::start(inner.clone(), req);
-    match rx.await {
-        Ok(channel::Outcome::Answered) => s.send(ack(m, "Originate successfully queued")),
-        _ => s.send(error(m, "Originate failed")),
+    } else {
+        let _ = ended.await;
+        s.send(error(m, "Originate failed"));
     }
 }
 
@@ -782,13 +598,14 @@ mod tests {
             headers: vec![
                 "Action: Command".into(),
                 "ActionID:x".into(),
-                "Variable: A=1".into(),
-                "variable:  B=2".into(),
+                "Data:".into(),
+                "data:  1".into(),
             ],
         };
         assert_eq!(m.get("action"), "Command");
         assert_eq!(m.get("ActionID"), "x");
-        assert_eq!(m.all("Variable"), ["A=1", "B=2"]);
+        assert_eq!(m.get("Data"), "");
+        assert_eq!(m.get_nonempty("Data"), "1");
         assert_eq!(m.get("Missing"), "");
     }
 

@@ -31,16 +31,6 @@ pub struct Category {
     pub lineno: usize,
 }
 
-impl Category {
-    /// First value of `name` (case-insensitive, like `ast_variable_retrieve`).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|v| v.name.eq_ignore_ascii_case(name))
-            .map(|v| v.value.as_str())
-    }
-}
-
 /// A loaded configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -55,13 +45,6 @@ impl Config {
     /// Categories as `ast_category_browse` sees them (templates skipped).
     pub fn browse(&self) -> impl Iterator<Item = &Category> {
         self.categories.iter().filter(|c| !c.template)
-    }
-
-    /// First value of `name` in the first category called `cat`.
-    pub fn retrieve(&self, cat: &str, name: &str) -> Option<&str> {
-        self.browse()
-            .filter(|c| c.name == cat)
-            .find_map(|c| c.get(name))
     }
 }
 
@@ -617,6 +600,14 @@ pub fn fnmatch(pat: &[u8], s: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// First value of `name` (case-insensitive, like `ast_variable_retrieve`).
+    fn value<'a>(cat: &'a Category, name: &str) -> Option<&'a str> {
+        cat.vars
+            .iter()
+            .find(|v| v.name.eq_ignore_ascii_case(name))
+            .map(|v| v.value.as_str())
+    }
+
     fn write(dir: &Path, name: &str, body: &str) {
         let p = dir.join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -674,8 +665,8 @@ mod tests {
         let names: Vec<_> = cfg.categories.iter().map(|c| c.name.as_str()).collect();
         // 2.conf is never read after the parse error in 1.conf.
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(cfg.categories[0].get("lead"), Some("1"));
-        assert_eq!(cfg.categories[0].get("after"), Some("1"));
+        assert_eq!(value(&cfg.categories[0], "lead"), Some("1"));
+        assert_eq!(value(&cfg.categories[0], "after"), Some("1"));
         assert!(log[0].contains("no closing ']', line 4 of"), "{log:?}");
         let mut log = Vec::new();
         write(&d, "main2.conf", "[a]\n#include nothing/*.conf\n");

@@ -41,7 +41,6 @@ pub struct Context {
 pub struct Dialplan {
     /// In `ast_walk_contexts` order.
     pub contexts: Vec<Context>,
-    pub globals: BTreeMap<String, String>,
 }
 
 // ----------------------------------------------------------------------------------
@@ -74,23 +73,6 @@ fn ext_cmp_exten(l: &[u8], r: &[u8]) -> i32 {
 
 fn ext_cmp_exten_strlen(s: &[u8]) -> usize {
     s.iter().filter(|b| **b != b'-').count()
-}
-
-fn ext_cmp_exten_partial(l: &[u8], r: &[u8]) -> i32 {
-    let (mut i, mut j) = (0, 0);
-    loop {
-        i = skip_dash(l, i);
-        j = skip_dash(r, j);
-        if at(r, j) == 0 {
-            return 0;
-        }
-        let cmp = at(l, i) as i32 - at(r, j) as i32;
-        if cmp != 0 {
-            return cmp;
-        }
-        i += 1;
-        j += 1;
-    }
 }
 
 /// One position of a pattern: (score, bitmap) as ext_cmp_pattern_pos computes them.
@@ -225,7 +207,6 @@ fn match_core(pattern: &[u8], data: &[u8]) -> u8 {
     if at(data, 0) == b'_' && ext_cmp_pattern(&pattern[1..], &data[1..]) == 0 {
         return 1;
     }
-    let _ = ext_cmp_exten_partial;
     let p = &pattern[1..];
     let (mut i, mut j) = (0usize, 0usize);
     loop {
@@ -456,14 +437,6 @@ pub fn load(etc_dir: &Path, log: &mut Vec<String>) -> LoadResult {
         Loaded::Missing | Loaded::Invalid => return LoadResult::Failed,
     };
     let mut dp = Dialplan::default();
-    for cat in cfg
-        .browse()
-        .filter(|c| c.name.eq_ignore_ascii_case("globals"))
-    {
-        for v in &cat.vars {
-            dp.globals.insert(v.name.clone(), v.value.clone());
-        }
-    }
     // ast_context_find_or_create prepends: walk order is newest first.
     let mut order: Vec<String> = Vec::new();
     let mut contexts: BTreeMap<String, Context> = BTreeMap::new();

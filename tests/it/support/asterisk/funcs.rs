@@ -1,5 +1,6 @@
-//! Variable substitution (`ast_str_substitute_variables`) and the dialplan functions the
-//! stand-in knows: PJSIP_ENDPOINT, PJSIP_AOR, DIALPLAN_EXISTS, LEN, CALLERID, GLOBAL.
+//! Variable substitution (`ast_str_substitute_variables`) and the dialplan functions of
+//! the portal's probe: PJSIP_ENDPOINT, PJSIP_AOR and DIALPLAN_EXISTS. Any other function
+//! is "not registered"; the variables are EXTEN and the channel's own (AGISTATUS).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,6 @@ pub struct ChanInfo {
     pub context: String,
     pub exten: String,
     pub priority: i32,
-    pub cid_num: Option<String>,
-    pub cid_name: Option<String>,
 }
 
 /// Everything one evaluation may read, plus the log and a function counter.
@@ -32,28 +31,10 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// `ast_str_retrieve_variable` without substring handling.
     pub fn variable(&self, var: &str) -> Option<String> {
-        let c = self.chan;
-        let builtin = match var {
-            "EXTEN" => Some(c.exten.clone()),
-            "CONTEXT" => Some(c.context.clone()),
-            "PRIORITY" => Some(c.priority.to_string()),
-            "CHANNEL" => Some(c.name.clone()),
-            "UNIQUEID" => Some(c.uniqueid.clone()),
-            "CALLINGPRES" => Some("67".into()),
-            "CALLINGANI2" | "CALLINGTON" | "CALLINGTNS" | "HANGUPCAUSE" => Some("0".into()),
-            "EPOCH" => Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-                    .to_string(),
-            ),
-            "SYSTEMNAME" => Some(String::new()),
-            _ => None,
-        };
-        builtin
-            .or_else(|| self.vars.get(var).cloned())
-            .or_else(|| self.dialplan.globals.get(var).cloned())
+        match var {
+            "EXTEN" => Some(self.chan.exten.clone()),
+            _ => self.vars.get(var).cloned(),
+        }
     }
 
     /// `ast_func_read2`: None when the function failed (nothing is substituted).
@@ -76,78 +57,47 @@ impl Env<'_> {
         let argv = separate_args(args);
         let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
         match name {
-            "PJSIP_ENDPOINT" => {
-                if args.is_empty() {
+            "PJSIP_ENDPOINT" | "PJSIP_AOR" => {
+                let (file, otype, label) = match name {
+                    "PJSIP_ENDPOINT" => ("endpoint", "endpoint", "endpoint"),
+                    _ => ("aor", "aor", "AOR"),
+                };
+                let log_as = format!("func_pjsip_{file}.c");
+                let problem = if args.is_empty() {
+                    Some("without arguments".to_owned())
+                } else if arg(0).is_empty() {
+                    Some(format!("without an {label} name to query"))
+                } else if arg(1).is_empty() {
+                    Some("with an empty field name to query".to_owned())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    self.log
+                        .push(format!("ERROR {log_as}: Cannot call {name} {problem}"));
+                    return None;
+                }
+                let Some(obj) = self.sorcery.get(otype, arg(0)) else {
                     self.log.push(format!(
-                        "ERROR func_pjsip_endpoint.c: Cannot call {name} without arguments"
-                    ));
-                    return None;
-                }
-                if arg(0).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} without an endpoint name to query"));
-                    return None;
-                }
-                if arg(1).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_endpoint.c: Cannot call {name} with an empty field name to query"));
-                    return None;
-                }
-                let Some(ep) = self.sorcery.get("endpoint", arg(0)) else {
-                    self.log.push(format!(
-                        "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '{}'",
+                        "WARNING {log_as}: Failed to retrieve information for {label} '{}'",
                         arg(0)
                     ));
                     return None;
                 };
-                match ep.field(arg(1)) {
-                    Some(v) if arg(1) == "disallow" => Some(format!("!{v}")),
-                    Some(v) if arg(1) != "type" => Some(v),
-                    _ => {
-                        self.log.push(format!(
-                            "WARNING func_pjsip_endpoint.c: Unknown property '{}' for PJSIP endpoint",
-                            arg(1)
-                        ));
-                        None
-                    }
-                }
-            }
-            "PJSIP_AOR" => {
-                if args.is_empty() {
-                    self.log.push(format!(
-                        "ERROR func_pjsip_aor.c: Cannot call {name} without arguments"
-                    ));
-                    return None;
-                }
-                if arg(0).is_empty() {
-                    self.log.push(format!(
-                        "ERROR func_pjsip_aor.c: Cannot call {name} without an AOR name to query"
-                    ));
-                    return None;
-                }
-                if arg(1).is_empty() {
-                    self.log.push(format!("ERROR func_pjsip_aor.c: Cannot call {name} with an empty field name to query"));
-                    return None;
-                }
-                let Some(aor) = self.sorcery.get("aor", arg(0)) else {
-                    self.log.push(format!(
-                        "WARNING func_pjsip_aor.c: Failed to retrieve information for AOR '{}'",
-                        arg(0)
-                    ));
-                    return None;
-                };
-                if arg(1) == "contact" {
+                match (otype, arg(1)) {
                     // No registrations in the stand-in: no contact objects.
-                    return Some(String::new());
+                    ("aor", "contact") => Some(String::new()),
+                    ("endpoint", "disallow") => obj.field("disallow").map(|v| format!("!{v}")),
+                    (_, "type") => None,
+                    (_, field) => obj.field(field),
                 }
-                match aor.field(arg(1)) {
-                    Some(v) if arg(1) != "type" => Some(v),
-                    _ => {
-                        self.log.push(format!(
-                            "WARNING func_pjsip_aor.c: Unknown property '{}' for PJSIP AOR",
-                            arg(1)
-                        ));
-                        None
-                    }
-                }
+                .or_else(|| {
+                    self.log.push(format!(
+                        "WARNING {log_as}: Unknown property '{}' for PJSIP {label}",
+                        arg(1)
+                    ));
+                    None
+                })
             }
             "DIALPLAN_EXISTS" => {
                 if args.is_empty() {
@@ -174,22 +124,6 @@ impl Env<'_> {
                     return None;
                 };
                 Some(if found { "1" } else { "0" }.into())
-            }
-            "LEN" => Some(args.chars().count().to_string()),
-            "GLOBAL" => Some(self.dialplan.globals.get(args).cloned().unwrap_or_default()),
-            "CALLERID" => {
-                let c = self.chan;
-                match arg(0).to_ascii_lowercase().as_str() {
-                    "num" | "number" => Some(c.cid_num.clone().unwrap_or_default()),
-                    "name" => Some(c.cid_name.clone().unwrap_or_default()),
-                    "all" => Some(match (&c.cid_name, &c.cid_num) {
-                        (Some(n), Some(l)) => format!("\"{n}\" <{l}>"),
-                        (Some(n), None) => n.clone(),
-                        (None, Some(l)) => l.clone(),
-                        (None, None) => String::new(),
-                    }),
-                    _ => None,
-                }
             }
             _ => {
                 self.log.push(format!(
@@ -421,7 +355,7 @@ mod tests {
             ..Default::default()
         };
         let mut vars = BTreeMap::new();
-        vars.insert("HEALTH".to_string(), "OK".to_string());
+        vars.insert("AGISTATUS".to_string(), "OK".to_string());
         let s = Sorcery::default();
         let dp = Dialplan::default();
         let mut log = Vec::new();
@@ -434,7 +368,7 @@ mod tests {
             functions: 0,
         };
         assert_eq!(substitute(&mut env, "${EXTEN:6}"), "tokABC_9");
-        assert_eq!(substitute(&mut env, "x${HEALTH}y$z"), "xOKy$z");
+        assert_eq!(substitute(&mut env, "x${AGISTATUS}y$z"), "xOKy$z");
         assert_eq!(
             substitute(
                 &mut env,
@@ -443,10 +377,22 @@ mod tests {
             "|0"
         );
         assert_eq!(env.functions, 2);
-        assert_eq!(substitute(&mut env, "${LEN(${HEALTH})}"), "2");
+        assert_eq!(substitute(&mut env, "${LEN(${AGISTATUS})}"), "");
         assert_eq!(
-            log[0],
-            "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'"
+            substitute(
+                &mut env,
+                "${PJSIP_AOR(,max_contacts)}${PJSIP_ENDPOINT(1000,)}"
+            ),
+            ""
+        );
+        assert_eq!(
+            log,
+            [
+                "WARNING func_pjsip_endpoint.c: Failed to retrieve information for endpoint '9999'",
+                "ERROR pbx_functions.c: Function LEN not registered",
+                "ERROR func_pjsip_aor.c: Cannot call PJSIP_AOR without an AOR name to query",
+                "ERROR func_pjsip_endpoint.c: Cannot call PJSIP_ENDPOINT with an empty field name to query",
+            ]
         );
     }
 }

@@ -1,12 +1,14 @@
 //! A protocol-faithful stand-in for Asterisk 22.7.0 as recorded in the lab notes
 //! (AMI on TCP, `asterisk -rx` through a generated bash script, pjsip.conf and
 //! extensions.conf loading with Asterisk's semantics, Local channel originates that run
-//! the live dialplan, and the FastAGI client side of `AGI(agi://...)`).
+//! the live dialplan, and the FastAGI client side of `AGI(agi://...)`). It models what
+//! the portal uses and what the recorded transcripts replayed by the tests show, and
+//! refuses anything else: an action, command or function it does not model as Asterisk
+//! refuses an unknown one, an application or a form of a command with an error that says
+//! the stand-in does not model it, so that a test relying on it fails rather than passes.
 //!
-//! Use only `super::`/`self::` paths inside this folder: it is compiled both as a
-//! library module and as `support::asterisk` inside integration tests.
-#![allow(dead_code)]
-#![allow(clippy::new_without_default)]
+//! Use only `super::`/`self::` paths inside this folder: it is compiled both as
+//! `support::asterisk` inside the integration tests and by the load benchmark.
 
 pub mod agi;
 pub mod ami;
@@ -40,13 +42,17 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        Self::writing(&["command", "config", "originate", "system"])
+    }
+}
+
+impl Options {
+    /// The lab's AMI user with these `write=` classes.
+    pub fn writing(classes: &[&str]) -> Self {
         Options {
             ami_username: "portal".into(),
             ami_secret: "portal-secret".into(),
-            write_perms: ["command", "config", "originate", "system"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            write_perms: classes.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -157,16 +163,14 @@ pub struct Event {
     pub text: String,
 }
 
-/// The result codes of `ast_module_reload` (Event: Reload `Status:`).
+/// The result codes of `ast_module_reload` (Event: Reload `Status:`) that the modules
+/// of the stand-in can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadResult {
     Success = 0,
-    Queued = 1,
     NotFound = 2,
     Error = 3,
-    InProgress = 4,
     Uninitialized = 5,
-    NotImplemented = 6,
 }
 
 /// What the "server" holds.
@@ -176,14 +180,11 @@ pub(crate) struct State {
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
-    pub astdb: BTreeMap<String, String>,
 }
 
 pub(crate) struct Inner {
     pub opts: Options,
     pub etc_dir: PathBuf,
-    pub pjsip_dir: PathBuf,
-    pub dialplan_dir: PathBuf,
     pub script: PathBuf,
     pub state: Mutex<State>,
     pub faults: Mutex<Vec<Fault>>,
@@ -227,10 +228,6 @@ impl Inner {
 
     pub fn record_action(&self, a: impl Into<String>) {
         lock(&self.actions).push(a.into());
-    }
-
-    pub fn faults(&self) -> Vec<Fault> {
-        lock(&self.faults).clone()
     }
 
     pub fn has_fault(&self, f: &Fault) -> bool {
@@ -357,8 +354,6 @@ impl Inner {
                     } else {
                         ReloadResult::Error
                     }
-                } else if base.eq_ignore_ascii_case("manager") {
-                    ReloadResult::Success
                 } else {
                     ReloadResult::NotFound
                 }
@@ -403,47 +398,44 @@ impl Inner {
         Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
     }
 
-    /// Serves AMI on `std_l` (or on a fresh bind of the AMI port).
-    fn listen_ami(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
+    /// Serves `serve` on `std_l` (or on a fresh bind of `addr`) in place of the task in
+    /// `slot`.
+    fn listen<F, Fut>(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        std_l: Option<std::net::TcpListener>,
+        slot: &Mutex<Option<JoinHandle<()>>>,
+        serve: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnOnce(Arc<Inner>, tokio::net::TcpListener) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let _guard = self.runtime.enter();
         let std_l = match std_l {
             Some(l) => l,
-            None => Self::rebind(self.ami_addr)?,
+            None => Self::rebind(addr)?,
         };
         std_l.set_nonblocking(true)?;
         let l = tokio::net::TcpListener::from_std(std_l)?;
-        let me = self.clone();
-        let h = self.runtime.spawn(async move { ami::serve(me, l).await });
-        if let Some(old) = lock(&self.ami_task).replace(h) {
+        let h = self.runtime.spawn(serve(self.clone(), l));
+        if let Some(old) = lock(slot).replace(h) {
             old.abort();
         }
         Ok(())
     }
 
-    fn close_ami(&self) {
-        if let Some(h) = lock(&self.ami_task).take() {
-            h.abort();
-        }
+    fn listen_ami(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
+        self.listen(self.ami_addr, std_l, &self.ami_task, ami::serve)
     }
 
     fn listen_cli(self: &Arc<Self>, std_l: Option<std::net::TcpListener>) -> std::io::Result<()> {
-        let _guard = self.runtime.enter();
-        let std_l = match std_l {
-            Some(l) => l,
-            None => Self::rebind(self.cli_addr)?,
-        };
-        std_l.set_nonblocking(true)?;
-        let l = tokio::net::TcpListener::from_std(std_l)?;
-        let me = self.clone();
-        let h = self.runtime.spawn(async move { cli::serve(me, l).await });
-        if let Some(old) = lock(&self.cli_task).replace(h) {
-            old.abort();
-        }
-        Ok(())
+        self.listen(self.cli_addr, std_l, &self.cli_task, cli::serve)
     }
 
-    fn close_cli(&self) {
-        if let Some(h) = lock(&self.cli_task).take() {
+    /// Stops serving the listener of `slot` (its port is then refused).
+    fn close(slot: &Mutex<Option<JoinHandle<()>>>) {
+        if let Some(h) = lock(slot).take() {
             h.abort();
         }
     }
@@ -513,8 +505,6 @@ impl FakeAsterisk {
         let inner = Arc::new(Inner {
             opts,
             etc_dir,
-            pjsip_dir,
-            dialplan_dir,
             script,
             state: Mutex::new(State::default()),
             faults: Mutex::new(Vec::new()),
@@ -545,23 +535,14 @@ impl FakeAsterisk {
         self.inner.ami_addr
     }
 
-    /// The control socket the CLI script talks to.
-    pub fn cli_addr(&self) -> SocketAddr {
-        self.inner.cli_addr
-    }
-
     /// An executable script that behaves like `asterisk -rx "<cmd>"`.
     pub fn cli_path(&self) -> PathBuf {
         self.inner.script.clone()
     }
 
-    pub fn etc_dir(&self) -> PathBuf {
-        self.inner.etc_dir.clone()
-    }
-
     pub fn set_fault(&self, f: Fault) {
         if f == Fault::RefuseConnections {
-            self.inner.close_ami();
+            Inner::close(&self.inner.ami_task);
         }
         lock(&self.inner.faults).push(f);
     }
@@ -635,6 +616,12 @@ impl FakeAsterisk {
         self.inner.reloads.load(Ordering::SeqCst)
     }
 
+    /// Local channels created by Originate (the count is up to date when the reply to the
+    /// Originate is sent).
+    pub fn calls(&self) -> u32 {
+        self.inner.local_seq.load(Ordering::SeqCst)
+    }
+
     /// FastAGI connections made.
     pub fn agi_sessions(&self) -> usize {
         self.inner.agi_sessions.load(Ordering::SeqCst)
@@ -642,14 +629,14 @@ impl FakeAsterisk {
 
     /// Runs a CLI command in-process, as `asterisk -rx` would print it.
     pub fn cli(&self, command: &str) -> String {
-        cli::execute(&self.inner, command, false).output
+        cli::execute(&self.inner, command).output
     }
 
     /// Stops listening on AMI and CLI and drops every connection and call (Asterisk down).
     pub async fn stop(&self) {
         self.inner.running.store(false, Ordering::SeqCst);
-        self.inner.close_ami();
-        self.inner.close_cli();
+        Inner::close(&self.inner.ami_task);
+        Inner::close(&self.inner.cli_task);
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.tasks));
         for t in &tasks {
             t.abort();

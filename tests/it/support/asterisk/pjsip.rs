@@ -2,7 +2,7 @@
 //! `ast_sorcery_objectset_create` prints them, per-object validation, and the reload
 //! rules of res_sorcery_config (retain the previous object on error, reject a whole type
 //! on a duplicate id, keep everything when the file is invalid). Also the CLI tables
-//! (`pjsip show endpoints|aors|auths|transports|...`) and the AMI list events.
+//! `pjsip show endpoints` and `pjsip show transports`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -254,18 +254,6 @@ pub const ENDPOINT: &[OptSpec] = &[
     o("disallow", "", Codec),
     o("security_mechanisms", "", Str),
     o("type", "", Str),
-];
-
-/// Endpoint options that are not printed in EndpointDetail.
-const ENDPOINT_HIDDEN: &[&str] = &[
-    "contact_deny",
-    "contact_permit",
-    "contact_user",
-    "deny",
-    "permit",
-    "disallow",
-    "security_mechanisms",
-    "type",
 ];
 
 /// Auth options, in AuthDetail order (ami_08).
@@ -520,20 +508,6 @@ impl Object {
             }
         }
         out
-    }
-
-    /// Sorted (name, value) pairs of the whole objectset.
-    pub fn objectset(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = match specs(&self.otype) {
-            Some(sp) => sp
-                .iter()
-                .filter(|s| s.name != "type")
-                .map(|s| (s.name.to_string(), self.field(s.name).unwrap_or_default()))
-                .collect(),
-            None => self.options().into_iter().collect(),
-        };
-        v.sort();
-        v
     }
 
     /// Names in `auth` / `outbound_auth` style lists.
@@ -970,42 +944,12 @@ fn trunc(s: &str, n: usize) -> String {
 
 const ENDPOINT_HEADER: &str = " Endpoint:  <Endpoint/CID.....................................>  <State.....>  <Channels.>\n    I/OAuth:  <AuthId/UserName...........................................................>\n        Aor:  <Aor............................................>  <MaxContact>\n      Contact:  <Aor/ContactUri..........................> <Hash....> <Status> <RTT(ms)..>\n  Transport:  <TransportId........>  <Type>  <cos>  <tos>  <BindAddress..................>\n   Identify:  <Identify/Endpoint.........................................................>\n        Match:  <criteria.........................>\n    Channel:  <ChannelId......................................>  <State.....>  <Time.....>\n        Exten: <DialedExten...........>  CLCID: <ConnectedLineCID.......>\n";
 
-fn auth_header(level: usize) -> String {
-    let ind = indent(level);
-    format!(
-        "{:>ind$}:  <AuthId/UserName{}>\n",
-        "I/OAuth",
-        fill(MAX_WIDTH - ind - 20)
-    )
-}
-
-fn aor_header(level: usize) -> String {
-    let ind = indent(level);
-    let ind1 = indent(level + 1);
-    format!(
-        "{:>ind$}:  <Aor{}>  <MaxContact>\n{:>ind1$}:  <Aor/ContactUri{}> <Hash....> <Status> <RTT(ms)..>\n",
-        "Aor",
-        fill(LAST_TABSTOP - ind - 7),
-        "Contact",
-        fill(LAST_TABSTOP - ind1 - 23)
-    )
-}
-
 fn transport_header(level: usize) -> String {
     let ind = indent(level);
     format!(
         "{:>ind$}:  <TransportId........>  <Type>  <cos>  <tos>  <BindAddress{}>\n",
         "Transport",
         fill(MAX_WIDTH - ind - 61)
-    )
-}
-
-fn contact_header(level: usize) -> String {
-    let ind = indent(level);
-    format!(
-        "{:>ind$}:  <Aor/ContactUri{}> <Hash....> <Status> <RTT(ms)..>\n",
-        "Contact",
-        fill(LAST_TABSTOP - ind - 23)
     )
 }
 
@@ -1115,209 +1059,36 @@ pub fn device_state(_s: &Sorcery, _e: &Object) -> &'static str {
     "Unavailable"
 }
 
-fn objectset_block(obj: &Object) -> String {
-    let set = obj.objectset();
-    let name_w = set.iter().map(|(k, _)| k.len()).max().unwrap_or(0).max(13);
-    let value_w = set.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(14);
-    let mut out = format!(" {:<name_w$} : {}\n", "ParameterName", "ParameterValue");
-    out.push_str(&format!(" {}\n", "=".repeat(name_w + value_w + 3)));
-    for (k, v) in set {
-        out.push_str(&format!(" {k:<name_w$} : {v}\n"));
+/// A `pjsip show <objects>` table: the header, one body per object, the count.
+fn show_table(header: &str, bodies: Vec<String>) -> String {
+    if bodies.is_empty() {
+        return "No objects found.\n\n".into();
     }
-    out
+    format!(
+        "\n{header}{SEPARATOR}\n\n{}\nObjects found: {}\n\n",
+        bodies.concat(),
+        bodies.len()
+    )
 }
 
-/// `pjsip show <what> [id]`; None when `what` is not one of the modelled tables.
-pub fn cli_show(s: &Sorcery, what: &str, id: Option<&str>) -> Option<String> {
-    let (otype, container) = match what {
-        "endpoints" => ("endpoint", true),
-        "endpoint" => ("endpoint", false),
-        "aors" => ("aor", true),
-        "aor" => ("aor", false),
-        "auths" => ("auth", true),
-        "auth" => ("auth", false),
-        "transports" => ("transport", true),
-        "transport" => ("transport", false),
-        "contacts" => ("contact", true),
-        _ => return None,
-    };
-    let header = match otype {
-        "endpoint" => ENDPOINT_HEADER.to_string(),
-        "aor" => aor_header(0),
-        "auth" => auth_header(0),
-        "transport" => transport_header(0),
-        _ => contact_header(0),
-    };
-    let body = |o: &Object| -> String {
-        match otype {
-            "endpoint" => endpoint_body(s, o, 0),
-            "aor" => aor_body(o, 0),
-            "auth" => auth_body(s, &o.id, "Auth", 0),
-            _ => transport_body(o, 0),
-        }
-    };
-    let mut out = format!("\n{header}{SEPARATOR}\n\n");
-    if container {
-        let objs = s.all(otype);
-        if objs.is_empty() {
-            return Some("No objects found.\n\n".into());
-        }
-        for o in &objs {
-            out.push_str(&body(o));
-        }
-        out.push_str(&format!("\nObjects found: {}\n", objs.len()));
-    } else {
-        let id = id.unwrap_or("");
-        if id.is_empty() {
-            return Some("No object specified.\n".into());
-        }
-        let Some(obj) = s.get(otype, id) else {
-            return Some(format!("Unable to find object {id}.\n\n"));
-        };
-        out.push_str(&body(obj));
-        out.push('\n');
-        out.push_str(&objectset_block(obj));
-    }
-    out.push('\n');
-    Some(out)
+/// `pjsip show endpoints`.
+pub fn show_endpoints(s: &Sorcery) -> String {
+    let bodies = s
+        .all("endpoint")
+        .into_iter()
+        .map(|e| endpoint_body(s, e, 0));
+    show_table(ENDPOINT_HEADER, bodies.collect())
 }
 
-// ----------------------------------------------------------------------------------
-// AMI (res_pjsip/pjsip_configuration.c, config_auth.c, location.c, config_transport.c)
-
-/// `ast_to_camel_case`.
-pub fn camel(s: &str) -> String {
-    let mut out = String::new();
-    let mut up = true;
-    for c in s.chars() {
-        if c == '_' {
-            up = true;
-        } else if up {
-            out.extend(c.to_uppercase());
-            up = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn event_head(event: &str, action_id: &str, obj: &Object) -> String {
-    let mut out = format!("Event: {event}\r\n");
-    if !action_id.is_empty() {
-        out.push_str(&format!("ActionID: {action_id}\r\n"));
-    }
-    out.push_str(&format!(
-        "ObjectType: {}\r\nObjectName: {}\r\n",
-        obj.otype, obj.id
-    ));
-    out
-}
-
-/// One `EndpointList` event (PJSIPShowEndpoints).
-pub fn endpoint_list_event(s: &Sorcery, e: &Object, action_id: &str) -> String {
-    let mut out = event_head("EndpointList", action_id, e);
-    out.push_str(&format!(
-        "Transport: {}\r\nAor: {}\r\nAuths: {}\r\nOutboundAuths: {}\r\n",
-        e.field("transport").unwrap_or_default(),
-        e.field("aors").unwrap_or_default(),
-        e.list("auth").join(","),
-        e.list("outbound_auth").join(",")
-    ));
-    for a in aor_names(e) {
-        if s.get("aor", &a).is_some() {
-            out.push_str("Contacts: \r\n");
-        }
-    }
-    out.push_str(&format!(
-        "DeviceState: {}\r\nActiveChannels: 0\r\n\r\n",
-        device_state(s, e)
-    ));
-    out
-}
-
-/// The events PJSIPShowEndpoint sends after its response, and their count.
-pub fn endpoint_detail_events(s: &Sorcery, e: &Object, action_id: &str) -> (String, usize) {
-    let mut out = event_head("EndpointDetail", action_id, e);
-    for spec in ENDPOINT {
-        if ENDPOINT_HIDDEN.contains(&spec.name) {
-            continue;
-        }
-        out.push_str(&format!(
-            "{}: {}\r\n",
-            camel(spec.name),
-            e.field(spec.name).unwrap_or_default()
-        ));
-    }
-    out.push_str(&format!(
-        "DeviceState: {}\r\nActiveChannels: 0\r\n\r\n",
-        device_state(s, e)
-    ));
-    let mut count = 0;
-    for list in ["auth", "outbound_auth"] {
-        for a in e.list(list) {
-            if let Some(auth) = s.get("auth", &a) {
-                out.push_str(&event_head("AuthDetail", action_id, auth));
-                for spec in AUTH.iter().filter(|sp| sp.name != "type") {
-                    out.push_str(&format!(
-                        "{}: {}\r\n",
-                        camel(spec.name),
-                        auth.field(spec.name).unwrap_or_default()
-                    ));
-                }
-                out.push_str(&format!("EndpointName: {}\r\n\r\n", e.id));
-                count += 1;
-            }
-        }
-    }
-    let tid = e.field("transport").unwrap_or_default();
-    if let Some(t) = s.get("transport", &tid) {
-        out.push_str(&event_head("TransportDetail", action_id, t));
-        for spec in TRANSPORT.iter().filter(|sp| sp.name != "type") {
-            out.push_str(&format!(
-                "{}: {}\r\n",
-                camel(spec.name),
-                t.field(spec.name).unwrap_or_default()
-            ));
-        }
-        out.push_str(&format!("EndpointName: {}\r\n\r\n", e.id));
-        count += 1;
-    }
-    for a in aor_names(e) {
-        if let Some(aor) = s.get("aor", &a) {
-            out.push_str(&event_head("AorDetail", action_id, aor));
-            for spec in AOR.iter().filter(|sp| sp.name != "type") {
-                let key = if spec.name == "contact" {
-                    "Contacts".to_string()
-                } else {
-                    camel(spec.name)
-                };
-                out.push_str(&format!(
-                    "{}: {}\r\n",
-                    key,
-                    aor.field(spec.name).unwrap_or_default()
-                ));
-            }
-            out.push_str(&format!(
-                "TotalContacts: 0\r\nContactsRegistered: 0\r\nEndpointName: {}\r\n\r\n",
-                e.id
-            ));
-            count += 1;
-        }
-    }
-    (out, count)
+/// `pjsip show transports`.
+pub fn show_transports(s: &Sorcery) -> String {
+    let bodies = s.all("transport").into_iter().map(|t| transport_body(t, 0));
+    show_table(&transport_header(0), bodies.collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn camel_case() {
-        assert_eq!(camel("t38_udptl_maxdatagram"), "T38UdptlMaxdatagram");
-        assert_eq!(camel("100rel"), "100rel");
-        assert_eq!(camel("ignore_183_without_sdp"), "Ignore183WithoutSdp");
-    }
 
     #[test]
     fn uint_parsing() {
