@@ -151,7 +151,8 @@ impl Applier {
             .await
     }
 
-    /// Waits (up to `limit`) until no apply is running; later ones still start.
+    /// Waits (up to `limit`) until no apply is running; an apply asked for meanwhile
+    /// waits for the drain to end.
     pub async fn drain(&self, limit: Duration) {
         if tokio::time::timeout(limit, self.gate.write())
             .await
