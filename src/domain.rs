@@ -72,7 +72,8 @@ impl Name {
 }
 
 /// An email address, stored and compared lower-cased: exactly one `@` with text on both
-/// sides, no whitespace or control characters, at most 254 characters.
+/// sides, no whitespace or control characters, at most 254 characters once lower-cased (the
+/// column's limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -82,8 +83,10 @@ impl Email {
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let err = |m: &str| Err(ValidationError::new("email", m));
-        if raw.chars().count() > Self::MAX_CHARS {
-            return err("must be at most 254 characters");
+        // Counted as stored: lower-casing U+0130 'İ' gives two characters.
+        let lower = raw.to_lowercase();
+        if lower.chars().count() > Self::MAX_CHARS {
+            return err("must be at most 254 characters (counted lower-cased)");
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return err("must not contain whitespace or control characters");
@@ -91,7 +94,7 @@ impl Email {
         let mut parts = raw.split('@');
         match (parts.next(), parts.next(), parts.next()) {
             (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => {
-                Ok(Self(raw.to_lowercase()))
+                Ok(Self(lower))
             }
             _ => err("must contain exactly one '@' with text on both sides"),
         }
@@ -348,6 +351,9 @@ mod tests {
         let long = format!("{}@x.org", "a".repeat(248));
         assert_eq!(long.len(), 254);
         assert!(Email::parse(&long).is_ok());
+        // 'İ' lower-cases to two characters: 124 of them make 254 once stored.
+        let dotted = format!("{}@x.org", "\u{130}".repeat(124));
+        assert_eq!(Email::parse(&dotted).unwrap().as_str().chars().count(), 254);
         for bad in [
             "",
             "bob",
@@ -359,6 +365,7 @@ mod tests {
             "a\0@b",
             "a@b\0",
             &format!("{long}x"),
+            &format!("{}@x.org", "\u{130}".repeat(125)),
         ] {
             assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
         }

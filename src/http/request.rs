@@ -88,7 +88,7 @@ pub fn query<T: DeserializeOwned>(req: &Request<Incoming>) -> Result<T, ApiError
 /// the struct itself, above any key, and serde's message names it as "duplicate field `x`".
 fn query_error(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>) -> ValidationError {
     let message = e.inner().to_string();
-    let key = e.path().iter().last().and_then(|s| match s {
+    let key = e.path().iter().next_back().and_then(|s| match s {
         serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
         _ => None,
     });
