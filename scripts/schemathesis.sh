@@ -50,8 +50,13 @@ fi
 # --- database, folders, server ---------------------------------------------------------
 . scripts/pg.sh
 ensure_postgres
-# The test.sh clean-up drops pbx_portal_test_* databases that a killed run left behind.
-db="pbx_portal_test_schemathesis_$$"
+# Not pbx_portal_test_*: test.sh drops all of those when it exits, and another checkout's
+# test.sh on the same server would drop this one mid-run. Instead, databases of runs that
+# were killed (their process is gone) are dropped here.
+db="pbx_portal_schemathesis_$$"
+for stale in $(psql "$PG_ADMIN_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname ~ '^pbx_portal_schemathesis_[0-9]+$'"); do
+    kill -0 "${stale##*_}" 2>/dev/null || psql "$PG_ADMIN_URL" -Xqc "DROP DATABASE IF EXISTS $stale WITH (FORCE)" >/dev/null 2>&1 || true
+done
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -87,7 +92,7 @@ base="http://127.0.0.1:$port"
     export PORTAL_PJSIP_DIR="$etc/pjsip.d/synergycall"
     export PORTAL_DIALPLAN_DIR="$etc/extensions.d/synergycall"
     export PORTAL_ASTERISK_CONFIG_DIR="$etc"
-    export RUST_LOG=warn
+    export RUST_LOG=info
     cd "$work" # no .env of the repository is read
     exec "$binary" serve
 ) >"$work/server.log" 2>&1 &
@@ -130,5 +135,9 @@ if grep -q "panicked" "$work/server.log"; then
 fi
 if ((rc == 124 || rc == 137)); then
     die "schemathesis did not finish within ${HARD_STOP}s"
+fi
+if ((rc != 0)); then
+    say "the server's log (last 40 lines):"
+    tail -n 40 "$work/server.log" >&2
 fi
 ((rc == 0)) || die "schemathesis found failures (seed $seed; rerun with SCHEMATHESIS_SEED=$seed)"
