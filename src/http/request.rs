@@ -1,4 +1,6 @@
-//! Reading requests: the bearer token, JSON bodies within their limits, query strings.
+//! Reading requests: the bearer token, JSON bodies within their limits, and each route's
+//! query string as one typed struct, so that a handler sees only checked values and every
+//! refusal is a 422 naming the parameter (never a value passed on for PostgreSQL to refuse).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
