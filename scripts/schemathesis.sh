@@ -6,7 +6,8 @@
 #   scripts/schemathesis.sh [BINARY]     BINARY defaults to $CARGO_TARGET_DIR/debug/pbx-portal
 #
 # - schemathesis is pinned ($VERSION) and installed from PyPI into .venv-schemathesis/
-#   (git-ignored); python3-venv is installed with apt-get when venv or ensurepip is missing.
+#   (git-ignored); python3 and python3-venv are installed with apt-get when a virtualenv
+#   cannot be made without them.
 # - The server gets a throwaway database on the local PostgreSQL (scripts/pg.sh), include
 #   directories in a temporary folder, PORTAL_RELOAD=none and a free loopback port. All
 #   of it is removed on any exit: server stopped, database dropped, folder deleted.
@@ -32,17 +33,23 @@ die() { say "$*" >&2; exit 1; }
 binary=$(realpath "$binary")
 
 # --- the pinned tool -------------------------------------------------------------------
-if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    say "python3 venv/ensurepip missing: installing python3-venv"
-    sudo=
+apt_install() {
+    local sudo=
     [[ $(id -u) -eq 0 ]] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
-fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+# Debian's python3 has `venv` but cannot make one without python3-venv (ensurepip is
+# there, its wheels are not): try, and install the package when the try fails.
+make_venv() { rm -rf "$venv" && python3 -m venv "$venv" >/dev/null 2>&1; }
 if [[ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != *"version $VERSION" ]]; then
+    command -v python3 >/dev/null || apt_install python3
+    if ! make_venv; then
+        say "python3 cannot create a virtualenv: installing python3-venv"
+        apt_install python3-venv
+        make_venv || die "python3 -m venv still fails"
+    fi
     say "installing schemathesis==$VERSION into ${venv#"$repo"/}"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
 fi
 "$venv/bin/schemathesis" --version
