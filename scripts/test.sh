@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: PostgreSQL (found or installed), formatting, lints,
-# every test against a throwaway database per test, the systemd unit. Run from anywhere.
+# every test against a throwaway database per test, schemathesis against a real server
+# (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -21,6 +22,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test
+echo "== schemathesis"
+scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/pbx-portal"
 if [ -x scripts/check-systemd.sh ]; then
     echo "== systemd unit"
     scripts/check-systemd.sh target/debug/pbx-portal

@@ -3,7 +3,10 @@
 //! Everything a user types passes through one of these parsers before it reaches the
 //! database or an Asterisk config file, so the rest of the code never re-checks it. The
 //! rules matter for Asterisk: a name ends up in `callerid="<name>" <<ext>>`, and a
-//! character such as `;`, `[` or a newline would cut the line or open a new section.
+//! character such as `;`, `[` or a newline would cut the line or open a new section, while
+//! a `\` is silently eaten (Asterisk 22.7 loads `callerid="Bob\" <1960>` as `"Bob" <1960>`).
+//! They matter for PostgreSQL too: a `text` value cannot hold a NUL, so every text a client
+//! sends is refused with its field named before it could reach a query as a 500.
 
 use std::fmt;
 
@@ -28,15 +31,16 @@ impl ValidationError {
     }
 }
 
-/// A display name: 1–100 characters, no control characters, none of `" ; [ ] < >`,
-/// no leading or trailing whitespace.
+/// A display name: 1–100 characters (Unicode scalar values), no control characters (NUL
+/// included), none of `" \ ; [ ] < >`, no leading or trailing whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Name(String);
 
 impl Name {
     pub const MAX_CHARS: usize = 100;
-    const FORBIDDEN: [char; 6] = ['"', ';', '[', ']', '<', '>'];
+    /// Characters a name may not hold besides control characters.
+    pub const FORBIDDEN: [char; 7] = ['"', '\\', ';', '[', ']', '<', '>'];
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let err = |m: &str| Err(ValidationError::new("name", m));
@@ -53,7 +57,7 @@ impl Name {
         if let Some(c) = raw.chars().find(|c| Self::FORBIDDEN.contains(c)) {
             return Err(ValidationError::new(
                 "name",
-                format!("must not contain '{c}' (forbidden: \" ; [ ] < >)"),
+                format!("must not contain '{c}' (forbidden: \" \\ ; [ ] < >)"),
             ));
         }
         if raw.trim() != raw {
@@ -68,7 +72,8 @@ impl Name {
 }
 
 /// An email address, stored and compared lower-cased: exactly one `@` with text on both
-/// sides, no whitespace or control characters, at most 254 characters.
+/// sides, no whitespace or control characters, at most 254 characters once lower-cased (the
+/// column's limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -78,8 +83,10 @@ impl Email {
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let err = |m: &str| Err(ValidationError::new("email", m));
-        if raw.chars().count() > Self::MAX_CHARS {
-            return err("must be at most 254 characters");
+        // Counted as stored: lower-casing U+0130 'İ' gives two characters.
+        let lower = raw.to_lowercase();
+        if lower.chars().count() > Self::MAX_CHARS {
+            return err("must be at most 254 characters (counted lower-cased)");
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return err("must not contain whitespace or control characters");
@@ -87,7 +94,7 @@ impl Email {
         let mut parts = raw.split('@');
         match (parts.next(), parts.next(), parts.next()) {
             (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => {
-                Ok(Self(raw.to_lowercase()))
+                Ok(Self(lower))
             }
             _ => err("must contain exactly one '@' with text on both sides"),
         }
@@ -95,6 +102,36 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The `q` of `GET /users`: at most 254 characters, no control characters (a NUL could
+/// not even reach PostgreSQL, and no name or email holds one). Surrounding whitespace is
+/// ignored; an empty or blank search is no search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search(String);
+
+impl Search {
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Option<Self>, ValidationError> {
+        let err = |m: &str| Err(ValidationError::new("q", m));
+        if raw.chars().count() > Self::MAX_CHARS {
+            return err("must be at most 254 characters");
+        }
+        if raw.chars().any(char::is_control) {
+            return err("must not contain control characters");
+        }
+        let text = raw.trim();
+        Ok((!text.is_empty()).then(|| Self(text.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -294,6 +331,10 @@ mod tests {
             "x]",
             "<x",
             "x>",
+            "a\\b",
+            "Bob\\",
+            "A\0B",
+            "\0",
             &"x".repeat(101),
         ] {
             let e = Name::parse(bad).unwrap_err();
@@ -310,6 +351,9 @@ mod tests {
         let long = format!("{}@x.org", "a".repeat(248));
         assert_eq!(long.len(), 254);
         assert!(Email::parse(&long).is_ok());
+        // 'İ' lower-cases to two characters: 124 of them make 254 once stored.
+        let dotted = format!("{}@x.org", "\u{130}".repeat(124));
+        assert_eq!(Email::parse(&dotted).unwrap().as_str().chars().count(), 254);
         for bad in [
             "",
             "bob",
@@ -318,9 +362,40 @@ mod tests {
             "a@b@c",
             "a b@c",
             "a@b\n",
+            "a\0@b",
+            "a@b\0",
             &format!("{long}x"),
+            &format!("{}@x.org", "\u{130}".repeat(125)),
         ] {
             assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_count_characters_not_bytes() {
+        let wide = "é".repeat(100);
+        assert_eq!(wide.len(), 200);
+        assert!(Name::parse(&wide).is_ok());
+        assert!(Name::parse(&format!("{wide}é")).is_err());
+    }
+
+    #[test]
+    fn forbidden_characters_are_named_in_the_message() {
+        for c in Name::FORBIDDEN {
+            let e = Name::parse(&format!("a{c}b")).unwrap_err();
+            assert!(e.message.contains(&format!("'{c}'")), "{c}: {}", e.message);
+            assert!(e.message.contains("\" \\ ; [ ] < >"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn searches_refuse_control_characters_and_ignore_blanks() {
+        assert_eq!(Search::parse("").unwrap(), None);
+        assert_eq!(Search::parse("   ").unwrap(), None);
+        assert_eq!(Search::parse(" ali ").unwrap().unwrap().as_str(), "ali");
+        assert!(Search::parse(&"é".repeat(254)).unwrap().is_some());
+        for bad in ["\0", "a\0", "a\nb", "\u{7f}", &"x".repeat(255)] {
+            assert_eq!(Search::parse(bad).unwrap_err().field, "q", "{bad:?}");
         }
     }
 

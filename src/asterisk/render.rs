@@ -424,7 +424,6 @@ mod tests {
         let accepted = [
             "Ünïcödé 名前",
             "a=b, c=d",
-            "x\\",
             "(x)",
             "#include evil",
             "a' OR 1=1 --",
@@ -449,6 +448,7 @@ mod tests {
             "a\rb",
             "a\u{85}b",
             " lead",
+            "x\\",
         ];
         for name in refused {
             let e = render_checked(&[sub(1000, name)], &settings()).unwrap_err();

@@ -5,14 +5,13 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::error::{json_response, ApiError};
-use super::request::{bool_param, int_param, query};
+use super::request::{query, AppliesQuery, ApplyQuery};
 use super::App;
 use super::Resp;
 
 pub async fn apply(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
-    let q = query(req, &["dry_run"])?;
-    let dry_run = bool_param(&q, "dry_run")?;
-    let rec = if dry_run {
+    let ApplyQuery { dry_run } = query(req)?;
+    let rec = if dry_run.is_some_and(|f| f.0) {
         app.applier.dry_run().await?
     } else {
         app.applier.apply().await?
@@ -25,8 +24,8 @@ pub async fn pending(app: &App) -> Result<Resp, ApiError> {
 }
 
 pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
-    let q = query(req, &["limit"])?;
-    let limit = int_param(&q, "limit", 50, 1, 1000)?;
+    let AppliesQuery { limit } = query(req)?;
+    let limit = limit.map_or(50, |l| l.0);
     let applies = app.store.list_applies(limit).await?;
     Ok(json_response(
         StatusCode::OK,

@@ -104,7 +104,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
     let method = req.method().clone();
     match (route, &method) {
         (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
-        (Route::OpenApi, &Method::GET) => Ok(system::openapi()),
+        (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
         (Route::Status, &Method::GET) => system::status(app).await,
         (Route::Users, &Method::POST) => users::create(app, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,

@@ -1,18 +1,21 @@
-//! Reading requests: the bearer token, JSON bodies within their limits, query strings.
-
-use std::collections::HashMap;
+//! Reading requests: the bearer token, JSON bodies within their limits, and each route's
+//! query string as one typed struct, so that a handler sees only checked values and every
+//! refusal is a 422 naming the parameter (never a value passed on for PostgreSQL to refuse).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::domain::ValidationError;
+use crate::store::Order;
 
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -72,48 +75,118 @@ pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {
     serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
-/// Query parameters, percent-decoded. A repeated parameter is refused.
-pub fn query(
-    req: &Request<Incoming>,
-    allowed: &[&str],
-) -> Result<HashMap<String, String>, ApiError> {
-    let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-        if !allowed.contains(&k.as_ref()) {
-            return Err(ValidationError::new(k, "unknown query parameter").into());
-        }
-        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
-            return Err(ValidationError::new(k, "given more than once").into());
-        }
-    }
-    Ok(out)
+/// Reads the query string into `T`, a struct whose fields are the route's parameters and
+/// that carries `#[serde(deny_unknown_fields)]`. Every refusal is a 422 naming the
+/// parameter: an unknown one by its own name, one given twice, or one whose value its type
+/// refused (the message is the type's).
+pub fn query<T: DeserializeOwned>(req: &Request<Incoming>) -> Result<T, ApiError> {
+    let raw = req.uri().query().unwrap_or("");
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| query_error(&e).into())
 }
 
-/// An integer parameter within `min..=max`, or its default.
-pub fn int_param(
-    q: &HashMap<String, String>,
-    name: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    match q.get(name) {
-        None => Ok(default),
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(
-                ValidationError::new(name, format!("must be an integer from {min} to {max}"))
-                    .into(),
-            ),
+/// Names the parameter behind a query-string error. serde_path_to_error records the key
+/// that an unknown-parameter or a bad-value error came from; a repeated parameter fails in
+/// the struct itself, above any key, and serde's message names it as "duplicate field `x`".
+fn query_error(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>) -> ValidationError {
+    let message = e.inner().to_string();
+    let key = e.path().iter().next_back().and_then(|s| match s {
+        serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+        _ => None,
+    });
+    match key {
+        Some(key) if message.starts_with("unknown field") => {
+            ValidationError::new(key, "unknown query parameter")
+        }
+        Some(key) => ValidationError::new(key, message),
+        None => match message
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            Some(field) => ValidationError::new(field, "given more than once"),
+            None => ValidationError::new("query", message),
         },
     }
 }
 
-/// A boolean parameter (`true`/`false`/`1`/`0`), or false.
-pub fn bool_param(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
-    match q.get(name).map(String::as_str) {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") => Ok(true),
-        Some(_) => Err(ValidationError::new(name, "must be true or false").into()),
+/// An integer query parameter within `MIN..=MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const MIN: i64, const MAX: i64>(pub i64);
+
+impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        match raw.parse::<i64>() {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(D::Error::custom(format!(
+                "must be an integer from {MIN} to {MAX}"
+            ))),
+        }
     }
+}
+
+/// A boolean query parameter: `true`, `false`, `1` or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "true" | "1" => Ok(Self(true)),
+            "false" | "0" => Ok(Self(false)),
+            _ => Err(D::Error::custom("must be true, false, 1 or 0")),
+        }
+    }
+}
+
+/// `GET /users`: a page of users, filtered and sorted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersQuery {
+    pub limit: Option<Bounded<1, 1000>>,
+    /// Capped so that offset + page size never overflows.
+    pub offset: Option<Bounded<0, { i32::MAX as i64 }>>,
+    pub q: Option<String>,
+    pub order: Option<SortKey>,
+    pub direction: Option<Descending>,
+}
+
+/// `order`: one of the store's sort keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey(pub Order);
+
+impl<'de> Deserialize<'de> for SortKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Order::parse(&String::deserialize(d)?)
+            .map(Self)
+            .ok_or_else(|| D::Error::custom("must be one of extension, name, email, created_at"))
+    }
+}
+
+/// `direction`: `asc` or `desc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descending(pub bool);
+
+impl<'de> Deserialize<'de> for Descending {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "asc" => Ok(Self(false)),
+            "desc" => Ok(Self(true)),
+            _ => Err(D::Error::custom("must be asc or desc")),
+        }
+    }
+}
+
+/// `POST /apply`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyQuery {
+    pub dry_run: Option<Flag>,
+}
+
+/// `GET /applies`: the newest audit records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliesQuery {
+    pub limit: Option<Bounded<1, 1000>>,
 }

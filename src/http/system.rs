@@ -11,12 +11,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError};
 use super::{App, Resp};
 use crate::asterisk::ami;
 use crate::config::{AmiSettings, ReloadMode};
+use crate::domain::ExtensionRange;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -55,11 +56,26 @@ pub async fn healthz(app: &App) -> Resp {
     }
 }
 
-pub fn openapi() -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+/// The OpenAPI document, with this instance's extension range as the bounds of
+/// `NewUser.extension`: the range is configuration, and a client (or a schema-driven test
+/// tool) must see the rule the server applies.
+pub fn openapi(range: ExtensionRange) -> Resp {
+    match serde_json::from_str::<Value>(OPENAPI) {
+        Ok(mut doc) => {
+            if let Some(ext) = doc.pointer_mut("/components/schemas/NewUser/properties/extension") {
+                ext["minimum"] = range.min().into();
+                ext["maximum"] = range.max().into();
+            }
+            json_response(StatusCode::OK, &doc)
+        }
+        // Unreachable: a unit test parses the embedded document.
+        Err(_) => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+    }
 }
 
 /// Whether the configured AMI account can log in now.
@@ -107,4 +123,16 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
             "pending": pending.ok().map(|p| p.pending),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    #[test]
+    fn the_embedded_document_is_json_with_the_range_to_fill_in() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let ext = &doc["components"]["schemas"]["NewUser"]["properties"]["extension"];
+        assert!(ext["minimum"].is_u64() && ext["maximum"].is_u64(), "{ext}");
+    }
 }

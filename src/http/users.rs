@@ -1,4 +1,5 @@
-//! Handlers for users and extensions.
+//! Handlers for users and extensions: each reads its input through the typed parsers of
+//! [`crate::domain`] and [`super::request`], so nothing unchecked reaches the store.
 
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -6,10 +7,10 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::error::{json_response, ApiError};
-use super::request::{int_param, json_body, query};
+use super::request::{json_body, query, UsersQuery};
 use super::App;
 use super::Resp;
-use crate::domain::{NewUser, ValidationError};
+use crate::domain::{NewUser, Search, ValidationError};
 use crate::store::{ListQuery, Order};
 
 fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
@@ -41,30 +42,21 @@ pub async fn create(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
 }
 
 pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
-    let q = query(req, &["limit", "offset", "q", "order", "direction"])?;
-    let limit = int_param(&q, "limit", 1000, 1, 1000)?;
-    let offset = int_param(&q, "offset", 0, 0, i64::from(i32::MAX))?;
-    let order = match q.get("order") {
-        None => Order::Extension,
-        Some(o) => Order::parse(o).ok_or_else(|| {
-            ValidationError::new("order", "must be one of extension, name, email, created_at")
-        })?,
-    };
-    let descending = match q.get("direction").map(String::as_str) {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return Err(ValidationError::new("direction", "must be asc or desc").into()),
-    };
-    let text = q.get("q").map(|s| s.trim()).filter(|s| !s.is_empty());
-    if text.is_some_and(|s| s.chars().count() > 254) {
-        return Err(ValidationError::new("q", "must be at most 254 characters").into());
-    }
+    let params: UsersQuery = query(req)?;
+    let limit = params.limit.map_or(1000, |l| l.0);
+    let offset = params.offset.map_or(0, |o| o.0);
+    let q = params
+        .q
+        .as_deref()
+        .map(Search::parse)
+        .transpose()?
+        .flatten();
     let query = ListQuery {
         limit,
         offset,
-        q: text.map(str::to_owned),
-        order,
-        descending,
+        q: q.map(Search::into_string),
+        order: params.order.map_or(Order::Extension, |k| k.0),
+        descending: params.direction.is_some_and(|d| d.0),
     };
     let (users, total) = app.store.list_users(&query).await?;
     // Serialized straight from the rows: no intermediate JSON tree for 1000 users.

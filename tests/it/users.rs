@@ -214,6 +214,8 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
         (json!({"name": "Bo]b", "email": "b@x.org"}), "name"),
         (json!({"name": "Bo<b", "email": "b@x.org"}), "name"),
         (json!({"name": "Bo>b", "email": "b@x.org"}), "name"),
+        (json!({"name": "Bo\\b", "email": "b@x.org"}), "name"),
+        (json!({"name": "Bob\\", "email": "b@x.org"}), "name"),
         (json!({"name": 5, "email": "b@x.org"}), "name"),
         (json!({"email": "b@x.org"}), "name"),
         (json!({"name": "Bob", "email": "bob"}), "email"),
@@ -319,6 +321,301 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
         app.get(&format!("/users/{}", alice["id"])).await.body["email"],
         "alice@x.org"
     );
+}
+
+/// One request over a raw TCP connection, for what an HTTP client library refuses to send.
+/// Returns the status code and the body.
+async fn raw_request(app: &TestApp, head: &[u8], body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(head).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// PostgreSQL refuses a NUL in `text`: a NUL anywhere a client can send text must be a 422
+/// naming the field, never a 500 from the database, and must change nothing.
+#[tokio::test]
+async fn nul_and_control_characters_are_refused_with_the_field_named() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("Alice", "alice@x.org").await;
+    let before = app.db_users().await;
+    let applies_before = app.get("/applies").await.body["applies"].clone();
+
+    let queries = [
+        ("/users?q=%00", "q"),
+        ("/users?q=al%00ice", "q"),
+        ("/users?q=%00%00%00", "q"),
+        ("/users?q=a%01", "q"),
+        ("/users?q=a%7F", "q"),
+        ("/users?q=a%C2%85", "q"),
+        ("/users?q=a%0Ab", "q"),
+        ("/users?limit=%00", "limit"),
+        ("/users?limit=1%00", "limit"),
+        ("/users?offset=%00", "offset"),
+        ("/users?order=%00", "order"),
+        ("/users?order=name%00", "order"),
+        ("/users?direction=%00", "direction"),
+        ("/users?direction=asc%00", "direction"),
+        ("/users?%00=1", "\0"),
+        ("/users?q%00=a", "q\0"),
+        ("/applies?limit=%00", "limit"),
+        ("/applies?%00", "\0"),
+    ];
+    for (path, field) in queries {
+        let r = app.get(path).await;
+        assert_eq!(
+            (
+                r.status,
+                err_code(&r.body),
+                r.body["error"]["field"].as_str()
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(field)
+            ),
+            "{path}: {}",
+            r.body
+        );
+    }
+    for (path, field) in [
+        ("/apply?dry_run=%00", "dry_run"),
+        ("/apply?dry_run=true%00", "dry_run"),
+        ("/apply?%00=true", "\0"),
+    ] {
+        let r = app.post(path, json!({})).await;
+        assert_eq!(
+            (
+                r.status,
+                err_code(&r.body),
+                r.body["error"]["field"].as_str()
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(field)
+            ),
+            "{path}: {}",
+            r.body
+        );
+    }
+
+    let bodies = [
+        (json!({"name": "\u{0}", "email": "b@x.org"}), "name"),
+        (json!({"name": "Bo\u{0}b", "email": "b@x.org"}), "name"),
+        (json!({"name": "Bob\u{0}", "email": "b@x.org"}), "name"),
+        (json!({"name": "Bob", "email": "\u{0}"}), "email"),
+        (json!({"name": "Bob", "email": "b\u{0}@x.org"}), "email"),
+        (json!({"name": "Bob", "email": "b@x.org\u{0}"}), "email"),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "\u{0}": "x"}),
+            "\0",
+        ),
+        (
+            json!({"name": "Bob", "email": "b@x.org", "extension": "1\u{0}"}),
+            "extension",
+        ),
+    ];
+    for (body, field) in bodies {
+        for key in [None, Some("nul-test")] {
+            let headers: Vec<(&str, &str)> =
+                key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+            let r = app.post_with("/users", body.clone(), &headers).await;
+            assert_eq!(
+                (
+                    r.status,
+                    err_code(&r.body),
+                    r.body["error"]["field"].as_str()
+                ),
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    Some(field)
+                ),
+                "{body} {key:?}"
+            );
+        }
+    }
+    // The escape as a client writes it, byte for byte.
+    let json = br#"{"name":"A\u0000","email":"nul@x.org"}"#;
+    let (status, body) = raw_request(
+        &app,
+        format!(
+            "POST /users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            json.len()
+        )
+        .as_bytes(),
+        json,
+    )
+    .await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, err_code(&body), body["error"]["field"].as_str()),
+        (422, "validation_failed", Some("name"))
+    );
+
+    // Idempotency-Key: 1-200 visible ASCII. Bytes an HTTP client library will not send go
+    // over a raw connection; a NUL, another control byte or DEL in a header value is not
+    // HTTP at all (RFC 9110 field-value), so hyper answers 400 before any handler runs.
+    let key_cases: [(&[u8], u16); 5] = [
+        (b"a\x7fb", 400),
+        (b"caf\xc3\xa9", 422),
+        (b"a\x01b", 400),
+        (b"a\x00b", 400),
+        (b"a b", 422),
+    ];
+    for (key, status) in key_cases {
+        let json = br#"{"name":"Keyed","email":"keyed@x.org"}"#;
+        let mut head = format!(
+            "POST /users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\
+             Idempotency-Key: ",
+            json.len()
+        )
+        .into_bytes();
+        head.extend_from_slice(key);
+        head.extend_from_slice(b"\r\n\r\n");
+        let (got, body) = raw_request(&app, &head, json).await;
+        assert_eq!(got, status, "{key:?}: {body}");
+        if status == 422 {
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                (err_code(&body), body["error"]["field"].as_str()),
+                ("validation_failed", Some("Idempotency-Key")),
+                "{key:?}"
+            );
+        }
+    }
+
+    // Nothing changed, nothing was half-stored, and search still works.
+    assert_eq!(app.db_users().await, before);
+    let keys: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM idempotency_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0);
+    assert_eq!(app.get("/applies").await.body["applies"], applies_before);
+    let found = app.get("/users?q=ALICE").await;
+    assert_eq!(found.body["users"][0]["id"], alice["id"]);
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
+
+/// Each query string is one typed struct: every parameter is checked, an unknown or a
+/// repeated one is refused with its name, and the documented defaults apply.
+#[tokio::test]
+async fn query_strings_are_typed_and_refuse_unknown_or_repeated_parameters() {
+    let app = TestApp::spawn().await;
+    app.create_user("Alice", "alice@x.org").await;
+    for path in [
+        "/users?limit=1000&offset=0&q=&order=extension&direction=asc",
+        "/users?limit=1&offset=2147483647&q=%20%20&order=created_at&direction=desc",
+        "/users?q=%E5%90%8D",
+        "/applies?limit=1000",
+        "/applies?limit=1",
+        "/applies",
+    ] {
+        assert_eq!(app.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    assert_eq!(app.get("/users").await.body["limit"], 1000);
+    let q254 = "é".repeat(254);
+    assert_eq!(
+        app.get(&format!("/users?q={}", q254.replace('é', "%C3%A9")))
+            .await
+            .status,
+        StatusCode::OK,
+        "254 characters, 508 bytes"
+    );
+    for (path, field) in [
+        ("/users?q=".to_owned() + &"x".repeat(255), "q"),
+        ("/users?offset=2147483648".to_owned(), "offset"),
+        ("/users?q=a&q=b".to_owned(), "q"),
+        ("/users?order=name&order=name".to_owned(), "order"),
+        ("/users?limit=".to_owned(), "limit"),
+        ("/users?limit=+5".to_owned(), "limit"),
+        ("/users?direction=ASC".to_owned(), "direction"),
+        ("/users?registered=true".to_owned(), "registered"),
+        ("/users?LIMIT=5".to_owned(), "LIMIT"),
+        ("/users?q&q".to_owned(), "q"),
+        ("/applies?limit=0".to_owned(), "limit"),
+        ("/applies?limit=1001".to_owned(), "limit"),
+        ("/applies?limit=1&limit=1".to_owned(), "limit"),
+        ("/applies?offset=1".to_owned(), "offset"),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(
+            (
+                r.status,
+                err_code(&r.body),
+                r.body["error"]["field"].as_str()
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(field)
+            ),
+            "{path}: {}",
+            r.body
+        );
+    }
+
+    // POST /apply: dry_run is true, false, 1 or 0; anything else runs nothing.
+    for (query, status) in [("dry_run=true", "dry_run"), ("dry_run=1", "dry_run")] {
+        let r = app.post(&format!("/apply?{query}"), json!({})).await;
+        assert_eq!(
+            (r.status, r.body["status"].as_str()),
+            (StatusCode::OK, Some(status))
+        );
+    }
+    for query in ["dry_run=false", "dry_run=0", ""] {
+        let r = app.post(&format!("/apply?{query}"), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}");
+        assert_ne!(r.body["status"], "dry_run", "{query}");
+    }
+    let before = app.get("/applies").await.body["applies"].clone();
+    for (query, field) in [
+        ("dry_run=yes", "dry_run"),
+        ("dry_run=", "dry_run"),
+        ("dry_run=TRUE", "dry_run"),
+        ("dry_run=true&dry_run=true", "dry_run"),
+        ("force=true", "force"),
+    ] {
+        let r = app.post(&format!("/apply?{query}"), json!({})).await;
+        assert_eq!(
+            (
+                r.status,
+                err_code(&r.body),
+                r.body["error"]["field"].as_str()
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(field)
+            ),
+            "{query}"
+        );
+    }
+    assert_eq!(app.get("/applies").await.body["applies"], before);
 }
 
 #[tokio::test]
