@@ -7,8 +7,14 @@
 use super::{Store, StoreError};
 
 /// (version, name, SQL), in order. Never edit a released migration: add a new one.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "names_without_backslash",
+        include_str!("../../migrations/0002_names_without_backslash.sql"),
+    ),
+];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
 

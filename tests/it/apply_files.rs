@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use crate::support;
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, TestDb};
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
@@ -254,4 +254,49 @@ async fn an_apply_left_running_is_marked_interrupted_at_the_next_start() {
     assert_eq!(rec["status"], "interrupted");
     assert_eq!(rec["error"]["code"], "interrupted");
     assert!(support::instant(&rec["finished_at"]) >= support::instant(&rec["started_at"]));
+}
+
+#[tokio::test]
+async fn names_stored_with_a_backslash_before_the_rule_are_repaired_and_apply() {
+    // A database as the previous version left it: only the first migration, and names
+    // with a backslash (which Asterisk 22.7 showed without it).
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    let (version, name, sql) = pbx_portal::store::MIGRATIONS[0];
+    c.batch_execute(sql).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                         applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+        &[&version, &name],
+    )
+    .await
+    .unwrap();
+    for (name, email) in [
+        ("Bob\\", "bob@x.org"),
+        ("\\\\", "b@x.org"),
+        ("Ann", "ann@x.org"),
+    ] {
+        c.query(
+            "SELECT * FROM portal_create_user($1, $2, NULL, 1000, 1999, 'abcdefghijklmnopqrstuvwx')",
+            &[&name, &email],
+        )
+        .await
+        .unwrap();
+    }
+    let app = TestApp::start_on(db, tempfile::tempdir().unwrap(), &[]).await;
+    let names: Vec<Value> = app.get("/users").await.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("Bob"), json!("User 1001"), json!("Ann")]);
+    let r = app.post("/apply", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["endpoints"], 3);
 }
