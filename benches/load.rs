@@ -18,7 +18,7 @@ use pbx_portal::asterisk::files::replace;
 use pbx_portal::asterisk::probe::{Expectation, ProbeServer};
 use pbx_portal::asterisk::{ami, render};
 use pbx_portal::config::AmiSettings;
-use pbx_portal::domain::{Extension, SipSecret, Subscriber};
+use pbx_portal::domain::{Devices, Extension, SipSecret, Subscriber};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
@@ -131,7 +131,7 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
     for (c, client) in conns.into_iter().enumerate() {
         let tag = tag.to_owned();
         tasks.push(tokio::spawn(async move {
-            let create = client.prepare("SELECT * FROM portal_create_user($1, $2, NULL, 10000, 999999, $3)").await.unwrap();
+            let create = client.prepare("SELECT * FROM portal_create_user($1, $2, NULL, 10000, 999999, $3, 1::smallint)").await.unwrap();
             let bare_stmt = client
                 .prepare("WITH u AS (INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id)
                           INSERT INTO extensions (number, user_id, secret) SELECT $4, id, $3 FROM u")
@@ -373,10 +373,12 @@ async fn main() {
             extension: Extension::from_stored(1000 + i),
             name: format!("User Number {i}"),
             secret: SipSecret::generate(),
+            devices: Devices::ONE,
         })
         .collect();
     let settings = render::Settings {
         transport: "transport-udp",
+        qualify_frequency: 60,
         agi_addr: "127.0.0.1:4573".parse().unwrap(),
     };
     let mut lat = Vec::new();
@@ -439,6 +441,7 @@ async fn main() {
         &subs,
         &render::Settings {
             transport: "transport-udp",
+            qualify_frequency: 60,
             agi_addr,
         },
     )
@@ -470,7 +473,7 @@ async fn main() {
     let t0 = Instant::now();
     for _ in 0..15 {
         let (token, verdict) = probes.register(Expectation {
-            present: (1000..2000).collect(),
+            present: (1000..2000).map(|e| (e, 1)).collect(),
             absent: Vec::new(),
             marker: files.marker.clone(),
         });

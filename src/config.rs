@@ -141,6 +141,24 @@ impl TryFrom<String> for Millis {
     }
 }
 
+/// Seconds between qualify OPTIONS to each contact: 0 (off) to 86400.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+struct QualifySeconds(u32);
+
+impl TryFrom<String> for QualifySeconds {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.parse::<u32>() {
+            Ok(s) if s <= 86_400 => Ok(Self(s)),
+            _ => Err(format!(
+                "'{raw}' is not a number of seconds from 0 (off) to 86400"
+            )),
+        }
+    }
+}
+
 /// A PJSIP transport id: it is written into every endpoint, so only safe characters.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
@@ -216,6 +234,9 @@ fn default_min() -> Number {
 fn default_max() -> Number {
     Number(1999)
 }
+fn default_qualify() -> QualifySeconds {
+    QualifySeconds(60)
+}
 fn default_transport() -> Transport {
     Transport("transport-udp".into())
 }
@@ -265,6 +286,8 @@ struct Vars {
     transport: Transport,
     #[serde(rename = "PORTAL_ASTERISK_CONFIG_DIR", default = "default_config_dir")]
     config_dir: PathBuf,
+    #[serde(rename = "PORTAL_QUALIFY_FREQUENCY", default = "default_qualify")]
+    qualify_frequency: QualifySeconds,
     /// Any other `PORTAL_` variable: refused, it is most likely a typo.
     #[serde(flatten)]
     unknown: BTreeMap<String, String>,
@@ -292,6 +315,8 @@ pub struct AsteriskConfig {
     /// Bound on each AMI exchange and each CLI run.
     pub io_timeout: Duration,
     pub transport: String,
+    /// Rendered as every aor's `qualify_frequency` (seconds, 0 = off).
+    pub qualify_frequency: u32,
     pub config_dir: PathBuf,
     /// The FastAGI address the generated dialplan calls (PORTAL_AGI_LISTEN).
     pub agi_addr: SocketAddr,
@@ -389,6 +414,7 @@ impl Config {
                 health_timeout: v.health_timeout.0,
                 io_timeout: v.ami_timeout.0,
                 transport: v.transport.0,
+                qualify_frequency: v.qualify_frequency.0,
                 config_dir: v.config_dir,
                 agi_addr: v.agi_listen.0,
             },
@@ -485,6 +511,10 @@ mod tests {
             "PORTAL_AMI_TIMEOUT_MS"
         );
         assert_eq!(err_var(&[("PORTAL_RELAOD", "cli")]), "PORTAL_RELAOD");
+        assert_eq!(
+            err_var(&[("PORTAL_QUALIFY_FREQUENCY", "-1")]),
+            "PORTAL_QUALIFY_FREQUENCY"
+        );
     }
 
     #[test]

@@ -244,6 +244,44 @@ impl fmt::Debug for SipSecret {
     }
 }
 
+/// How many phones may register as one user at once: 1–10, rendered as the aor's
+/// `max_contacts` (with `remove_existing=yes`, one more phone replaces the oldest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Devices(u8);
+
+impl Devices {
+    pub const MAX: u8 = 10;
+    pub const ONE: Self = Self(1);
+
+    pub fn parse(value: &Value) -> Result<Self, ValidationError> {
+        value
+            .as_u64()
+            .filter(|n| (1..=u64::from(Self::MAX)).contains(n))
+            .map(|n| Self(n as u8))
+            .ok_or_else(|| ValidationError::new("devices", "must be an integer from 1 to 10"))
+    }
+
+    /// A count the database holds (its column checks 1–10).
+    pub fn from_stored(n: i16) -> Self {
+        Self(n.clamp(1, i16::from(Self::MAX)) as u8)
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+
+    pub fn as_db(self) -> i16 {
+        i16::from(self.0)
+    }
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
 /// A user's extension as it goes into the Asterisk files. The name is re-parsed when it
 /// is rendered: rows can reach the database by other ways than this API.
 #[derive(Debug, Clone)]
@@ -251,6 +289,37 @@ pub struct Subscriber {
     pub extension: Extension,
     pub name: String,
     pub secret: SipSecret,
+    pub devices: Devices,
+}
+
+/// A JSON object's fields, refusing any not in `allowed`.
+fn fields<'a>(
+    body: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, ValidationError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ValidationError::new("body", "must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ValidationError::new(k.as_str(), "unknown field"));
+    }
+    Ok(obj)
+}
+
+/// A string field, `None` when absent.
+fn text<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, ValidationError> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ValidationError::new(field, "must be a string")),
+        None => Ok(None),
+    }
+}
+
+fn required<T>(field: &str, v: Option<T>) -> Result<T, ValidationError> {
+    v.ok_or_else(|| ValidationError::new(field, "is required"))
 }
 
 /// A validated `POST /users` body.
@@ -259,36 +328,51 @@ pub struct NewUser {
     pub name: Name,
     pub email: Email,
     pub extension: Option<Extension>,
+    pub devices: Devices,
 }
 
 impl NewUser {
-    const FIELDS: [&'static str; 3] = ["name", "email", "extension"];
+    const FIELDS: [&'static str; 4] = ["name", "email", "extension", "devices"];
 
     /// Parses a JSON body; unknown fields and wrong types are refused with the field named.
     pub fn parse(body: &Value, range: &ExtensionRange) -> Result<Self, ValidationError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ValidationError::new("body", "must be a JSON object"))?;
-        if let Some(k) = obj.keys().find(|k| !Self::FIELDS.contains(&k.as_str())) {
-            return Err(ValidationError::new(k.as_str(), "unknown field"));
-        }
-        let text = |field: &str| -> Result<&str, ValidationError> {
-            match obj.get(field) {
-                Some(Value::String(s)) => Ok(s),
-                Some(_) => Err(ValidationError::new(field, "must be a string")),
-                None => Err(ValidationError::new(field, "is required")),
-            }
-        };
-        let name = Name::parse(text("name")?)?;
-        let email = Email::parse(text("email")?)?;
+        let obj = fields(body, &Self::FIELDS)?;
+        let name = Name::parse(required("name", text(obj, "name")?)?)?;
+        let email = Email::parse(required("email", text(obj, "email")?)?)?;
         let extension = match obj.get("extension") {
             None | Some(Value::Null) => None,
             Some(v) => Some(range.parse(v)?),
         };
+        let devices = obj.get("devices").map(Devices::parse).transpose()?;
         Ok(Self {
             name,
             email,
             extension,
+            devices: devices.unwrap_or_default(),
+        })
+    }
+}
+
+/// A validated `PATCH /users/{id}` body: the fields to change, each checked as on create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub name: Option<Name>,
+    pub email: Option<Email>,
+    /// A move to this free number of the range; the secret stays.
+    pub extension: Option<Extension>,
+    pub devices: Option<Devices>,
+}
+
+impl UserPatch {
+    /// Parses a JSON body; unknown fields, wrong types and `null` are refused with the
+    /// field named (a patch names what changes; there is nothing to set to null).
+    pub fn parse(body: &Value, range: &ExtensionRange) -> Result<Self, ValidationError> {
+        let obj = fields(body, &NewUser::FIELDS)?;
+        Ok(Self {
+            name: text(obj, "name")?.map(Name::parse).transpose()?,
+            email: text(obj, "email")?.map(Email::parse).transpose()?,
+            extension: obj.get("extension").map(|v| range.parse(v)).transpose()?,
+            devices: obj.get("devices").map(Devices::parse).transpose()?,
         })
     }
 }

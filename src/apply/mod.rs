@@ -105,6 +105,7 @@ impl Applier {
     fn settings(&self) -> render::Settings<'_> {
         render::Settings {
             transport: &self.cfg.transport,
+            qualify_frequency: self.cfg.qualify_frequency,
             agi_addr: self.cfg.agi_addr,
         }
     }
@@ -248,7 +249,7 @@ impl Applier {
             return Ok(Some(rendered.fingerprints));
         };
         let live = match self.reload(&mut link, rec).await {
-            Ok(()) => self.probe(&mut link, &rendered, rec).await,
+            Ok(()) => self.probe(&mut link, &snap, &rendered, rec).await,
             Err(f) => Err(f),
         };
         let result = match live {
@@ -330,6 +331,7 @@ impl Applier {
     async fn probe(
         &self,
         link: &mut Link,
+        snap: &Snapshot,
         rendered: &Rendered,
         rec: &mut ApplyRecord,
     ) -> Result<(), ApplyFailure> {
@@ -338,7 +340,10 @@ impl Applier {
             return Ok(());
         }
         let expect = Expectation {
-            present: rendered.fingerprints.keys().copied().collect(),
+            present: snap
+                .iter()
+                .map(|s| (s.extension.get(), s.devices.get()))
+                .collect(),
             absent: rec.changes.removed.clone(),
             marker: rendered.marker.clone(),
         };

@@ -57,7 +57,8 @@ impl Verdict {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectation {
     /// Extensions whose endpoint and aor must exist.
-    pub present: Vec<u32>,
+    /// Extensions whose endpoint and aor must exist, with the aor's `max_contacts`.
+    pub present: Vec<(u32, u8)>,
     /// Extensions that must be gone: endpoint, aor and dialplan entry.
     pub absent: Vec<u32>,
     /// The routing marker the probe call must carry (see the module doc).
@@ -67,8 +68,8 @@ pub struct Expectation {
 /// What one extension is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Endpoint with the expected context, and aor.
-    Present,
+    /// Endpoint with the expected context, and aor with this `max_contacts`.
+    Present { max_contacts: u8 },
     /// No endpoint, no aor, no dialplan entry.
     Absent,
 }
@@ -82,7 +83,7 @@ const BATCH_BYTES: usize = MAX_COMMAND - 200;
 fn fragment(ext: u32, check: Check) -> String {
     let pjsip = format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
     match check {
-        Check::Present => pjsip,
+        Check::Present { .. } => pjsip,
         Check::Absent => format!("{pjsip},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}"),
     }
 }
@@ -98,7 +99,10 @@ pub struct Batch {
 /// separated by `,` within an extension and `;` between extensions: neither can occur in
 /// a context name, a number or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let present = exp.present.iter().map(|&e| (e, Check::Present));
+    let present = exp
+        .present
+        .iter()
+        .map(|&(e, max_contacts)| (e, Check::Present { max_contacts }));
     let all = present.chain(exp.absent.iter().map(|&e| (e, Check::Absent)));
     let mut out: Vec<Batch> = Vec::new();
     for (ext, check) in all {
@@ -132,14 +136,16 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
     for (&(ext, check), group) in batch.checks.iter().zip(groups) {
         let parts: Vec<&str> = group.split(',').collect();
         match (check, parts.as_slice()) {
-            (Check::Present, &[context, max_contacts]) => {
+            (Check::Present { max_contacts: want }, &[context, max_contacts]) => {
                 match context {
                     INTERNAL_CONTEXT => {}
                     "" => wrong.push(format!("endpoint {ext} is missing")),
                     other => wrong.push(format!("endpoint {ext} has context {other:?}")),
                 }
-                if max_contacts != "1" {
-                    wrong.push(format!("aor {ext} is missing"));
+                match max_contacts {
+                    "" => wrong.push(format!("aor {ext} is missing")),
+                    m if m == want.to_string() => {}
+                    m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
                 }
             }
             (Check::Absent, &[context, max_contacts, in_dialplan]) => {
@@ -375,7 +381,7 @@ mod tests {
     #[test]
     fn batches_stay_under_the_command_limit_and_cover_everything() {
         let exp = Expectation {
-            present: (1000..2000).collect(),
+            present: (1000..2000).map(|e| (e, 1)).collect(),
             absent: vec![5000, 5001],
             marker: String::new(),
         };
@@ -387,8 +393,8 @@ mod tests {
         assert_eq!(
             (all[0], all[999], all[1001]),
             (
-                (1000, Check::Present),
-                (1999, Check::Present),
+                (1000, Check::Present { max_contacts: 1 }),
+                (1999, Check::Present { max_contacts: 1 }),
                 (5001, Check::Absent)
             )
         );
@@ -406,9 +412,9 @@ mod tests {
         let b = Batch {
             command: String::new(),
             checks: vec![
-                (1000, Check::Present),
-                (1001, Check::Present),
-                (1002, Check::Present),
+                (1000, Check::Present { max_contacts: 1 }),
+                (1001, Check::Present { max_contacts: 1 }),
+                (1002, Check::Present { max_contacts: 1 }),
                 (1003, Check::Absent),
                 (1004, Check::Absent),
             ],
@@ -432,7 +438,7 @@ mod tests {
         assert!(evaluate(&b, "a;b;c;d;e").is_err(), "too few values");
         let b = Batch {
             command: String::new(),
-            checks: vec![(1000, Check::Present)],
+            checks: vec![(1000, Check::Present { max_contacts: 1 })],
         };
         assert!(
             evaluate(&b, "synergy-internal,1,1").is_err(),

@@ -68,7 +68,7 @@ impl Route {
     fn allow(self) -> &'static str {
         match self {
             Self::Users => "GET, POST",
-            Self::User(_) => "GET, DELETE",
+            Self::User(_) => "GET, PATCH, DELETE",
             Self::UserSecret(_) | Self::Apply => "POST",
             _ => "GET",
         }
@@ -109,6 +109,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         (Route::Users, &Method::POST) => users::create(app, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,
         (Route::User(id), &Method::GET) => users::get(app, id).await,
+        (Route::User(id), &Method::PATCH) => users::update(app, id, req).await,
         (Route::User(id), &Method::DELETE) => users::delete(app, id).await,
         (Route::UserSecret(id), &Method::POST) => users::rotate_secret(app, id).await,
         (Route::Available, &Method::GET) => users::available(app).await,

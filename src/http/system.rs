@@ -62,9 +62,12 @@ pub async fn healthz(app: &App) -> Resp {
 pub fn openapi(range: ExtensionRange) -> Resp {
     match serde_json::from_str::<Value>(OPENAPI) {
         Ok(mut doc) => {
-            if let Some(ext) = doc.pointer_mut("/components/schemas/NewUser/properties/extension") {
-                ext["minimum"] = range.min().into();
-                ext["maximum"] = range.max().into();
+            for schema in ["NewUser", "UserPatch"] {
+                let at = format!("/components/schemas/{schema}/properties/extension");
+                if let Some(ext) = doc.pointer_mut(&at) {
+                    ext["minimum"] = range.min().into();
+                    ext["maximum"] = range.max().into();
+                }
             }
             json_response(StatusCode::OK, &doc)
         }

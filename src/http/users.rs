@@ -10,7 +10,7 @@ use super::error::{json_response, ApiError};
 use super::request::{json_body, query, UsersQuery};
 use super::App;
 use super::Resp;
-use crate::domain::{NewUser, Search, ValidationError};
+use crate::domain::{NewUser, Search, UserPatch, ValidationError};
 use crate::store::{ListQuery, Order};
 
 fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
@@ -80,6 +80,17 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
 
 pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
     let user = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &user))
+}
+
+pub async fn update(app: &App, id: i64, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let body = json_body(req).await?;
+    let patch = UserPatch::parse(&body, &app.config.range)?;
+    let user = app
+        .store
+        .update_user(id, &patch)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(json_response(StatusCode::OK, &user))
 }
 

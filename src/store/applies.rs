@@ -8,7 +8,7 @@ use super::{Store, StoreError};
 use crate::apply::record::{
     AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, Reload,
 };
-use crate::domain::{Extension, SipSecret, Subscriber};
+use crate::domain::{Devices, Extension, SipSecret, Subscriber};
 
 /// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
 /// outlive the apply or stay behind on a pooled connection).
@@ -69,7 +69,8 @@ pub async fn mark_interrupted(client: &impl GenericClient) -> Result<u64, StoreE
 pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let rows = client
         .query(
-            "SELECT e.number, u.name, e.secret FROM extensions e JOIN users u ON u.id = e.user_id
+            "SELECT e.number, u.name, e.secret, e.devices
+               FROM extensions e JOIN users u ON u.id = e.user_id
               ORDER BY e.number",
             &[],
         )
@@ -80,6 +81,7 @@ pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreErro
             extension: Extension::from_stored(r.get(0)),
             name: r.get(1),
             secret: SipSecret::from_stored(r.get(2)),
+            devices: Devices::from_stored(r.get(3)),
         })
         .collect())
 }

@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "names_without_backslash",
         include_str!("../../migrations/0002_names_without_backslash.sql"),
     ),
+    (
+        3,
+        "devices",
+        include_str!("../../migrations/0003_devices.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::{map_db_error, Store, StoreError};
-use crate::domain::{Extension, ExtensionRange, NewUser, SipSecret};
+use crate::domain::{Devices, Extension, ExtensionRange, NewUser, SipSecret, UserPatch};
 
 /// A user as the API shows it (never with a secret).
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +16,7 @@ pub struct UserRow {
     pub name: String,
     pub email: String,
     pub extension: Extension,
+    pub devices: Devices,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -27,7 +28,8 @@ impl UserRow {
             name: r.get(1),
             email: r.get(2),
             extension: Extension::from_stored(r.get(3)),
-            created_at: r.get(4),
+            devices: Devices::from_stored(r.get(4)),
+            created_at: r.get(5),
         }
     }
 }
@@ -85,7 +87,7 @@ pub struct ListQuery {
     pub descending: bool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, u.created_at";
+const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, e.devices, u.created_at";
 
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -108,15 +110,17 @@ impl Store {
         let mut conn = self.conn().await?;
         let ext = new.extension.map(Extension::as_db);
         let (min, max) = (range.min() as i32, range.max() as i32);
-        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 6] = [
+        let devices = new.devices.as_db();
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 7] = [
             (&new.name.as_str(), Type::TEXT),
             (&new.email.as_str(), Type::TEXT),
             (&ext, Type::INT4),
             (&min, Type::INT4),
             (&max, Type::INT4),
             (&secret.expose(), Type::TEXT),
+            (&devices, Type::INT2),
         ];
-        const CREATE: &str = "SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6)";
+        const CREATE: &str = "SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7)";
 
         let Some((key, request)) = idempotency else {
             let row = conn
@@ -247,6 +251,53 @@ impl Store {
                 .map_or(0, |r| r.get(0))
         };
         Ok((users, total))
+    }
+
+    /// Changes what `patch` names, in one transaction; `None` when there is no such user.
+    /// A move takes the allocation lock, so that a concurrent create never finds the
+    /// number it chose taken between its search and its insert.
+    pub async fn update_user(
+        &self,
+        id: i64,
+        patch: &UserPatch,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        if patch.extension.is_some() {
+            tx.execute("SELECT pg_advisory_xact_lock(1346524240, 1)", &[])
+                .await?;
+        }
+        let name = patch.name.as_ref().map(|n| n.as_str());
+        let email = patch.email.as_ref().map(|e| e.as_str());
+        let number = patch.extension.map(Extension::as_db);
+        let devices = patch.devices.map(Devices::as_db);
+        let rows = tx
+            .query_typed(
+                &format!(
+                    "WITH u AS (
+                        UPDATE users SET name = coalesce($2, name), email = coalesce($3, email)
+                         WHERE id = $1
+                     RETURNING id, name, email, created_at),
+                     e AS (
+                        UPDATE extensions
+                           SET number = coalesce($4, number), devices = coalesce($5, devices),
+                               updated_at = now()
+                         WHERE user_id = $1
+                     RETURNING number, devices)
+                     SELECT {USER_COLUMNS} FROM u, e"
+                ),
+                &[
+                    (&id, Type::INT8),
+                    (&name, Type::TEXT),
+                    (&email, Type::TEXT),
+                    (&number, Type::INT4),
+                    (&devices, Type::INT2),
+                ],
+            )
+            .await
+            .map_err(map_db_error)?;
+        tx.commit().await?;
+        Ok(rows.first().map(UserRow::from_row))
     }
 
     /// Deletes a user; its extension is free at once. False when there was none.

@@ -7,6 +7,7 @@ mod apply_asterisk;
 mod apply_files;
 mod asterisk_standin;
 mod crash;
+mod edits;
 mod openapi;
 mod operations;
 mod process;

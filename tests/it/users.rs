@@ -833,7 +833,7 @@ async fn auth_routing_and_methods() {
     );
     for (method, path, allow) in [
         (Method::PUT, "/users", "GET, POST"),
-        (Method::POST, "/users/1", "GET, DELETE"),
+        (Method::POST, "/users/1", "GET, PATCH, DELETE"),
         (Method::GET, "/users/1/secret", "POST"),
         (Method::GET, "/apply", "POST"),
         (Method::DELETE, "/applies", "GET"),
