@@ -22,6 +22,7 @@ pub mod asterisk;
 pub mod check;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod shutdown;
 pub mod store;
