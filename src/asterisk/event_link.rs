@@ -48,6 +48,37 @@ pub enum LinkError {
     ListRefused(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("no system events after login (manager.conf: the portal user needs read = system)")]
+    NoEvents,
+}
+
+/// Logs in as the link does and waits for the `FullyBooted` that Asterisk sends at once
+/// to a session whose read classes include `system` (F-REG-2): what `check` reports.
+pub async fn receives_system_events(settings: &AmiSettings) -> Result<(), LinkError> {
+    let regs = Registrations::default();
+    let mut session = Session {
+        settings,
+        regs: &regs,
+        next_id: 0,
+        synced: false,
+    };
+    let mut conn = session.connect().await?;
+    let booted = session
+        .bounded(async {
+            loop {
+                if conn.read_message().await?.get("Event") == Some("FullyBooted") {
+                    return Ok(());
+                }
+            }
+        })
+        .await;
+    let _ = conn
+        .write(&encode("Logoff", Some("portal-events-check"), &[])?)
+        .await;
+    booted.map_err(|e| match e {
+        LinkError::Timeout(_) => LinkError::NoEvents,
+        e => e,
+    })
 }
 
 /// A registration that changed, as `GET /events` sends it.
