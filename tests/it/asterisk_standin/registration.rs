@@ -723,6 +723,50 @@ async fn expired_contacts_go_like_an_unregister_and_orphans_silently() {
 }
 
 #[tokio::test]
+async fn qualify_switched_on_and_off_by_a_reload() {
+    // Not recorded; pjsip_options.c (sip_options_apply_aor_configuration): switched on,
+    // the AOR counts no available contact until one answers, so the endpoint goes
+    // Unreachable at the reload and Reachable at the first answer (within one
+    // qualify_frequency); switched off, every contact goes NonQualified and counts as
+    // available again, so the endpoint stays Reachable.
+    let lab = lab_with(fast_qualify(lab_user()), reg_conf(true)).await;
+    let ast = &lab.ast;
+    let mut a = login(&lab, Some("system")).await;
+    ast.answer_qualify("1901", &uri("1901", 5101), us(300));
+    ast.register_with(&sipp("1901", 5101)).unwrap();
+    events_so_far(&mut a).await;
+    let on = reg_conf(true).replacen(
+        "max_contacts=1\nremove_existing=yes",
+        "max_contacts=1\nremove_existing=yes\nqualify_frequency=5",
+        1,
+    );
+    lab.write_lab_conf(&on);
+    ast.cli("module reload res_pjsip.so");
+    wait_status(&lab, "1901", ContactState::Reachable, Some(300)).await;
+    assert_eq!(
+        summary(&events_so_far(&mut a).await),
+        [
+            "Event: PeerStatus PeerStatus: Unreachable",
+            "Event: Reload ",
+            "Event: PeerStatus PeerStatus: Reachable",
+            "Event: ContactStatus URI: sip:1901@127.0.0.1:5101 ContactStatus: Reachable RoundtripUsec: 300",
+        ]
+    );
+    lab.write_lab_conf(&reg_conf(true));
+    ast.cli("module reload res_pjsip.so");
+    assert_eq!(
+        summary(&events_so_far(&mut a).await),
+        [
+            "Event: ContactStatus URI: sip:1901@127.0.0.1:5101 ContactStatus: NonQualified RoundtripUsec: 0",
+            "Event: Reload ",
+        ]
+    );
+    // The stored contact keeps the frequency of its REGISTER (ContactList shows it)
+    // until the phone refreshes.
+    assert_eq!(ast.contacts()[0].contact.qualify_frequency, 0);
+}
+
+#[tokio::test]
 async fn events_wait_for_the_response_of_a_running_action() {
     // An event published while the session runs an action comes after that action's
     // response (manager.c process_events after process_message): here the action is a

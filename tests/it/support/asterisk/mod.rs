@@ -54,9 +54,9 @@ pub struct Options {
     /// it: 0.01 ends an `Expires: 60` registration after 0.6 s. ExpirationTime still
     /// shows the registration time plus the granted expiry.
     pub expiry_time_scale: f64,
-    /// Multiplies the qualify clock (qualify_frequency, qualify_timeout, the OPTIONS
-    /// retransmissions, the RTT): 0.01 turns a 5 s qualify_frequency into 50 ms. Values
-    /// shown over AMI (QualifyFrequency, RoundtripUsec) stay unscaled.
+    /// Multiplies the qualify clock (qualify_frequency, qualify_timeout, a phone's answer
+    /// time): 0.01 turns a 5 s qualify_frequency into 50 ms. Values shown over AMI
+    /// (QualifyFrequency, RoundtripUsec) stay unscaled.
     pub qualify_time_scale: f64,
 }
 
@@ -81,8 +81,8 @@ impl AmiUser {
 }
 
 impl Default for Options {
-    /// The portal user of asterisk-snippets/manager.conf: `read = system`,
-    /// `write = command,originate,system`.
+    /// The portal user with its event link: `read = system` (ContactStatus, PeerStatus),
+    /// `write = command,originate,system` (Command, Originate, PJSIPShowContacts).
     fn default() -> Self {
         Self::writing(&["command", "originate", "system"])
     }
@@ -813,8 +813,10 @@ impl FakeAsterisk {
     }
 
     /// Whether the phone behind `aor`/`uri` answers the qualify OPTIONS, and after how
-    /// long (None: it stays silent, the default). It applies to the OPTIONS sent from
-    /// now on (retransmissions included) and survives re-registrations.
+    /// long: its RoundtripUsec (None: it stays silent, the default; an answer slower
+    /// than qualify_timeout is none). It applies to the OPTIONS sent from now on, so a
+    /// change shows within one qualify_frequency (F-QUAL-7/9), and it survives
+    /// re-registrations and restarts.
     pub fn answer_qualify(&self, aor: &str, uri: &str, rtt: Option<Duration>) {
         self.inner.state().registrar.set_phone(aor, uri, rtt);
     }

@@ -190,8 +190,10 @@ struct AorOptions {
     /// The dynamic contacts the qualify cycle works on.
     contacts: BTreeMap<String, Contact>,
     sched: Option<AbortHandle>,
-    /// Tells a qualify loop or transaction of a replaced schedule or AOR apart.
+    /// Tells a qualify loop of a replaced schedule apart.
     generation: u64,
+    /// Tells an OPTIONS transaction of an AOR removed (and maybe configured again) apart.
+    instance: u64,
 }
 
 /// Registrations and qualify state of the "server".
@@ -638,7 +640,9 @@ impl Inner {
     pub(crate) fn register(&self, r: &Registration) -> Result<(), RegisterError> {
         let mut st = self.state();
         let st = &mut *st;
-        let (aor, max_contacts, remove_existing, remove_unavailable) = {
+        // registrar_on_rx_request / find_registrar_aor: the endpoint the phone is (by
+        // name, else the one with this AOR), the AOR among its own.
+        let (aor, endpoint, max_contacts, remove_existing, remove_unavailable) = {
             let s = &st.sorcery;
             let endpoint = s
                 .get("endpoint", &r.aor)
@@ -664,14 +668,8 @@ impl Inner {
                 flag(&aor, "remove_existing"),
                 flag(&aor, "remove_unavailable"),
             );
-            (aor, max, re, ru)
+            (aor, endpoint.id.clone(), max, re, ru)
         };
-        let endpoint = st
-            .sorcery
-            .get("endpoint", &r.aor)
-            .map(|e| e.id.clone())
-            .or_else(|| compositors(&st.sorcery, &r.aor).into_iter().next())
-            .unwrap_or_default();
         let mut b = self.new_batch(st);
         let contacts = self.aor_contacts(st, &mut b, &r.aor);
         let expiration = registrar_get_expiration(&aor, r.expires);
@@ -851,16 +849,21 @@ impl Inner {
     }
 
     /// `sip_options_synchronize` after res_pjsip loaded or reloaded its objects: AORs
-    /// added, changed or gone, then every endpoint's state.
+    /// added, changed or gone, then every endpoint's state. An endpoint that loses its
+    /// last available contact this way goes Unreachable (DeviceStateChange INVALID when
+    /// the endpoint itself is gone, F-REG-24); one that is offline stays silent.
     pub(crate) fn synchronize(&self, st: &mut State, b: &mut Batch) {
         let configured: Vec<Object> = st.sorcery.all("aor").into_iter().cloned().collect();
         let names: BTreeSet<String> = configured.iter().map(|a| a.id.clone()).collect();
         for aor in &configured {
             let is_new = !st.registrar.aors.contains_key(&aor.id);
             if is_new {
-                st.registrar
-                    .aors
-                    .insert(aor.id.clone(), AorOptions::default());
+                st.registrar.generation += 1;
+                let o = AorOptions {
+                    instance: st.registrar.generation,
+                    ..AorOptions::default()
+                };
+                st.registrar.aors.insert(aor.id.clone(), o);
             }
             self.apply_aor_configuration(st, b, aor, is_new);
         }
@@ -882,7 +885,6 @@ impl Inner {
                 st.registrar.statuses.remove(id);
             }
         }
-        b.task_done();
         let State {
             sorcery, registrar, ..
         } = &mut *st;
@@ -894,6 +896,7 @@ impl Inner {
             let online = computed_online(registrar, sorcery, &e);
             update_state(registrar, sorcery, b, &e, online);
         }
+        // The ContactStatus events queued meanwhile run after this task.
         b.task_done();
     }
 
@@ -963,6 +966,7 @@ impl Inner {
         }
         let frequency = Duration::from_secs(o.qualify_frequency as u64);
         let timeout = o.qualify_timeout;
+        let instance = o.instance;
         let contacts: Vec<Contact> = o.contacts.values().cloned().collect();
         let mut b = self.new_batch(st);
         for c in contacts {
@@ -977,7 +981,7 @@ impl Inner {
                 self.me(),
                 aor.to_string(),
                 c.id.clone(),
-                gen,
+                instance,
                 timeout_us,
             ));
         }
@@ -985,14 +989,15 @@ impl Inner {
         Some(frequency)
     }
 
-    /// `sip_options_contact_status_notify_task`.
-    fn qualify_result(&self, aor: &str, id: &str, gen: u64, status: Status, rtt: i64) {
+    /// `sip_options_contact_status_notify_task`: a late answer (the AOR gone, qualify
+    /// off, the contact gone) changes nothing.
+    fn qualify_result(&self, aor: &str, id: &str, instance: u64, status: Status, rtt: i64) {
         let mut st = self.state();
         let st = &mut *st;
         let Some(o) = st.registrar.aors.get(aor) else {
             return;
         };
-        if o.generation != gen || o.qualify_frequency == 0 {
+        if o.instance != instance || o.qualify_frequency == 0 {
             return;
         }
         let Some(c) = o.contacts.get(id).cloned() else {
@@ -1071,7 +1076,7 @@ async fn options_transaction(
     inner: Arc<Inner>,
     aor: String,
     id: String,
-    gen: u64,
+    instance: u64,
     timeout_us: u64,
 ) {
     let t0 = Instant::now();
@@ -1088,11 +1093,11 @@ async fn options_transaction(
     match answer {
         Some(rtt) => {
             tokio::time::sleep_until(at(rtt).into()).await;
-            inner.qualify_result(&aor, &id, gen, Status::Reachable, rtt as i64);
+            inner.qualify_result(&aor, &id, instance, Status::Reachable, rtt as i64);
         }
         None => {
             tokio::time::sleep_until(at(timeout_us).into()).await;
-            inner.qualify_result(&aor, &id, gen, Status::Unreachable, 0);
+            inner.qualify_result(&aor, &id, instance, Status::Unreachable, 0);
         }
     }
 }
