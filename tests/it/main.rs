@@ -11,4 +11,5 @@ mod edits;
 mod openapi;
 mod operations;
 mod process;
+mod registrations;
 mod users;
