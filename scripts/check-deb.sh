@@ -297,6 +297,12 @@ got_version=$(in_root /usr/bin/pbx-portal --version)
 [[ "$got_version" == "pbx-portal $version" ]] || die "pbx-portal --version: $got_version"
 say "installed: user pbx-portal ($uid:$gid, in asterisk), owners and modes ok, unit enabled, $got_version"
 
+# Empty values are no configuration: the postinst must still refuse to start.
+printf '%s\n' 'DATABASE_URL=""' 'PORTAL_API_TOKEN=' >>"$root/etc/pbx-portal/pbx-portal.env"
+reconf_out=$(in_root /var/lib/dpkg/info/pbx-portal.postinst configure "$deb_version" 2>&1) \
+    || { printf '%s\n' "$reconf_out"; die "postinst configure failed"; }
+grep -q 'pbx-portal: enabled but not started' <<<"$reconf_out" || die "the postinst took empty values for configuration"
+
 # The admin's edit: a throwaway database on the local PostgreSQL (pg.sh), a token,
 # AMI credentials; nothing listens on the AMI port, so that check line must fail.
 # shellcheck source=scripts/pg.sh
@@ -335,9 +341,11 @@ say "pbx-portal check as pbx-portal: database, include dirs and lines ok; AMI fa
 # --- 8. upgrade -----------------------------------------------------------------
 step "8. upgrade"
 up_version="$deb_version+upgradetest1"
-up_out=$(cargo deb --no-build --no-dbgsym --fast --deb-version "$up_version" --output "$work/pkg/up.deb" 2>&1) \
+up_out=$(cargo deb --no-build --no-dbgsym --strip --fast --deb-version "$up_version" --output "$work/pkg/up.deb" 2>&1) \
     || { printf '%s\n' "$up_out"; die "cargo deb --deb-version $up_version failed"; }
 dpkg --compare-versions "$up_version" gt "$deb_version" || die "$up_version is not newer than $deb_version"
+[[ "$(dpkg-deb -c "$work/pkg/up.deb" | awk '$1 !~ /^d/ { print $1, $2, $6 }' | sort)" == "$expected" ]] \
+    || die "the rebuilt package's files differ from the package's"
 # cargo deb --output elsewhere empties target/debian: put the tested package back.
 cp "$deb" "$work/pkg/pbx-portal-dbgsym_${deb_version}_${arch}.ddeb" "$target/debian/"
 env_before=$(sha256sum <"$root/etc/pbx-portal/pbx-portal.env")
@@ -379,6 +387,7 @@ for p in /etc/pbx-portal /var/lib/pbx-portal /usr/bin/pbx-portal /usr/lib/system
 done
 [[ "$(asterisk_state)" == "$asterisk_before" ]] || die "purging changed /etc/asterisk:
 $(diff <(echo "$asterisk_before") <(asterisk_state))"
+! grep -qE 'could not remove|deluser:' <<<"$purge_out" || die "the postrm could not remove the user or group"
 grep -q "files under /etc/asterisk belong to pbx-portal (uid $uid)" <<<"$purge_out" \
     || die "the postrm did not name the files left under /etc/asterisk"
 migrations=$(psql "${PG_ADMIN_URL%/*}/$db_name" -XAtqc 'SELECT count(*) FROM schema_migrations') \
