@@ -27,6 +27,13 @@
 #     file is kept byte for byte, owners and modes too.
 #  9. Purge: user, group, /etc/pbx-portal and the unit gone; /etc/asterisk
 #     (content, owners, modes) exactly as planted; the database still there.
+# 10. The same under systemd: a fresh root booted with systemd-nspawn (host
+#     network, nothing else shared). Installed: enabled, not started. Configured
+#     and started: the service runs as pbx-portal with group asterisk inside the
+#     unit's sandbox, answers /healthz, and an apply (PORTAL_RELOAD=none) writes
+#     the include files as pbx-portal:asterisk 0640. Upgrade while running:
+#     restarted; reinstall while stopped: stays stopped; purge while running:
+#     stopped, user gone.
 # Single quotes around dpkg-query formats (${Status}), awk programs and backticks
 # are literal on purpose.
 # shellcheck disable=SC2016
@@ -38,7 +45,7 @@ CARGO_DEB_VERSION=3.8.0
 # Asterisk host"). Any other warning, or any error, fails the check.
 ALLOWED_LINTIAN_WARNINGS="initial-upload-closes-no-bugs non-standard-file-perm"
 # Bump when the root's content changes (debootstrap options, packages).
-CHROOT_FORMAT=1
+CHROOT_FORMAT=2
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
@@ -56,7 +63,25 @@ step() { echo "== check-deb [$((SECONDS - start_time))s] $*"; }
 command -v apt-get >/dev/null || die "no apt-get: this check needs a Debian or Ubuntu host"
 
 db_name=
+nspawn_pid=
+stop_container() {
+    [[ -n "$nspawn_pid" ]] || return 0
+    # SIGTERM makes systemd-nspawn ask the container's systemd to power off.
+    kill -TERM "$nspawn_pid" 2>/dev/null || true
+    local _
+    for _ in $(seq 1 50); do
+        kill -0 "$nspawn_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$nspawn_pid" 2>/dev/null; then
+        echo "check-deb: the container did not power off in 10 s: killing it" >&2
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+    fi
+    wait "$nspawn_pid" 2>/dev/null || true
+    nspawn_pid=
+}
 cleanup() {
+    stop_container
     if [[ -n "$db_name" && -n "${PG_ADMIN_URL:-}" ]]; then
         psql "$PG_ADMIN_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" >/dev/null 2>&1 || true
     fi
@@ -76,6 +101,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v objcopy >/dev/null || missing+=(binutils)
 command -v readelf >/dev/null || missing+=(binutils)
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
     say "installing with apt-get: ${missing[*]}"
     apt-get update -qq
@@ -226,7 +253,7 @@ if [[ ! -f "$cache" ]]; then
     [[ -n "$mirror" ]] || die "no http(s) mirror for $suite in apt's sources: cannot debootstrap"
     say "debootstrap $suite ($arch) from $mirror into a cache (once): $cache"
     rm -rf --one-file-system "$work/bootstrap"
-    if ! debootstrap --variant=minbase --include=adduser --arch="$arch" "$suite" "$work/bootstrap" "$mirror" \
+    if ! debootstrap --variant=minbase --include=adduser,systemd,systemd-sysv --arch="$arch" "$suite" "$work/bootstrap" "$mirror" \
         >"$work/debootstrap.log" 2>&1; then
         tail -n 20 "$work/debootstrap.log" >&2
         die "debootstrap failed (log: $work/debootstrap.log)"
@@ -236,21 +263,26 @@ if [[ ! -f "$cache" ]]; then
     mv "$cache.tmp" "$cache"
     rm -rf --one-file-system "$work/bootstrap"
 fi
-rm -rf --one-file-system "$root"
-mkdir -p "$root"
-tar -C "$root" -xzf "$cache"
 in_root() { chroot "$root" "$@"; }
-in_root adduser --system --group --quiet --home /var/lib/asterisk --no-create-home asterisk
-# What Asterisk's packages leave (mode 2770: group asterisk writes the include
-# dirs; README says what the admin must ensure) plus the snippets' lines.
-in_root install -d -m 0750 -o asterisk -g asterisk /etc/asterisk
-in_root install -d -m 2770 -o asterisk -g asterisk \
-    /etc/asterisk/pjsip.d/synergycall /etc/asterisk/extensions.d/synergycall
-for f in pjsip.conf extensions.conf manager.conf; do
-    { echo "; the admin's own $f"; cat "asterisk-snippets/$f"; } >"$root/etc/asterisk/$f"
-    in_root chown root:asterisk "/etc/asterisk/$f"
-    chmod 0640 "$root/etc/asterisk/$f"
-done
+# A fresh root from the cache, with what Asterisk's packages leave (mode 2770:
+# group asterisk writes the include dirs; README says what the admin must ensure)
+# and the snippets' lines.
+new_root() {
+    rm -rf --one-file-system "$root"
+    mkdir -p "$root"
+    tar -C "$root" -xzf "$cache"
+    in_root adduser --system --group --quiet --home /var/lib/asterisk --no-create-home asterisk
+    in_root install -d -m 0750 -o asterisk -g asterisk /etc/asterisk
+    in_root install -d -m 2770 -o asterisk -g asterisk \
+        /etc/asterisk/pjsip.d/synergycall /etc/asterisk/extensions.d/synergycall
+    local f
+    for f in pjsip.conf extensions.conf manager.conf; do
+        { echo "; the admin's own $f"; cat "asterisk-snippets/$f"; } >"$root/etc/asterisk/$f"
+        in_root chown root:asterisk "/etc/asterisk/$f"
+        chmod 0640 "$root/etc/asterisk/$f"
+    done
+}
+new_root
 asterisk_state() {
     (cd "$root" && find etc/asterisk -printf '%p %U:%G %m %s\n' | sort && find etc/asterisk -type f -exec sha256sum {} + | sort)
 }
@@ -394,5 +426,109 @@ migrations=$(psql "${PG_ADMIN_URL%/*}/$db_name" -XAtqc 'SELECT count(*) FROM sch
     || die "the database is gone after purge"
 ((migrations > 0)) || die "the database lost its migrations"
 say "purged: user, group, /etc/pbx-portal, unit gone; /etc/asterisk untouched; database kept"
+
+# --- 10. under systemd ----------------------------------------------------------
+step "10. under systemd (systemd-nspawn)"
+new_root
+# Not /tmp: systemd-nspawn mounts a fresh tmpfs there.
+cp "$deb" "$work/pkg/up.deb" "$root/root/"
+systemd-nspawn --quiet -D "$root" -b -M "pbx-deb-$$" --register=no --keep-unit \
+    </dev/null >"$work/nspawn.log" 2>&1 &
+nspawn_pid=$!
+box_init=
+for _ in $(seq 1 100); do
+    for pid in $(pgrep -P "$nspawn_pid" || true); do
+        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == systemd ]] && box_init=$pid
+    done
+    [[ -n "$box_init" ]] && break
+    kill -0 "$nspawn_pid" 2>/dev/null || break
+    sleep 0.1
+done
+[[ -n "$box_init" ]] || { tail -n 20 "$work/nspawn.log" >&2; die "systemd-nspawn did not boot the root (log: $work/nspawn.log)"; }
+in_box() { nsenter -t "$box_init" -a -- "$@"; }
+box_die() {
+    in_box journalctl -u pbx-portal.service --no-pager -n 30 2>&1 | sed 's/^/  /' >&2 || true
+    die "$@"
+}
+# systemctl cannot connect until PID 1 has made its socket: retry that, then wait.
+boot_state=
+for _ in $(seq 1 120); do
+    boot_state=$(timeout 60 nsenter -t "$box_init" -a -- systemctl is-system-running --wait 2>&1 || true)
+    [[ "$boot_state" == *"Failed to connect to bus"* ]] || break
+    kill -0 "$nspawn_pid" 2>/dev/null || break
+    sleep 0.5
+done
+case "$boot_state" in
+    running) ;;
+    degraded) say "booted degraded: $(in_box systemctl --failed --no-legend --plain | awk '{ print $1 }' | tr '\n' ' ')" ;;
+    *) tail -n 20 "$work/nspawn.log" >&2; die "the container did not boot: $boot_state" ;;
+esac
+say "booted: $(in_box systemctl --version | head -n 1) as PID 1 of the root"
+box_apt() {
+    in_box env DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Use-Pty=0 "$@" </dev/null 2>&1
+}
+unit_state() { in_box systemctl is-active pbx-portal.service 2>/dev/null || true; }
+main_pid() { in_box systemctl show -p MainPID --value pbx-portal.service; }
+
+out=$(box_apt install "/root/$(basename "$deb")") || { printf '%s\n' "$out"; die "apt-get install under systemd failed"; }
+grep -q 'pbx-portal: enabled but not started' <<<"$out" || { printf '%s\n' "$out"; die "no 'not started' note under systemd"; }
+[[ "$(in_box systemctl is-enabled pbx-portal.service)" == enabled ]] || die "not enabled under systemd"
+[[ "$(unit_state)" == inactive ]] || die "started before it was configured: $(unit_state)"
+
+read -r http_port agi_port < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+{
+    echo "DATABASE_URL=${PG_ADMIN_URL%/*}/$db_name"
+    echo "PORTAL_API_TOKEN=\"$token\""
+    echo "PORTAL_RELOAD=none"
+    echo "PORTAL_LISTEN=127.0.0.1:$http_port"
+    echo "PORTAL_AGI_LISTEN=127.0.0.1:$agi_port"
+} >>"$root/etc/pbx-portal/pbx-portal.env"
+in_box systemctl start pbx-portal.service || box_die "systemctl start pbx-portal failed"
+wait_healthy() {
+    local _
+    for _ in $(seq 1 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$http_port/healthz" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    box_die "/healthz did not answer 200 within 10 s ($1)"
+}
+wait_healthy "first start"
+pid=$(main_pid)
+ids=$(in_box awk '/^Uid:/ { u = $2 } /^Gid:/ { g = $2 } END { print u ":" g }' "/proc/$pid/status")
+want="$(in_box id -u pbx-portal):$(in_box getent group asterisk | cut -d: -f3)"
+[[ "$ids" == "$want" ]] || box_die "the service runs as uid:gid $ids, expected $want (pbx-portal:asterisk)"
+api() { curl -fsS -H "Authorization: Bearer $token" "$@"; }
+api -H 'Content-Type: application/json' -d '{"name": "Deb Check", "email": "deb@example.com"}' \
+    "http://127.0.0.1:$http_port/users" >/dev/null || box_die "POST /users failed"
+apply=$(api -X POST "http://127.0.0.1:$http_port/apply") || box_die "POST /apply failed"
+grep -q '"status":"applied"' <<<"$apply" || box_die "apply: $apply"
+for f in /etc/asterisk/pjsip.d/synergycall/generated_endpoints.conf /etc/asterisk/extensions.d/synergycall/generated_routing.conf; do
+    got=$(in_box stat -c '%U:%G %a' "$f") || box_die "the apply wrote no $f"
+    [[ "$got" == "pbx-portal:asterisk 640" ]] || box_die "$f is $got, expected pbx-portal:asterisk 640"
+done
+say "started once configured: uid:gid $ids (pbx-portal:asterisk), /healthz 200, apply wrote pbx-portal:asterisk 0640 files"
+
+out=$(box_apt install /root/up.deb) || { printf '%s\n' "$out"; die "upgrade under systemd failed"; }
+[[ "$(unit_state)" == active && "$(main_pid)" != "$pid" ]] \
+    || box_die "upgrade while running: $(unit_state), MainPID $(main_pid) (was $pid): not restarted"
+wait_healthy "after the upgrade"
+in_box systemctl stop pbx-portal.service
+out=$(in_box dpkg -i /root/up.deb </dev/null 2>&1) || { printf '%s\n' "$out"; die "reinstall under systemd failed"; }
+[[ "$(unit_state)" == inactive ]] || box_die "reinstall started a stopped service: $(unit_state)"
+say "upgrade while running restarted it; reinstall while stopped left it stopped"
+
+in_box systemctl start pbx-portal.service || box_die "systemctl start pbx-portal failed"
+wait_healthy "before the purge"
+out=$(box_apt purge pbx-portal) || { printf '%s\n' "$out"; die "purge under systemd failed"; }
+[[ "$(unit_state)" != active ]] || die "still running after purge"
+! in_box getent passwd pbx-portal >/dev/null || die "the user pbx-portal is still there after purge"
+! curl -fsS -o /dev/null "http://127.0.0.1:$http_port/healthz" 2>/dev/null || die "something still answers on the port"
+[[ -f "$root/etc/asterisk/pjsip.d/synergycall/generated_endpoints.conf" ]] || die "the purge removed a generated file"
+say "purge while running stopped it and removed the user; the generated files stay"
+stop_container
 
 step "done: $(basename "$deb") ok in $((SECONDS - start_time))s"
