@@ -80,8 +80,12 @@ stop_container() {
     wait "$nspawn_pid" 2>/dev/null || true
     nspawn_pid=
 }
+bootstrap_pid=
 cleanup() {
     stop_container
+    # A debootstrap still running (an earlier step failed): let it finish rather
+    # than leave it writing into target/.
+    [[ -z "$bootstrap_pid" ]] || wait "$bootstrap_pid" 2>/dev/null || true
     if [[ -n "$db_name" && -n "${PG_ADMIN_URL:-}" ]]; then
         psql "$PG_ADMIN_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" >/dev/null 2>&1 || true
     fi
@@ -138,10 +142,53 @@ assigned=$(grep -nE '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' "$env_src" || true)
 [[ -z "$assigned" ]] || die "$env_src must set nothing (every variable commented): $assigned"
 say "env file ok: $(wc -l <<<"$env_vars") variables, all commented, same as README"
 
+# The Debian root's cache (step 6): this host's release and architecture.
+arch=$(dpkg --print-architecture)
+# shellcheck disable=SC1091 # /etc/os-release
+suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[[ -n "$suite" ]] || die "no VERSION_CODENAME in /etc/os-release"
+# The mirror apt already uses for this release (one-line and deb822 sources).
+apt_mirror() {
+    {
+        grep -hsE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+            | grep -E "[[:space:]]${suite}[[:space:]]" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break } }'
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [[ -f "$f" ]] || continue
+            # One paragraph per source: its URIs when its Suites name the release.
+            awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
+                { uris = ""; ok = 0
+                  for (i = 1; i <= NF; i++) {
+                      if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+                      if ($i ~ /^Suites:/ && (" " $i " ") ~ (" " suite " ")) ok = 1
+                  }
+                  if (ok && uris != "") { split(uris, u, /[ \t]+/); print u[1] } }' "$f"
+        done
+    } | grep -E '^https?://' | head -n 1
+}
+cache="$work/chroot-$suite-$arch-v$CHROOT_FORMAT.tar.gz"
+# Made once, in the background while cargo builds (network and disk against CPU);
+# step 6 waits for it.
+bootstrap_pid=
+if [[ ! -f "$cache" ]]; then
+    mirror=$(apt_mirror)
+    [[ -n "$mirror" ]] || die "no http(s) mirror for $suite in apt's sources: cannot debootstrap"
+    say "debootstrap $suite ($arch) from $mirror into a cache (once, in the background): $cache"
+    mkdir -p "$work"
+    rm -rf --one-file-system "$work/bootstrap"
+    (
+        debootstrap --variant=minbase --include=adduser,systemd,systemd-sysv --arch="$arch" \
+            "$suite" "$work/bootstrap" "$mirror"
+        rm -rf "$work/bootstrap/var/cache/apt/archives/"*.deb "$work/bootstrap/var/lib/apt/lists/"*
+        tar -C "$work/bootstrap" -czf "$cache.tmp" .
+        mv "$cache.tmp" "$cache"
+        rm -rf --one-file-system "$work/bootstrap"
+    ) >"$work/debootstrap.log" 2>&1 &
+    bootstrap_pid=$!
+fi
+
 # --- 3. build -----------------------------------------------------------------
 step "3. cargo deb"
 version=$(cargo pkgid | sed 's/.*[#@]//')
-arch=$(dpkg --print-architecture)
 deb_version="$version-1"
 changelog_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 [[ "$changelog_version" == "$deb_version" ]] \
@@ -226,43 +273,15 @@ scripts/check-systemd.sh "$work/x/usr/bin/pbx-portal" "$work/x/usr/lib/systemd/s
 
 # --- 6. a throwaway Debian root -------------------------------------------------
 step "6. Debian root"
-# shellcheck disable=SC1091 # /etc/os-release
-suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-[[ -n "$suite" ]] || die "no VERSION_CODENAME in /etc/os-release"
-# The mirror apt already uses for this release (one-line and deb822 sources).
-apt_mirror() {
-    {
-        grep -hsE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-            | grep -E "[[:space:]]${suite}[[:space:]]" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break } }'
-        for f in /etc/apt/sources.list.d/*.sources; do
-            [[ -f "$f" ]] || continue
-            # One paragraph per source: its URIs when its Suites name the release.
-            awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
-                { uris = ""; ok = 0
-                  for (i = 1; i <= NF; i++) {
-                      if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
-                      if ($i ~ /^Suites:/ && (" " $i " ") ~ (" " suite " ")) ok = 1
-                  }
-                  if (ok && uris != "") { split(uris, u, /[ \t]+/); print u[1] } }' "$f"
-        done
-    } | grep -E '^https?://' | head -n 1
-}
-cache="$work/chroot-$suite-$arch-v$CHROOT_FORMAT.tar.gz"
-if [[ ! -f "$cache" ]]; then
-    mirror=$(apt_mirror)
-    [[ -n "$mirror" ]] || die "no http(s) mirror for $suite in apt's sources: cannot debootstrap"
-    say "debootstrap $suite ($arch) from $mirror into a cache (once): $cache"
-    rm -rf --one-file-system "$work/bootstrap"
-    if ! debootstrap --variant=minbase --include=adduser,systemd,systemd-sysv --arch="$arch" "$suite" "$work/bootstrap" "$mirror" \
-        >"$work/debootstrap.log" 2>&1; then
+if [[ -n "$bootstrap_pid" ]]; then
+    if ! wait "$bootstrap_pid"; then
+        bootstrap_pid=
         tail -n 20 "$work/debootstrap.log" >&2
         die "debootstrap failed (log: $work/debootstrap.log)"
     fi
-    rm -rf "$work/bootstrap/var/cache/apt/archives/"*.deb "$work/bootstrap/var/lib/apt/lists/"*
-    tar -C "$work/bootstrap" -czf "$cache.tmp" .
-    mv "$cache.tmp" "$cache"
-    rm -rf --one-file-system "$work/bootstrap"
+    bootstrap_pid=
 fi
+[[ -f "$cache" ]] || die "no root tarball $cache"
 in_root() { chroot "$root" "$@"; }
 # A fresh root from the cache, with what Asterisk's packages leave (mode 2770:
 # group asterisk writes the include dirs; README says what the admin must ensure)
