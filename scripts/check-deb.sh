@@ -4,10 +4,12 @@
 #
 #   scripts/check-deb.sh
 #
-# Needs root (chroot, file owners) and a Debian/Ubuntu host with apt; installs what
-# it lacks with apt-get (lintian, dpkg-dev, debootstrap, shellcheck) and cargo-deb
-# (pinned below) with cargo. Anything that cannot run here fails the check with
-# the reason: no step is skipped.
+# Needs root (chroot, file owners, systemd-nspawn) and a Debian/Ubuntu host with
+# apt; installs what it lacks with apt-get (lintian, dpkg-dev, debootstrap, the
+# shell linter, binutils, postgresql-client, systemd-container, curl) and cargo-deb
+# (pinned below) with cargo. Test traffic goes to 127.0.0.1 only (PostgreSQL, the
+# service). Anything that cannot run here fails the check with the reason: no step
+# is skipped.
 #
 #  1. shellcheck on the project's shell scripts and the maintainer scripts.
 #  2. The env file lists, commented, exactly the variables of README's
@@ -81,8 +83,10 @@ stop_container() {
     nspawn_pid=
 }
 bootstrap_pid=
+lintian_dir=
 cleanup() {
     stop_container
+    [[ -z "$lintian_dir" ]] || rm -rf "$lintian_dir"
     # A debootstrap still running (an earlier step failed): let it finish rather
     # than leave it writing into target/.
     [[ -z "$bootstrap_pid" ]] || wait "$bootstrap_pid" 2>/dev/null || true
@@ -244,16 +248,18 @@ say "package contents ok (Depends: $depends)"
 
 # --- 4. lintian ---------------------------------------------------------------
 step "4. lintian"
-# As an unprivileged user, as lintian wants: a copy it can read.
-mkdir -p "$work/lintian"
-cp "$deb" "$work/lintian/"
-chmod -R a+rX "$work/lintian"
+# As an unprivileged user, as lintian wants: a copy it can read wherever the
+# clone is (its parents may be closed to others).
+lintian_dir=$(mktemp -d)
+cp "$deb" "$lintian_dir/"
+chmod -R a+rX "$lintian_dir"
 set +e
 lintian_out=$(cd / && runuser -u nobody -- env HOME=/tmp lintian --display-info --fail-on none \
-    "$work/lintian/$(basename "$deb")" 2>&1)
+    "$lintian_dir/$(basename "$deb")" 2>&1)
 lintian_rc=$?
 set -e
 [[ -z "$lintian_out" ]] || printf '%s\n' "$lintian_out" | sed 's/^/  /'
+rm -rf "$lintian_dir"
 ((lintian_rc == 0)) || die "lintian itself failed (exit $lintian_rc)"
 ! grep -q '^E: ' <<<"$lintian_out" || die "lintian reports errors"
 while read -r tag; do
