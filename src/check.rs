@@ -168,7 +168,7 @@ async fn agi_port(cfg: &Config) -> Result<String, String> {
 /// Runs every check.
 pub async fn run(cfg: &Config) -> Vec<Line> {
     let a = &cfg.asterisk;
-    let db = match Store::connect(cfg.database.0.clone()).await {
+    let db = match Store::connect(&cfg.database, 2).await {
         Ok(store) => tokio::time::timeout(Duration::from_secs(10), database(&store))
             .await
             .unwrap_or_else(|_| Err("timed out".into())),

@@ -105,7 +105,7 @@ async fn serve(config: Config) -> ExitCode {
 
 async fn migrate(config: Config) -> ExitCode {
     let result = async {
-        let store = Store::connect(config.database.0.clone()).await?;
+        let store = Store::connect(&config.database, config.pool_size).await?;
         store::migrate(&store).await
     };
     match result.await {
