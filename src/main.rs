@@ -171,10 +171,9 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
 
 async fn check(config: Config) -> ExitCode {
     let lines = check::run(&config).await;
-    let ok = lines.iter().all(|l| l.ok);
+    let ok = lines.iter().all(|l| l.passes());
     for l in lines {
-        let mark = if l.ok { "ok  " } else { "FAIL" };
-        println!("{mark} {:<16} {}", l.name, l.detail);
+        println!("{:<4} {:<16} {}", l.mark.as_str(), l.name, l.detail);
     }
     if ok {
         ExitCode::SUCCESS
