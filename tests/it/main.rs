@@ -10,4 +10,5 @@ mod crash;
 mod openapi;
 mod operations;
 mod process;
+mod tls;
 mod users;
