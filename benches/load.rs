@@ -6,6 +6,14 @@
 //! two-row insert, GET /users latency with 1000 users, apply of 1000 users with files only,
 //! rendering of 1000 users, and the service's resident memory. Numbers are printed, never
 //! asserted: they depend on the machine.
+//!
+//! Every figure above is in clear text (`sslmode=disable`). Next to them, the same creates
+//! and list run through a second service whose database connection is TLS, verified as
+//! `sslmode=verify-full` over loopback, with their ratio to clear text. That needs TLS on the
+//! server and its CA: run `scripts/pg-tls.sh` first (it switches TLS on for the PostgreSQL
+//! on 127.0.0.1:5432 with a CA it makes, as `scripts/test.sh` does); the directory is
+//! `PBX_PORTAL_TEST_PG_TLS`, by default the script's. Without them, the TLS lines say what
+//! was not measured and why, and the rest runs.
 
 use std::time::{Duration, Instant};
 
@@ -157,6 +165,88 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
     gather(tasks, start).await
 }
 
+/// 300 reads of the whole user list (1000 users).
+async fn list_users(http: &Http, base: &str) -> Stats {
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let (status, body) = call(http, base, Method::GET, "/users", None).await;
+        assert!(status == 200 && body.len() > 100_000);
+        lat.push(t.elapsed());
+    }
+    stats(lat, t0.elapsed())
+}
+
+/// 300 reads of the page GET /users reads, straight over tokio-postgres.
+async fn raw_page(client: &tokio_postgres::Client) -> Stats {
+    let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
+                  JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
+                 LIMIT $1 OFFSET $2";
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let rows = client
+            .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+        lat.push(t.elapsed());
+    }
+    stats(lat, t0.elapsed())
+}
+
+/// The bench database over TLS, verified as verify-full: the server's certificate from
+/// scripts/pg-tls.sh names `localhost`, reached at TEST_DATABASE_URL's address. Err says
+/// why it cannot be measured.
+fn tls_url(db: &str) -> Result<String, String> {
+    let dir = std::env::var_os("PBX_PORTAL_TEST_PG_TLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/postgresql/pbx-portal-test-tls".into());
+    let ca = dir.join("ca.crt");
+    if !ca.is_file() {
+        return Err(format!(
+            "no {} (run scripts/pg-tls.sh first: it switches TLS on for this PostgreSQL)",
+            ca.display()
+        ));
+    }
+    let admin: tokio_postgres::Config = admin_url()
+        .parse()
+        .map_err(|_| "TEST_DATABASE_URL cannot be parsed".to_owned())?;
+    let addr = match admin.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err("TEST_DATABASE_URL names no TCP host".into()),
+    };
+    let mut url = format!(
+        "host=localhost hostaddr={addr} port={} user={} dbname={db} sslmode=verify-full sslrootcert='{}'",
+        admin.get_ports().first().copied().unwrap_or(5432),
+        admin.get_user().unwrap_or("postgres"),
+        ca.display()
+    );
+    if let Some(p) = admin.get_password() {
+        let p = String::from_utf8_lossy(p);
+        url.push_str(&format!(
+            " password='{}'",
+            p.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    }
+    Ok(url)
+}
+
+/// A tokio-postgres client over the portal's own TLS connector.
+async fn pg_tls(url: &str) -> Result<tokio_postgres::Client, String> {
+    let db = pbx_portal::config::DatabaseUrl::try_from(url.to_owned())?;
+    let connector = pbx_portal::store::tls::connector(db.tls()).map_err(|e| e.to_string())?;
+    let (c, conn) = db
+        .pg()
+        .connect(connector)
+        .await
+        .map_err(|e| pbx_portal::store::describe(&e))?;
+    tokio::spawn(conn);
+    Ok(c)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -173,6 +263,30 @@ fn rss_kib(pid: u32) -> u64 {
 struct Service(std::process::Child);
 
 impl Service {
+    /// As [`Service::start`], but a service that exits instead of listening is an error
+    /// carrying the last line it logged.
+    async fn try_start(
+        db_url: &str,
+        pjsip: &std::path::Path,
+        dialplan: &std::path::Path,
+        vars: &[(&str, String)],
+    ) -> Result<(Self, String), String> {
+        let (mut service, base) = Self::start(db_url, pjsip, dialplan, vars).await;
+        match service.0.try_wait() {
+            Ok(None) => Ok((service, base)),
+            _ => {
+                let port = base.rsplit(':').next().unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(pjsip.with_file_name(format!("service-{port}.log")))
+                        .unwrap_or_default();
+                Err(format!(
+                    "the service over TLS did not start: {}",
+                    log.lines().last().unwrap_or("no log")
+                ))
+            }
+        }
+    }
+
     /// `pbx-portal serve` on a free loopback port with 1000-user-friendly defaults plus
     /// `vars`; returns once it accepts connections, with its base URL.
     async fn start(
@@ -202,8 +316,11 @@ impl Service {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let service = Service(cmd.spawn().expect("start pbx-portal"));
+        let mut service = Service(cmd.spawn().expect("start pbx-portal"));
         for _ in 0..200 {
+            if !matches!(service.0.try_wait(), Ok(None)) {
+                break;
+            }
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
@@ -269,7 +386,8 @@ async fn main() {
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .await
         .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    // Clear text, said explicitly: libpq's default (prefer) would use TLS when offered.
+    let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
     let dir = tempfile::tempdir().unwrap();
     let (pjsip, dialplan) = (dir.path().join("pjsip"), dir.path().join("dialplan"));
     std::fs::create_dir_all(&pjsip).unwrap();
@@ -331,38 +449,73 @@ async fn main() {
         c32.rate / raw32.rate
     );
 
+    // The same creates through a service whose database connection is TLS (verify-full).
+    let tls_service = match tls_url(&db) {
+        Ok(tls_url) => Service::try_start(
+            &tls_url,
+            &pjsip,
+            &dialplan,
+            &[("PORTAL_RELOAD", "none".into())],
+        )
+        .await
+        .map(|(service, base)| (service, base, tls_url)),
+        Err(why) => Err(why),
+    };
+    let tls = match &tls_service {
+        Ok((_, tls_base, _)) => {
+            creates(&http, tls_base, 8, 400, "tls-warm").await;
+            reset().await;
+            let t1 = creates(&http, tls_base, 1, 1000, "tls-c1").await;
+            row("POST /users, 1 client, database over TLS", &t1);
+            reset().await;
+            let t32 = creates(&http, tls_base, 32, 4000, "tls-c32").await;
+            row("POST /users, 32 clients, database over TLS", &t32);
+            reset().await;
+            println!(
+                "{:<52} {:>11.2}x",
+                "  TLS cost, POST /users 1 client (p50 TLS/clear)",
+                t1.p50.as_secs_f64() / c1.p50.as_secs_f64()
+            );
+            println!(
+                "{:<52} {:>11.2}x",
+                "  TLS cost, POST /users 32 clients (rate clear/TLS)",
+                c32.rate / t32.rate
+            );
+            Some(())
+        }
+        Err(why) => {
+            println!("TLS creates and list NOT measured: {why}");
+            None
+        }
+    };
+
     creates(&http, &base, 10, 1000, "list").await;
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for _ in 0..300 {
-        let t = Instant::now();
-        let (status, body) = call(&http, &base, Method::GET, "/users", None).await;
-        assert!(status == 200 && body.len() > 100_000);
-        lat.push(t.elapsed());
+    let list = list_users(&http, &base).await;
+    row("GET /users (1000 users, ~140 KB)", &list);
+    if let (Some(()), Ok((_, tls_base, _))) = (tls, &tls_service) {
+        let tls_list = list_users(&http, tls_base).await;
+        row("GET /users (1000 users), database over TLS", &tls_list);
+        println!(
+            "{:<52} {:>11.2}x",
+            "  TLS cost, GET /users (p50 TLS/clear)",
+            tls_list.p50.as_secs_f64() / list.p50.as_secs_f64()
+        );
     }
-    row(
-        "GET /users (1000 users, ~140 KB)",
-        &stats(lat, t0.elapsed()),
-    );
     // The same page straight from PostgreSQL: what the service adds is the difference.
-    let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
-                  JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
-                 LIMIT $1 OFFSET $2";
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for _ in 0..300 {
-        let t = Instant::now();
-        let rows = admin_db
-            .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
-            .await
-            .unwrap();
-        assert_eq!(rows.len(), 1000);
-        lat.push(t.elapsed());
-    }
     row(
         "PostgreSQL: the same page, tokio-postgres",
-        &stats(lat, t0.elapsed()),
+        &raw_page(&admin_db).await,
     );
+    if let Ok((_, _, tls_url)) = &tls_service {
+        match pg_tls(tls_url).await {
+            Ok(client) => row(
+                "PostgreSQL: the same page, tokio-postgres over TLS",
+                &raw_page(&client).await,
+            ),
+            Err(why) => println!("raw page over TLS NOT measured: {why}"),
+        }
+    }
+    drop(tls_service);
 
     let files_only = applies(&http, &base, &admin_db, 40, 10000, |_| {}).await;
     row("POST /apply, 1000 users, PORTAL_RELOAD=none", &files_only);

@@ -399,7 +399,10 @@ mod tests {
         DatabaseUrl::try_from(raw.to_owned())
     }
 
-    fn tls(raw: &str) -> (SslMode, Verify, Option<RootCert>, PgMode) {
+    /// What a string means for TLS: our mode, what is verified, the roots, tokio-postgres's mode.
+    type Meaning = (SslMode, Verify, Option<RootCert>, PgMode);
+
+    fn tls(raw: &str) -> Meaning {
         let u = parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
         (
             u.tls.mode,
@@ -412,7 +415,7 @@ mod tests {
     #[test]
     fn sslmode_in_both_forms_with_libpq_meanings() {
         let ca = || Some(RootCert::File("/etc/ca.pem".into()));
-        let cases: &[(&str, (SslMode, Verify, Option<RootCert>, PgMode))] = &[
+        let cases: &[(&str, Meaning)] = &[
             (
                 "postgres://u@h/db",
                 (SslMode::Prefer, Verify::Nothing, None, PgMode::Prefer),
