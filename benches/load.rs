@@ -95,17 +95,25 @@ async fn call(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
-/// Joins the clients and summarises their latencies.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Stats {
+/// Latencies of a batch and its wall time.
+type Batch = (Vec<Duration>, Duration);
+
+/// Joins the clients: their latencies and the wall time since `start`.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Batch {
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    stats(lat, start.elapsed())
+    (lat, start.elapsed())
 }
 
 /// `total` creates spread over `clients` concurrent clients.
 async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Stats {
+    let (lat, wall) = create_batch(http, base, clients, total, tag).await;
+    stats(lat, wall)
+}
+
+async fn create_batch(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Batch {
     let start = Instant::now();
     let per = total / clients;
     let mut tasks = Vec::new();
@@ -125,6 +133,26 @@ async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &st
         }));
     }
     gather(tasks, start).await
+}
+
+/// Clear text against TLS under the same background load: `rounds` rounds, each running
+/// `batch` on both sides (0 = clear, 1 = TLS), the side that goes first alternating; the
+/// latencies and wall times of each side add up over the rounds.
+async fn interleaved<F, Fut>(rounds: usize, mut batch: F) -> (Stats, Stats)
+where
+    F: FnMut(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Batch>,
+{
+    let mut sides: [Batch; 2] = Default::default();
+    for r in 0..rounds {
+        for side in [r % 2, 1 - r % 2] {
+            let (lat, wall) = batch(side, r).await;
+            sides[side].0.extend(lat);
+            sides[side].1 += wall;
+        }
+    }
+    let [clear, tls] = sides;
+    (stats(clear.0, clear.1), stats(tls.0, tls.1))
 }
 
 /// The same allocation transaction straight over tokio-postgres, one connection per client.
@@ -162,30 +190,31 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
             lat
         }));
     }
-    gather(tasks, start).await
+    let (lat, wall) = gather(tasks, start).await;
+    stats(lat, wall)
 }
 
-/// 300 reads of the whole user list (1000 users).
-async fn list_users(http: &Http, base: &str) -> Stats {
+/// `n` reads of the whole user list (1000 users).
+async fn list_users(http: &Http, base: &str, n: usize) -> Batch {
     let mut lat = Vec::new();
     let t0 = Instant::now();
-    for _ in 0..300 {
+    for _ in 0..n {
         let t = Instant::now();
         let (status, body) = call(http, base, Method::GET, "/users", None).await;
         assert!(status == 200 && body.len() > 100_000);
         lat.push(t.elapsed());
     }
-    stats(lat, t0.elapsed())
+    (lat, t0.elapsed())
 }
 
-/// 300 reads of the page GET /users reads, straight over tokio-postgres.
-async fn raw_page(client: &tokio_postgres::Client) -> Stats {
+/// `n` reads of the page GET /users reads, straight over tokio-postgres.
+async fn raw_page(client: &tokio_postgres::Client, n: usize) -> Batch {
     let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
                   JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
                  LIMIT $1 OFFSET $2";
     let mut lat = Vec::new();
     let t0 = Instant::now();
-    for _ in 0..300 {
+    for _ in 0..n {
         let t = Instant::now();
         let rows = client
             .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
@@ -194,7 +223,7 @@ async fn raw_page(client: &tokio_postgres::Client) -> Stats {
         assert_eq!(rows.len(), 1000);
         lat.push(t.elapsed());
     }
-    stats(lat, t0.elapsed())
+    (lat, t0.elapsed())
 }
 
 /// The bench database over TLS, verified as verify-full: the server's certificate from
@@ -449,7 +478,19 @@ async fn main() {
         c32.rate / raw32.rate
     );
 
-    // The same creates through a service whose database connection is TLS (verify-full).
+    creates(&http, &base, 10, 1000, "list").await;
+    let (lat, wall) = list_users(&http, &base, 300).await;
+    row("GET /users (1000 users, ~140 KB)", &stats(lat, wall));
+    // The same page straight from PostgreSQL: what the service adds is the difference.
+    let (lat, wall) = raw_page(&admin_db, 300).await;
+    row(
+        "PostgreSQL: the same page, tokio-postgres",
+        &stats(lat, wall),
+    );
+
+    // Clear text against a second service whose database connection is TLS (verify-full,
+    // loopback), interleaved in rounds: this machine's load changes from one second to the
+    // next, and a ratio means something only when both sides saw the same.
     let tls_service = match tls_url(&db) {
         Ok(tls_url) => Service::try_start(
             &tls_url,
@@ -461,59 +502,66 @@ async fn main() {
         .map(|(service, base)| (service, base, tls_url)),
         Err(why) => Err(why),
     };
-    let tls = match &tls_service {
-        Ok((_, tls_base, _)) => {
-            creates(&http, tls_base, 8, 400, "tls-warm").await;
-            reset().await;
-            let t1 = creates(&http, tls_base, 1, 1000, "tls-c1").await;
-            row("POST /users, 1 client, database over TLS", &t1);
-            reset().await;
-            let t32 = creates(&http, tls_base, 32, 4000, "tls-c32").await;
-            row("POST /users, 32 clients, database over TLS", &t32);
-            reset().await;
-            println!(
-                "{:<52} {:>11.2}x",
-                "  TLS cost, POST /users 1 client (p50 TLS/clear)",
-                t1.p50.as_secs_f64() / c1.p50.as_secs_f64()
+    match &tls_service {
+        Ok((_, tls_base, tls_url)) => {
+            let bases = [base.as_str(), tls_base.as_str()];
+            let ratio = |name: &str, x: f64| println!("{name:<52} {x:>11.2}x");
+            let p50 = |tls: &Stats, clear: &Stats| tls.p50.as_secs_f64() / clear.p50.as_secs_f64();
+            println!("clear text vs TLS (verify-full, loopback), interleaved rounds:");
+            list_users(&http, tls_base, 30).await; // warms its pool and caches
+            let (l_clear, l_tls) =
+                interleaved(6, |side, _| list_users(&http, bases[side], 50)).await;
+            row("GET /users (1000 users), clear", &l_clear);
+            row("GET /users (1000 users), TLS", &l_tls);
+            ratio(
+                "  TLS cost, GET /users (p50 TLS/clear)",
+                p50(&l_tls, &l_clear),
             );
-            println!(
-                "{:<52} {:>11.2}x",
-                "  TLS cost, POST /users 32 clients (rate clear/TLS)",
-                c32.rate / t32.rate
-            );
-            Some(())
+            match pg_tls(tls_url).await {
+                Ok(tls_db) => {
+                    let clients = [&admin_db, &tls_db];
+                    let (p_clear, p_tls) =
+                        interleaved(6, |side, _| raw_page(clients[side], 50)).await;
+                    row("PostgreSQL: the same page, clear", &p_clear);
+                    row("PostgreSQL: the same page, TLS", &p_tls);
+                    ratio(
+                        "  TLS cost, raw page (p50 TLS/clear)",
+                        p50(&p_tls, &p_clear),
+                    );
+                }
+                Err(why) => println!("raw page over TLS NOT measured: {why}"),
+            }
+            for (clients, per_round) in [(1, 200), (32, 800)] {
+                let (clear, tls) = interleaved(5, |side, r| {
+                    let (http, admin_db) = (&http, &admin_db);
+                    async move {
+                        admin_db
+                            .batch_execute("TRUNCATE users CASCADE")
+                            .await
+                            .unwrap();
+                        let tag = format!("cmp{clients}-{side}-{r}");
+                        create_batch(http, bases[side], clients, per_round, &tag).await
+                    }
+                })
+                .await;
+                row(&format!("POST /users, {clients} client(s), clear"), &clear);
+                row(&format!("POST /users, {clients} client(s), TLS"), &tls);
+                if clients == 1 {
+                    ratio(
+                        "  TLS cost, POST /users 1 client (p50 TLS/clear)",
+                        p50(&tls, &clear),
+                    );
+                } else {
+                    ratio(
+                        "  TLS cost, POST /users 32 clients (rate clear/TLS)",
+                        clear.rate / tls.rate,
+                    );
+                }
+            }
+            reset().await;
+            creates(&http, &base, 10, 1000, "list2").await;
         }
-        Err(why) => {
-            println!("TLS creates and list NOT measured: {why}");
-            None
-        }
-    };
-
-    creates(&http, &base, 10, 1000, "list").await;
-    let list = list_users(&http, &base).await;
-    row("GET /users (1000 users, ~140 KB)", &list);
-    if let (Some(()), Ok((_, tls_base, _))) = (tls, &tls_service) {
-        let tls_list = list_users(&http, tls_base).await;
-        row("GET /users (1000 users), database over TLS", &tls_list);
-        println!(
-            "{:<52} {:>11.2}x",
-            "  TLS cost, GET /users (p50 TLS/clear)",
-            tls_list.p50.as_secs_f64() / list.p50.as_secs_f64()
-        );
-    }
-    // The same page straight from PostgreSQL: what the service adds is the difference.
-    row(
-        "PostgreSQL: the same page, tokio-postgres",
-        &raw_page(&admin_db).await,
-    );
-    if let Ok((_, _, tls_url)) = &tls_service {
-        match pg_tls(tls_url).await {
-            Ok(client) => row(
-                "PostgreSQL: the same page, tokio-postgres over TLS",
-                &raw_page(&client).await,
-            ),
-            Err(why) => println!("raw page over TLS NOT measured: {why}"),
-        }
+        Err(why) => println!("TLS figures (creates, list, raw page) NOT measured: {why}"),
     }
     drop(tls_service);
 
