@@ -322,17 +322,82 @@ fn split_key_value(raw: &str) -> Result<Split, String> {
     Ok(split)
 }
 
-/// A reason from tokio-postgres's parser that names only a parameter, never a value:
-/// anything else it says (e.g. "unexpected character … got `x`") might quote a password.
-fn safe_parse_reason(e: &tokio_postgres::Error) -> Option<String> {
-    let cause = std::error::Error::source(e)?.to_string();
-    let names_a_key = |prefix: &str| {
+/// libpq's connection parameters (PostgreSQL 18): the only unknown names an error may quote.
+const LIBPQ_PARAMETERS: [&str; 44] = [
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslcertmode",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "min_protocol_version",
+    "max_protocol_version",
+];
+
+/// Why tokio-postgres refused the rest of the string, in words that quote no value: a bad
+/// value is named by its parameter (tokio-postgres names only parameters it knows); an
+/// unknown parameter only when it is libpq's, since a "parameter" can be half of an
+/// unquoted password with a space in it. Anything else its parser says ("unexpected
+/// character … got `x`") might quote a password: not repeated.
+fn parse_reason(e: &tokio_postgres::Error) -> String {
+    let cause = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let key = |prefix: &str| {
         cause
             .strip_prefix(prefix)
-            .is_some_and(|k| k.starts_with('`') && k.ends_with('`') && k.len() < 40)
+            .and_then(|k| k.strip_prefix('`')?.strip_suffix('`'))
+            .map(str::to_owned)
     };
-    (names_a_key("invalid value for option ") || names_a_key("unknown option "))
-        .then(|| format!("is not a valid connection string: {cause}"))
+    if let Some(k) = key("invalid value for option ") {
+        return format!("has an invalid value for {k}");
+    }
+    match key("unknown option ") {
+        Some(k) if LIBPQ_PARAMETERS.contains(&k.as_str()) => {
+            format!("{k} is not supported by pbx-portal")
+        }
+        Some(_) => {
+            "has a parameter libpq does not know (misspelt? a value with spaces must be quoted)"
+                .into()
+        }
+        None => "is not a postgres:// URL or a key=value connection string".into(),
+    }
 }
 
 impl TryFrom<String> for DatabaseUrl {
@@ -354,11 +419,7 @@ impl TryFrom<String> for DatabaseUrl {
         };
         let tls = Tls::new(mode, root_cert)?;
         // The parser's message can quote the URL, password included: say only what is wrong.
-        let mut pg: tokio_postgres::Config = split.rest.parse().map_err(|e| {
-            safe_parse_reason(&e).unwrap_or_else(|| {
-                "is not a postgres:// URL or a key=value connection string".to_owned()
-            })
-        })?;
+        let mut pg: tokio_postgres::Config = split.rest.parse().map_err(|e| parse_reason(&e))?;
 
         let hosts = pg.get_hosts();
         let sockets = hosts.iter().filter(|h| matches!(h, Host::Unix(_))).count();
@@ -560,8 +621,9 @@ mod tests {
         assert!(err("host=h sslcert=/c.pem").contains("sslcert is not supported"));
         assert!(err("postgres://h/db?sslkey=/k.pem").contains("sslkey is not supported"));
         assert!(err("host=/run/pg,db2 sslmode=require").contains("Unix-socket"));
-        assert!(err("host=h bogus=1").contains("unknown option `bogus`"));
-        assert!(err("host=h port=x").contains("invalid value for option `port`"));
+        assert!(err("host=h gssencmode=disable").contains("gssencmode is not supported"));
+        assert!(err("host=h bogus=1").contains("a parameter libpq does not know"));
+        assert!(err("host=h port=x").contains("has an invalid value for port"));
         assert!(err("host=h sslrootcert='/unterminated").contains("key=value"));
     }
 
@@ -573,9 +635,11 @@ mod tests {
             "postgres://u:hunter2@h:port/db",
             "host=h password=hunter2 sslmode=hunter2",
             "postgres://u:hunter2@h/db?sslmode=hunter2",
+            // An unquoted password with a space: its second half parses as a parameter.
+            "host=h password=hun ter2=x",
         ] {
             let e = parse(raw).err().unwrap_or_else(|| panic!("{raw} parsed"));
-            assert!(!e.contains("hunter2"), "{raw}: {e}");
+            assert!(!e.contains("hunter2") && !e.contains("ter2"), "{raw}: {e}");
         }
     }
 
