@@ -244,6 +244,7 @@ async fn within<T>(f: impl std::future::Future<Output = Result<T, String>>) -> R
 /// Runs every check.
 pub async fn run(cfg: &Config) -> Vec<Line> {
     let a = &cfg.asterisk;
+    // One query at a time: the smallest pool, whatever PORTAL_DB_POOL_SIZE says.
     let (db, tls) = match Store::connect(&cfg.database, 2).await {
         Ok(store) => {
             let db = within(database(&store)).await;
