@@ -138,21 +138,49 @@ async fn create_batch(http: &Http, base: &str, clients: usize, total: usize, tag
 /// Clear text against TLS under the same background load: `rounds` rounds, each running
 /// `batch` on both sides (0 = clear, 1 = TLS), the side that goes first alternating; the
 /// latencies and wall times of each side add up over the rounds.
-async fn interleaved<F, Fut>(rounds: usize, mut batch: F) -> (Stats, Stats)
+/// With `pids` (the clear and the TLS service), also the CPU time each service spent per
+/// request: unlike latency, it hardly moves with the machine's other load.
+async fn interleaved<F, Fut>(
+    rounds: usize,
+    pids: Option<[u32; 2]>,
+    mut batch: F,
+) -> (Stats, Stats, Option<[Duration; 2]>)
 where
     F: FnMut(usize, usize) -> Fut,
     Fut: std::future::Future<Output = Batch>,
 {
     let mut sides: [Batch; 2] = Default::default();
+    let mut cpu = [Duration::ZERO; 2];
     for r in 0..rounds {
         for side in [r % 2, 1 - r % 2] {
+            let before = pids.map(|p| cpu_time(p[side]));
             let (lat, wall) = batch(side, r).await;
+            if let (Some(p), Some(before)) = (pids, before) {
+                cpu[side] += cpu_time(p[side]).saturating_sub(before);
+            }
             sides[side].0.extend(lat);
             sides[side].1 += wall;
         }
     }
+    let per_request = pids.map(|_| {
+        [0, 1].map(|i| cpu[i] / u32::try_from(sides[i].0.len().max(1)).unwrap_or(u32::MAX))
+    });
     let [clear, tls] = sides;
-    (stats(clear.0, clear.1), stats(tls.0, tls.1))
+    (stats(clear.0, clear.1), stats(tls.0, tls.1), per_request)
+}
+
+/// CPU time a process has used so far, all its threads (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds).
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 /// The same allocation transaction straight over tokio-postgres, one connection per client.
@@ -503,27 +531,40 @@ async fn main() {
         Err(why) => Err(why),
     };
     match &tls_service {
-        Ok((_, tls_base, tls_url)) => {
+        Ok((tls_child, tls_base, tls_url)) => {
             let bases = [base.as_str(), tls_base.as_str()];
+            let pids = [child.0.id(), tls_child.0.id()];
+            let cpu = |name: &str, c: Option<[Duration; 2]>| {
+                if let Some([clear, tls]) = c {
+                    println!(
+                        "{:<52} {:>8.0} µs {:>7.0} µs {:>8.2}x",
+                        format!("  {name}: service CPU/request clear, TLS"),
+                        clear.as_secs_f64() * 1e6,
+                        tls.as_secs_f64() * 1e6,
+                        tls.as_secs_f64() / clear.as_secs_f64().max(1e-9)
+                    );
+                }
+            };
             let ratio = |name: &str, x: f64| println!("{name:<52} {x:>11.2}x");
             let p50 = |tls: &Stats, clear: &Stats| tls.p50.as_secs_f64() / clear.p50.as_secs_f64();
-            println!("clear text vs TLS (verify-full, loopback), interleaved rounds:");
+            println!("clear text vs TLS (verify-full, loopback), in alternating rounds:");
             list_users(&http, tls_base, 30).await; // warms its pool and caches
-            let (l_clear, l_tls) =
-                interleaved(6, |side, _| list_users(&http, bases[side], 50)).await;
-            row("GET /users (1000 users), clear", &l_clear);
-            row("GET /users (1000 users), TLS", &l_tls);
+            let (l_clear, l_tls, l_cpu) =
+                interleaved(12, Some(pids), |side, _| list_users(&http, bases[side], 25)).await;
+            row("GET /users (1000 users), 12 x 25, clear", &l_clear);
+            row("GET /users (1000 users), 12 x 25, TLS", &l_tls);
             ratio(
                 "  TLS cost, GET /users (p50 TLS/clear)",
                 p50(&l_tls, &l_clear),
             );
+            cpu("GET /users", l_cpu);
             match pg_tls(tls_url).await {
                 Ok(tls_db) => {
                     let clients = [&admin_db, &tls_db];
-                    let (p_clear, p_tls) =
-                        interleaved(6, |side, _| raw_page(clients[side], 50)).await;
-                    row("PostgreSQL: the same page, clear", &p_clear);
-                    row("PostgreSQL: the same page, TLS", &p_tls);
+                    let (p_clear, p_tls, _) =
+                        interleaved(12, None, |side, _| raw_page(clients[side], 25)).await;
+                    row("PostgreSQL: the same page, 12 x 25, clear", &p_clear);
+                    row("PostgreSQL: the same page, 12 x 25, TLS", &p_tls);
                     ratio(
                         "  TLS cost, raw page (p50 TLS/clear)",
                         p50(&p_tls, &p_clear),
@@ -531,8 +572,9 @@ async fn main() {
                 }
                 Err(why) => println!("raw page over TLS NOT measured: {why}"),
             }
-            for (clients, per_round) in [(1, 200), (32, 800)] {
-                let (clear, tls) = interleaved(5, |side, r| {
+            // Each round starts from an empty table (allocation walks the numbers taken).
+            for (clients, rounds, per_round) in [(1, 20, 50), (32, 10, 320)] {
+                let (clear, tls, c_cpu) = interleaved(rounds, Some(pids), |side, r| {
                     let (http, admin_db) = (&http, &admin_db);
                     async move {
                         admin_db
@@ -544,8 +586,9 @@ async fn main() {
                     }
                 })
                 .await;
-                row(&format!("POST /users, {clients} client(s), clear"), &clear);
-                row(&format!("POST /users, {clients} client(s), TLS"), &tls);
+                let name = format!("POST /users, {clients} cl., {rounds} x {per_round}");
+                row(&format!("{name}, clear"), &clear);
+                row(&format!("{name}, TLS"), &tls);
                 if clients == 1 {
                     ratio(
                         "  TLS cost, POST /users 1 client (p50 TLS/clear)",
@@ -557,6 +600,7 @@ async fn main() {
                         clear.rate / tls.rate,
                     );
                 }
+                cpu(&format!("POST /users {clients} cl."), c_cpu);
             }
             reset().await;
             creates(&http, &base, 10, 1000, "list2").await;
