@@ -516,9 +516,10 @@ async fn main() {
         &stats(lat, wall),
     );
 
-    // Clear text against a second service whose database connection is TLS (verify-full,
-    // loopback), interleaved in rounds: this machine's load changes from one second to the
-    // next, and a ratio means something only when both sides saw the same.
+    // Clear text against TLS (verify-full, loopback): two services started for this, alike
+    // but for sslmode (so that their pools have the same history), run in alternating
+    // rounds: this machine's load changes from one second to the next, and a ratio means
+    // something only when both sides saw the same.
     let tls_service = match tls_url(&db) {
         Ok(tls_url) => Service::try_start(
             &tls_url,
@@ -532,8 +533,10 @@ async fn main() {
     };
     match &tls_service {
         Ok((tls_child, tls_base, tls_url)) => {
-            let bases = [base.as_str(), tls_base.as_str()];
-            let pids = [child.0.id(), tls_child.0.id()];
+            let vars = [("PORTAL_RELOAD", "none".to_owned())];
+            let (clear_child, clear_base) = Service::start(&url, &pjsip, &dialplan, &vars).await;
+            let bases = [clear_base.as_str(), tls_base.as_str()];
+            let pids = [clear_child.0.id(), tls_child.0.id()];
             let cpu = |name: &str, c: Option<[Duration; 2]>| {
                 if let Some([clear, tls]) = c {
                     println!(
@@ -548,7 +551,9 @@ async fn main() {
             let ratio = |name: &str, x: f64| println!("{name:<52} {x:>11.2}x");
             let p50 = |tls: &Stats, clear: &Stats| tls.p50.as_secs_f64() / clear.p50.as_secs_f64();
             println!("clear text vs TLS (verify-full, loopback), in alternating rounds:");
-            list_users(&http, tls_base, 30).await; // warms its pool and caches
+            for b in bases {
+                list_users(&http, b, 30).await; // warms the service and its first connection
+            }
             let (l_clear, l_tls, l_cpu) =
                 interleaved(12, Some(pids), |side, _| list_users(&http, bases[side], 25)).await;
             row("GET /users (1000 users), 12 x 25, clear", &l_clear);
