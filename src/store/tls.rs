@@ -7,9 +7,16 @@
 //! only in what they check: nothing (`prefer`/`require` without `sslrootcert`), the chain
 //! up to a CA of `sslrootcert` (`verify-ca`, and `require` with `sslrootcert`), or the
 //! chain and the host name (`verify-full`). Both checks are rustls's own public functions;
-//! nothing about certificates is written here. The handshake signature is always checked
-//! against the presented certificate, so even an unverified session is bound to the key
-//! of the certificate it showed.
+//! nothing about certificates is written here.
+//!
+//! The handshake signature is always checked against the presented certificate's key, so
+//! even an unverified session is bound to the key of the certificate it showed (which is
+//! what makes SCRAM's channel binding, computed over that certificate, mean something).
+//! When nothing is verified, the key is taken from the certificate with a parser that
+//! accepts X.509 version 1 too: libpq's `prefer`/`require` accept such certificates (the
+//! PostgreSQL manual's own `openssl x509 -req` recipe makes one), and webpki, which rustls
+//! checks certificates with, refuses them. The signature itself is still checked by webpki
+//! and the provider's algorithms, as rustls does.
 //!
 //! Whether clear text is allowed is not decided here: `sslmode` reaches tokio-postgres as
 //! its `SslMode` (`require` for every verifying mode), which refuses a server that
@@ -20,12 +27,16 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, verify_tls13_signature_with_raw_key,
+    WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, PeerMisbehaved, RootCertStore,
+    SignatureScheme,
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -146,7 +157,34 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        if self.roots.is_some() {
+            return verify_tls12_signature(message, cert, dss, &self.algs);
+        }
+        // As rustls's verify_tls12_signature: TLS 1.2 names a scheme that several
+        // algorithms may implement; the first that fits the key decides.
+        let spki = public_key_of(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(other)?;
+        let candidates = self
+            .algs
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algs)| *algs)
+            .ok_or(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        let mut unfit = None;
+        for alg in candidates {
+            match key.verify_signature(*alg, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(e @ webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => {
+                    unfit = Some(e);
+                }
+                Err(e) => return Err(other(e)),
+            }
+        }
+        Err(unfit.map_or_else(
+            || PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into(),
+            other,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -155,12 +193,36 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        if self.roots.is_some() {
+            return verify_tls13_signature(message, cert, dss, &self.algs);
+        }
+        let spki = public_key_of(cert)?;
+        verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algs)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
     }
+}
+
+/// The public key of a certificate of any X.509 version, for an unverified session.
+fn public_key_of(
+    cert: &CertificateDer<'_>,
+) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    use x509_cert::der::{Decode, Encode};
+    let bad = |_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    let parsed = x509_cert::Certificate::from_der(cert).map_err(bad)?;
+    let spki = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(bad)?;
+    Ok(SubjectPublicKeyInfoDer::from(spki))
+}
+
+/// A webpki error as rustls reports one it has no variant for.
+fn other(e: webpki::Error) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
 }
 
 /// The rustls error inside a tokio-postgres error (tokio-rustls wraps it in an
@@ -194,6 +256,16 @@ pub fn handshake_reason(e: &rustls::Error) -> String {
         ) => "the server's certificate has expired".into(),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
             "the server's certificate does not name this host".into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(o))
+            if matches!(
+                o.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            ) =>
+        {
+            "the server's certificate is X.509 version 1: verify-ca and verify-full need \
+             version 3, with the host name in subjectAltName"
+                .into()
         }
         // rustls says which name was expected and which the certificate holds.
         other => other.to_string(),

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::support::app::TestApp;
 use crate::support::process::{command, Scratch};
-use crate::support::tls::{self, key_value, NoTlsServer};
+use crate::support::tls::{self, key_value, NoTlsServer, TlsFront};
 
 /// A pool of two connections to the `postgres` database with `extra` settings.
 async fn connect(extra: &str) -> Result<Store, String> {
@@ -312,5 +312,35 @@ async fn check_says_whether_the_session_is_encrypted() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
         assert!(text.lines().any(|l| l == want), "{want}\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn unverified_modes_accept_the_manuals_version_1_certificate_as_libpq_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tls::manual_certificates(dir.path());
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let front = TlsFront::start(&certs.server, &certs.key, versions).await;
+        let port = front.port();
+        for mode in ["prefer", "require"] {
+            let before = front.handshakes();
+            let store = connect(&format!("host=127.0.0.1 port={port} sslmode={mode}"))
+                .await
+                .unwrap_or_else(|e| panic!("{versions:?} {mode}: {e}"));
+            store.ping().await.unwrap();
+            assert!(front.handshakes() > before, "{versions:?} {mode}: no TLS");
+        }
+        // Verification needs version 3, and says so.
+        let e = connect(&format!(
+            "host=localhost hostaddr=127.0.0.1 port={port} sslmode=verify-ca sslrootcert={}",
+            certs.root.display()
+        ))
+        .await
+        .err()
+        .expect("verify-ca refuses a version 1 certificate");
+        assert!(e.contains("X.509 version 1"), "{versions:?}: {e}");
     }
 }

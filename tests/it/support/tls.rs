@@ -116,3 +116,177 @@ impl NoTlsServer {
         self.addr.port()
     }
 }
+
+/// The certificates of the PostgreSQL manual's recipe ("Creating Certificates", a root CA
+/// and a server certificate it signs): `openssl x509 -req` without `-extfile` makes the
+/// server's an X.509 version 1 certificate, with its name in the CN only.
+pub struct ManualCertificates {
+    pub root: PathBuf,
+    pub server: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn manual_certificates(dir: &std::path::Path) -> ManualCertificates {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/pg-tls.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-text",
+        "-out",
+        "root.csr",
+        "-keyout",
+        "root.key",
+        "-subj",
+        "/CN=root.yourdomain.com",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "root.csr",
+        "-text",
+        "-days",
+        "3650",
+        "-extfile",
+        "/etc/ssl/openssl.cnf",
+        "-extensions",
+        "v3_ca",
+        "-signkey",
+        "root.key",
+        "-out",
+        "root.crt",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-text",
+        "-out",
+        "server.csr",
+        "-keyout",
+        "server.key",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-text",
+        "-days",
+        "365",
+        "-CA",
+        "root.crt",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+    ]);
+    ManualCertificates {
+        root: dir.join("root.crt"),
+        server: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    }
+}
+
+/// PostgreSQL with TLS by a given certificate: a front that accepts the SSLRequest, does
+/// the TLS handshake (rustls, with exactly the protocol versions given) and relays the
+/// decrypted conversation to the test server in clear. The server's own `pg_stat_ssl`
+/// cannot see this TLS; the front counts its handshakes instead.
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    handshakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Always the same certificate: no SNI to choose by (the client may send an IP address).
+#[derive(Debug)]
+struct Fixed(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl TlsFront {
+    pub async fn start(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = vec![CertificateDer::from_pem_file(cert).unwrap()];
+        let signing = provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::from_pem_file(key).unwrap())
+            .unwrap();
+        // CertifiedKey::new, not with_single_cert: the latter parses the certificate with
+        // webpki, which refuses version 1 (what this front exists to serve).
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signing));
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(certified)));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = handshakes.clone();
+        let target = server_addr();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (acceptor, count) = (acceptor.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut first = [0u8; 8];
+                    if client.read_exact(&mut first).await.is_err()
+                        || first != SSL_REQUEST
+                        || client.write_all(b"S").await.is_err()
+                    {
+                        return;
+                    }
+                    let Ok(mut tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                });
+            }
+        });
+        Self { addr, handshakes }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// TLS handshakes completed so far.
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
