@@ -196,6 +196,15 @@ pub fn manual_certificates(dir: &std::path::Path) -> ManualCertificates {
         "-out",
         "server.crt",
     ]);
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-in", "server.crt", "-noout", "-text"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"),
+        "this openssl made a version 3 certificate: the test would prove nothing"
+    );
     ManualCertificates {
         root: dir.join("root.crt"),
         server: dir.join("server.crt"),
