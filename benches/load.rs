@@ -6,6 +6,14 @@
 //! two-row insert, GET /users latency with 1000 users, apply of 1000 users with files only,
 //! rendering of 1000 users, and the service's resident memory. Numbers are printed, never
 //! asserted: they depend on the machine.
+//!
+//! Every figure above is in clear text (`sslmode=disable`). Next to them, the same creates
+//! and list run through a second service whose database connection is TLS, verified as
+//! `sslmode=verify-full` over loopback, with their ratio to clear text. That needs TLS on the
+//! server and its CA: run `scripts/pg-tls.sh` first (it switches TLS on for the PostgreSQL
+//! on 127.0.0.1:5432 with a CA it makes, as `scripts/test.sh` does); the directory is
+//! `PBX_PORTAL_TEST_PG_TLS`, by default the script's. Without them, the TLS lines say what
+//! was not measured and why, and the rest runs.
 
 use std::time::{Duration, Instant};
 
@@ -87,17 +95,25 @@ async fn call(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
-/// Joins the clients and summarises their latencies.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Stats {
+/// Latencies of a batch and its wall time.
+type Batch = (Vec<Duration>, Duration);
+
+/// Joins the clients: their latencies and the wall time since `start`.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Batch {
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    stats(lat, start.elapsed())
+    (lat, start.elapsed())
 }
 
 /// `total` creates spread over `clients` concurrent clients.
 async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Stats {
+    let (lat, wall) = create_batch(http, base, clients, total, tag).await;
+    stats(lat, wall)
+}
+
+async fn create_batch(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Batch {
     let start = Instant::now();
     let per = total / clients;
     let mut tasks = Vec::new();
@@ -117,6 +133,54 @@ async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &st
         }));
     }
     gather(tasks, start).await
+}
+
+/// Clear text against TLS under the same background load: `rounds` rounds, each running
+/// `batch` on both sides (0 = clear, 1 = TLS), the side that goes first alternating; the
+/// latencies and wall times of each side add up over the rounds.
+/// With `pids` (the clear and the TLS service), also the CPU time each service spent per
+/// request: unlike latency, it hardly moves with the machine's other load.
+async fn interleaved<F, Fut>(
+    rounds: usize,
+    pids: Option<[u32; 2]>,
+    mut batch: F,
+) -> (Stats, Stats, Option<[Duration; 2]>)
+where
+    F: FnMut(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Batch>,
+{
+    let mut sides: [Batch; 2] = Default::default();
+    let mut cpu = [Duration::ZERO; 2];
+    for r in 0..rounds {
+        for side in [r % 2, 1 - r % 2] {
+            let before = pids.map(|p| cpu_time(p[side]));
+            let (lat, wall) = batch(side, r).await;
+            if let (Some(p), Some(before)) = (pids, before) {
+                cpu[side] += cpu_time(p[side]).saturating_sub(before);
+            }
+            sides[side].0.extend(lat);
+            sides[side].1 += wall;
+        }
+    }
+    let per_request = pids.map(|_| {
+        [0, 1].map(|i| cpu[i] / u32::try_from(sides[i].0.len().max(1)).unwrap_or(u32::MAX))
+    });
+    let [clear, tls] = sides;
+    (stats(clear.0, clear.1), stats(tls.0, tls.1), per_request)
+}
+
+/// CPU time a process has used so far, all its threads (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds).
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 /// The same allocation transaction straight over tokio-postgres, one connection per client.
@@ -154,7 +218,90 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
             lat
         }));
     }
-    gather(tasks, start).await
+    let (lat, wall) = gather(tasks, start).await;
+    stats(lat, wall)
+}
+
+/// `n` reads of the whole user list (1000 users).
+async fn list_users(http: &Http, base: &str, n: usize) -> Batch {
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, body) = call(http, base, Method::GET, "/users", None).await;
+        assert!(status == 200 && body.len() > 100_000);
+        lat.push(t.elapsed());
+    }
+    (lat, t0.elapsed())
+}
+
+/// `n` reads of the page GET /users reads, straight over tokio-postgres.
+async fn raw_page(client: &tokio_postgres::Client, n: usize) -> Batch {
+    let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
+                  JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
+                 LIMIT $1 OFFSET $2";
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let rows = client
+            .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+        lat.push(t.elapsed());
+    }
+    (lat, t0.elapsed())
+}
+
+/// The bench database over TLS, verified as verify-full: the server's certificate from
+/// scripts/pg-tls.sh names `localhost`, reached at TEST_DATABASE_URL's address. Err says
+/// why it cannot be measured.
+fn tls_url(db: &str) -> Result<String, String> {
+    let dir = std::env::var_os("PBX_PORTAL_TEST_PG_TLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/postgresql/pbx-portal-test-tls".into());
+    let ca = dir.join("ca.crt");
+    if !ca.is_file() {
+        return Err(format!(
+            "no {} (run scripts/pg-tls.sh first: it switches TLS on for this PostgreSQL)",
+            ca.display()
+        ));
+    }
+    let admin: tokio_postgres::Config = admin_url()
+        .parse()
+        .map_err(|_| "TEST_DATABASE_URL cannot be parsed".to_owned())?;
+    let addr = match admin.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err("TEST_DATABASE_URL names no TCP host".into()),
+    };
+    let mut url = format!(
+        "host=localhost hostaddr={addr} port={} user={} dbname={db} sslmode=verify-full sslrootcert='{}'",
+        admin.get_ports().first().copied().unwrap_or(5432),
+        admin.get_user().unwrap_or("postgres"),
+        ca.display()
+    );
+    if let Some(p) = admin.get_password() {
+        let p = String::from_utf8_lossy(p);
+        url.push_str(&format!(
+            " password='{}'",
+            p.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    }
+    Ok(url)
+}
+
+/// A tokio-postgres client over the portal's own TLS connector.
+async fn pg_tls(url: &str) -> Result<tokio_postgres::Client, String> {
+    let db = pbx_portal::config::DatabaseUrl::try_from(url.to_owned())?;
+    let connector = pbx_portal::store::tls::connector(db.tls()).map_err(|e| e.to_string())?;
+    let (c, conn) = db
+        .pg()
+        .connect(connector)
+        .await
+        .map_err(|e| pbx_portal::store::describe(&e))?;
+    tokio::spawn(conn);
+    Ok(c)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -173,6 +320,30 @@ fn rss_kib(pid: u32) -> u64 {
 struct Service(std::process::Child);
 
 impl Service {
+    /// As [`Service::start`], but a service that exits instead of listening is an error
+    /// carrying the last line it logged.
+    async fn try_start(
+        db_url: &str,
+        pjsip: &std::path::Path,
+        dialplan: &std::path::Path,
+        vars: &[(&str, String)],
+    ) -> Result<(Self, String), String> {
+        let (mut service, base) = Self::start(db_url, pjsip, dialplan, vars).await;
+        match service.0.try_wait() {
+            Ok(None) => Ok((service, base)),
+            _ => {
+                let port = base.rsplit(':').next().unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(pjsip.with_file_name(format!("service-{port}.log")))
+                        .unwrap_or_default();
+                Err(format!(
+                    "the service over TLS did not start: {}",
+                    log.lines().last().unwrap_or("no log")
+                ))
+            }
+        }
+    }
+
     /// `pbx-portal serve` on a free loopback port with 1000-user-friendly defaults plus
     /// `vars`; returns once it accepts connections, with its base URL.
     async fn start(
@@ -202,8 +373,11 @@ impl Service {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let service = Service(cmd.spawn().expect("start pbx-portal"));
+        let mut service = Service(cmd.spawn().expect("start pbx-portal"));
         for _ in 0..200 {
+            if !matches!(service.0.try_wait(), Ok(None)) {
+                break;
+            }
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
@@ -269,7 +443,8 @@ async fn main() {
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .await
         .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    // Clear text, said explicitly: libpq's default (prefer) would use TLS when offered.
+    let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
     let dir = tempfile::tempdir().unwrap();
     let (pjsip, dialplan) = (dir.path().join("pjsip"), dir.path().join("dialplan"));
     std::fs::create_dir_all(&pjsip).unwrap();
@@ -332,37 +507,112 @@ async fn main() {
     );
 
     creates(&http, &base, 10, 1000, "list").await;
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for _ in 0..300 {
-        let t = Instant::now();
-        let (status, body) = call(&http, &base, Method::GET, "/users", None).await;
-        assert!(status == 200 && body.len() > 100_000);
-        lat.push(t.elapsed());
-    }
-    row(
-        "GET /users (1000 users, ~140 KB)",
-        &stats(lat, t0.elapsed()),
-    );
+    let (lat, wall) = list_users(&http, &base, 300).await;
+    row("GET /users (1000 users, ~140 KB)", &stats(lat, wall));
     // The same page straight from PostgreSQL: what the service adds is the difference.
-    let page = "SELECT u.id, u.name, u.email, e.number, u.created_at FROM users u
-                  JOIN extensions e ON e.user_id = u.id ORDER BY e.number ASC, e.number ASC
-                 LIMIT $1 OFFSET $2";
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for _ in 0..300 {
-        let t = Instant::now();
-        let rows = admin_db
-            .query_typed(page, &[(&1001i64, Type::INT8), (&0i64, Type::INT8)])
-            .await
-            .unwrap();
-        assert_eq!(rows.len(), 1000);
-        lat.push(t.elapsed());
-    }
+    let (lat, wall) = raw_page(&admin_db, 300).await;
     row(
         "PostgreSQL: the same page, tokio-postgres",
-        &stats(lat, t0.elapsed()),
+        &stats(lat, wall),
     );
+
+    // Clear text against TLS (verify-full, loopback): two services started for this, alike
+    // but for sslmode (so that their pools have the same history), run in alternating
+    // rounds: this machine's load changes from one second to the next, and a ratio means
+    // something only when both sides saw the same.
+    let tls_service = match tls_url(&db) {
+        Ok(tls_url) => Service::try_start(
+            &tls_url,
+            &pjsip,
+            &dialplan,
+            &[("PORTAL_RELOAD", "none".into())],
+        )
+        .await
+        .map(|(service, base)| (service, base, tls_url)),
+        Err(why) => Err(why),
+    };
+    match &tls_service {
+        Ok((tls_child, tls_base, tls_url)) => {
+            let vars = [("PORTAL_RELOAD", "none".to_owned())];
+            let (clear_child, clear_base) = Service::start(&url, &pjsip, &dialplan, &vars).await;
+            let bases = [clear_base.as_str(), tls_base.as_str()];
+            let pids = [clear_child.0.id(), tls_child.0.id()];
+            let cpu = |name: &str, c: Option<[Duration; 2]>| {
+                if let Some([clear, tls]) = c {
+                    println!(
+                        "{:<52} {:>8.0} µs {:>7.0} µs {:>8.2}x",
+                        format!("  {name}: service CPU/request clear, TLS"),
+                        clear.as_secs_f64() * 1e6,
+                        tls.as_secs_f64() * 1e6,
+                        tls.as_secs_f64() / clear.as_secs_f64().max(1e-9)
+                    );
+                }
+            };
+            let ratio = |name: &str, x: f64| println!("{name:<52} {x:>11.2}x");
+            let p50 = |tls: &Stats, clear: &Stats| tls.p50.as_secs_f64() / clear.p50.as_secs_f64();
+            println!("clear text vs TLS (verify-full, loopback), in alternating rounds:");
+            for b in bases {
+                list_users(&http, b, 30).await; // warms the service and its first connection
+            }
+            let (l_clear, l_tls, l_cpu) =
+                interleaved(12, Some(pids), |side, _| list_users(&http, bases[side], 25)).await;
+            row("GET /users (1000 users), 12 x 25, clear", &l_clear);
+            row("GET /users (1000 users), 12 x 25, TLS", &l_tls);
+            ratio(
+                "  TLS cost, GET /users (p50 TLS/clear)",
+                p50(&l_tls, &l_clear),
+            );
+            cpu("GET /users", l_cpu);
+            match pg_tls(tls_url).await {
+                Ok(tls_db) => {
+                    let clients = [&admin_db, &tls_db];
+                    let (p_clear, p_tls, _) =
+                        interleaved(12, None, |side, _| raw_page(clients[side], 25)).await;
+                    row("PostgreSQL: the same page, 12 x 25, clear", &p_clear);
+                    row("PostgreSQL: the same page, 12 x 25, TLS", &p_tls);
+                    ratio(
+                        "  TLS cost, raw page (p50 TLS/clear)",
+                        p50(&p_tls, &p_clear),
+                    );
+                }
+                Err(why) => println!("raw page over TLS NOT measured: {why}"),
+            }
+            // Each round starts from an empty table (allocation walks the numbers taken).
+            for (clients, rounds, per_round) in [(1, 20, 50), (32, 10, 320)] {
+                let (clear, tls, c_cpu) = interleaved(rounds, Some(pids), |side, r| {
+                    let (http, admin_db) = (&http, &admin_db);
+                    async move {
+                        admin_db
+                            .batch_execute("TRUNCATE users CASCADE")
+                            .await
+                            .unwrap();
+                        let tag = format!("cmp{clients}-{side}-{r}");
+                        create_batch(http, bases[side], clients, per_round, &tag).await
+                    }
+                })
+                .await;
+                let name = format!("POST /users, {clients} cl., {rounds} x {per_round}");
+                row(&format!("{name}, clear"), &clear);
+                row(&format!("{name}, TLS"), &tls);
+                if clients == 1 {
+                    ratio(
+                        "  TLS cost, POST /users 1 client (p50 TLS/clear)",
+                        p50(&tls, &clear),
+                    );
+                } else {
+                    ratio(
+                        "  TLS cost, POST /users 32 clients (rate clear/TLS)",
+                        clear.rate / tls.rate,
+                    );
+                }
+                cpu(&format!("POST /users {clients} cl."), c_cpu);
+            }
+            reset().await;
+            creates(&http, &base, 10, 1000, "list2").await;
+        }
+        Err(why) => println!("TLS figures (creates, list, raw page) NOT measured: {why}"),
+    }
+    drop(tls_service);
 
     let files_only = applies(&http, &base, &admin_db, 40, 10000, |_| {}).await;
     row("POST /apply, 1000 users, PORTAL_RELOAD=none", &files_only);

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: PostgreSQL (found or installed), formatting, lints,
+# The whole check, as CI runs it: PostgreSQL (found or installed, TLS switched on with a
+# CA made on this machine: scripts/pg-tls.sh), formatting, lints,
 # every test against a throwaway database per test, schemathesis against a real server
 # (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit, the Debian package
 # (scripts/check-deb.sh: needs root, as CI has). Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
+. scripts/pg-tls.sh
 
 ensure_postgres
 export TEST_DATABASE_URL=$PG_ADMIN_URL
+ensure_postgres_tls    # exports PBX_PORTAL_TEST_PG_TLS for tests/it/tls.rs
 
 cleanup() {
     # Databases of tests that were killed before they could drop their own.

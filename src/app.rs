@@ -29,14 +29,26 @@ const APPLY_DRAIN: Duration = Duration::from_secs(120);
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The first connection failed: the line names DATABASE_URL and the reason.
+    #[error(transparent)]
+    Connect(#[from] store::ConnectError),
     #[error("database: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cannot listen on {addr} ({var}): {source}")]
     Bind {
         var: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Connect(c) => Self::Connect(c),
+            other => Self::Store(other),
+        }
+    }
 }
 
 /// Handle on a started service.
@@ -63,7 +75,7 @@ impl Running {
 
 /// Connects and migrates: what every command that uses the database does first.
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let store = Store::connect(config.database.0.clone()).await?;
+    let store = Store::connect(&config.database, config.pool_size).await?;
     let ran = store::migrate(&store).await?;
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");

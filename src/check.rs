@@ -1,4 +1,6 @@
 //! `pbx-portal check`: the doctor. One line per check; any failure makes it exit non-zero.
+//! A `warn` line is something an admin should know about that does not stop the portal
+//! from working (clear text to a database on another host): it leaves the exit code 0.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,25 +8,52 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::asterisk::ami;
-use crate::config::{Config, ReloadMode};
-use crate::store::{self, Store};
+use crate::config::{Config, ReloadMode, Tls, Verify};
+use crate::store::{self, SessionTls, Store};
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Ok,
+    /// Works, but an admin should look: does not change the exit code.
+    Warn,
+    Fail,
+}
+
+impl Mark {
+    /// As printed at the start of the line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Fail => "FAIL",
+        }
+    }
+}
 
 /// One line of the report.
 pub struct Line {
-    pub ok: bool,
+    pub mark: Mark,
     pub name: &'static str,
     pub detail: String,
+}
+
+impl Line {
+    /// Whether this line lets `check` exit 0.
+    pub fn passes(&self) -> bool {
+        self.mark != Mark::Fail
+    }
 }
 
 fn line(name: &'static str, r: Result<String, String>) -> Line {
     match r {
         Ok(detail) => Line {
-            ok: true,
+            mark: Mark::Ok,
             name,
             detail,
         },
         Err(detail) => Line {
-            ok: false,
+            mark: Mark::Fail,
             name,
             detail,
         },
@@ -102,6 +131,46 @@ async fn database(store: &Store) -> Result<String, String> {
     }
 }
 
+/// Whether the session is encrypted, from the server's own view (`pg_stat_ssl`), and what
+/// `sslmode` verified. Clear text, or TLS without verifying the server, is a warning when
+/// a host is neither loopback nor a Unix socket: the password and every SIP secret then
+/// cross a network readable (or, unverified, interceptable) by others.
+fn tls_line(session: &SessionTls, tls: &Tls, local: bool) -> Line {
+    let (mark, detail) = match (session.encrypted, tls.verify, local) {
+        (true, verify, _) => {
+            let version = session.version.as_deref().unwrap_or("TLS");
+            let detail = format!("encrypted ({version}, {})", tls.label());
+            if verify == Verify::Nothing && !local {
+                (
+                    Mark::Warn,
+                    format!("{detail}: anyone on the path can pose as the server; use sslmode=verify-full"),
+                )
+            } else {
+                (Mark::Ok, detail)
+            }
+        }
+        (false, _, true) => (
+            Mark::Ok,
+            format!(
+                "not encrypted (sslmode={}; loopback or Unix socket only)",
+                tls.mode.as_str()
+            ),
+        ),
+        (false, _, false) => (
+            Mark::Warn,
+            format!(
+                "not encrypted (sslmode={}) to a host that is not loopback: use sslmode=verify-full",
+                tls.mode.as_str()
+            ),
+        ),
+    };
+    Line {
+        mark,
+        name: "database tls",
+        detail,
+    }
+}
+
 async fn ami_login(cfg: &Config) -> Result<String, String> {
     let a = &cfg.asterisk;
     if a.reload != ReloadMode::Ami {
@@ -176,17 +245,36 @@ async fn agi_port(cfg: &Config) -> Result<String, String> {
     }
 }
 
+/// `f`, or "timed out" after 10 s.
+async fn within<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()))
+}
+
 /// Runs every check.
 pub async fn run(cfg: &Config) -> Vec<Line> {
     let a = &cfg.asterisk;
-    let db = match Store::connect(cfg.database.0.clone()).await {
-        Ok(store) => tokio::time::timeout(Duration::from_secs(10), database(&store))
-            .await
-            .unwrap_or_else(|_| Err("timed out".into())),
-        Err(e) => Err(e.to_string()),
+    // One query at a time: the smallest pool, whatever PORTAL_DB_POOL_SIZE says.
+    let (db, tls) = match Store::connect(&cfg.database, 2).await {
+        Ok(store) => {
+            let db = within(database(&store)).await;
+            let session =
+                within(async { store.session_tls().await.map_err(|e| e.to_string()) }).await;
+            let tls = match session {
+                Ok(s) => tls_line(&s, cfg.database.tls(), cfg.database.is_local()),
+                Err(e) => line("database tls", Err(format!("cannot be read: {e}"))),
+            };
+            (db, tls)
+        }
+        Err(e) => (
+            Err(e.to_string()),
+            line("database tls", Err("not known: no connection".into())),
+        ),
     };
     vec![
         line("database", db),
+        tls,
         line("pjsip dir", writable(&a.pjsip_dir)),
         line("dialplan dir", writable(&a.dialplan_dir)),
         line(
@@ -225,5 +313,89 @@ mod tests {
             .unwrap_err()
             .contains("lacks"));
         assert!(include_lines(etc.path(), "missing.conf", &dir).is_err());
+    }
+
+    fn tls(raw: &str) -> (Tls, bool) {
+        let url: crate::config::DatabaseUrl =
+            serde_json::from_value(serde_json::Value::String(raw.into())).unwrap();
+        (url.tls().clone(), url.is_local())
+    }
+
+    #[test]
+    fn clear_text_or_an_unverified_server_off_this_host_is_a_warning() {
+        let clear = SessionTls {
+            encrypted: false,
+            version: None,
+        };
+        let tls13 = SessionTls {
+            encrypted: true,
+            version: Some("TLSv1.3".into()),
+        };
+        let cases = [
+            (
+                &clear,
+                "host=192.0.2.7",
+                Mark::Warn,
+                "not encrypted (sslmode=prefer) to a host",
+            ),
+            (
+                &clear,
+                "host=db.example sslmode=disable",
+                Mark::Warn,
+                "not encrypted (sslmode=disable)",
+            ),
+            (
+                &clear,
+                "host=127.0.0.1 sslmode=disable",
+                Mark::Ok,
+                "not encrypted (sslmode=disable; loopback",
+            ),
+            (
+                &clear,
+                "host=/var/run/postgresql",
+                Mark::Ok,
+                "not encrypted (sslmode=prefer; loopback or Unix socket only)",
+            ),
+            (
+                &tls13,
+                "host=db.example sslmode=verify-full sslrootcert=/ca.pem",
+                Mark::Ok,
+                "encrypted (TLSv1.3, verify-full)",
+            ),
+            (
+                &tls13,
+                "host=db.example sslmode=verify-ca sslrootcert=/ca.pem",
+                Mark::Ok,
+                "encrypted (TLSv1.3, verify-ca)",
+            ),
+            (
+                &tls13,
+                "host=db.example sslmode=require",
+                Mark::Warn,
+                "anyone on the path",
+            ),
+            (
+                &tls13,
+                "host=localhost sslmode=require",
+                Mark::Ok,
+                "encrypted (TLSv1.3, require, server not verified)",
+            ),
+        ];
+        for (session, raw, mark, detail) in cases {
+            let (t, local) = tls(raw);
+            let l = tls_line(session, &t, local);
+            assert_eq!(
+                (l.mark, l.name),
+                (mark, "database tls"),
+                "{raw}: {}",
+                l.detail
+            );
+            assert!(
+                l.detail.starts_with(detail) || l.detail.contains(detail),
+                "{raw}: {}",
+                l.detail
+            );
+            assert!(l.passes(), "a TLS line never fails check");
+        }
     }
 }

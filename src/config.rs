@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 use crate::domain::ExtensionRange;
 
+mod database_url;
+pub use database_url::{DatabaseUrl, RootCert, SslMode, Tls, Verify};
+
 /// A variable that could not be used, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {reason}")]
@@ -47,28 +50,6 @@ pub enum ReloadMode {
 enum HealthCheck {
     Agi,
     Off,
-}
-
-/// The database connection settings. `Debug` never prints them: they hold the password.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub struct DatabaseUrl(pub tokio_postgres::Config);
-
-impl TryFrom<String> for DatabaseUrl {
-    type Error = &'static str;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        // The parser's message can quote the URL, password included: say only what is wrong.
-        raw.parse()
-            .map(Self)
-            .map_err(|_| "is not a postgres:// URL or a key=value connection string")
-    }
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DatabaseUrl([REDACTED])")
-    }
 }
 
 /// The bearer token of the API: at least 16 characters.
@@ -159,6 +140,26 @@ impl TryFrom<String> for QualifySeconds {
     }
 }
 
+/// How many connections the database pool holds: at least 2 (an apply holds one for its
+/// locked transaction and writes its audit row on a second), at most 200 (PostgreSQL's default
+/// `max_connections` is 100; a bigger pool only queues inside the server).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+struct PoolSize(u32);
+
+impl TryFrom<String> for PoolSize {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.parse::<u32>() {
+            Ok(n) if (2..=200).contains(&n) => Ok(Self(n)),
+            _ => Err(format!(
+                "'{raw}' is not a number of connections from 2 to 200"
+            )),
+        }
+    }
+}
+
 /// A PJSIP transport id: it is written into every endpoint, so only safe characters.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
@@ -237,6 +238,9 @@ fn default_max() -> Number {
 fn default_qualify() -> QualifySeconds {
     QualifySeconds(60)
 }
+fn default_pool_size() -> PoolSize {
+    PoolSize(16)
+}
 fn default_transport() -> Transport {
     Transport("transport-udp".into())
 }
@@ -249,6 +253,8 @@ const SECRET_VARS: [&str; 3] = ["DATABASE_URL", "PORTAL_API_TOKEN", "PORTAL_AMI_
 struct Vars {
     #[serde(rename = "DATABASE_URL")]
     database: Option<DatabaseUrl>,
+    #[serde(rename = "PORTAL_DB_POOL_SIZE", default = "default_pool_size")]
+    pool_size: PoolSize,
     #[serde(rename = "PORTAL_API_TOKEN")]
     api_token: Option<ApiToken>,
     #[serde(rename = "PORTAL_LISTEN", default = "default_listen")]
@@ -325,6 +331,8 @@ pub struct AsteriskConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseUrl,
+    /// Connections in the database pool (PORTAL_DB_POOL_SIZE).
+    pub pool_size: u32,
     /// `None` only for commands that do not serve HTTP.
     pub api_token: Option<ApiToken>,
     pub listen: SocketAddr,
@@ -396,6 +404,7 @@ impl Config {
         }
         Ok(Self {
             database,
+            pool_size: v.pool_size.0,
             api_token: v.api_token,
             listen: v.listen.0,
             range,
@@ -463,6 +472,44 @@ mod tests {
             "forced off with PORTAL_RELOAD=none"
         );
         assert_eq!(c.asterisk.transport, "transport-udp");
+        assert_eq!(c.pool_size, 16);
+        assert_eq!(c.database.tls().mode, SslMode::Prefer, "libpq's default");
+    }
+
+    #[test]
+    fn pool_size_is_2_to_200() {
+        for (raw, want) in [("2", 2), ("200", 200), ("64", 64)] {
+            let c = Config::from_vars(&vars(&[("PORTAL_DB_POOL_SIZE", raw)])).unwrap();
+            assert_eq!(c.pool_size, want);
+        }
+        for raw in ["1", "0", "201", "-3", "16.5", "many"] {
+            let e = Config::from_vars(&vars(&[("PORTAL_DB_POOL_SIZE", raw)])).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "configuration error: PORTAL_DB_POOL_SIZE: '{raw}' is not a number of connections from 2 to 200"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn database_url_tls_errors_are_one_line_naming_it() {
+        let e = Config::from_vars(&vars(&[(
+            "DATABASE_URL",
+            "postgres://u:hunter2@h/db?sslmode=verify-full",
+        )]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration error: DATABASE_URL: sslmode=verify-full needs sslrootcert=<CA file> or sslrootcert=system"
+        );
+        let e = Config::from_vars(&vars(&[(
+            "DATABASE_URL",
+            "host=h password=hunter2 sslmode=maybe",
+        )]))
+        .unwrap_err();
+        assert!(e.reason.contains("must be one of") && !e.to_string().contains("hunter2"));
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn serve(config: Config) -> ExitCode {
 
 async fn migrate(config: Config) -> ExitCode {
     let result = async {
-        let store = Store::connect(config.database.0.clone()).await?;
+        let store = Store::connect(&config.database, config.pool_size).await?;
         store::migrate(&store).await
     };
     match result.await {
@@ -171,10 +171,9 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
 
 async fn check(config: Config) -> ExitCode {
     let lines = check::run(&config).await;
-    let ok = lines.iter().all(|l| l.ok);
+    let ok = lines.iter().all(|l| l.passes());
     for l in lines {
-        let mark = if l.ok { "ok  " } else { "FAIL" };
-        println!("{mark} {:<16} {}", l.name, l.detail);
+        println!("{:<4} {:<16} {}", l.mark.as_str(), l.name, l.detail);
     }
     if ok {
         ExitCode::SUCCESS

@@ -129,6 +129,8 @@ impl From<StoreError> for ApiError {
             StoreError::PoolExhausted => Self::PoolExhausted,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
+            // Only start-up makes a first connection; kept precise all the same.
+            StoreError::Connect(c) => Self::DatabaseUnavailable(c.to_string()),
             StoreError::Db(ref db) if e.is_unavailable() => {
                 Self::DatabaseUnavailable(crate::store::describe(db))
             }

@@ -105,6 +105,8 @@ async fn ami(app: &App) -> String {
 }
 
 pub async fn status(app: &App) -> Result<Resp, ApiError> {
+    // Before this request takes connections of its own: what the rest of the portal uses.
+    let pool = app.store.pool_state();
     let (database, ami, last_apply, pending) = tokio::join!(
         database(app),
         ami(app),
@@ -125,6 +127,7 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
             "last_apply": last_apply.ok().and_then(|mut v| v.pop()),
             "pending": pending.ok().map(|p| p.pending),
             "registrations": app.registrations.summary(),
+            "pool": pool,
         }),
     ))
 }

@@ -2,25 +2,33 @@
 //!
 //! Queries use `query_typed`, which sends parse, bind and execute in one round trip, so a
 //! request costs as few trips to the database as its SQL needs.
+//!
+//! [`Store::connect`] makes one connection before it hands out the pool: the pool retries
+//! failed connections out of sight and a caller would only learn "timed out", while a
+//! wrong CA, a certificate for another host or a server without TLS must stop start-up
+//! with the reason ([`ConnectError`]).
 
 pub mod applies;
 mod migrate;
+pub mod tls;
 mod users;
 
 use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
-use bb8::{ErrorSink, Pool, PooledConnection};
+use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection};
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::DatabaseUrl;
 
 pub use applies::Snapshot;
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 pub type Conn<'a> = PooledConnection<'a, Manager>;
 
 /// Errors of the store. Conflicts that a client can cause are their own variants so
@@ -37,6 +45,9 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The first connection failed: start-up stops with this line.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// The database answered with an error, or the connection failed mid-query.
     #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
@@ -49,7 +60,7 @@ impl StoreError {
     /// Whether the database could not be reached (as opposed to refusing a statement).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) => true,
+            Self::Unavailable(_) | Self::Connect(_) => true,
             Self::Db(e) => is_connection_error(e),
             _ => false,
         }
@@ -69,6 +80,9 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 /// server's message for a statement does not quote them; its DETAIL line might, so it is
 /// left out) and never a connection parameter.
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(r) = tls::rustls_error(e) {
+        return format!("TLS handshake failed: {}", tls::handshake_reason(r));
+    }
     match e.as_db_error() {
         Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
         None => {
@@ -126,25 +140,108 @@ impl ErrorSink<tokio_postgres::Error> for ConnectErrors {
     }
 }
 
+/// How long start-up waits for the first connection (every host of `DATABASE_URL`; a
+/// `connect_timeout` in it bounds each attempt).
+const FIRST_CONNECTION: Duration = Duration::from_secs(10);
+
+/// Why the first connection failed: one line that names `DATABASE_URL`. Never a connection
+/// parameter: tokio-postgres's and rustls's messages quote none, and the reasons written
+/// here name only `sslmode` and `sslrootcert`'s path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DATABASE_URL: {0}")]
+    TlsSetup(#[from] tls::TlsSetupError),
+    #[error("DATABASE_URL: {reason}")]
+    Failed {
+        reason: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("DATABASE_URL: no connection within {} s", FIRST_CONNECTION.as_secs())]
+    TimedOut,
+}
+
+/// The pool's size and use, for `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolState {
+    /// PORTAL_DB_POOL_SIZE.
+    pub size: u32,
+    /// Connections lent out now.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+}
+
+/// TLS of a session, as the server reports it (`pg_stat_ssl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTls {
+    pub encrypted: bool,
+    /// e.g. `TLSv1.3`, when encrypted.
+    pub version: Option<String>,
+}
+
 /// The pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
     errors: ConnectErrors,
+    size: u32,
 }
 
 impl Store {
-    pub const POOL_SIZE: u32 = 16;
-
-    pub async fn connect(config: tokio_postgres::Config) -> Result<Self, StoreError> {
-        let manager = PostgresConnectionManager::new(config, NoTls);
+    /// A pool of `size` connections to `db`, after one connection proved that the server
+    /// can be reached and its TLS is what `sslmode` asks for.
+    pub async fn connect(db: &DatabaseUrl, size: u32) -> Result<Self, StoreError> {
+        let connector = tls::connector(db.tls()).map_err(ConnectError::from)?;
+        let manager = PostgresConnectionManager::new(db.pg().clone(), connector);
+        let first = match tokio::time::timeout(FIRST_CONNECTION, manager.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(source)) => {
+                let reason = tls::failure(&source, db.tls()).unwrap_or_else(|| describe(&source));
+                return Err(ConnectError::Failed { reason, source }.into());
+            }
+            Err(_) => return Err(ConnectError::TimedOut.into()),
+        };
         let errors = ConnectErrors::default();
         let pool = Pool::builder()
-            .max_size(Self::POOL_SIZE)
+            .max_size(size)
             .connection_timeout(Duration::from_secs(5))
             .error_sink(Box::new(errors.clone()))
             .build_unchecked(manager);
-        Ok(Self { pool, errors })
+        // A full pool cannot refuse its first connection; were it to, it is dropped.
+        let _ = pool.add(first);
+        Ok(Self { pool, errors, size })
+    }
+
+    /// Size and use of the pool now.
+    pub fn pool_state(&self) -> PoolState {
+        let s = self.pool.state();
+        PoolState {
+            size: self.size,
+            in_use: s.connections.saturating_sub(s.idle_connections),
+            idle: s.idle_connections,
+        }
+    }
+
+    /// Whether this process's sessions are encrypted, as the server sees one of them.
+    pub async fn session_tls(&self) -> Result<SessionTls, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => SessionTls {
+                encrypted: row.try_get(0)?,
+                version: row.try_get(1)?,
+            },
+            None => SessionTls {
+                encrypted: false,
+                version: None,
+            },
+        })
     }
 
     /// Why the last connection attempt failed, unless one has succeeded since.

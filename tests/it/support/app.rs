@@ -278,6 +278,11 @@ impl TestApp {
         (self.db.take().unwrap(), self.dirs.take().unwrap())
     }
 
+    /// The running service's database pool.
+    pub fn store(&self) -> &pbx_portal::store::Store {
+        &self.running.as_ref().expect("running").app.store
+    }
+
     pub fn db(&self) -> &TestDb {
         self.db.as_ref().unwrap()
     }
