@@ -7,8 +7,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -73,7 +71,7 @@ pub fn openapi(range: ExtensionRange) -> Resp {
         }
         // Unreachable: a unit test parses the embedded document.
         Err(_) => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            let mut resp = Response::new(super::body::full(OPENAPI.as_bytes()));
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp

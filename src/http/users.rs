@@ -13,7 +13,7 @@ use super::Resp;
 use crate::domain::{NewUser, Search, UserPatch, ValidationError};
 use crate::store::{ListQuery, Order};
 
-fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };

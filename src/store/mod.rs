@@ -4,6 +4,8 @@
 //! request costs as few trips to the database as its SQL needs.
 
 pub mod applies;
+mod idempotency;
+mod import;
 mod migrate;
 mod users;
 
@@ -17,6 +19,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 pub use applies::Snapshot;
+pub use import::{
+    Conflict, ConflictKind, CreatedAnswer, CreatedUser, ExportRows, ImportFailure, Imported,
+    PlannedUser,
+};
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
