@@ -296,7 +296,7 @@ async fn export(config: Config, format: ExportFormat) -> ExitCode {
     let result = async {
         let store = app::open_store(&config).await.map_err(|e| e.to_string())?;
         let mut rows = store
-            .export_users(1000, std::time::Duration::from_secs(60))
+            .export_users(1000, std::time::Duration::from_secs(30))
             .await
             .map_err(|e| e.to_string())?;
         let mut writer = bulk::sheet::ExportWriter::new(format);

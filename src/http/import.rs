@@ -26,7 +26,7 @@ use crate::store::{CreatedAnswer, ExportRows, PlannedUser};
 const EXPORT_BATCH: i32 = 1000;
 /// How long an export waits for a client that reads nothing before it gives up (and frees
 /// its database connection).
-const EXPORT_STALL: Duration = Duration::from_secs(60);
+const EXPORT_STALL: Duration = Duration::from_secs(30);
 
 const CSV: &str = "text/csv; charset=utf-8";
 

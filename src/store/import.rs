@@ -384,16 +384,32 @@ impl Store {
     /// Answers once the first chunk has been read, so that a database that cannot be
     /// used is an error here and not a broken stream. The reads stop when the
     /// [`ExportRows`] is dropped, or when its reader takes no chunk for `stall`.
+    ///
+    /// An export holds its connection as long as its reader takes, so at most
+    /// [`Store::EXPORTS`] run at once; another waits as long as for a pooled connection,
+    /// then is refused as unavailable, and the rest of the API keeps its connections.
     pub async fn export_users(
         &self,
         batch: i32,
         stall: Duration,
     ) -> Result<ExportRows, StoreError> {
+        let slot =
+            tokio::time::timeout(Duration::from_secs(5), self.exports.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "{} exports are running; try again when one has finished",
+                        Store::EXPORTS
+                    ))
+                })?;
         let (out, rx) = mpsc::channel(1);
         let (ready, started) = oneshot::channel();
         let store = self.clone();
         tokio::spawn(
             async move {
+                let _slot = slot;
                 let mut ready = Some(ready);
                 if let Err(e) = export(&store, batch.max(1), stall, &out, &mut ready).await {
                     match ready.take() {

@@ -137,10 +137,14 @@ impl ErrorSink<tokio_postgres::Error> for ConnectErrors {
 pub struct Store {
     pool: Pool<Manager>,
     errors: ConnectErrors,
+    /// Exports running now: each holds a connection for as long as its reader takes.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
     pub const POOL_SIZE: u32 = 16;
+    /// Exports at once: slow readers may hold this many connections, never the pool.
+    pub const EXPORTS: usize = 4;
 
     pub async fn connect(config: tokio_postgres::Config) -> Result<Self, StoreError> {
         let manager = PostgresConnectionManager::new(config, NoTls);
@@ -150,7 +154,11 @@ impl Store {
             .connection_timeout(Duration::from_secs(5))
             .error_sink(Box::new(errors.clone()))
             .build_unchecked(manager);
-        Ok(Self { pool, errors })
+        Ok(Self {
+            pool,
+            errors,
+            exports: Arc::new(tokio::sync::Semaphore::new(Self::EXPORTS)),
+        })
     }
 
     /// Why the last connection attempt failed, unless one has succeeded since.
