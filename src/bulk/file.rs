@@ -11,21 +11,23 @@
 //! CSV: UTF-8 with or without a byte-order mark, CRLF or LF, fields quoted or not, header
 //! names in any case and order. `name` and `email` are required, `extension` and `devices`
 //! optional (empty = the lowest free number / 1), `id` and `created_at` (the columns of
-//! an export) accepted and ignored so that an export can be imported as it is; any other
-//! column is an error, since a misspelt `extention` column silently ignored would give
-//! everyone a number they did not ask for.
+//! an export) accepted and ignored whatever they hold (the import gives new ids and
+//! times), so that an export can be imported as it is; any other column is an error, since
+//! a misspelt `extention` column silently ignored would give everyone a number they did
+//! not ask for.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::domain::{Devices, Email, Extension, ExtensionRange, Name, NewUser, ValidationError};
 use csv::ByteRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use sha2::{Digest, Sha256};
 
-use crate::domain::{Devices, Email, Extension, ExtensionRange, Name, NewUser, ValidationError};
+/// Fields of a JSON row; `id` and `created_at` are an export's, ignored.
+const FIELDS: [&str; 6] = ["name", "email", "extension", "devices", "id", "created_at"];
 
 /// The most rows one file may hold.
 pub const MAX_ROWS: usize = 10_000;
@@ -163,6 +165,11 @@ impl Row {
 pub struct Parsed {
     pub rows: Vec<Row>,
     pub errors: Vec<RowError>,
+    /// What an `Idempotency-Key` compares: a CSV file's bytes (after a byte-order mark);
+    /// a JSON body's canonical form (keys sorted, no white space), as `POST /users`
+    /// compares its body, so that another JSON encoder's spelling of the same users is the
+    /// same request. SHA-256.
+    pub fingerprint: [u8; 32],
 }
 
 /// A JSON body that is not JSON at all: 400 `invalid_json`, as on every route.
@@ -175,7 +182,11 @@ pub struct NotJson(pub String);
 pub fn parse(format: Format, bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut parsed = match format {
-        Format::Csv => parse_csv(bytes, range),
+        Format::Csv => {
+            let mut p = parse_csv(bytes, range);
+            p.fingerprint = Sha256::digest(bytes).into();
+            p
+        }
         Format::Json => parse_json(bytes, range)?,
     };
     parsed.check_duplicates();
@@ -217,7 +228,7 @@ impl Parsed {
     /// The same email (compared lower-cased, as stored) or the same explicit extension
     /// as an earlier row: an error on each later row, naming the first.
     fn check_duplicates(&mut self) {
-        let Self { rows, errors } = self;
+        let Self { rows, errors, .. } = self;
         let mut emails: HashMap<&str, u64> = HashMap::new();
         let mut numbers: HashMap<Extension, u64> = HashMap::new();
         for r in rows.iter() {
@@ -268,9 +279,9 @@ enum Column {
     Email,
     Extension,
     Devices,
-    /// Of an export: accepted, checked, ignored (the import gives new ids).
+    /// Of an export: accepted and ignored (the import gives new ids).
     Id,
-    /// Of an export: accepted, checked, ignored.
+    /// Of an export: accepted and ignored.
     CreatedAt,
 }
 
@@ -431,8 +442,8 @@ fn parse_csv(bytes: &[u8], range: &ExtensionRange) -> Parsed {
         };
         if parsed.rows.len() == MAX_ROWS {
             return Parsed {
-                rows: Vec::new(),
                 errors: vec![too_many(None)],
+                ..Parsed::default()
             };
         }
         let at = lines.of(&record);
@@ -496,16 +507,7 @@ fn csv_row(
                     t => Devices::parse(&number(t)).map_err(refuse).ok(),
                 }
             }
-            Column::Id => {
-                if !text.trim().is_empty() {
-                    let _ = id(&number(text.trim())).map_err(refuse);
-                }
-            }
-            Column::CreatedAt => {
-                if !text.trim().is_empty() {
-                    let _ = created_at(&Value::String(text.trim().to_owned())).map_err(refuse);
-                }
-            }
+            Column::Id | Column::CreatedAt => {}
         }
     }
     r
@@ -520,32 +522,8 @@ fn number(text: &str) -> Value {
     }
 }
 
-/// `id` of an export: a positive integer, ignored.
-fn id(v: &Value) -> Result<(), ValidationError> {
-    match v.as_u64() {
-        Some(n) if n >= 1 && i64::try_from(n).is_ok() => Ok(()),
-        _ => Err(ValidationError::new(
-            "id",
-            "must be a positive integer (it is ignored: imported users get new ids)",
-        )),
-    }
-}
-
-/// `created_at` of an export: an RFC 3339 time, ignored.
-fn created_at(v: &Value) -> Result<(), ValidationError> {
-    match v.as_str().map(|s| OffsetDateTime::parse(s, &Rfc3339)) {
-        Some(Ok(_)) => Ok(()),
-        _ => Err(ValidationError::new(
-            "created_at",
-            "must be an RFC 3339 time (it is ignored: imported users are created now)",
-        )),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // JSON
-
-const FIELDS: [&str; 6] = ["name", "email", "extension", "devices", "id", "created_at"];
 
 fn parse_json(bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
     // Syntax first, over the whole body, without building a tree: a 8 MiB body as a
@@ -577,17 +555,25 @@ fn parse_json(bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
     };
     if items.len() > MAX_ROWS {
         return Ok(Parsed {
-            rows: Vec::new(),
             errors: vec![too_many(Some("users"))],
+            ..Parsed::default()
         });
     }
     if items.is_empty() {
         parsed.file_error(None, Some("users"), "has no rows");
     }
+    // The canonical form of a valid body, `{"users":[row,row…]}` with each row's keys
+    // sorted (serde_json's maps are sorted), hashed a row at a time.
+    let mut canonical = Sha256::new();
+    canonical.update(b"{\"users\":[");
     for (i, item) in items.iter().enumerate() {
         let row = i as u64;
         match serde_json::from_str::<Value>(item.get()) {
             Ok(v) => {
+                if i > 0 {
+                    canonical.update(b",");
+                }
+                canonical.update(v.to_string().as_bytes());
                 let r = json_row(row, &v, range, &mut parsed.errors);
                 parsed.rows.push(r);
             }
@@ -597,6 +583,8 @@ fn parse_json(bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
                 .push(RowError::new(Some(row), None, e.to_string())),
         }
     }
+    canonical.update(b"]}");
+    parsed.fingerprint = canonical.finalize().into();
     Ok(parsed)
 }
 
@@ -641,12 +629,7 @@ fn json_row(at: u64, value: &Value, range: &ExtensionRange, errors: &mut Vec<Row
         None => Some(Devices::ONE),
         Some(v) => Devices::parse(v).map_err(&mut refuse).ok(),
     };
-    if let Some(v) = obj.get("id") {
-        let _ = id(v).map_err(&mut refuse);
-    }
-    if let Some(v) = obj.get("created_at") {
-        let _ = created_at(v).map_err(&mut refuse);
-    }
+    // `id` and `created_at` (of an export) are ignored, whatever they hold.
     r
 }
 
@@ -808,7 +791,7 @@ mod tests {
                 7,
                 {"name": "C", "email": "c@x.org", "extension": null, "devices": 10,
                  "id": 3, "created_at": "2026-11-30T08:00:00Z"},
-                {"name": "D", "email": "d@x.org", "id": 0, "created_at": "yesterday", "devices": null}
+                {"name": "D", "email": "d@x.org", "id": "x", "created_at": 0, "devices": null}
             ], "extra": 1}"#,
         );
         assert_eq!(
@@ -821,8 +804,6 @@ mod tests {
                 (Some(1), Some("email"), "duplicate_email"),
                 (Some(2), None, "validation_failed"),
                 (Some(4), Some("devices"), "validation_failed"),
-                (Some(4), Some("id"), "validation_failed"),
-                (Some(4), Some("created_at"), "validation_failed"),
             ]
         );
     }
@@ -848,6 +829,26 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_fingerprints_ignore_spelling_and_csv_ones_do_not() {
+        let a =
+            json(r#"{"users": [{"name": "A", "email": "a@x"}, {"email": "b@x", "name": "B"}]}"#);
+        let b = json(r#"{"users":[{"email":"a@x","name":"A"},{"name":"B","email":"b@x"}]}"#);
+        let c = json(r#"{"users":[{"email":"a@x","name":"A"}]}"#);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+        let canonical = r#"{"users":[{"email":"a@x","name":"A"},{"email":"b@x","name":"B"}]}"#;
+        assert_eq!(a.fingerprint, <[u8; 32]>::from(Sha256::digest(canonical)));
+        assert_ne!(
+            csv("name,email\nA,a@x\n").fingerprint,
+            csv("email,name\na@x,A\n").fingerprint
+        );
+        assert_eq!(
+            csv("\u{feff}name,email\nA,a@x\n").fingerprint,
+            csv("name,email\nA,a@x\n").fingerprint
+        );
     }
 
     #[test]

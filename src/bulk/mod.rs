@@ -54,14 +54,15 @@ pub enum Outcome {
     Planned(Vec<PlannedUser>),
 }
 
-/// What an `Idempotency-Key` is compared by: the route, the format and the exact bytes.
-fn request_hash(format: Format, bytes: &[u8]) -> Vec<u8> {
+/// What an `Idempotency-Key` is compared by: the route, the format and the file's
+/// fingerprint (see [`Parsed::fingerprint`]).
+fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(match format {
         Format::Csv => b"POST /users/import text/csv\n".as_slice(),
         Format::Json => b"POST /users/import application/json\n".as_slice(),
     });
-    h.update(bytes);
+    h.update(fingerprint);
     h.finalize().to_vec()
 }
 
@@ -75,6 +76,7 @@ pub async fn import(
 ) -> Result<Outcome, ImportError> {
     let parsed =
         file::parse(format, bytes, range).map_err(|e| ImportError::InvalidJson(e.to_string()))?;
+    let fingerprint = parsed.fingerprint;
     let (rows, users) = match parsed.into_users() {
         Ok(valid) => valid,
         Err(parsed) => return Err(ImportError::Invalid(with_clashes(store, parsed).await?)),
@@ -83,7 +85,7 @@ pub async fn import(
         Mode::DryRun => store.plan_import(&users, range).await.map(Outcome::Planned),
         Mode::Create { idempotency_key } => {
             let secrets: Vec<SipSecret> = users.iter().map(|_| SipSecret::generate()).collect();
-            let hash = idempotency_key.map(|_| request_hash(format, bytes));
+            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
             store
                 .import_users(
                     &users,
@@ -106,7 +108,9 @@ pub async fn import(
 
 /// A file's errors, with the clashes of its parsed values with existing users added.
 async fn with_clashes(store: &Store, parsed: Parsed) -> Result<Vec<RowError>, StoreError> {
-    let Parsed { rows, mut errors } = parsed;
+    let Parsed {
+        rows, mut errors, ..
+    } = parsed;
     if !rows.is_empty() {
         let emails: Vec<Option<&str>> = rows
             .iter()

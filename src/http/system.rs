@@ -60,7 +60,7 @@ pub async fn healthz(app: &App) -> Resp {
 pub fn openapi(range: ExtensionRange) -> Resp {
     match serde_json::from_str::<Value>(OPENAPI) {
         Ok(mut doc) => {
-            for schema in ["NewUser", "UserPatch"] {
+            for schema in ["NewUser", "UserPatch", "ImportUser"] {
                 let at = format!("/components/schemas/{schema}/properties/extension");
                 if let Some(ext) = doc.pointer_mut(&at) {
                     ext["minimum"] = range.min().into();

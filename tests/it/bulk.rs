@@ -332,8 +332,6 @@ async fn every_bad_row_is_reported_at_once_and_nothing_is_created() {
             (Some(2), Some("devices"), "validation_failed"),
             (Some(3), None, "validation_failed"),
             (Some(4), Some("name"), "validation_failed"),
-            (Some(4), Some("id"), "validation_failed"),
-            (Some(4), Some("created_at"), "validation_failed"),
             (Some(5), Some("name"), "validation_failed"),
             (Some(5), Some("email"), "validation_failed"),
         ]
@@ -807,6 +805,34 @@ async fn an_idempotency_key_replays_the_first_import() {
         code(&r),
         (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
     );
+    // JSON is compared as JSON (as on POST /users): another encoder's spelling of the
+    // same users is the same request.
+    let json_key = [("Idempotency-Key", "json-1")];
+    let first = import(
+        &app,
+        "",
+        "application/json",
+        r#"{"users": [{"name": "J", "email": "j@x.org", "devices": 2}]}"#,
+        &json_key,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = import(
+        &app,
+        "",
+        "application/json",
+        "{\"users\":[ {\"devices\":2,\n \"email\":\"j@x.org\",\"name\":\"J\"} ]}",
+        &json_key,
+    )
+    .await;
+    assert_eq!(
+        (
+            again.status,
+            again.headers["idempotent-replayed"].to_str().unwrap()
+        ),
+        (StatusCode::CREATED, "true")
+    );
+    assert_eq!(again.body, first.body);
     // A dry run neither uses nor checks a key.
     let r = import(
         &app,
