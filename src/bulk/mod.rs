@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 pub use file::Format;
 use file::{Parsed, RowCode, RowError};
 
-use crate::domain::{Email, Extension, ExtensionRange, SipSecret};
+use crate::domain::{Email, Extension, ExtensionRange};
 use crate::store::{
     Conflict, ConflictKind, ImportFailure, Imported, PlannedUser, Store, StoreError,
 };
@@ -84,15 +84,9 @@ pub async fn import(
     let result = match mode {
         Mode::DryRun => store.plan_import(&users, range).await.map(Outcome::Planned),
         Mode::Create { idempotency_key } => {
-            let secrets: Vec<SipSecret> = users.iter().map(|_| SipSecret::generate()).collect();
             let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
             store
-                .import_users(
-                    &users,
-                    &secrets,
-                    range,
-                    idempotency_key.zip(hash.as_deref()),
-                )
+                .import_users(&users, range, idempotency_key.zip(hash.as_deref()))
                 .await
                 .map(Outcome::Created)
         }

@@ -271,9 +271,9 @@ impl Store {
         range: &ExtensionRange,
     ) -> Result<Vec<PlannedUser>, ImportFailure> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let tx = conn.transaction().await?;
         let numbers = allocate(&tx, users, range).await?;
-        tx.rollback().await.map_err(StoreError::from)?;
+        tx.rollback().await?;
         Ok(users
             .iter()
             .zip(numbers)
@@ -286,18 +286,17 @@ impl Store {
             .collect())
     }
 
-    /// Creates every user of `users` with its secret (`secrets[i]` for `users[i]`), or
-    /// none; answers in the order of `users`. With an Idempotency-Key (`key`, hash of the
-    /// request), the answer is stored in the same transaction and replayed to a retry.
+    /// Creates every user of `users`, each with a new SIP secret, or none; answers in the
+    /// order of `users`. With an Idempotency-Key (`key`, hash of the request), the answer is
+    /// stored in the same transaction and replayed to a retry.
     pub async fn import_users(
         &self,
         users: &[NewUser],
-        secrets: &[SipSecret],
         range: &ExtensionRange,
         idempotency: Option<(&str, &[u8])>,
     ) -> Result<Imported, ImportFailure> {
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let tx = conn.transaction().await?;
         if let Some((key, hash)) = idempotency {
             if let Claim::Replay(body) = idempotency::claim(&tx, key, hash).await? {
                 let stored: StoredAnswer = serde_json::from_str(&body)
@@ -309,6 +308,7 @@ impl Store {
             }
         }
         let numbers = allocate(&tx, users, range).await?;
+        let secrets: Vec<SipSecret> = users.iter().map(|_| SipSecret::generate()).collect();
         let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
         let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
         let secret_texts: Vec<&str> = secrets.iter().map(SipSecret::expose).collect();
@@ -361,7 +361,7 @@ impl Store {
                 devices: row.devices.get(),
                 created_at: row.created_at,
                 sip_username: row.extension.to_string(),
-                sip_password: secret.clone(),
+                sip_password: secret,
             });
         }
         if let Some((key, _)) = idempotency {
@@ -373,7 +373,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("import answer: {e}")))?;
             idempotency::record(&tx, key, &text).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(Imported {
             users: created,
             replayed: false,
