@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Static checks of systemd/pbx-portal.service; needs no running systemd (CI runs
-# in a container).
+# Static checks of the systemd unit; needs no running systemd (CI runs in a
+# container).
 #
-#   scripts/check-systemd.sh [BINARY]      BINARY defaults to target/debug/pbx-portal
+#   scripts/check-systemd.sh [BINARY [UNIT]]
+#
+# BINARY defaults to target/debug/pbx-portal, UNIT to systemd/pbx-portal.service
+# (scripts/check-deb.sh passes the unit and binary taken out of the .deb).
 #
 # 1. systemd-analyze verify on a copy of the unit whose ExecStart= points at
-#    BINARY (verify fails on a missing or non-executable ExecStart= binary).
+#    BINARY instead of /usr/bin/pbx-portal, where the package installs it
+#    (verify fails on a missing or non-executable ExecStart= binary).
 #    verify exits 0 even for unknown keys or unparsable values (it logs
 #    "Unknown key ..., ignoring"), so any message about the unit fails the check.
 #    It does not resolve User=/Group= and does not look at EnvironmentFile= or
@@ -19,9 +23,9 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-unit_src="$repo_root/systemd/pbx-portal.service"
-unit_name=pbx-portal.service
 binary=${1:-target/debug/pbx-portal}
+unit_src=${2:-$repo_root/systemd/pbx-portal.service}
+unit_name=pbx-portal.service
 max_exposure=4.9 # the top of "OK"
 
 die() { echo "check-systemd: $*" >&2; exit 1; }
@@ -53,11 +57,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 unit="$work/$unit_name"
 # Only the ExecStart= binary changes; every other line is verified as shipped.
-grep -q '^ExecStart=/usr/local/bin/pbx-portal serve$' "$unit_src" \
+grep -q '^ExecStart=/usr/bin/pbx-portal serve$' "$unit_src" \
     || die "unexpected ExecStart= line in $unit_src"
-sed "s|^ExecStart=/usr/local/bin/pbx-portal serve\$|ExecStart=$binary serve|" "$unit_src" >"$unit"
+sed "s|^ExecStart=/usr/bin/pbx-portal serve\$|ExecStart=$binary serve|" "$unit_src" >"$unit"
 
-export SYSTEMD_PAGER= SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0 LC_ALL=C.UTF-8
+export SYSTEMD_PAGER='' SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0 LC_ALL=C.UTF-8
 
 # --- 1. verify ---------------------------------------------------------------
 echo "check-systemd: systemd-analyze verify $unit_name (ExecStart=$binary serve)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: PostgreSQL (found or installed), formatting, lints,
 # every test against a throwaway database per test, schemathesis against a real server
-# (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit. Run from anywhere.
+# (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit, the Debian package
+# (scripts/check-deb.sh: needs root, as CI has). Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -24,7 +25,7 @@ echo "== cargo test"
 cargo test
 echo "== schemathesis"
 scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/pbx-portal"
-if [ -x scripts/check-systemd.sh ]; then
-    echo "== systemd unit"
-    scripts/check-systemd.sh target/debug/pbx-portal
-fi
+echo "== systemd unit"
+scripts/check-systemd.sh "${CARGO_TARGET_DIR:-target}/debug/pbx-portal"
+echo "== Debian package"
+scripts/check-deb.sh

@@ -14,8 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::apply::Applier;
+use crate::asterisk::event_link::{self, Registrations};
 use crate::asterisk::probe::ProbeServer;
-use crate::config::Config;
+use crate::config::{Config, ReloadMode};
+use crate::events::Hub;
 use crate::http::App;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store, StoreError};
@@ -44,6 +46,8 @@ pub struct Running {
     pub app: Arc<App>,
     stop_http: watch::Sender<bool>,
     http: JoinHandle<()>,
+    /// Stops the registration link (it holds no request: it stops at once).
+    stop_link: watch::Sender<bool>,
 }
 
 impl Running {
@@ -53,6 +57,7 @@ impl Running {
         let _ = self.http.await;
         self.app.applier.drain(APPLY_DRAIN).await;
         self.app.probe_server.shutdown().await;
+        let _ = self.stop_link.send(true);
     }
 }
 
@@ -104,12 +109,26 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let (probe_server, applier) = probe_and_applier(&mut config, store.clone()).await?;
     let agi_addr = probe_server.addr();
 
+    let hub = Hub::default();
+    let registrations = Arc::new(Registrations::new(hub.clone()));
+    registrations.set_applied(store.applied_extensions().await?);
+    let (stop_link, link_shutdown) = Shutdown::new();
+    // Only AMI reports registrations: with the CLI or no reload the view stays `unknown`.
+    if config.asterisk.reload == ReloadMode::Ami {
+        tokio::spawn(event_link::run(
+            config.asterisk.ami.clone(),
+            registrations.clone(),
+            link_shutdown,
+        ));
+    }
     let app = Arc::new(App {
+        applier: applier.with_live(registrations.clone(), hub.clone()),
         config,
         token,
         store,
-        applier,
         probe_server: Arc::new(probe_server),
+        registrations,
+        hub,
     });
     let (stop_http, shutdown) = Shutdown::new();
     let http = tokio::spawn(crate::http::serve(http, app.clone(), shutdown));
@@ -120,5 +139,6 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         app,
         stop_http,
         http,
+        stop_link,
     })
 }

@@ -116,7 +116,7 @@ async fn ami_login(cfg: &Config) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     client.logoff().await;
-    let missing: Vec<&str> = ["Command", "Originate"]
+    let missing: Vec<&str> = ["Command", "Originate", "PJSIPShowContacts"]
         .into_iter()
         .filter(|a| reply.get(a).is_none())
         .collect();
@@ -128,15 +128,26 @@ async fn ami_login(cfg: &Config) -> Result<String, String> {
     }
     if missing.is_empty() {
         Ok(format!(
-            "login as {} ok; Command and Originate allowed",
+            "login as {} ok; Command, Originate and PJSIPShowContacts allowed",
             a.ami.username
         ))
     } else {
         Err(format!(
-            "login ok, but not allowed: {} (manager.conf: write = command,originate)",
+            "login ok, but not allowed: {} (manager.conf: write = command,originate,system)",
             missing.join(", ")
         ))
     }
+}
+
+/// Whether the AMI user receives the `system` events the registration view follows.
+async fn ami_events(cfg: &Config) -> Result<String, String> {
+    if cfg.asterisk.reload != ReloadMode::Ami {
+        return Ok("not used (PORTAL_RELOAD is not ami: registrations read unknown)".into());
+    }
+    crate::asterisk::event_link::receives_system_events(&cfg.asterisk.ami)
+        .await
+        .map(|()| "system events arrive (FullyBooted at login)".to_owned())
+        .map_err(|e| e.to_string())
 }
 
 async fn agi_port(cfg: &Config) -> Result<String, String> {
@@ -187,6 +198,7 @@ pub async fn run(cfg: &Config) -> Vec<Line> {
             include_lines(&a.config_dir, "extensions.conf", &a.dialplan_dir),
         ),
         line("ami", ami_login(cfg).await),
+        line("ami events", ami_events(cfg).await),
         line("fastagi", agi_port(cfg).await),
     ]
 }

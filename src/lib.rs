@@ -25,6 +25,7 @@ pub mod bulk;
 pub mod check;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod shutdown;
 pub mod store;

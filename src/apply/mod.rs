@@ -23,10 +23,12 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Transaction;
 use tracing::Instrument;
 
+use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, Rendered};
 use crate::config::AsteriskConfig;
+use crate::events::Hub;
 use crate::store::{applies, Snapshot, Store, StoreError};
 use record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
@@ -89,6 +91,10 @@ pub struct Applier {
     probes: Arc<Probes>,
     /// Every running apply holds a read guard; [`Applier::drain`] takes the write side.
     gate: Arc<RwLock<()>>,
+    /// Told what is applied after each apply, and to take a fresh snapshot.
+    registrations: Arc<Registrations>,
+    /// Where each apply's record goes when it ends (`GET /events`).
+    hub: Hub,
 }
 
 impl Applier {
@@ -99,6 +105,17 @@ impl Applier {
             cfg,
             probes,
             gate: Arc::default(),
+            registrations: Arc::default(),
+            hub: Hub::default(),
+        }
+    }
+
+    /// Connects the applier to the live parts of a running service.
+    pub fn with_live(self, registrations: Arc<Registrations>, hub: Hub) -> Self {
+        Self {
+            registrations,
+            hub,
+            ..self
         }
     }
 
@@ -178,11 +195,16 @@ impl Applier {
             result
         };
         let result = join(tokio::spawn(task.in_current_span())).await;
-        if let Err(ApplyError::Panicked(_)) = &result {
-            // Its transaction ended with the task, so the lock is free again: record it.
-            if let Err(e) = self.store.recover_interrupted().await {
-                tracing::error!(error = %e, "cannot mark the failed apply interrupted");
+        match &result {
+            Ok(rec) => self.hub.publish("apply", rec),
+            Err(ApplyError::Failed(rec)) => self.hub.publish("apply", rec),
+            Err(ApplyError::Panicked(_)) => {
+                // Its transaction ended with the task, so the lock is free again: record it.
+                if let Err(e) = self.store.recover_interrupted().await {
+                    tracing::error!(error = %e, "cannot mark the failed apply interrupted");
+                }
             }
+            Err(_) => {}
         }
         result
     }
@@ -206,6 +228,8 @@ impl Applier {
                 applies::save_applied_state(&tx, &rec.changes, &fingerprints).await?;
                 applies::finish_apply(&tx, &rec).await?;
                 tx.commit().await.map_err(StoreError::from)?;
+                self.registrations
+                    .set_applied(fingerprints.keys().copied().collect());
             }
             Ok(None) => {
                 drop(tx);
@@ -219,6 +243,9 @@ impl Applier {
             }
         }
         tracing::info!(apply = rec.id, status = %rec.status, ms = rec.duration_ms, "apply finished");
+        // Whatever happened, Asterisk may hold other contacts now: a removed endpoint
+        // leaves its contact behind without an event (F-REG-24).
+        self.registrations.resync();
         if rec.status == ApplyStatus::Failed {
             return Err(ApplyError::Failed(Box::new(rec)));
         }

@@ -5,6 +5,8 @@ pub mod agi;
 pub mod ami;
 pub mod cli;
 pub mod conf;
+pub mod contacts;
+pub mod event_link;
 pub mod files;
 pub mod probe;
 pub mod reload;

@@ -12,15 +12,17 @@ use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CON
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
 
 use super::body::{full, streamed, Chunks};
 use super::error::{json_response, ApiError};
 use super::request::{body_within, content_type, query, Flag};
 use super::users::idempotency_key;
 use super::{App, Resp};
+use crate::asterisk::contacts::Registration;
 use crate::bulk::sheet::{self, ExportWriter};
 use crate::bulk::{self, file, Format, Mode, Outcome};
-use crate::store::{CreatedAnswer, ExportRows, PlannedUser};
+use crate::store::{CreatedUser, ExportRows, PlannedUser};
 
 /// Rows read from the database per chunk of an export.
 const EXPORT_BATCH: i32 = 1000;
@@ -123,6 +125,55 @@ fn sheet_failed(e: sheet::SheetError) -> ApiError {
     ApiError::Internal(Box::new(e))
 }
 
+/// A created user as the JSON answer shows it: as `POST /users` shows one, with its
+/// phones' live registration (not part of what an Idempotency-Key stores: a replay shows
+/// the registration of its own moment).
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    user: &'a CreatedUser,
+    registration: Registration,
+}
+
+#[derive(Serialize)]
+struct CreatedAnswer<'a> {
+    created: usize,
+    users: Vec<Shown<'a>>,
+}
+
+/// A created user as the event stream tells it: never a secret.
+#[derive(Serialize)]
+struct Published<'a> {
+    id: i64,
+    name: &'a str,
+    email: &'a str,
+    extension: u32,
+    devices: u8,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    registration: Registration,
+}
+
+/// Tells the event stream about each user an import created, as `POST /users` does for
+/// one (`user` events, action `created`).
+fn publish_created(app: &App, users: &[CreatedUser]) {
+    for u in users {
+        let user = Published {
+            id: u.id,
+            name: &u.name,
+            email: &u.email,
+            extension: u.extension,
+            devices: u.devices,
+            created_at: u.created_at,
+            registration: app.registrations.registration(u.extension),
+        };
+        app.hub.publish(
+            "user",
+            &serde_json::json!({"action": "created", "user": user}),
+        );
+    }
+}
+
 pub async fn import(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let ImportQuery { dry_run } = query(&req)?;
     let key = idempotency_key(&req)?;
@@ -140,6 +191,9 @@ pub async fn import(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
     drop(bytes);
     let mut resp = match outcome {
         Outcome::Created(imported) => {
+            if !imported.replayed {
+                publish_created(app, &imported.users);
+            }
             let mut resp = if as_csv {
                 csv_response(
                     StatusCode::CREATED,
@@ -150,7 +204,14 @@ pub async fn import(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
                     StatusCode::CREATED,
                     &CreatedAnswer {
                         created: imported.users.len(),
-                        users: &imported.users,
+                        users: imported
+                            .users
+                            .iter()
+                            .map(|user| Shown {
+                                user,
+                                registration: app.registrations.registration(user.extension),
+                            })
+                            .collect(),
                     },
                 )
             };

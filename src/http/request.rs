@@ -167,6 +167,8 @@ pub struct UsersQuery {
     pub q: Option<String>,
     pub order: Option<SortKey>,
     pub direction: Option<Descending>,
+    /// Only users whose phones are (`true`) or are not (`false`) registered.
+    pub registered: Option<Flag>,
 }
 
 /// `order`: one of the store's sort keys.

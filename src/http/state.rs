@@ -1,11 +1,14 @@
-//! What every request handler shares: the configuration, the database, the applier and
-//! the probe server's liveness. Built by `app::start`, read-only afterwards.
+//! What every request handler shares: the configuration, the database, the applier, the
+//! probe server's liveness, the live registrations and the event hub. Built by
+//! `app::start`, read-only afterwards.
 
 use std::sync::Arc;
 
 use crate::apply::Applier;
+use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::ProbeServer;
 use crate::config::{ApiToken, Config};
+use crate::events::Hub;
 use crate::store::Store;
 
 pub struct App {
@@ -14,4 +17,6 @@ pub struct App {
     pub store: Store,
     pub applier: Applier,
     pub probe_server: Arc<ProbeServer>,
+    pub registrations: Arc<Registrations>,
+    pub hub: Hub,
 }

@@ -122,6 +122,7 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
             "agi": agi,
             "last_apply": last_apply.ok().and_then(|mut v| v.pop()),
             "pending": pending.ok().map(|p| p.pending),
+            "registrations": app.registrations.summary(),
         }),
     ))
 }

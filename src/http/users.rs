@@ -4,14 +4,37 @@
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError};
 use super::request::{json_body, query, UsersQuery};
 use super::App;
 use super::Resp;
+use crate::asterisk::contacts::Registration;
 use crate::domain::{NewUser, Search, UserPatch, ValidationError};
-use crate::store::{ListQuery, Order};
+use crate::store::{ListQuery, Order, UserRow};
+
+/// A user as every answer shows it: what is stored, and whether its phones are online.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    user: &'a UserRow,
+    registration: Registration,
+}
+
+fn shown<'a>(app: &App, user: &'a UserRow) -> Shown<'a> {
+    Shown {
+        user,
+        registration: app.registrations.registration(user.extension.get()),
+    }
+}
+
+/// Tells the event stream what happened to a user (never a secret: the user as shown).
+fn publish(app: &App, action: &str, user: &impl Serialize) {
+    app.hub
+        .publish("user", &json!({"action": action, "user": user}));
+}
 
 pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
@@ -33,7 +56,21 @@ pub async fn create(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
         .store
         .create_user(&new, &app.config.range, key.as_deref().map(|k| (k, &body)))
         .await?;
-    let mut resp = json_response(StatusCode::CREATED, &outcome.body);
+    let mut body = outcome.body;
+    let registration = body["extension"]
+        .as_u64()
+        .and_then(|e| u32::try_from(e).ok())
+        .map(|e| app.registrations.registration(e));
+    body["registration"] = json!(registration);
+    if !outcome.replayed {
+        let mut user = body.clone();
+        if let Value::Object(fields) = &mut user {
+            fields.remove("sip_password");
+            fields.remove("sip_username");
+        }
+        publish(app, "created", &user);
+    }
+    let mut resp = json_response(StatusCode::CREATED, &body);
     if outcome.replayed {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -57,12 +94,25 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         q: q.map(Search::into_string),
         order: params.order.map_or(Order::Extension, |k| k.0),
         descending: params.direction.is_some_and(|d| d.0),
+        extensions: None,
     };
-    let (users, total) = app.store.list_users(&query).await?;
+    // `registered` filters on the live view; while it is not live every registration is
+    // `unknown`, which matches neither `true` nor `false`.
+    let query = match params.registered.map(|f| f.0) {
+        None => Some(query),
+        Some(registered) => app.registrations.online().map(|online| ListQuery {
+            extensions: Some((registered, online.iter().map(|e| *e as i32).collect())),
+            ..query
+        }),
+    };
+    let (users, total) = match &query {
+        Some(query) => app.store.list_users(query).await?,
+        None => (Vec::new(), 0),
+    };
     // Serialized straight from the rows: no intermediate JSON tree for 1000 users.
-    #[derive(serde::Serialize)]
+    #[derive(Serialize)]
     struct Page<'a> {
-        users: &'a [crate::store::UserRow],
+        users: Vec<Shown<'a>>,
         total: i64,
         limit: i64,
         offset: i64,
@@ -70,7 +120,7 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
     Ok(json_response(
         StatusCode::OK,
         &Page {
-            users: &users,
+            users: users.iter().map(|u| shown(app, u)).collect(),
             total,
             limit,
             offset,
@@ -80,7 +130,7 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
 
 pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
     let user = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(json_response(StatusCode::OK, &user))
+    Ok(json_response(StatusCode::OK, &shown(app, &user)))
 }
 
 pub async fn update(app: &App, id: i64, req: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -91,13 +141,14 @@ pub async fn update(app: &App, id: i64, req: Request<Incoming>) -> Result<Resp, 
         .update_user(id, &patch)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let user = shown(app, &user);
+    publish(app, "updated", &user);
     Ok(json_response(StatusCode::OK, &user))
 }
 
 pub async fn delete(app: &App, id: i64) -> Result<Resp, ApiError> {
-    if !app.store.delete_user(id).await? {
-        return Err(ApiError::NotFound);
-    }
+    let user = app.store.delete_user(id).await?.ok_or(ApiError::NotFound)?;
+    publish(app, "deleted", &user);
     let mut resp = Resp::default();
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

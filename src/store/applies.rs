@@ -221,6 +221,17 @@ impl Store {
         Ok(n)
     }
 
+    /// The extensions the last successful applies wrote.
+    pub async fn applied_extensions(&self) -> Result<std::collections::BTreeSet<u32>, StoreError> {
+        let conn = self.conn().await?;
+        Ok(conn
+            .query("SELECT number FROM applied_extensions", &[])
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i32>(0).unsigned_abs())
+            .collect())
+    }
+
     pub async fn snapshot_and_applied(&self) -> Result<(Snapshot, AppliedState), StoreError> {
         let conn = self.conn().await?;
         let snap = snapshot(&*conn).await?;

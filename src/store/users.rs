@@ -86,6 +86,8 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub order: Order,
     pub descending: bool,
+    /// Only users whose extension is (`true`) or is not (`false`) in the list.
+    pub extensions: Option<(bool, Vec<i32>)>,
 }
 
 const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, e.devices, u.created_at";
@@ -180,19 +182,35 @@ impl Store {
         let conn = self.conn().await?;
         let pattern = q.q.as_deref().map(like_pattern);
         let exact: Option<i32> = q.q.as_deref().and_then(|s| s.trim().parse().ok());
-        // Without a search the statement has no WHERE at all: a `$1 IS NULL OR …` filter
+        // Without a filter the statement has no WHERE at all: a `$1 IS NULL OR …` filter
         // costs the planner more than the whole page costs to read.
-        // The search's two parameters, numbered from `first`.
-        let filter = |first: usize| match pattern {
-            Some(_) => format!(
-                "WHERE (u.name ILIKE ${first} OR u.email ILIKE ${first} OR e.number = ${})",
-                first + 1
-            ),
-            None => String::new(),
-        };
-        let filter_params: Vec<(&(dyn ToSql + Sync), Type)> = match &pattern {
-            Some(p) => vec![(p, Type::TEXT), (&exact, Type::INT4)],
-            None => Vec::new(),
+        let mut filter_params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::new();
+        if let Some(p) = &pattern {
+            filter_params.extend([(p as &(dyn ToSql + Sync), Type::TEXT), (&exact, Type::INT4)]);
+        }
+        if let Some((_, numbers)) = &q.extensions {
+            filter_params.push((numbers, Type::INT4_ARRAY));
+        }
+        // The filter, its parameters numbered from `first`.
+        let filter = |first: usize| {
+            let mut n = first;
+            let mut parts = Vec::new();
+            if pattern.is_some() {
+                parts.push(format!(
+                    "(u.name ILIKE ${n} OR u.email ILIKE ${n} OR e.number = ${})",
+                    n + 1
+                ));
+                n += 2;
+            }
+            if let Some((inside, _)) = &q.extensions {
+                let not = if *inside { "" } else { "NOT " };
+                parts.push(format!("{not}(e.number = ANY(${n}))"));
+            }
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", parts.join(" AND "))
+            }
         };
         let dir = if q.descending { "DESC" } else { "ASC" };
         // Column and direction come from closed enums, never from the request text.
@@ -275,16 +293,22 @@ impl Store {
         Ok(rows.first().map(UserRow::from_row))
     }
 
-    /// Deletes a user; its extension is free at once. False when there was none.
-    pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
+    /// Deletes a user; its extension is free at once. Returns the user as it was, `None`
+    /// when there was none.
+    pub async fn delete_user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
         let conn = self.conn().await?;
-        let n = conn
+        let rows = conn
             .query_typed(
-                "DELETE FROM users WHERE id = $1 RETURNING 1",
+                &format!(
+                    "WITH e AS (SELECT number, devices FROM extensions WHERE user_id = $1),
+                          u AS (DELETE FROM users WHERE id = $1
+                                RETURNING id, name, email, created_at)
+                     SELECT {USER_COLUMNS} FROM u, e"
+                ),
                 &[(&id, Type::INT8)],
             )
             .await?;
-        Ok(!n.is_empty())
+        Ok(rows.first().map(UserRow::from_row))
     }
 
     /// Gives the user a new SIP secret; returns the extension and the secret.

@@ -426,9 +426,10 @@ async fn generated_files_are_intact_whole_files() {
 
 #[tokio::test]
 async fn check_logs_in_over_ami_and_names_missing_permissions() {
-    for (perms, ok) in [
-        (vec!["command", "originate"], true),
-        (vec!["command"], false),
+    for (perms, ok, missing) in [
+        (vec!["command", "originate", "system"], true, ""),
+        (vec!["command", "originate"], false, "PJSIPShowContacts"),
+        (vec!["command"], false, "Originate"),
     ] {
         let mut scratch = support::process::Scratch::new().await;
         let ast = support::standin(scratch.etc(), Options::writing(&perms)).await;
@@ -439,10 +440,10 @@ async fn check_logs_in_over_ami_and_names_missing_permissions() {
         let out = scratch.run(&["check"]).await;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.success(), ok, "{perms:?}: {text}");
-        let ami = text.lines().find(|l| l.contains("ami")).unwrap();
+        let ami = text.lines().find(|l| l.contains("ami ")).unwrap();
         if ok {
             assert!(
-                ami.starts_with("ok") && ami.contains("Originate allowed"),
+                ami.starts_with("ok") && ami.contains("PJSIPShowContacts allowed"),
                 "{ami}"
             );
             assert!(
@@ -450,10 +451,7 @@ async fn check_logs_in_over_ami_and_names_missing_permissions() {
                 "the lab's files pass: {text}"
             );
         } else {
-            assert!(
-                ami.starts_with("FAIL") && ami.contains("Originate"),
-                "{ami}"
-            );
+            assert!(ami.starts_with("FAIL") && ami.contains(missing), "{ami}");
         }
         assert!(!text.contains("portal-secret"));
     }

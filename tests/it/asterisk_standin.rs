@@ -1,7 +1,8 @@
 //! Tests of the Asterisk 22.7 stand-in: the recorded AMI transcripts replayed byte for
 //! byte, the config reload cases of the lab notes, the CLI script, Originate + FastAGI
-//! and the fault switches. The recorded transcripts are files of tests/fixtures/asterisk;
-//! the other expectations are copied from the lab notes (sections 4a-4e, 5, 6).
+//! and the fault switches; registrations and qualify in `registration`. The recorded
+//! transcripts are files of tests/fixtures/asterisk; the other expectations are copied
+//! from the lab notes (sections 4a-4e, 5, 6).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ const T_AMI_10: &str = fixture!("ami_10_broken_include_reloads.txt");
 const T_AMI_15: &str = fixture!("ami_15_originate_sync_health.txt");
 const T_DP1_SHOW: &str = fixture!("dialplan_DP1.show_internal.txt");
 const T_DP4_SHOW: &str = fixture!("dialplan_DP4.show_internal.txt");
+
+mod registration;
 
 // ---------------------------------------------------------------------------------
 // Harness
@@ -233,35 +236,113 @@ const VOLATILE: &[&str] = &[
     "Output: Last reload: ",
 ];
 
+/// Lines whose value is an absolute time of the run (registration time + expiry, in
+/// epoch seconds): compared by key, and the value must be a number.
+const EPOCH_VALUES: &[&str] = &["ExpirationTime: ", "RegExpire: "];
+
 /// Replays a recorded transcript (`>>>` sent, `<<<` received) against the stand-in.
 async fn replay(addr: SocketAddr, transcript: &str) {
-    let mut a = Ami::connect(addr).await;
-    let mut received = 0;
-    for raw in transcript.lines() {
-        if let Some(sent) = raw.strip_prefix(">>>") {
-            a.send(&unescape(sent.strip_prefix(' ').unwrap_or(sent)))
-                .await;
+    Replay::new(addr, transcript).finish().await;
+}
+
+/// A transcript being replayed, which a test can stop at a recorder note (`###`) or
+/// any line to act (register a phone, reload) as the recording did at that point.
+/// Notes are not on the wire; two of them drive the replay: `conn X: connecting` opens
+/// a new connection and `EOF (peer closed the TCP connection)` expects the server to
+/// have closed it.
+struct Replay<'a> {
+    addr: SocketAddr,
+    lines: Vec<&'a str>,
+    next: usize,
+    conn: Option<Ami>,
+    received: usize,
+}
+
+impl<'a> Replay<'a> {
+    fn new(addr: SocketAddr, transcript: &'a str) -> Replay<'a> {
+        Replay {
+            addr,
+            lines: transcript.lines().collect(),
+            next: 0,
+            conn: None,
+            received: 0,
+        }
+    }
+
+    /// Plays up to the next line containing `needle`, which is left unplayed.
+    async fn until(&mut self, needle: &str) {
+        let at = self.lines[self.next..]
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} after line {}", self.next));
+        for _ in 0..at {
+            self.step().await;
+        }
+    }
+
+    /// Plays the rest.
+    async fn finish(mut self) {
+        while self.next < self.lines.len() {
+            self.step().await;
+        }
+        assert!(
+            self.received > 0,
+            "a transcript with nothing received proves nothing"
+        );
+    }
+
+    async fn conn(&mut self) -> &mut Ami {
+        if self.conn.is_none() {
+            self.conn = Some(Ami::connect(self.addr).await);
+        }
+        self.conn.as_mut().unwrap()
+    }
+
+    async fn step(&mut self) {
+        let raw = self.lines[self.next];
+        self.next += 1;
+        if let Some(note) = raw.strip_prefix("###") {
+            if note.contains(": connecting to ") {
+                self.conn = Some(Ami::connect(self.addr).await);
+            } else if note.contains("EOF (peer closed the TCP connection)") {
+                assert!(
+                    self.conn().await.eof().await,
+                    "expected the server to close the connection ({raw})"
+                );
+            }
+        } else if let Some(sent) = raw.strip_prefix(">>>") {
+            let sent = unescape(sent.strip_prefix(' ').unwrap_or(sent));
+            self.conn().await.send(&sent).await;
         } else if let Some(exp) = raw.strip_prefix("<<<") {
             let exp = exp.strip_prefix(' ').unwrap_or(exp);
-            received += 1;
+            self.received += 1;
             if exp.trim() == "[connection closed by server]" {
-                assert!(a.eof().await, "expected the server to close the connection");
-                continue;
+                assert!(
+                    self.conn().await.eof().await,
+                    "expected the server to close the connection"
+                );
+                return;
             }
             let expected = unescape(exp);
-            let got = a.line().await;
-            match VOLATILE.iter().find(|k| expected.starts_with(*k)) {
-                Some(k) => assert!(got.starts_with(k), "expected {expected:?}, got {got:?}"),
-                None => assert_eq!(got, expected, "transcript line {raw:?}"),
+            let got = self.conn().await.line().await;
+            if let Some(k) = VOLATILE.iter().find(|k| expected.starts_with(*k)) {
+                assert!(got.starts_with(k), "expected {expected:?}, got {got:?}");
+            } else if let Some(k) = EPOCH_VALUES.iter().find(|k| expected.starts_with(*k)) {
+                let value = got
+                    .strip_prefix(k)
+                    .and_then(|v| v.strip_suffix("\r\n"))
+                    .unwrap_or_else(|| panic!("expected {expected:?}, got {got:?}"));
+                assert!(
+                    value.parse::<u64>().is_ok(),
+                    "expected {expected:?}, got {got:?}"
+                );
+            } else {
+                assert_eq!(got, expected, "transcript line {} {raw:?}", self.next);
             }
         } else {
             panic!("not a transcript line: {raw:?}");
         }
     }
-    assert!(
-        received > 0,
-        "a transcript with nothing received proves nothing"
-    );
 }
 
 /// A one-connection-at-a-time FastAGI server run by a test.

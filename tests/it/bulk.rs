@@ -917,10 +917,14 @@ async fn the_export_streams_every_user_as_json_or_csv() {
     assert_eq!(r.body.as_object().unwrap().len(), 1);
     let ext = extensions(&r.body["users"]);
     assert!(ext.windows(2).all(|w| w[0] < w[1]), "sorted by extension");
-    assert_eq!(
-        users[2499],
-        app.get(&format!("/users/{}", users[2499]["id"])).await.body
-    );
+    // The user as stored; its live registration is not data and is not exported.
+    let mut got = app.get(&format!("/users/{}", users[2499]["id"])).await.body;
+    assert!(got
+        .as_object_mut()
+        .unwrap()
+        .remove("registration")
+        .is_some());
+    assert_eq!(users[2499], got);
     assert_eq!(users[2499]["devices"], 4);
     assert!(!String::from_utf8_lossy(&r.raw).contains("sip_password"));
     let secret = created.body["users"][0]["sip_password"].as_str().unwrap();

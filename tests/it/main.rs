@@ -12,4 +12,5 @@ mod edits;
 mod openapi;
 mod operations;
 mod process;
+mod registrations;
 mod users;

@@ -199,7 +199,7 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
         line("extensions.conf").starts_with("FAIL") && line("extensions.conf").contains("#include")
     );
     assert!(line("pjsip dir").starts_with("ok") && line("fastagi").starts_with("ok"));
-    assert_eq!(text.lines().count(), 7);
+    assert_eq!(text.lines().count(), 8);
 
     assert!(s.run(&["migrate"]).await.status.success());
     std::fs::write(

@@ -554,7 +554,7 @@ async fn query_strings_are_typed_and_refuse_unknown_or_repeated_parameters() {
         ("/users?limit=".to_owned(), "limit"),
         ("/users?limit=+5".to_owned(), "limit"),
         ("/users?direction=ASC".to_owned(), "direction"),
-        ("/users?registered=true".to_owned(), "registered"),
+        ("/users?online=true".to_owned(), "online"),
         ("/users?LIMIT=5".to_owned(), "LIMIT"),
         ("/users?q&q".to_owned(), "q"),
         ("/applies?limit=0".to_owned(), "limit"),

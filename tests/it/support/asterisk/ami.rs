@@ -1,19 +1,26 @@
 //! The Asterisk Manager Interface (main/manager.c): banner, message framing, login and
-//! permissions, and the actions the stand-in models: those the portal sends (Login,
-//! Logoff, Command, Originate, ListCommands) and those of the recorded transcripts the
-//! tests replay (Ping, Reload). The only events are the recorded FullyBooted and Reload;
-//! they are delivered after the response of the action being processed, like Asterisk's
-//! per-session event queue.
+//! permissions, event delivery, and the actions the stand-in models: those the portal
+//! sends (Login, Logoff, Command, Originate, ListCommands, PJSIPShowContacts) and those
+//! of the recorded transcripts the tests replay (Ping, Reload, the other PJSIPShow*).
+//!
+//! Events: manager.c queues every event; a session thread writes the queued ones that
+//! its `read=` classes and its `Events:` mask both allow (all classes of the event, F-REG-28)
+//! before it reads each line and after each action it ran. So an event never lands inside
+//! a response or a list, but it may come between an action and its response when it was
+//! queued before the session got to that action (F-REG-26). `Session::deliver` does the
+//! same: it writes at once while the session is between actions and holds the event until
+//! the response is written while one runs.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, Mutex as AsyncMutex};
+use tokio::sync::mpsc;
 
-use super::{channel, cli, perm, pjsip, Fault, Inner, ReloadResult};
+use super::{
+    channel, cli, perm, pjsip, pjsip_ami, Event, Fault, Inner, ReloadResult, SessionHandle,
+};
 
 const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
 /// manager.conf `authtimeout` default.
@@ -58,23 +65,89 @@ enum Out {
     Close,
 }
 
-struct Session {
+/// One AMI connection (`struct mansession_session`).
+pub(crate) struct Session {
     inner: Arc<Inner>,
-    authenticated: AtomicBool,
-    send_events: AtomicU32,
-    writeperm: AtomicU32,
     out: mpsc::UnboundedSender<Out>,
-    /// Held while an action runs, so its events follow its response.
-    busy: AsyncMutex<()>,
+    st: Mutex<SessionState>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    authenticated: bool,
+    readperm: u32,
+    writeperm: u32,
+    /// `send_events`: the `Events:` mask (-1, every bit, until a login sets it).
+    send_events: u32,
+    /// An action is running: events wait for its response.
+    busy: bool,
+    pending: Vec<Arc<Event>>,
+    closed: bool,
+}
+
+impl SessionState {
+    /// `process_events`: authenticated, and every class of the event in both masks.
+    fn wants(&self, ev: &Event) -> bool {
+        self.authenticated
+            && self.readperm & ev.class == ev.class
+            && self.send_events & ev.class == ev.class
+    }
 }
 
 impl Session {
+    fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn send(&self, s: impl Into<Vec<u8>>) {
         let _ = self.out.send(Out::Data(s.into()));
     }
 
     fn close(&self) {
         let _ = self.out.send(Out::Close);
+    }
+
+    /// Closes the connection after what was queued, and drops later events.
+    pub(crate) fn close_now(&self) {
+        self.state().closed = true;
+        self.close();
+    }
+
+    /// An event offered by `Inner::publish`.
+    pub(crate) fn deliver(&self, ev: &Arc<Event>) {
+        let mut st = self.state();
+        if st.closed {
+            return;
+        }
+        if st.busy {
+            st.pending.push(ev.clone());
+        } else if st.wants(ev) {
+            let _ = self.out.send(Out::Data(ev.text.as_bytes().to_vec()));
+        }
+    }
+
+    fn begin_action(&self) {
+        self.state().busy = true;
+    }
+
+    /// After the response: the events that came meanwhile, unless the session ends.
+    fn end_action(&self, flush: bool) {
+        let mut st = self.state();
+        st.busy = false;
+        let pending = std::mem::take(&mut st.pending);
+        if flush && !st.closed {
+            for ev in pending.iter().filter(|e| st.wants(e)) {
+                let _ = self.out.send(Out::Data(ev.text.as_bytes().to_vec()));
+            }
+        }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.state().authenticated
+    }
+
+    fn writeperm(&self) -> u32 {
+        self.state().writeperm
     }
 }
 
@@ -103,13 +176,15 @@ fn ack(m: &Message, msg: &str) -> String {
     response(m, "Success", Some(msg), None)
 }
 
-/// `strings_to_mask`.
+/// `strings_to_mask`: a number is itself, a false word 0, a true word every class,
+/// else `get_perm`; empty is -1 (leave the mask alone).
 fn strings_to_mask(s: &str) -> i64 {
     if s.is_empty() {
         return -1;
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<i64>().unwrap_or(0);
+        // atoi
+        return s.parse::<i64>().map(|v| v as i32 as i64).unwrap_or(-1);
     }
     if ["no", "false", "n", "f", "0", "off"]
         .iter()
@@ -118,19 +193,9 @@ fn strings_to_mask(s: &str) -> i64 {
         return 0;
     }
     if pjsip::ast_true(s) {
-        return perm::ALL as i64;
+        return perm::NAMES.iter().fold(0u32, |m, (_, v)| m | v) as i64;
     }
-    perm::parse_list(&[s]) as i64
-}
-
-impl Session {
-    fn set_eventmask(&self, mask: &str) -> i64 {
-        let m = strings_to_mask(mask);
-        if m >= 0 {
-            self.send_events.store(m as u32, Ordering::SeqCst);
-        }
-        m
-    }
+    perm::get_perm(s) as i64
 }
 
 /// Accept loop.
@@ -139,12 +204,12 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
         let Ok((sock, _)) = listener.accept().await else {
             continue;
         };
-        let me = inner.clone();
-        inner.spawn(async move { session(me, sock).await });
+        start_session(&inner, sock);
     }
 }
 
-async fn session(inner: Arc<Inner>, sock: TcpStream) {
+/// The writer task, the session, its reader task, and its place in the event fan-out.
+fn start_session(inner: &Arc<Inner>, sock: TcpStream) {
     let _ = sock.set_nodelay(true);
     let (r, mut w) = sock.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
@@ -165,33 +230,25 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
     });
     let s = Arc::new(Session {
         inner: inner.clone(),
-        authenticated: AtomicBool::new(false),
-        send_events: AtomicU32::new(perm::ALL),
-        writeperm: AtomicU32::new(0),
         out: tx,
-        busy: AsyncMutex::new(()),
+        st: Mutex::new(SessionState {
+            send_events: u32::MAX,
+            ..SessionState::default()
+        }),
     });
     s.send(BANNER);
-    // Event delivery.
-    let mut events = inner.events.subscribe();
-    let es = s.clone();
-    let forwarder = inner.spawn(async move {
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
-            };
-            let _g = es.busy.lock().await;
-            if es.authenticated.load(Ordering::SeqCst)
-                && es.send_events.load(Ordering::SeqCst) & ev.class != 0
-            {
-                es.send(ev.text.as_bytes().to_vec());
-            }
-        }
+    let weak = Arc::downgrade(&s);
+    let mut sessions = super::lock(&inner.sessions);
+    let reader = inner.spawn(session(s, r));
+    sessions.push(SessionHandle {
+        session: weak,
+        reader,
     });
+}
+
+async fn session(s: Arc<Session>, mut r: tokio::net::tcp::OwnedReadHalf) {
+    let inner = s.inner.clone();
     let started = Instant::now();
-    let mut r = r;
     // get_input: a 1025 byte buffer; lines end in \r\n or \n.
     let mut inbuf: Vec<u8> = Vec::with_capacity(INBUF);
     let mut msg = Message::default();
@@ -216,17 +273,16 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
             }
             let m = std::mem::take(&mut msg);
             let (skip, lost) = (std::mem::take(&mut too_long), std::mem::take(&mut hdr_loss));
-            let keep = {
-                let _g = s.busy.lock().await;
-                if lost {
-                    s.send(error(&m, "Too many lines in message or allocation failure"));
-                    true
-                } else if skip {
-                    true
-                } else {
-                    process(&s, &m).await
-                }
+            s.begin_action();
+            let keep = if lost {
+                s.send(error(&m, "Too many lines in message or allocation failure"));
+                true
+            } else if skip {
+                true
+            } else {
+                process(&s, &m).await
             };
+            s.end_action(keep);
             if !keep {
                 break 'session;
             }
@@ -242,7 +298,7 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
             too_long = true;
         }
         let room = INBUF - 1 - inbuf.len();
-        let read = if s.authenticated.load(Ordering::SeqCst) {
+        let read = if s.authenticated() {
             r.read(&mut chunk[..room]).await
         } else {
             let left = AUTH_TIMEOUT.saturating_sub(started.elapsed());
@@ -256,8 +312,7 @@ async fn session(inner: Arc<Inner>, sock: TcpStream) {
             Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
         }
     }
-    s.close();
-    forwarder.abort();
+    s.close_now();
 }
 
 /// Returns false when the session must end.
@@ -279,7 +334,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
         tokio::time::sleep(d).await;
     }
     let lower = action.to_ascii_lowercase();
-    let authed = s.authenticated.load(Ordering::SeqCst);
+    let authed = s.authenticated();
     if !authed && !matches!(lower.as_str(), "login" | "logoff") {
         s.send(error(m, "Permission denied"));
         return true;
@@ -298,7 +353,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
         ));
         return true;
     };
-    if authority != 0 && s.writeperm.load(Ordering::SeqCst) & authority == 0 {
+    if authority != 0 && s.writeperm() & authority == 0 {
         s.send(error(m, "Permission denied"));
         return true;
     }
@@ -311,7 +366,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             if !id.is_empty() {
                 out.push_str(&format!("ActionID: {id}\r\n"));
             }
-            let mine = s.writeperm.load(Ordering::SeqCst);
+            let mine = s.writeperm();
             for (name, synopsis, authority) in ACTIONS {
                 if *authority == 0 || mine & authority != 0 {
                     let privs = if *authority == 0 {
@@ -372,12 +427,40 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             originate(s, m).await;
             true
         }
+        "pjsipshowcontacts" => {
+            s.send(pjsip_ami::show_contacts(&inner, m.get("ActionID")));
+            true
+        }
+        "pjsipshowregistrationinboundcontactstatuses" => {
+            s.send(pjsip_ami::show_registration_contact_statuses(
+                &inner,
+                m.get("ActionID"),
+            ));
+            true
+        }
+        "pjsipshowaors" => {
+            s.send(pjsip_ami::show_aors(&inner, m.get("ActionID")));
+            true
+        }
+        "pjsipshowendpoints" => {
+            s.send(pjsip_ami::show_endpoints(&inner, m.get("ActionID")));
+            true
+        }
+        "pjsipshowendpoint" => {
+            s.send(pjsip_ami::show_endpoint(
+                &inner,
+                m.get("ActionID"),
+                m.get("Endpoint"),
+            ));
+            true
+        }
         _ => unreachable!("every action of ACTIONS is handled"),
     }
 }
 
-/// The actions the stand-in answers: name, synopsis (manager.c) and the write
-/// permission classes of which one is needed (0: none).
+/// The actions the stand-in answers, in manager.c's (case-insensitive alphabetical)
+/// order: name, synopsis and the write permission classes of which one is needed (0:
+/// none).
 const ACTIONS: &[(&str, &str, u32)] = &[
     ("Command", "Execute Asterisk CLI Command.", perm::COMMAND),
     ("ListCommands", "List available manager commands.", 0),
@@ -385,6 +468,19 @@ const ACTIONS: &[(&str, &str, u32)] = &[
     ("Logoff", "Logoff Manager.", 0),
     ("Originate", "Originate a call.", perm::ORIGINATE),
     ("Ping", "Keepalive command.", 0),
+    ("PJSIPShowAors", "Lists PJSIP AORs.", perm::SYSTEM),
+    ("PJSIPShowContacts", "Lists PJSIP Contacts.", perm::SYSTEM),
+    (
+        "PJSIPShowEndpoint",
+        "Detail listing of an endpoint and its objects.",
+        perm::SYSTEM,
+    ),
+    ("PJSIPShowEndpoints", "Lists PJSIP endpoints.", perm::SYSTEM),
+    (
+        "PJSIPShowRegistrationInboundContactStatuses",
+        "Lists ContactStatuses for PJSIP inbound registrations.",
+        perm::SYSTEM,
+    ),
     (
         "Reload",
         "Send a reload event.",
@@ -394,41 +490,57 @@ const ACTIONS: &[(&str, &str, u32)] = &[
 
 async fn login(s: &Arc<Session>, m: &Message) -> bool {
     let inner = &s.inner;
-    if s.authenticated.load(Ordering::SeqCst) {
+    if s.authenticated() {
         s.send(ack(m, "Already authenticated"));
         return true;
     }
     let username = m.get("Username");
     let secret = m.get("Secret");
-    let ok = if username.is_empty() {
-        false
-    } else if username != inner.opts.ami_username {
-        inner.log_line(format!(
-            "NOTICE manager.c: 127.0.0.1 tried to authenticate with nonexistent user '{username}'"
-        ));
-        inner.log_line(format!(
-            "NOTICE manager.c: 127.0.0.1 failed to authenticate as '{username}'"
-        ));
-        false
-    } else if secret != inner.opts.ami_secret || inner.has_fault(&Fault::RejectLogin) {
-        inner.log_line(format!(
-            "NOTICE manager.c: 127.0.0.1 failed to authenticate as '{username}'"
-        ));
-        false
+    let user = inner
+        .opts
+        .users()
+        .into_iter()
+        .find(|u| u.username.eq_ignore_ascii_case(username));
+    let user = if username.is_empty() {
+        None
     } else {
-        true
+        match user {
+            None => {
+                inner.log_line(format!(
+                    "NOTICE manager.c: 127.0.0.1 tried to authenticate with nonexistent user '{username}'"
+                ));
+                inner.log_line(format!(
+                    "NOTICE manager.c: 127.0.0.1 failed to authenticate as '{username}'"
+                ));
+                None
+            }
+            Some(u) if secret != u.secret || inner.has_fault(&Fault::RejectLogin) => {
+                inner.log_line(format!(
+                    "NOTICE manager.c: 127.0.0.1 failed to authenticate as '{username}'"
+                ));
+                None
+            }
+            Some(u) => Some(u),
+        }
     };
-    if !ok {
+    let Some(user) = user else {
         tokio::time::sleep(Duration::from_secs(1)).await;
         s.send(error(m, "Authentication failed"));
         return false;
-    }
-    s.writeperm
-        .store(perm::parse_list(&inner.opts.write_perms), Ordering::SeqCst);
-    s.set_eventmask(m.get("Events"));
-    s.authenticated.store(true, Ordering::SeqCst);
+    };
+    let booted = {
+        let mut st = s.state();
+        st.readperm = perm::parse_list(&user.read_perms);
+        st.writeperm = perm::parse_list(&user.write_perms);
+        let mask = strings_to_mask(m.get("Events"));
+        if mask >= 0 {
+            st.send_events = mask as u32;
+        }
+        st.authenticated = true;
+        st.send_events & perm::SYSTEM != 0 && st.readperm & perm::SYSTEM != 0
+    };
     s.send(ack(m, "Authentication accepted"));
-    if s.send_events.load(Ordering::SeqCst) & perm::SYSTEM != 0 {
+    if booted {
         s.send(format!(
             "Event: FullyBooted\r\nPrivilege: {}\r\nUptime: {}\r\nLastReload: {}\r\nStatus: Fully Booted\r\n\r\n",
             perm::privilege(perm::SYSTEM),
@@ -567,7 +679,7 @@ async fn originate(s: &Arc<Session>, m: &Message) {
         ));
         return;
     }
-    if !originate_app_permitted(app, data, s.writeperm.load(Ordering::SeqCst)) {
+    if !originate_app_permitted(app, data, s.writeperm()) {
         s.send(error(
             m,
             "Originate Access Forbidden: app or data blacklisted",
@@ -607,6 +719,18 @@ mod tests {
         assert_eq!(m.get("Data"), "");
         assert_eq!(m.get_nonempty("Data"), "1");
         assert_eq!(m.get("Missing"), "");
+    }
+
+    #[test]
+    fn event_masks() {
+        assert_eq!(strings_to_mask(""), -1);
+        assert_eq!(strings_to_mask("off"), 0);
+        assert_eq!(strings_to_mask("on"), perm::ALL as i64);
+        assert_eq!(strings_to_mask("18"), 18);
+        assert_eq!(
+            strings_to_mask("system,call"),
+            (perm::SYSTEM | perm::CALL) as i64
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub const COMMANDS: &[&str] = &[
     "dialplan reload",
     "dialplan show",
     "module reload",
+    "pjsip show aors",
+    "pjsip show contacts",
+    "pjsip show endpoint",
     "pjsip show endpoints",
     "pjsip show transports",
 ];
@@ -304,7 +307,27 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
             }
             ok("")
         }
-        "pjsip show endpoints" => ok(pjsip::show_endpoints(&inner.state().sorcery)),
+        "pjsip show endpoints" => ok(inner.with_state(|inner, st, b| {
+            let contacts = inner.all_aor_contacts(st, b);
+            pjsip::show_endpoints(&st.sorcery, &st.registrar, &contacts)
+        })),
+        "pjsip show aors" => ok(inner.with_state(|inner, st, b| {
+            let contacts = inner.all_aor_contacts(st, b);
+            pjsip::show_aors(&st.sorcery, &contacts)
+        })),
+        "pjsip show contacts" => ok(pjsip::show_contacts(inner.state().registrar.infos())),
+        "pjsip show endpoint" => {
+            if argc < 4 {
+                return CliResult {
+                    output: "No object specified.\n".into(),
+                    success: false,
+                };
+            }
+            ok(inner.with_state(|inner, st, b| {
+                let contacts = inner.all_aor_contacts(st, b);
+                pjsip::show_endpoint(&st.sorcery, &st.registrar, &contacts, arg(3))
+            }))
+        }
         "pjsip show transports" => ok(pjsip::show_transports(&inner.state().sorcery)),
         // `!`, the shell escape: in the table for what it does to `find_best`.
         _ => ok(""),

@@ -1,6 +1,7 @@
 //! A protocol-faithful stand-in for Asterisk 22.7.0 as recorded in the lab notes
-//! (AMI on TCP, `asterisk -rx` through a generated bash script, pjsip.conf and
-//! extensions.conf loading with Asterisk's semantics, Local channel originates that run
+//! (AMI on TCP with its event delivery, `asterisk -rx` through a generated bash script,
+//! pjsip.conf and extensions.conf loading with Asterisk's semantics, SIP registrations
+//! and contact qualify as AMI and the CLI show them, Local channel originates that run
 //! the live dialplan, and the FastAGI client side of `AGI(agi://...)`). It models what
 //! the portal uses and what the recorded transcripts replayed by the tests show, and
 //! refuses anything else: an action, command or function it does not model as Asterisk
@@ -18,42 +19,106 @@ pub mod config;
 pub mod dialplan;
 pub mod funcs;
 pub mod pjsip;
+pub mod pjsip_ami;
+pub mod registrar;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
-/// Settings of the AMI user the stand-in accepts.
+pub use registrar::{
+    ContactInfo, DeviceStateOrder, RegisterError, Registration, Status as ContactState,
+};
+
+/// Settings of the stand-in: its AMI users and the clocks tests may speed up.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub ami_username: String,
     pub ami_secret: String,
+    /// manager.conf `read=` classes of that user: the events it may see.
+    pub read_perms: Vec<String>,
     /// manager.conf `write=` classes (system, call, log, verbose, command, agent, user,
     /// config, dtmf, reporting, cdr, dialplan, originate, agi, cc, aoc, test, security,
     /// message, all).
     pub write_perms: Vec<String>,
+    /// More manager.conf users.
+    pub other_users: Vec<AmiUser>,
+    /// `contact_expiration_check_interval` of pjsip.conf [global] (30 s) unless set.
+    pub expiration_check_interval: Option<Duration>,
+    /// Multiplies how long a registration lasts before the expiration check removes
+    /// it: 0.01 ends an `Expires: 60` registration after 0.6 s. ExpirationTime still
+    /// shows the registration time plus the granted expiry.
+    pub expiry_time_scale: f64,
+    /// Multiplies the qualify clock (qualify_frequency, qualify_timeout, a phone's answer
+    /// time): 0.01 turns a 5 s qualify_frequency into 50 ms. Values shown over AMI
+    /// (QualifyFrequency, RoundtripUsec) stay unscaled.
+    pub qualify_time_scale: f64,
+}
+
+/// One manager.conf user.
+#[derive(Debug, Clone)]
+pub struct AmiUser {
+    pub username: String,
+    pub secret: String,
+    pub read_perms: Vec<String>,
+    pub write_perms: Vec<String>,
+}
+
+impl AmiUser {
+    pub fn new(username: &str, secret: &str, read: &[&str], write: &[&str]) -> AmiUser {
+        AmiUser {
+            username: username.into(),
+            secret: secret.into(),
+            read_perms: read.iter().map(|s| s.to_string()).collect(),
+            write_perms: write.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 impl Default for Options {
+    /// The portal user with its event link: `read = system` (ContactStatus, PeerStatus),
+    /// `write = command,originate,system` (Command, Originate, PJSIPShowContacts).
     fn default() -> Self {
-        Self::writing(&["command", "config", "originate", "system"])
+        Self::writing(&["command", "originate", "system"])
     }
 }
 
 impl Options {
-    /// The lab's AMI user with these `write=` classes.
+    /// The lab's AMI user with these `write=` classes (and `read = system`).
     pub fn writing(classes: &[&str]) -> Self {
         Options {
             ami_username: "portal".into(),
             ami_secret: "portal-secret".into(),
+            read_perms: vec!["system".into()],
             write_perms: classes.iter().map(|s| s.to_string()).collect(),
+            other_users: Vec::new(),
+            expiration_check_interval: None,
+            expiry_time_scale: 1.0,
+            qualify_time_scale: 1.0,
         }
+    }
+
+    /// The same user with these `read=` classes.
+    pub fn reading(mut self, classes: &[&str]) -> Self {
+        self.read_perms = classes.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Every manager.conf user, the main one first.
+    pub fn users(&self) -> Vec<AmiUser> {
+        let mut all = vec![AmiUser {
+            username: self.ami_username.clone(),
+            secret: self.ami_secret.clone(),
+            read_perms: self.read_perms.clone(),
+            write_perms: self.write_perms.clone(),
+        }];
+        all.extend(self.other_users.iter().cloned());
+        all
     }
 }
 
@@ -82,7 +147,7 @@ pub enum Fault {
     HangupMidProbe(usize),
 }
 
-/// AMI permission classes (include/asterisk/manager.h).
+/// AMI permission classes (include/asterisk/manager.h) and their parsing (main/manager.c).
 pub mod perm {
     pub const SYSTEM: u32 = 1 << 0;
     pub const CALL: u32 = 1 << 1;
@@ -98,13 +163,15 @@ pub mod perm {
     pub const DIALPLAN: u32 = 1 << 11;
     pub const ORIGINATE: u32 = 1 << 12;
     pub const AGI: u32 = 1 << 13;
-    pub const CC: u32 = 1 << 14;
-    pub const AOC: u32 = 1 << 15;
-    pub const TEST: u32 = 1 << 16;
-    pub const SECURITY: u32 = 1 << 17;
-    pub const MESSAGE: u32 = 1 << 19;
-    pub const ALL: u32 = 0xFFFF_FFFF;
+    pub const CC: u32 = 1 << 15;
+    pub const AOC: u32 = 1 << 16;
+    pub const TEST: u32 = 1 << 17;
+    pub const SECURITY: u32 = 1 << 18;
+    pub const MESSAGE: u32 = 1 << 30;
+    /// `INT_MAX`.
+    pub const ALL: u32 = 0x7FFF_FFFF;
 
+    /// `perms[]`, in its order (which is the order of `Privilege:` lists).
     pub const NAMES: &[(&str, u32)] = &[
         ("system", SYSTEM),
         ("call", CALL),
@@ -126,27 +193,51 @@ pub mod perm {
         ("security", SECURITY),
         ("message", MESSAGE),
         ("all", ALL),
+        ("none", 0),
     ];
 
-    /// `get_perm`: a comma separated list of class names.
-    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> u32 {
-        let mut mask = 0;
-        for n in names {
-            for part in n.as_ref().split(',') {
-                let part = part.trim();
-                if let Some((_, v)) = NAMES.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)) {
-                    mask |= v;
+    /// `ast_instring(big, small, ',')`: each comma separated piece is compared with
+    /// `strncmp` over the piece's length, so a piece that is a prefix of `small`
+    /// (including an empty one) matches; the last piece must be equal. Case matters and
+    /// blanks are not trimmed.
+    fn instring(big: &str, small: &str) -> bool {
+        let (b, s) = (big.as_bytes(), small.as_bytes());
+        let mut at = 0;
+        loop {
+            match b[at..].iter().position(|c| *c == b',') {
+                Some(p) => {
+                    if s.len() >= p && s[..p] == b[at..at + p] {
+                        return true;
+                    }
+                    at += p + 1;
+                    if at >= b.len() {
+                        return false;
+                    }
                 }
+                None => return &b[at..] == s,
             }
         }
-        mask
+    }
+
+    /// `get_perm`: the classes named in a manager.conf `read=`/`write=` value.
+    pub fn get_perm(instr: &str) -> u32 {
+        NAMES
+            .iter()
+            .filter(|(label, _)| instring(instr, label))
+            .fold(0, |m, (_, v)| m | v)
+    }
+
+    /// `get_perm` of the names joined with commas.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> u32 {
+        let joined: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
+        get_perm(&joined.join(","))
     }
 
     /// `authority_to_str` as used in `Privilege:` headers.
     pub fn privilege(class: u32) -> String {
         let mut parts: Vec<&str> = NAMES
             .iter()
-            .filter(|(k, v)| *k != "all" && class & v != 0)
+            .filter(|(k, v)| *k != "all" && *v != 0 && class & v != 0)
             .map(|(k, _)| *k)
             .collect();
         parts.push("all");
@@ -174,9 +265,11 @@ pub enum ReloadResult {
 }
 
 /// What the "server" holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct State {
     pub sorcery: pjsip::Sorcery,
+    /// Contacts (astdb), their statuses, qualify and endpoint states.
+    pub registrar: registrar::Registrar,
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
@@ -192,7 +285,10 @@ pub(crate) struct Inner {
     pub actions: Mutex<Vec<String>>,
     pub reloads: AtomicUsize,
     pub agi_sessions: AtomicUsize,
-    pub events: broadcast::Sender<Arc<Event>>,
+    /// Open AMI sessions, which every event is offered to.
+    pub sessions: Mutex<Vec<SessionHandle>>,
+    /// This Inner, for the tasks it spawns.
+    pub me: OnceLock<Weak<Inner>>,
     pub ami_addr: SocketAddr,
     pub cli_addr: SocketAddr,
     pub ami_task: Mutex<Option<JoinHandle<()>>>,
@@ -205,6 +301,13 @@ pub(crate) struct Inner {
     pub local_seq: AtomicU32,
     pub uniqueid_seq: AtomicU64,
     pub runtime: tokio::runtime::Handle,
+}
+
+/// An AMI session as the event fan-out sees it.
+pub(crate) struct SessionHandle {
+    pub session: Weak<ami::Session>,
+    /// Its reader task.
+    pub reader: AbortHandle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,8 +361,38 @@ impl Inner {
             .collect()
     }
 
+    /// Offers an event to every open AMI session (manager.c's event queue): a session
+    /// writes it at once between messages, or after the response of the action it is
+    /// running, if its read permissions and event mask allow.
     pub fn publish(&self, class: u32, text: String) {
-        let _ = self.events.send(Arc::new(Event { class, text }));
+        let ev = Arc::new(Event { class, text });
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|h| h.session.strong_count() > 0);
+        for h in sessions.iter() {
+            if let Some(s) = h.session.upgrade() {
+                s.deliver(&ev);
+            }
+        }
+    }
+
+    /// This Inner as an Arc (set right after it was made).
+    pub fn me(&self) -> Arc<Inner> {
+        self.me
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("Inner is alive while it runs")
+    }
+
+    /// Closes every AMI session (the writer flushes what was queued, then the socket
+    /// is shut down).
+    pub fn close_sessions(&self) {
+        let all: Vec<SessionHandle> = std::mem::take(&mut *lock(&self.sessions));
+        for h in all {
+            if let Some(s) = h.session.upgrade() {
+                s.close_now();
+            }
+            h.reader.abort();
+        }
     }
 
     /// Spawns a task that `stop` aborts.
@@ -293,17 +426,23 @@ impl Inner {
         format!("{secs}.{n}")
     }
 
-    /// Loads pjsip.conf into the live objects (res_pjsip load/reload).
-    pub fn load_pjsip(&self, boot: bool) {
-        let drop = self.drop_ids();
+    /// Loads pjsip.conf into the live objects (res_pjsip load/reload) and brings the
+    /// qualify and endpoint states in line; returns the events that causes, unpublished.
+    pub fn load_pjsip(&self, boot: bool) -> registrar::Batch {
+        let dropped = self.drop_ids();
         let mut log = Vec::new();
         let old = self.state().sorcery.clone();
-        let new = pjsip::load(&self.etc_dir, &old, &drop, boot, &mut log);
-        self.state().sorcery = new;
+        let new = pjsip::load(&self.etc_dir, &old, &dropped, boot, &mut log);
+        let mut st = self.state();
+        st.sorcery = new;
+        let mut batch = registrar::Batch::new(st.registrar.order);
+        self.synchronize(&mut st, &mut batch);
+        drop(st);
         self.log_lines(log);
         if !boot {
             self.reloads.fetch_add(1, Ordering::SeqCst);
         }
+        batch
     }
 
     /// pbx_load_module: true when the dialplan was (re)built.
@@ -333,9 +472,10 @@ impl Inner {
     /// `ast_module_reload(name)`, including the `Event: Reload` it publishes.
     pub fn module_reload(&self, name: Option<&str>) -> ReloadResult {
         *lock(&self.last_reload) = Instant::now();
+        let mut batch = registrar::Batch::new(self.state().registrar.order);
         let res = match name {
             None => {
-                self.load_pjsip(false);
+                batch = self.load_pjsip(false);
                 if self.state().pbx_config_running {
                     self.load_dialplan(false);
                 }
@@ -344,7 +484,7 @@ impl Inner {
             Some(n) => {
                 let base = n.strip_suffix(".so").unwrap_or(n);
                 if base.eq_ignore_ascii_case("res_pjsip") {
-                    self.load_pjsip(false);
+                    batch = self.load_pjsip(false);
                     ReloadResult::Success
                 } else if base.eq_ignore_ascii_case("pbx_config") {
                     if !self.state().pbx_config_running {
@@ -359,7 +499,8 @@ impl Inner {
                 }
             }
         };
-        self.publish(
+        // The endpoint state changes of the reload come first (F-REG-24).
+        batch.push(
             perm::SYSTEM,
             format!(
                 "Event: Reload\r\nPrivilege: {}\r\nModule: {}\r\nStatus: {}\r\n\r\n",
@@ -368,9 +509,12 @@ impl Inner {
                 res as i32
             ),
         );
+        self.publish_batch(batch);
         res
     }
 
+    /// A (re)start: everything from the files, except astdb, where the contacts stay
+    /// (prune_on_boot = no).
     fn boot(&self) {
         *lock(&self.started) = Instant::now();
         *lock(&self.last_reload) = Instant::now();
@@ -379,9 +523,14 @@ impl Inner {
             st.sorcery = pjsip::Sorcery::default();
             st.dialplan = dialplan::Dialplan::default();
             st.pbx_config_running = false;
+            st.registrar.cancel_all();
+            st.registrar = st.registrar.after_restart();
         }
-        self.load_pjsip(true);
+        // No session is open yet: what booting publishes reaches nobody.
+        let boot_events = self.load_pjsip(true);
+        self.publish_batch(boot_events);
         self.load_dialplan(true);
+        self.spawn(registrar::expiration_loop(self.me()));
     }
 
     /// Binds `addr` again (after a refusal or a stop), retrying briefly if the port is
@@ -501,7 +650,6 @@ impl FakeAsterisk {
         let cli_addr = cli_listener.local_addr()?;
         let script = etc_dir.join("asterisk");
         cli::write_script(&script, cli_addr)?;
-        let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             opts,
             etc_dir,
@@ -512,7 +660,8 @@ impl FakeAsterisk {
             actions: Mutex::new(Vec::new()),
             reloads: AtomicUsize::new(0),
             agi_sessions: AtomicUsize::new(0),
-            events,
+            sessions: Mutex::new(Vec::new()),
+            me: OnceLock::new(),
             ami_addr,
             cli_addr,
             ami_task: Mutex::new(None),
@@ -525,6 +674,7 @@ impl FakeAsterisk {
             uniqueid_seq: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });
+        let _ = inner.me.set(Arc::downgrade(&inner));
         inner.boot();
         inner.listen_ami(Some(ami_listener))?;
         inner.listen_cli(Some(cli_listener))?;
@@ -632,11 +782,68 @@ impl FakeAsterisk {
         cli::execute(&self.inner, command).output
     }
 
+    /// A phone registers: a REGISTER from `source` whose Contact is `uri`, with a
+    /// User-Agent header (none if empty) and `Expires: <secs>` (zero unregisters). The
+    /// AOR must be one of an endpoint's in the loaded config; Asterisk's answer to a
+    /// refused REGISTER is the error (403/404). The Call-ID is `<aor>-<port>@<ip>`.
+    pub fn register(
+        &self,
+        aor: &str,
+        uri: &str,
+        user_agent: &str,
+        source: SocketAddr,
+        expires: Duration,
+    ) -> Result<(), RegisterError> {
+        let mut r = Registration::new(aor, uri, source);
+        r.user_agent = user_agent.into();
+        r.expires = Some(expires);
+        self.register_with(&r)
+    }
+
+    /// A REGISTER with every detail chosen (no Expires header, a given Call-ID).
+    pub fn register_with(&self, r: &Registration) -> Result<(), RegisterError> {
+        self.inner.register(r)
+    }
+
+    /// The phone unregisters `uri` (the same Contact with `Expires: 0`).
+    pub fn unregister(&self, aor: &str, uri: &str) -> Result<(), RegisterError> {
+        let mut r = Registration::new(aor, uri, SocketAddr::from(([127, 0, 0, 1], 5060)));
+        r.expires = Some(Duration::ZERO);
+        self.register_with(&r)
+    }
+
+    /// Whether the phone behind `aor`/`uri` answers the qualify OPTIONS, and after how
+    /// long: its RoundtripUsec (None: it stays silent, the default; an answer slower
+    /// than qualify_timeout is none). It applies to the OPTIONS sent from now on, so a
+    /// change shows within one qualify_frequency (F-QUAL-7/9), and it survives
+    /// re-registrations and restarts.
+    pub fn answer_qualify(&self, aor: &str, uri: &str, rtt: Option<Duration>) {
+        self.inner.state().registrar.set_phone(aor, uri, rtt);
+    }
+
+    /// The contacts Asterisk holds (astdb, orphans included), by id, with the status
+    /// PJSIPShowContacts gives them.
+    pub fn contacts(&self) -> Vec<ContactInfo> {
+        self.inner.state().registrar.peek()
+    }
+
+    /// Where DeviceStateChange goes among the events of an endpoint state change.
+    pub fn set_device_state_order(&self, order: DeviceStateOrder) {
+        self.inner.state().registrar.order = order;
+    }
+
+    /// Closes every open AMI session at once, as an Asterisk restart does; the listener
+    /// stays, so clients can log in again at once.
+    pub fn restart_ami(&self) {
+        self.inner.close_sessions();
+    }
+
     /// Stops listening on AMI and CLI and drops every connection and call (Asterisk down).
     pub async fn stop(&self) {
         self.inner.running.store(false, Ordering::SeqCst);
         Inner::close(&self.inner.ami_task);
         Inner::close(&self.inner.cli_task);
+        self.inner.close_sessions();
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.tasks));
         for t in &tasks {
             t.abort();
@@ -647,7 +854,8 @@ impl FakeAsterisk {
         tokio::task::yield_now().await;
     }
 
-    /// Starts again on the same ports after `stop` (a fresh boot from the files).
+    /// Starts again on the same ports after `stop`: a fresh boot from the files. The
+    /// contacts in astdb stay (prune_on_boot = no); their statuses start over.
     pub async fn restart(&self) -> std::io::Result<()> {
         self.stop().await;
         self.inner.boot();
@@ -672,5 +880,19 @@ mod tests {
             perm::parse_list(&["command,config", "originate"]),
             perm::COMMAND | perm::CONFIG | perm::ORIGINATE
         );
+    }
+
+    #[test]
+    fn get_perm_as_manager_c_parses() {
+        use perm::*;
+        assert_eq!(get_perm("system,call"), SYSTEM | CALL);
+        // Pieces are compared over their own length: a blank after the comma spoils
+        // the piece, a prefix matches, an empty piece matches every class.
+        assert_eq!(get_perm("system, call"), SYSTEM);
+        assert_eq!(get_perm("sys,"), SYSTEM);
+        assert_eq!(get_perm("System"), 0);
+        assert_eq!(get_perm("system,,x"), ALL);
+        assert_eq!(get_perm("all"), ALL);
+        assert_eq!(get_perm(""), 0);
     }
 }

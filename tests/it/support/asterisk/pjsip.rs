@@ -2,12 +2,14 @@
 //! `ast_sorcery_objectset_create` prints them, per-object validation, and the reload
 //! rules of res_sorcery_config (retain the previous object on error, reject a whole type
 //! on a duplicate id, keep everything when the file is invalid). Also the CLI tables
-//! `pjsip show endpoints` and `pjsip show transports`.
+//! `pjsip show endpoints`, `pjsip show transports`, `pjsip show aors` and
+//! `pjsip show contacts`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::config::{self, Category, Loaded};
+use super::registrar::{ContactInfo, Registrar};
 
 /// How an option is parsed and printed.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +20,8 @@ pub enum Kind {
     Bool,
     /// OPT_YESNO_T: never fails, printed yes/no.
     YesNo,
+    /// A custom boolean handler printing `AST_YESNO` (Yes/No).
+    YesNoCap,
     /// OPT_UINT_T (strtoul base 0, whole string, no sign).
     Uint,
     /// OPT_UINT_T with PARSE_IN_RANGE.
@@ -295,7 +299,7 @@ pub const AOR: &[OptSpec] = &[
 
 pub const TRANSPORT: &[OptSpec] = &[
     o("allow_reload", "false", Bool),
-    o("allow_wildcard_certs", "false", Bool),
+    o("allow_wildcard_certs", "No", YesNoCap),
     o("async_operations", "1", Uint),
     o("bind", "", Str),
     o("ca_list_file", "", Str),
@@ -312,15 +316,15 @@ pub const TRANSPORT: &[OptSpec] = &[
     o("password", "", Str),
     o("priv_key_file", "", Str),
     o("protocol", "udp", Choice(PROTOCOLS)),
-    o("require_client_cert", "false", Bool),
+    o("require_client_cert", "No", YesNoCap),
     o("symmetric_transport", "false", Bool),
     o("tcp_keepalive_enable", "false", Bool),
     o("tcp_keepalive_idle_time", "30", Uint),
     o("tcp_keepalive_interval_time", "1", Uint),
     o("tcp_keepalive_probe_count", "5", Uint),
     o("tos", "0", Str),
-    o("verify_client", "false", Bool),
-    o("verify_server", "false", Bool),
+    o("verify_client", "No", YesNoCap),
+    o("verify_server", "No", YesNoCap),
     o("websocket_write_timeout", "100", Uint),
     o("type", "", Str),
 ];
@@ -623,6 +627,7 @@ fn apply_value(
         Str => value.to_string(),
         Bool => if ast_true(value) { "true" } else { "false" }.to_string(),
         YesNo => if ast_true(value) { "yes" } else { "no" }.to_string(),
+        YesNoCap => if ast_true(value) { "Yes" } else { "No" }.to_string(),
         Uint => strtoul(value).ok_or(())?.to_string(),
         UintRange(lo, hi) => {
             let v = strtoul(value).ok_or(())?;
@@ -966,7 +971,50 @@ fn auth_body(s: &Sorcery, id: &str, title: &str, level: usize) -> String {
     }
 }
 
-fn aor_body(aor: &Object, level: usize) -> String {
+/// The registered contacts of each AOR, as `ast_sip_for_each_contact` gives them.
+pub type AorContacts = BTreeMap<String, Vec<ContactInfo>>;
+
+fn aor_header(level: usize) -> String {
+    let ind = indent(level);
+    format!(
+        "{:>ind$}:  <Aor{}>  <MaxContact>\n",
+        "Aor",
+        fill(LAST_TABSTOP - ind - 7)
+    )
+}
+
+fn contact_header(level: usize) -> String {
+    let ind = indent(level);
+    format!(
+        "{:>ind$}:  <Aor/ContactUri{}> <Hash....> <Status> <RTT(ms)..>\n",
+        "Contact",
+        fill(LAST_TABSTOP - ind - 23)
+    )
+}
+
+/// `cli_contact_print_body`: the URI column, the first 10 hex digits of the id's hash,
+/// the short status and the RTT in ms (`nan` unless Reachable).
+fn contact_body(i: &ContactInfo, level: usize) -> String {
+    let c = &i.contact;
+    let ind = indent(level);
+    let flex = (LAST_TABSTOP + 1).saturating_sub(ind + 9 + c.aor.len());
+    let hash = c.id.get(c.aor.len() + 2..).unwrap_or("");
+    let rtt = match i.roundtrip_usec {
+        Some(us) => format!("{:.3}", us as f64 / 1000.0),
+        None => "nan".to_string(),
+    };
+    format!(
+        "{:>ind$}:  {}/{:<flex$} {:<10} {:<7} {:>11}\n",
+        "Contact",
+        c.aor,
+        trunc(&c.uri, flex),
+        trunc(hash, 10),
+        trunc(i.status.short(), 7),
+        rtt
+    )
+}
+
+fn aor_body(aor: &Object, level: usize, contacts: &AorContacts) -> String {
     let ind = indent(level);
     let flex = LAST_TABSTOP - ind - 12;
     let max: u64 = aor
@@ -979,6 +1027,9 @@ fn aor_body(aor: &Object, level: usize) -> String {
         trunc(&aor.id, flex),
         max
     );
+    for i in contacts.get(&aor.id).into_iter().flatten() {
+        out.push_str(&contact_body(i, level + 1));
+    }
     if level == 0 {
         out.push('\n');
     }
@@ -999,7 +1050,13 @@ fn transport_body(t: &Object, level: usize) -> String {
     )
 }
 
-fn endpoint_body(s: &Sorcery, e: &Object, level: usize) -> String {
+fn endpoint_body(
+    s: &Sorcery,
+    r: &Registrar,
+    contacts: &AorContacts,
+    e: &Object,
+    level: usize,
+) -> String {
     let ind = indent(level);
     let flex = LAST_TABSTOP - ind - 2;
     let (_, number) = parse_callerid(&e.field("callerid").unwrap_or_default());
@@ -1020,7 +1077,7 @@ fn endpoint_body(s: &Sorcery, e: &Object, level: usize) -> String {
         "{:>ind$}:  {:<flex$}  {:<12}  {} of {}\n",
         "Endpoint",
         trunc(&name, flex),
-        trunc(device_state(s, e), 12),
+        trunc(device_state(r, e), 12),
         0,
         busy
     );
@@ -1032,7 +1089,7 @@ fn endpoint_body(s: &Sorcery, e: &Object, level: usize) -> String {
     }
     for a in aor_names(e) {
         if let Some(aor) = s.get("aor", &a) {
-            out.push_str(&aor_body(aor, level + 1));
+            out.push_str(&aor_body(aor, level + 1, contacts));
         }
     }
     let tid = e.field("transport").unwrap_or_default();
@@ -1045,7 +1102,8 @@ fn endpoint_body(s: &Sorcery, e: &Object, level: usize) -> String {
     out
 }
 
-fn aor_names(e: &Object) -> Vec<String> {
+/// The AOR names of an endpoint's `aors`.
+pub(crate) fn aor_names(e: &Object) -> Vec<String> {
     e.field("aors")
         .unwrap_or_default()
         .split(',')
@@ -1054,9 +1112,14 @@ fn aor_names(e: &Object) -> Vec<String> {
         .collect()
 }
 
-/// Unavailable unless a contact is registered; the stand-in has no registrations.
-pub fn device_state(_s: &Sorcery, _e: &Object) -> &'static str {
-    "Unavailable"
+/// `ast_sip_get_device_state` of an endpoint without channels: `Not in use` while it
+/// is online (a contact available), else `Unavailable`.
+pub fn device_state(r: &Registrar, e: &Object) -> &'static str {
+    if r.is_online(&e.id) {
+        "Not in use"
+    } else {
+        "Unavailable"
+    }
 }
 
 /// A `pjsip show <objects>` table: the header, one body per object, the count.
@@ -1072,12 +1135,63 @@ fn show_table(header: &str, bodies: Vec<String>) -> String {
 }
 
 /// `pjsip show endpoints`.
-pub fn show_endpoints(s: &Sorcery) -> String {
+pub fn show_endpoints(s: &Sorcery, r: &Registrar, contacts: &AorContacts) -> String {
     let bodies = s
         .all("endpoint")
         .into_iter()
-        .map(|e| endpoint_body(s, e, 0));
+        .map(|e| endpoint_body(s, r, contacts, e, 0));
     show_table(ENDPOINT_HEADER, bodies.collect())
+}
+
+/// `pjsip show endpoint <id>`: the endpoint's table, then its options.
+pub fn show_endpoint(s: &Sorcery, r: &Registrar, contacts: &AorContacts, id: &str) -> String {
+    let Some(e) = s.get("endpoint", id) else {
+        return format!("Unable to find object {id}.\n\n");
+    };
+    format!(
+        "\n{ENDPOINT_HEADER}{SEPARATOR}\n\n{}\n{}\n",
+        endpoint_body(s, r, contacts, e, 0),
+        objectset_table(e, ENDPOINT, "contact_deny")
+    )
+}
+
+/// `ast_sip_cli_print_sorcery_objectset`: the options sorted by name, in columns at
+/// least 13 and 14 wide.
+fn objectset_table(o: &Object, specs: &[OptSpec], stop_at: &str) -> String {
+    let mut rows: Vec<(&str, String)> = specs
+        .iter()
+        .take_while(|sp| sp.name != stop_at)
+        .filter(|sp| sp.name != "type")
+        .map(|sp| (sp.name, o.field(sp.name).unwrap_or_default()))
+        .collect();
+    rows.sort();
+    let nw = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(13);
+    let vw = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(14);
+    let mut out = format!(
+        " {:<nw$} : ParameterValue\n {}\n",
+        "ParameterName",
+        "=".repeat(nw + vw + 3)
+    );
+    for (n, v) in rows {
+        out.push_str(&format!(" {n:<nw$} : {v}\n"));
+    }
+    out
+}
+
+/// `pjsip show aors`.
+pub fn show_aors(s: &Sorcery, contacts: &AorContacts) -> String {
+    let bodies = s.all("aor").into_iter().map(|a| aor_body(a, 0, contacts));
+    show_table(
+        &format!("{}{}", aor_header(0), contact_header(1)),
+        bodies.collect(),
+    )
+}
+
+/// `pjsip show contacts`: every contact in astdb (orphans included), by `aor/uri`.
+pub fn show_contacts(mut all: Vec<ContactInfo>) -> String {
+    all.sort_by(|a, b| (&a.contact.aor, &a.contact.uri).cmp(&(&b.contact.aor, &b.contact.uri)));
+    let bodies = all.iter().map(|i| contact_body(i, 0));
+    show_table(&contact_header(0), bodies.collect())
 }
 
 /// `pjsip show transports`.

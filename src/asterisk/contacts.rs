@@ -1,0 +1,478 @@
+//! The live view of registered phones: Asterisk's contacts, by aor, kept from a snapshot
+//! (`PJSIPShowContacts`) and the `ContactStatus` events between snapshots. Pure: the
+//! event link (`event_link.rs`) feeds it messages, the API reads it.
+//!
+//! What real Asterisk 22.7 reports decides the design (`shared/asterisk/registration/`):
+//! a refresh fires no event (F-REG-17), so expiry times come only from snapshots, and the
+//! link takes one periodically; a new contact's event carries no user agent, source or
+//! expiry (F-REG-13), so it asks for a snapshot; lists can run ahead of events
+//! (F-QUAL-5), so an event never downgrades a contact the snapshot already knows better;
+//! a removed endpoint leaves its contact behind with no event (F-REG-24), so the view
+//! only shows contacts of extensions the portal has applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::ami::Message;
+
+/// Whether a contact answers Asterisk's qualify OPTIONS now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactStatus {
+    Reachable,
+    Unreachable,
+    /// Registered, qualify off or not answered yet.
+    NotQualified,
+    Unknown,
+}
+
+impl ContactStatus {
+    /// Asterisk's word for it: `Reachable`, `Unreachable`, `NonQualified` (F-QUAL-2).
+    fn parse(word: &str) -> Self {
+        match word {
+            "Reachable" => Self::Reachable,
+            "Unreachable" => Self::Unreachable,
+            "NonQualified" | "Created" => Self::NotQualified,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// One registered contact of an aor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contact {
+    #[serde(skip)]
+    pub aor: String,
+    pub uri: String,
+    pub user_agent: String,
+    /// Where the REGISTER came from, `ip:port`.
+    pub source: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub status: ContactStatus,
+    #[serde(rename = "rtt_ms", serialize_with = "rtt_ms")]
+    pub rtt_usec: Option<u64>,
+}
+
+/// The round trip in milliseconds, as the API shows it (`rtt_ms`).
+fn rtt_ms<S: serde::Serializer>(usec: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match usec {
+        Some(u) => s.serialize_f64(*u as f64 / 1000.0),
+        None => s.serialize_none(),
+    }
+}
+
+impl Contact {
+    /// A contact from one `Event: ContactList` of a `PJSIPShowContacts` answer (F-REG-6).
+    pub fn from_list(m: &Message) -> Option<Self> {
+        // ObjectName is `<aor>;@<md5 of the uri>` (F-REG-10).
+        let aor = m.get("ObjectName")?.split(";@").next()?.to_owned();
+        let status = ContactStatus::parse(m.get("Status").unwrap_or(""));
+        let source = match (m.get("ViaAddr"), m.get("ViaPort")) {
+            (Some(addr), Some(port)) if !addr.is_empty() => format!("{addr}:{port}"),
+            _ => source_of(m.get("Uri")?),
+        };
+        Some(Self {
+            aor,
+            uri: m.get("Uri")?.to_owned(),
+            user_agent: m.get("UserAgent").unwrap_or("").to_owned(),
+            source,
+            expires_at: m
+                .get("ExpirationTime")
+                .and_then(|t| t.parse::<i64>().ok())
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+            rtt_usec: rtt(status, m.get("RoundtripUsec")),
+            status,
+        })
+    }
+}
+
+/// A round trip counts only for a reachable contact: Asterisk writes `N/A` (lists) or
+/// `0` (events) for every other status (F-QUAL-6).
+fn rtt(status: ContactStatus, raw: Option<&str>) -> Option<u64> {
+    match status {
+        ContactStatus::Reachable => raw.and_then(|r| r.parse().ok()),
+        _ => None,
+    }
+}
+
+/// `host:port` of a SIP URI such as `sip:1901@127.0.0.1:5101;transport=udp`, for a contact
+/// known only from an event until the next snapshot.
+fn source_of(uri: &str) -> String {
+    let rest = uri.split_once('@').map_or(uri, |(_, r)| r);
+    let rest = rest.strip_prefix("sip:").unwrap_or(rest);
+    rest.split([';', '>', '?']).next().unwrap_or("").to_owned()
+}
+
+/// An `Event: ContactStatus` (F-REG-13, F-QUAL-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub aor: String,
+    pub uri: String,
+    /// `None` for `Removed`.
+    pub status: Option<ContactStatus>,
+    pub rtt_usec: Option<u64>,
+}
+
+impl StatusEvent {
+    pub fn parse(m: &Message) -> Option<Self> {
+        let word = m.get("ContactStatus")?;
+        let status = (word != "Removed").then(|| ContactStatus::parse(word));
+        Some(Self {
+            aor: m.get("AOR")?.to_owned(),
+            uri: m.get("URI")?.to_owned(),
+            rtt_usec: status.and_then(|s| rtt(s, m.get("RoundtripUsec"))),
+            status,
+        })
+    }
+}
+
+/// What an event did to the view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The aor whose contacts changed.
+    pub changed: Option<String>,
+    /// The view lacks details only a snapshot has (a contact it did not know).
+    pub needs_snapshot: bool,
+}
+
+/// Every contact Asterisk holds, by aor; and whether that is live.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    contacts: BTreeMap<String, Vec<Contact>>,
+    /// The extensions the portal has applied: only their contacts are shown.
+    applied: BTreeSet<u32>,
+    live: bool,
+    synced_at: Option<OffsetDateTime>,
+}
+
+/// A phone's registration as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    pub state: RegistrationState,
+    pub contacts: Vec<Contact>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationState {
+    Online,
+    Offline,
+    /// The view is not live: never a stale `online`.
+    Unknown,
+}
+
+/// The counts `/status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub live: bool,
+    pub online: Option<usize>,
+    pub offline: Option<usize>,
+    pub contacts: Option<usize>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub synced_at: Option<OffsetDateTime>,
+}
+
+impl View {
+    /// Replaces every contact with a snapshot; returns the aors whose contacts changed.
+    pub fn replace(&mut self, snapshot: Vec<Contact>, now: OffsetDateTime) -> BTreeSet<String> {
+        let mut next: BTreeMap<String, Vec<Contact>> = BTreeMap::new();
+        for c in snapshot {
+            next.entry(c.aor.clone()).or_default().push(c);
+        }
+        for list in next.values_mut() {
+            list.sort_by(|a, b| a.uri.cmp(&b.uri));
+        }
+        let aors: BTreeSet<&String> = self.contacts.keys().chain(next.keys()).collect();
+        let changed = aors
+            .into_iter()
+            .filter(|a| self.contacts.get(*a) != next.get(*a))
+            .cloned()
+            .collect();
+        self.contacts = next;
+        self.live = true;
+        self.synced_at = Some(now);
+        changed
+    }
+
+    /// Applies one `ContactStatus` event.
+    pub fn apply(&mut self, e: &StatusEvent) -> Applied {
+        let list = self.contacts.entry(e.aor.clone()).or_default();
+        let at = list.iter().position(|c| c.uri == e.uri);
+        let changed = Some(e.aor.clone());
+        let applied = match (e.status, at) {
+            (None, Some(i)) => {
+                list.remove(i);
+                Applied {
+                    changed,
+                    needs_snapshot: false,
+                }
+            }
+            (None, None) => Applied::default(),
+            // A registration (NonQualified) of a contact the view already has changes
+            // nothing it knows: the snapshot may be newer (F-QUAL-5).
+            (Some(ContactStatus::NotQualified), Some(_)) => Applied::default(),
+            (Some(status), Some(i)) => {
+                let c = &mut list[i];
+                let before = (c.status, c.rtt_usec);
+                (c.status, c.rtt_usec) = (status, e.rtt_usec);
+                Applied {
+                    changed: (before != (c.status, c.rtt_usec)).then_some(e.aor.clone()),
+                    needs_snapshot: status == ContactStatus::Unknown,
+                }
+            }
+            (Some(status), None) => {
+                list.push(Contact {
+                    aor: e.aor.clone(),
+                    uri: e.uri.clone(),
+                    user_agent: String::new(),
+                    source: source_of(&e.uri),
+                    expires_at: None,
+                    status,
+                    rtt_usec: e.rtt_usec,
+                });
+                list.sort_by(|a, b| a.uri.cmp(&b.uri));
+                Applied {
+                    changed,
+                    needs_snapshot: true,
+                }
+            }
+        };
+        if list.is_empty() {
+            self.contacts.remove(&e.aor);
+        }
+        applied
+    }
+
+    /// The view stops being live (the link is down): every registration reads `unknown`.
+    pub fn lost(&mut self) {
+        self.live = false;
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The extensions applied now (after an apply, and at start from the database).
+    pub fn set_applied(&mut self, applied: BTreeSet<u32>) {
+        self.applied = applied;
+    }
+
+    /// The registration of one extension.
+    pub fn registration(&self, extension: u32) -> Registration {
+        if !self.live {
+            return Registration {
+                state: RegistrationState::Unknown,
+                contacts: Vec::new(),
+            };
+        }
+        let contacts = self.contacts_of(extension).to_vec();
+        Registration {
+            state: if contacts.is_empty() {
+                RegistrationState::Offline
+            } else {
+                RegistrationState::Online
+            },
+            contacts,
+        }
+    }
+
+    fn contacts_of(&self, extension: u32) -> &[Contact] {
+        if !self.applied.contains(&extension) {
+            return &[];
+        }
+        self.contacts
+            .get(&extension.to_string())
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The applied extensions with at least one contact; `None` when not live.
+    pub fn online(&self) -> Option<Vec<u32>> {
+        self.live.then(|| {
+            self.applied
+                .iter()
+                .copied()
+                .filter(|e| !self.contacts_of(*e).is_empty())
+                .collect()
+        })
+    }
+
+    pub fn summary(&self) -> Summary {
+        let online = self.online();
+        let contacts = self.live.then(|| {
+            self.applied
+                .iter()
+                .map(|e| self.contacts_of(*e).len())
+                .sum()
+        });
+        Summary {
+            live: self.live,
+            offline: online.as_ref().map(|o| self.applied.len() - o.len()),
+            online: online.map(|o| o.len()),
+            contacts,
+            synced_at: self.synced_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ContactList item as recorded in ami_reg_02 (F-REG-6).
+    const LISTED: &str = "Event: ContactList\r\nActionID: s2-contacts-1\r\nObjectType: contact\r\n\
+        ObjectName: 1901;@dcc08cee4295c56851839784ebf09cf4\r\nViaAddr: 127.0.0.1\r\n\
+        QualifyTimeout: 3.000000\r\nQualify2xxOnly: false\r\nCallId: lab-1901-5101@127.0.0.1\r\n\
+        RegServer: \r\nPruneOnBoot: no\r\nPath: \r\nEndpoint: 1901\r\nViaPort: 5101\r\n\
+        AuthenticateQualify: no\r\nUri: sip:1901@127.0.0.1:5101\r\nQualifyFrequency: 0\r\n\
+        UserAgent: SIPp\r\nExpirationTime: 1796025435\r\nOutboundProxy: \r\n\
+        Status: NonQualified\r\nRoundtripUsec: N/A";
+
+    fn event(uri: &str, status: &str, rtt: &str) -> StatusEvent {
+        StatusEvent::parse(&Message::parse(&format!(
+            "Event: ContactStatus\r\nPrivilege: system,all\r\nURI: {uri}\r\n\
+             ContactStatus: {status}\r\nAOR: 1901\r\nEndpointName: 1901\r\nRoundtripUsec: {rtt}"
+        )))
+        .unwrap()
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_796_021_836).unwrap()
+    }
+
+    fn live(applied: &[u32], snapshot: Vec<Contact>) -> View {
+        let mut v = View::default();
+        v.set_applied(applied.iter().copied().collect());
+        v.replace(snapshot, now());
+        v
+    }
+
+    #[test]
+    fn a_listed_contact_reads_as_recorded() {
+        let c = Contact::from_list(&Message::parse(LISTED)).unwrap();
+        assert_eq!(c.aor, "1901");
+        assert_eq!(c.uri, "sip:1901@127.0.0.1:5101");
+        assert_eq!(c.user_agent, "SIPp");
+        assert_eq!(c.source, "127.0.0.1:5101");
+        assert_eq!(c.expires_at.unwrap().unix_timestamp(), 1_796_025_435);
+        assert_eq!((c.status, c.rtt_usec), (ContactStatus::NotQualified, None));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"uri": "sip:1901@127.0.0.1:5101", "user_agent": "SIPp",
+                "source": "127.0.0.1:5101", "expires_at": "2026-11-30T07:57:15Z",
+                "status": "not_qualified", "rtt_ms": null})
+        );
+    }
+
+    #[test]
+    fn registration_is_unknown_until_live_and_only_for_applied_extensions() {
+        let contact = Contact::from_list(&Message::parse(LISTED)).unwrap();
+        let mut v = View::default();
+        assert_eq!(v.registration(1901).state, RegistrationState::Unknown);
+        v.replace(vec![contact.clone()], now());
+        assert_eq!(
+            v.registration(1901).state,
+            RegistrationState::Offline,
+            "an orphan contact of an extension not applied is never shown"
+        );
+        v.set_applied([1901, 1902].into());
+        let r = v.registration(1901);
+        assert_eq!((r.state, r.contacts.len()), (RegistrationState::Online, 1));
+        assert_eq!(v.registration(1902).state, RegistrationState::Offline);
+        assert_eq!(v.online(), Some(vec![1901]));
+        let s = v.summary();
+        assert_eq!(
+            (s.online, s.offline, s.contacts),
+            (Some(1), Some(1), Some(1))
+        );
+        v.lost();
+        assert_eq!(v.registration(1901).state, RegistrationState::Unknown);
+        assert_eq!((v.online(), v.summary().online), (None, None));
+    }
+
+    #[test]
+    fn events_move_the_view_and_ask_for_details_they_lack() {
+        let mut v = live(&[1901], vec![]);
+        // A new registration: known from the event only, a snapshot fills the details.
+        let a = v.apply(&event("sip:1901@127.0.0.1:5101", "NonQualified", "0"));
+        assert_eq!(
+            a,
+            Applied {
+                changed: Some("1901".into()),
+                needs_snapshot: true
+            }
+        );
+        let c = &v.registration(1901).contacts[0];
+        assert_eq!(
+            (c.source.as_str(), c.status),
+            ("127.0.0.1:5101", ContactStatus::NotQualified)
+        );
+        // Qualify answers: status and round trip change, no snapshot needed.
+        let a = v.apply(&event("sip:1901@127.0.0.1:5101", "Reachable", "526"));
+        assert_eq!(
+            a,
+            Applied {
+                changed: Some("1901".into()),
+                needs_snapshot: false
+            }
+        );
+        let c = &v.registration(1901).contacts[0];
+        assert_eq!(
+            (c.status, c.rtt_usec),
+            (ContactStatus::Reachable, Some(526))
+        );
+        assert_eq!(serde_json::to_value(c).unwrap()["rtt_ms"], 0.526);
+        // A late NonQualified never downgrades what the view knows (F-QUAL-5).
+        assert_eq!(
+            v.apply(&event("sip:1901@127.0.0.1:5101", "NonQualified", "0")),
+            Applied::default()
+        );
+        let a = v.apply(&event("sip:1901@127.0.0.1:5101", "Unreachable", "0"));
+        assert_eq!(a.changed.as_deref(), Some("1901"));
+        assert_eq!(v.registration(1901).contacts[0].rtt_usec, None);
+        // The same status again changes nothing (Asterisk only reports changes anyway).
+        assert_eq!(
+            v.apply(&event("sip:1901@127.0.0.1:5101", "Unreachable", "0"))
+                .changed,
+            None
+        );
+        let a = v.apply(&event("sip:1901@127.0.0.1:5101", "Removed", "0"));
+        assert_eq!(a.changed.as_deref(), Some("1901"));
+        assert_eq!(v.registration(1901).state, RegistrationState::Offline);
+        assert_eq!(
+            v.apply(&event("sip:1901@127.0.0.1:5101", "Removed", "0")),
+            Applied::default()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_reports_which_aors_changed() {
+        let c = Contact::from_list(&Message::parse(LISTED)).unwrap();
+        let mut v = live(&[1901], vec![c.clone()]);
+        assert!(v.replace(vec![c.clone()], now()).is_empty());
+        let later = Contact {
+            expires_at: None,
+            ..c.clone()
+        };
+        assert_eq!(
+            v.replace(vec![later], now()),
+            BTreeSet::from(["1901".to_owned()])
+        );
+        assert_eq!(
+            v.replace(vec![], now()),
+            BTreeSet::from(["1901".to_owned()])
+        );
+    }
+
+    #[test]
+    fn sources_come_from_the_uri_when_the_list_has_none() {
+        assert_eq!(
+            source_of("sip:1901@10.0.0.5:5062;transport=udp"),
+            "10.0.0.5:5062"
+        );
+        assert_eq!(source_of("sip:10.0.0.5"), "10.0.0.5");
+    }
+}
