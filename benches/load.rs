@@ -14,6 +14,12 @@
 //! on 127.0.0.1:5432 with a CA it makes, as `scripts/test.sh` does); the directory is
 //! `PBX_PORTAL_TEST_PG_TLS`, by default the script's. Without them, the TLS lines say what
 //! was not measured and why, and the rest runs.
+//! Then bulk import and export: `POST /users/import` of 1000 rows over HTTP against
+//! PostgreSQL inserting the same 1000 rows with one multi-row statement in one transaction
+//! (over tokio-postgres, alternated round by round), an import of 10,000 rows into a range
+//! of exactly 10,000 numbers (CSV and JSON), and an export of those 10,000 users (JSON and
+//! CSV), each in a fresh service process so that its peak RSS (VmHWM) is its own.
+//! `LOAD_BENCH=bulk cargo bench --bench load` runs only that part.
 
 use std::time::{Duration, Instant};
 
@@ -305,13 +311,14 @@ async fn pg_tls(url: &str) -> Result<tokio_postgres::Client, String> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/<pid>/status (VmRSS: now; VmHWM: the peak so far).
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -482,6 +489,17 @@ async fn main() {
             ms(s.p99)
         )
     };
+
+    if std::env::var("LOAD_BENCH").as_deref() == Ok("bulk") {
+        bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+        drop(child);
+        drop(admin_db);
+        let _ = pg(&admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        return;
+    }
 
     creates(&http, &base, 8, 400, "warm").await;
     reset().await;
@@ -762,10 +780,244 @@ async fn main() {
         "RSS of pbx-portal, after the load above", rss_loaded
     );
 
+    bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+
     drop(child);
     drop(admin_db);
     let _ = pg(&admin)
         .await
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await;
+}
+
+/// POSTs a file; status and answer.
+async fn post_file(http: &Http, base: &str, path: &str, ct: &str, body: Bytes) -> (u16, Bytes) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", ct)
+        .body(Full::new(body))
+        .unwrap();
+    let resp = http.request(req).await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+fn import_csv(rows: usize, tag: &str) -> Bytes {
+    let mut s = String::from("name,email\n");
+    for i in 0..rows {
+        s.push_str(&format!("Bulk User {i},{tag}-{i}@bulk.example\n"));
+    }
+    Bytes::from(s)
+}
+
+fn import_json(rows: usize, tag: &str) -> Bytes {
+    let users: Vec<serde_json::Value> = (0..rows)
+        .map(|i| serde_json::json!({"name": format!("Bulk User {i}"), "email": format!("{tag}-{i}@bulk.example")}))
+        .collect();
+    Bytes::from(serde_json::json!({ "users": users }).to_string())
+}
+
+/// The statement the service's import runs to insert a whole file (src/store/import.rs).
+const MULTI_ROW_INSERT: &str = "
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[])
+            WITH ORDINALITY AS t(name, email, number, secret, devices, ord)
+    ), u AS (
+        INSERT INTO users (name, email)
+        SELECT name, email FROM input ORDER BY ord
+        RETURNING id, name, email, created_at
+    ), e AS (
+        INSERT INTO extensions (number, user_id, secret, devices)
+        SELECT i.number, u.id, i.secret, i.devices FROM input i JOIN u ON u.email = i.email
+        RETURNING number, user_id, devices
+    )
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
+      FROM u JOIN e ON e.user_id = u.id";
+
+/// PostgreSQL alone: the same rows (numbers chosen beforehand, secrets generated)
+/// inserted by one multi-row statement in one transaction, on a connection that has run
+/// it before (as the service's pooled ones have).
+async fn raw_multi_row_insert(
+    client: &mut tokio_postgres::Client,
+    rows: usize,
+    tag: &str,
+) -> Duration {
+    let names: Vec<String> = (0..rows).map(|i| format!("Bulk User {i}")).collect();
+    let emails: Vec<String> = (0..rows)
+        .map(|i| format!("{tag}-{i}@bulk.example"))
+        .collect();
+    let numbers: Vec<i32> = (0..rows as i32).map(|i| 10000 + i).collect();
+    let secrets: Vec<String> = (0..rows)
+        .map(|_| SipSecret::generate().expose().to_owned())
+        .collect();
+    let devices: Vec<i16> = vec![1; rows];
+    let t = Instant::now();
+    let tx = client.transaction().await.unwrap();
+    let inserted = tx
+        .query_typed(
+            MULTI_ROW_INSERT,
+            &[
+                (&names, Type::TEXT_ARRAY),
+                (&emails, Type::TEXT_ARRAY),
+                (&numbers, Type::INT4_ARRAY),
+                (&secrets, Type::TEXT_ARRAY),
+                (&devices, Type::INT2_ARRAY),
+            ],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(inserted.len(), rows);
+    took
+}
+
+/// The bulk part of the benchmark (see the module's doc).
+async fn bulk(
+    http: &Http,
+    base: &str,
+    url: &str,
+    db: &tokio_postgres::Client,
+    pjsip: &std::path::Path,
+    dialplan: &std::path::Path,
+) {
+    let reset = || async { db.batch_execute("TRUNCATE users CASCADE").await.unwrap() };
+    let mut raw_client = pg(url).await;
+    println!();
+    println!("bulk import and export");
+    // 1000 rows: the service end to end against PostgreSQL's own multi-row insert,
+    // alternated so that both see the same machine.
+    const ROUNDS: usize = 21;
+    let (mut service, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS + 2 {
+        reset().await;
+        let body = import_csv(1000, &format!("s{round}"));
+        let t = Instant::now();
+        let (status, answer) = post_file(http, base, "/users/import", "text/csv", body).await;
+        let took = t.elapsed();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+        reset().await;
+        let raw_took = raw_multi_row_insert(&mut raw_client, 1000, &format!("r{round}")).await;
+        // The first two rounds warm both up.
+        if round >= 2 {
+            service.push(took);
+            raw.push(raw_took);
+        }
+    }
+    reset().await;
+    service.sort_unstable();
+    raw.sort_unstable();
+    let (s50, r50) = (percentile(&service, 0.5), percentile(&raw, 0.5));
+    println!(
+        "{:<52} {:>10} (min {}, max {})",
+        "POST /users/import, 1000 rows (CSV), p50",
+        ms(s50),
+        ms(service[0]),
+        ms(service[service.len() - 1])
+    );
+    println!(
+        "{:<52} {:>10} (min {}, max {})",
+        "PostgreSQL: one multi-row insert, 1000 rows, p50",
+        ms(r50),
+        ms(raw[0]),
+        ms(raw[raw.len() - 1])
+    );
+    println!(
+        "{:<52} {:>11.2}x (budget 2x)",
+        "  service / PostgreSQL, p50 of 21 rounds",
+        s50.as_secs_f64() / r50.as_secs_f64()
+    );
+
+    let mut raw10k = Vec::new();
+    for round in 0..3 {
+        reset().await;
+        raw10k.push(raw_multi_row_insert(&mut raw_client, 10_000, &format!("r10k{round}")).await);
+    }
+    raw10k.sort_unstable();
+
+    // 10,000 rows into a range of exactly 10,000 numbers, 3 times (emptied in between) in
+    // a fresh process per format.
+    let range = [
+        ("PORTAL_RELOAD", "none".to_owned()),
+        ("PORTAL_EXTENSION_MIN", "20000".to_owned()),
+        ("PORTAL_EXTENSION_MAX", "29999".to_owned()),
+    ];
+    for (ct, body) in [
+        ("text/csv", import_csv(10_000, "big")),
+        ("application/json", import_json(10_000, "big")),
+    ] {
+        reset().await;
+        let (svc, base) = Service::start(url, pjsip, dialplan, &range).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = svc.0.id();
+        let idle = proc_status_kib(pid, "VmHWM:");
+        let size = body.len();
+        let mut lat = Vec::new();
+        for _ in 0..3 {
+            reset().await;
+            let t = Instant::now();
+            let (status, answer) = post_file(http, &base, "/users/import", ct, body.clone()).await;
+            lat.push(t.elapsed());
+            assert_eq!(
+                status,
+                201,
+                "{}",
+                String::from_utf8_lossy(&answer[..answer.len().min(500)])
+            );
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(v["created"], 10_000);
+            assert_eq!(v["users"][9999]["extension"], 29999);
+        }
+        lat.sort_unstable();
+        println!(
+            "{:<52} {:>10} peak RSS {} KiB (idle {} KiB; file {} KiB)",
+            format!("import 10,000 rows ({ct}), p50 of 3"),
+            ms(percentile(&lat, 0.5)),
+            proc_status_kib(pid, "VmHWM:"),
+            idle,
+            size / 1024
+        );
+    }
+
+    println!(
+        "{:<52} {:>10}",
+        "PostgreSQL: one multi-row insert, 10,000 rows, p50/3",
+        ms(percentile(&raw10k, 0.5))
+    );
+
+    // Export of those 10,000 users, each format in a fresh process.
+    for format in ["json", "csv"] {
+        let (svc, base) = Service::start(url, pjsip, dialplan, &range).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = svc.0.id();
+        let idle = proc_status_kib(pid, "VmHWM:");
+        let mut lat = Vec::new();
+        let mut size = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (status, body) = call(
+                http,
+                &base,
+                Method::GET,
+                &format!("/users/export?format={format}"),
+                None,
+            )
+            .await;
+            lat.push(t.elapsed());
+            assert_eq!(status, 200);
+            size = body.len();
+        }
+        lat.sort_unstable();
+        println!(
+            "{:<52} {:>10} peak RSS {} KiB (idle {} KiB; answer {} KiB)",
+            format!("GET /users/export?format={format}, 10,000 users"),
+            ms(percentile(&lat, 0.5)),
+            proc_status_kib(pid, "VmHWM:"),
+            idle,
+            size / 1024
+        );
+    }
+    reset().await;
 }

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! http ──▶ apply ──▶ store      (PostgreSQL: users, the apply lock, the audit log)
-//!                └─▶ asterisk   (render, files, AMI, CLI, FastAGI, the probe)
+//!    │           └─▶ asterisk   (render, files, AMI, CLI, FastAGI, the probe)
+//!    └─▶ bulk ──▶ store         (import and export of many users at once)
 //! ```
 //!
 //! `store` and `asterisk` never import each other: `asterisk` returns its own results
@@ -14,11 +15,13 @@
 //! [`apply`] maps them into the apply record. The leaves every layer may use are
 //! [`domain`] (parsed user input), [`config`], [`apply::record`] (what an apply did, which
 //! `store` persists and `http` answers) and [`shutdown`]. [`app`] is the composition root
-//! that wires them for `serve`; [`check`] is the doctor.
+//! that wires them for `serve`; [`check`] is the doctor. [`bulk`] is shared by the
+//! HTTP routes and the `import` / `export` commands.
 
 pub mod app;
 pub mod apply;
 pub mod asterisk;
+pub mod bulk;
 pub mod check;
 pub mod config;
 pub mod domain;

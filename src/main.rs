@@ -4,12 +4,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use pbx_portal::apply::record::ApplyRecord;
 use pbx_portal::apply::{Applier, ApplyError};
 use pbx_portal::config::Config;
 use pbx_portal::store::{self, Store};
-use pbx_portal::{app, check};
+use pbx_portal::{app, bulk, check};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,29 @@ enum Command {
     },
     /// Check the database, include directories and lines, AMI and the FastAGI port.
     Check,
+    /// Import users from a CSV or JSON file, all or nothing, as POST /users/import does.
+    /// Prints the created users with their SIP secrets as CSV; errors go to stderr.
+    Import {
+        /// The file (`-` for standard input): CSV with a header (name,email[,extension]
+        /// [,devices]) or JSON {"users": [...]}; by its .csv/.json name, else its content.
+        file: String,
+        /// Check the file and show the numbers the users would get; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export every user (no secrets) to standard output, sorted by extension.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// id,name,email,extension,devices,created_at
+    Csv,
+    /// {"users": [...]}
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +95,8 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(config).await,
             Command::Apply { dry_run } => apply(config, dry_run).await,
             Command::Check => check(config).await,
+            Command::Import { file, dry_run } => import(config, &file, dry_run).await,
+            Command::Export { format } => export(config, format).await,
         }
     })
 }
@@ -179,5 +204,122 @@ async fn check(config: Config) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Reads the file to import (or standard input for `-`), refusing one larger than an
+/// import may be before reading it all.
+fn read_import(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = bulk::file::MAX_BYTES as u64;
+    let mut bytes = Vec::new();
+    let read = if path == "-" {
+        std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| format!("cannot read {path}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{path} is larger than 8 MiB: split it"));
+    }
+    Ok(bytes)
+}
+
+/// `import FILE [--dry-run]`: stdout gets the created (or planned) users as CSV, stderr
+/// one line per error. Exit 0 when every user was created (or would be), 1 otherwise.
+async fn import(config: Config, path: &str, dry_run: bool) -> ExitCode {
+    let bytes = match read_import(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("import failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = bulk::Format::sniff(path, &bytes);
+    let store = match app::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("import failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mode = if dry_run {
+        bulk::Mode::DryRun
+    } else {
+        bulk::Mode::Create {
+            idempotency_key: None,
+        }
+    };
+    let sheet = match bulk::import(&store, format, &bytes, &config.range, mode).await {
+        Ok(bulk::Outcome::Created(imported)) => bulk::sheet::created_csv(&imported.users),
+        Ok(bulk::Outcome::Planned(users)) => bulk::sheet::planned_csv(&users),
+        Err(bulk::ImportError::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "import failed: {} error(s); nothing was imported",
+                errors.len()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("import failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = sheet.map_err(|e| e.to_string()).and_then(|bytes| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The users exist: say so, since their secrets did not reach the admin.
+            eprintln!("import done, but its output could not be written: {e}; rotate the secrets (POST /users/{{id}}/secret)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `export [--format csv|json]`: every user to stdout, streamed as it is read.
+async fn export(config: Config, format: ExportFormat) -> ExitCode {
+    use std::io::Write;
+    let format = match format {
+        ExportFormat::Csv => bulk::Format::Csv,
+        ExportFormat::Json => bulk::Format::Json,
+    };
+    let result = async {
+        let store = app::open_store(&config).await.map_err(|e| e.to_string())?;
+        let mut rows = store
+            .export_users(1000, std::time::Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut writer = bulk::sheet::ExportWriter::new(format);
+        // A chunk is written while the next is read (a terminal or pipe that blocks the
+        // write only slows the reads down).
+        let mut out = std::io::stdout();
+        while let Some(chunk) = rows.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            let bytes = writer.rows(&chunk).map_err(|e| e.to_string())?;
+            out.write_all(&bytes).map_err(|e| e.to_string())?;
+        }
+        let mut bytes = writer.finish().map_err(|e| e.to_string())?;
+        if format == bulk::Format::Json {
+            bytes.push(b'\n');
+        }
+        out.write_all(&bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("export failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! Every error the API answers, and the one place each becomes an HTTP response.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::body::full;
+use super::Resp;
 use crate::apply::record::{ApplyRecord, FailureCode};
 use crate::apply::ApplyError;
+use crate::bulk::file::RowError;
+use crate::bulk::ImportError;
 use crate::domain::ValidationError;
 use crate::store::StoreError;
 
@@ -23,16 +25,24 @@ pub enum ApiError {
     Validation(#[from] ValidationError),
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
-    #[error("Content-Type must be application/json")]
-    UnsupportedMediaType,
-    #[error("request body is larger than 64 KiB")]
-    PayloadTooLarge,
+    /// The Content-Type the route takes, e.g. `application/json`.
+    #[error("Content-Type must be {0}")]
+    UnsupportedMediaType(&'static str),
+    /// The route's limit, e.g. `64 KiB`.
+    #[error("request body is larger than {0}")]
+    PayloadTooLarge(&'static str),
     #[error("a user with this email already exists")]
     EmailTaken,
     #[error("this extension is already taken")]
     ExtensionTaken,
     #[error("no free extension is left in the configured range")]
     PoolExhausted,
+    /// An import needs more new numbers than the range has free.
+    #[error("the file needs {needed} new extensions but only {free} are free in the range; nothing was imported")]
+    NotEnoughExtensions { needed: u64, free: u64 },
+    /// An import refused: every bad row of the file, nothing created.
+    #[error("{} error(s) in the file; nothing was imported", .0.len())]
+    ImportInvalid(Vec<RowError>),
     #[error("this Idempotency-Key was already used with a different body")]
     IdempotencyKeyReused,
     #[error("another apply is running; try again when it has finished")]
@@ -53,13 +63,16 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused | Self::ImportInvalid(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::EmailTaken
             | Self::ExtensionTaken
             | Self::PoolExhausted
+            | Self::NotEnoughExtensions { .. }
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ApplyFailed(rec) => match rec.failure() {
@@ -83,11 +96,12 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Validation(_) => "validation_failed",
             Self::InvalidJson(_) => "invalid_json",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::EmailTaken => "email_taken",
             Self::ExtensionTaken => "extension_taken",
-            Self::PoolExhausted => "extension_pool_exhausted",
+            Self::PoolExhausted | Self::NotEnoughExtensions { .. } => "extension_pool_exhausted",
+            Self::ImportInvalid(_) => "import_invalid",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ApplyInProgress => "apply_in_progress",
             Self::DatabaseUnavailable(_) => "database_unavailable",
@@ -97,8 +111,9 @@ impl ApiError {
     }
 
     /// The one place an error becomes a response: `{"error": {code, message, field?}}`
-    /// with the headers its status calls for, or a failed apply's own record.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    /// with the headers its status calls for, or a failed apply's own record. A refused
+    /// import adds `errors`: every bad row with its row, field, code and message.
+    pub fn into_response(self) -> Resp {
         let status = self.status();
         let mut error = json!({"code": self.code(), "message": self.to_string()});
         let mut headers = Vec::new();
@@ -109,6 +124,7 @@ impl ApiError {
                 error["field"] = v.field.clone().into();
                 error["message"] = v.message.clone().into();
             }
+            Self::ImportInvalid(rows) => error["errors"] = json!(rows),
             Self::MethodNotAllowed(allow) => headers.push((ALLOW, HeaderValue::from_static(allow))),
             Self::Unauthorized => {
                 headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
@@ -150,10 +166,23 @@ impl From<ApplyError> for ApiError {
     }
 }
 
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Invalid(rows) => Self::ImportInvalid(rows),
+            ImportError::NotEnoughExtensions { needed, free } => {
+                Self::NotEnoughExtensions { needed, free }
+            }
+            ImportError::InvalidJson(m) => Self::InvalidJson(m),
+            ImportError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// A JSON response.
-pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,7 +1,9 @@
 //! The HTTP API: accept loop, routing, authentication. Handlers live in the submodules.
 
 mod apply;
+pub mod body;
 pub mod error;
+mod import;
 mod request;
 mod state;
 mod system;
@@ -12,8 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::shutdown::Shutdown;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -26,7 +26,8 @@ use tracing::Instrument;
 use error::ApiError;
 pub use state::App;
 
-pub type Resp = Response<Full<Bytes>>;
+/// Every response: a whole buffer or, for an export, a stream (see [`body`]).
+pub type Resp = Response<body::Body>;
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -36,6 +37,8 @@ enum Route {
     Healthz,
     OpenApi,
     Users,
+    UsersImport,
+    UsersExport,
     User(i64),
     UserSecret(i64),
     Available,
@@ -54,6 +57,8 @@ impl Route {
             ["healthz"] => Self::Healthz,
             ["openapi.json"] => Self::OpenApi,
             ["users"] => Self::Users,
+            ["users", "import"] => Self::UsersImport,
+            ["users", "export"] => Self::UsersExport,
             ["users", i] => Self::User(id(i)?),
             ["users", i, "secret"] => Self::UserSecret(id(i)?),
             ["extensions", "available"] => Self::Available,
@@ -69,7 +74,7 @@ impl Route {
         match self {
             Self::Users => "GET, POST",
             Self::User(_) => "GET, PATCH, DELETE",
-            Self::UserSecret(_) | Self::Apply => "POST",
+            Self::UserSecret(_) | Self::Apply | Self::UsersImport => "POST",
             _ => "GET",
         }
     }
@@ -85,6 +90,8 @@ impl Route {
             Self::Healthz => "/healthz",
             Self::OpenApi => "/openapi.json",
             Self::Users => "/users",
+            Self::UsersImport => "/users/import",
+            Self::UsersExport => "/users/export",
             Self::User(_) => "/users/{id}",
             Self::UserSecret(_) => "/users/{id}/secret",
             Self::Available => "/extensions/available",
@@ -108,6 +115,8 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         (Route::Status, &Method::GET) => system::status(app).await,
         (Route::Users, &Method::POST) => users::create(app, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,
+        (Route::UsersImport, &Method::POST) => import::import(app, req).await,
+        (Route::UsersExport, &Method::GET) => import::export(app, &req).await,
         (Route::User(id), &Method::GET) => users::get(app, id).await,
         (Route::User(id), &Method::PATCH) => users::update(app, id, req).await,
         (Route::User(id), &Method::DELETE) => users::delete(app, id).await,
@@ -205,5 +214,8 @@ mod tests {
         assert_eq!(Route::parse("/users/99999999999999999999"), None);
         assert_eq!(Route::parse("/nope"), None);
         assert_eq!(Route::parse("/apply/pending"), Some(Route::ApplyPending));
+        assert_eq!(Route::parse("/users/import"), Some(Route::UsersImport));
+        assert_eq!(Route::parse("/users/export/"), Some(Route::UsersExport));
+        assert_eq!(Route::parse("/users/import/1"), None);
     }
 }

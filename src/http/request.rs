@@ -49,30 +49,48 @@ pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType("application/json"));
     }
+    let bytes = body_within(req, MAX_BODY, "64 KiB").await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// The media type of the request body (`Content-Type` without parameters, lower-cased)
+/// and its parameters as they were sent.
+pub fn content_type(req: &Request<Incoming>) -> Option<(String, String)> {
+    let v = req.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    let (media, params) = v.split_once(';').unwrap_or((v, ""));
+    Some((media.trim().to_ascii_lowercase(), params.trim().to_owned()))
+}
+
+/// Reads a whole body of at most `limit` bytes (`shown` says the limit in words): a
+/// declared length above it is refused before a byte is read, and reading stops at it.
+pub async fn body_within(
+    req: Request<Incoming>,
+    limit: usize,
+    shown: &'static str,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ApiError::PayloadTooLarge);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(shown));
     }
-    let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
+    Ok(Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                ApiError::PayloadTooLarge
+                ApiError::PayloadTooLarge(shown)
             } else {
                 ApiError::InvalidJson("the body could not be read".into())
             }
         })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+        .to_bytes())
 }
 
 /// Reads the query string into `T`, a struct whose fields are the route's parameters and

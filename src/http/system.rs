@@ -7,8 +7,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -62,7 +60,7 @@ pub async fn healthz(app: &App) -> Resp {
 pub fn openapi(range: ExtensionRange) -> Resp {
     match serde_json::from_str::<Value>(OPENAPI) {
         Ok(mut doc) => {
-            for schema in ["NewUser", "UserPatch"] {
+            for schema in ["NewUser", "UserPatch", "ImportUser"] {
                 let at = format!("/components/schemas/{schema}/properties/extension");
                 if let Some(ext) = doc.pointer_mut(&at) {
                     ext["minimum"] = range.min().into();
@@ -73,7 +71,7 @@ pub fn openapi(range: ExtensionRange) -> Resp {
         }
         // Unreachable: a unit test parses the embedded document.
         Err(_) => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            let mut resp = Response::new(super::body::full(OPENAPI.as_bytes()));
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp

@@ -36,7 +36,7 @@ fn publish(app: &App, action: &str, user: &impl Serialize) {
         .publish("user", &json!({"action": action, "user": user}));
 }
 
-fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };

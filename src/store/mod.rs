@@ -9,6 +9,8 @@
 //! with the reason ([`ConnectError`]).
 
 pub mod applies;
+mod idempotency;
+mod import;
 mod migrate;
 pub mod tls;
 mod users;
@@ -25,6 +27,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::DatabaseUrl;
 
 pub use applies::Snapshot;
+pub use import::{
+    Conflict, ConflictKind, CreatedAnswer, CreatedUser, ExportRows, ImportFailure, Imported,
+    PlannedUser,
+};
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
@@ -186,9 +192,14 @@ pub struct Store {
     pool: Pool<Manager>,
     errors: ConnectErrors,
     size: u32,
+    /// Exports running now: each holds a connection for as long as its reader takes.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
+    /// Exports at once: slow readers may hold this many connections, never the pool.
+    pub const EXPORTS: usize = 4;
+
     /// A pool of `size` connections to `db`, after one connection proved that the server
     /// can be reached and its TLS is what `sslmode` asks for.
     pub async fn connect(db: &DatabaseUrl, size: u32) -> Result<Self, StoreError> {
@@ -210,7 +221,12 @@ impl Store {
             .build_unchecked(manager);
         // A full pool cannot refuse its first connection; were it to, it is dropped.
         let _ = pool.add(first);
-        Ok(Self { pool, errors, size })
+        Ok(Self {
+            pool,
+            errors,
+            size,
+            exports: Arc::new(tokio::sync::Semaphore::new(Self::EXPORTS)),
+        })
     }
 
     /// Size and use of the pool now.

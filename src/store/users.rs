@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::idempotency::{self, Claim};
 use super::{map_db_error, Store, StoreError};
 use crate::domain::{Devices, Extension, ExtensionRange, NewUser, SipSecret, UserPatch};
 
@@ -22,7 +23,7 @@ pub struct UserRow {
 }
 
 impl UserRow {
-    fn from_row(r: &tokio_postgres::Row) -> Self {
+    pub(super) fn from_row(r: &tokio_postgres::Row) -> Self {
         Self {
             id: r.get(0),
             name: r.get(1),
@@ -138,35 +139,13 @@ impl Store {
 
         let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default()).to_vec();
         let tx = conn.transaction().await?;
-        // Takes the key, or waits for a concurrent holder to finish; a key older than
-        // 24 hours is taken over as if it were new.
-        let claimed = tx
-            .query_typed(
-                "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE
-                    SET request_hash = EXCLUDED.request_hash, response = NULL, created_at = now()
-                  WHERE idempotency_keys.created_at < now() - interval '24 hours'
-                 RETURNING 1",
-                &[(&key, Type::TEXT), (&hash, Type::BYTEA)],
-            )
-            .await?;
-        if claimed.is_empty() {
-            let row = tx
-                .query_typed(
-                    "SELECT request_hash, response FROM idempotency_keys WHERE key = $1",
-                    &[(&key, Type::TEXT)],
-                )
-                .await?;
-            let row = row.first().ok_or_else(no_row)?;
-            let stored_hash: Vec<u8> = row.get(0);
-            let response: Option<Value> = row.get(1);
-            return match response {
-                Some(body) if stored_hash == hash => Ok(CreateOutcome {
-                    body,
-                    replayed: true,
-                }),
-                _ => Err(StoreError::IdempotencyKeyReused),
-            };
+        if let Claim::Replay(body) = idempotency::claim(&tx, key, &hash).await? {
+            let body = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))?;
+            return Ok(CreateOutcome {
+                body,
+                replayed: true,
+            });
         }
         let row = tx
             .query_typed(CREATE, &params)
@@ -174,11 +153,7 @@ impl Store {
             .map_err(map_db_error)?;
         let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
         let body = created_body(&user, &secret);
-        tx.execute(
-            "UPDATE idempotency_keys SET response = $2 WHERE key = $1",
-            &[&key, &body],
-        )
-        .await?;
+        idempotency::record(&tx, key, &body.to_string()).await?;
         tx.commit().await?;
         Ok(CreateOutcome {
             body,

@@ -6,6 +6,7 @@ mod support;
 mod apply_asterisk;
 mod apply_files;
 mod asterisk_standin;
+mod bulk;
 mod crash;
 mod edits;
 mod openapi;

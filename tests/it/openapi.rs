@@ -129,6 +129,26 @@ async fn every_documented_operation_answers_as_documented() {
 
     let user = app.create_user("Doc User", "doc@x.org").await;
     let id = user["id"].to_string();
+    // A request body each operation accepts (imports need fresh emails).
+    let n = std::cell::Cell::new(0);
+    let body_for =
+        |method: &str, path: &str, media: &str| -> Option<(&'static str, bytes::Bytes)> {
+            n.set(n.get() + 1);
+            let i = n.get();
+            match (method, path, media) {
+            ("post", "/users", _) => Some(json!({"name": "Another", "email": "another@x.org"})),
+            ("post", "/users/import", "text/csv") => {
+                let csv = format!("name,email\nCsv Doc {i},csv{i}@x.org\n");
+                return Some(("text/csv", bytes::Bytes::from(csv)));
+            }
+            ("post", "/users/import", _) => Some(
+                json!({"users": [{"name": format!("Doc {i}"), "email": format!("doc{i}@x.org")}]}),
+            ),
+            ("post", _, _) => Some(json!({})),
+            _ => None,
+        }
+        .map(|v| ("application/json", bytes::Bytes::from(v.to_string())))
+        };
     let mut seen = Vec::new();
     // DELETE last: the other operations need the user.
     let mut ops: Vec<(String, String)> = Vec::new();
@@ -148,15 +168,8 @@ async fn every_documented_operation_answers_as_documented() {
         let url = path.replace("{id}", &id);
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let public = op.get("security") == Some(&json!([]));
-        let body = match (method.as_str(), path.as_str()) {
-            ("post", "/users") => Some(json!({"name": "Another", "email": "another@x.org"})),
-            ("post", _) => Some(json!({})),
-            _ => None,
-        };
-        let r = match body {
-            Some(b) => app.post(&url, b).await,
-            None => app.send(m, &url, None, &[], !public).await,
-        };
+        let body = body_for(&method, &path, "application/json");
+        let r = app.send(m.clone(), &url, body, &[], !public).await;
         let status = r.status.as_u16().to_string();
         let documented = &op["responses"][&status];
         assert!(
@@ -179,6 +192,37 @@ async fn every_documented_operation_answers_as_documented() {
                 &mut errors,
             );
             assert!(errors.is_empty(), "{errors:#?}");
+        }
+        // A success documented as CSV too: asked for with Accept, with each request body
+        // the operation takes; the answer's type and its text checked against its schema.
+        if let Some(schema) = documented.pointer("/content/text~1csv/schema") {
+            let medias: Vec<String> = op
+                .pointer("/requestBody/content")
+                .and_then(Value::as_object)
+                .map_or(vec![String::new()], |c| c.keys().cloned().collect());
+            for media in medias {
+                let body = body_for(&method, &path, &media);
+                let r = app
+                    .send(m.clone(), &url, body, &[("Accept", "text/csv")], !public)
+                    .await;
+                assert_eq!(
+                    r.status.as_u16().to_string(),
+                    status,
+                    "{method} {path} {media}"
+                );
+                let ct = r.headers["content-type"].to_str().unwrap();
+                assert_eq!(ct.split(';').next(), Some("text/csv"), "{method} {path}");
+                let text = json!(String::from_utf8(r.raw.to_vec()).unwrap());
+                let mut errors = Vec::new();
+                check(
+                    &doc,
+                    schema,
+                    &text,
+                    &format!("{method} {path} csv"),
+                    &mut errors,
+                );
+                assert!(errors.is_empty(), "{errors:#?}");
+            }
         }
         if !public {
             let unauth = app
@@ -208,9 +252,11 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /openapi.json",
         "GET /status",
         "GET /users",
+        "GET /users/export",
         "GET /users/{id}",
         "POST /apply",
         "POST /users",
+        "POST /users/import",
         "POST /users/{id}/secret",
     ];
     assert_eq!(
@@ -237,6 +283,39 @@ async fn documented_errors_have_the_error_shape() {
     );
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(bad.body["error"]["field"], "name");
+
+    // An import's errors: every row error and the file's own, as documented.
+    let import = &doc["paths"]["/users/import"]["post"]["responses"];
+    let bad = app
+        .send(
+            Method::POST,
+            "/users/import",
+            Some((
+                "text/csv",
+                bytes::Bytes::from("name,email,extension\n;,x,1\nA,a@x.org,1000\nB,A@x.org,\n"),
+            )),
+            &[],
+            true,
+        )
+        .await;
+    let empty = app
+        .send(
+            Method::POST,
+            "/users/import",
+            Some(("application/json", bytes::Bytes::from(r#"{"users": []}"#))),
+            &[],
+            true,
+        )
+        .await;
+    for r in [&bad, &empty] {
+        assert_eq!(r.body["error"]["code"], "import_invalid");
+        let mut errors = Vec::new();
+        let schema = resolve(&doc, &import["422"])["content"]["application/json"]["schema"].clone();
+        check(&doc, &schema, &r.body, "422", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    assert_eq!(bad.body["error"]["errors"].as_array().unwrap().len(), 4);
+    assert_eq!(empty.body["error"]["errors"][0]["row"], Value::Null);
 }
 
 #[test]
@@ -427,6 +506,18 @@ async fn the_served_document_carries_the_configured_extension_range() {
         (r.status, r.body["extension"].as_i64()),
         (StatusCode::CREATED, Some(min + 1))
     );
+    // An import row states the rules of a new user, the served range included: the rules
+    // proven against POST /users below are the import's (the same parsers read both).
+    let import_user = rules.schema("ImportUser");
+    for field in ["name", "email", "extension", "devices"] {
+        assert_eq!(
+            import_user["properties"][field],
+            rules.schema("NewUser")["properties"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(import_user["additionalProperties"], json!(false));
+    assert_eq!(import_user["required"], rules.schema("NewUser")["required"]);
     // The static file keeps the default range.
     let file: Value = serde_json::from_str(include_str!("../../src/http/openapi.json")).unwrap();
     let ext = &file["components"]["schemas"]["NewUser"]["properties"]["extension"];
@@ -620,9 +711,17 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             let call = |query: String| {
                 let m = m.clone();
                 let url = format!("{path}?{query}");
+                // An import needs a valid file with a fresh email (false/0 really import).
+                let body = match (m == Method::POST, path.as_str()) {
+                    (true, "/users/import") => Some(bytes::Bytes::from(
+                        json!({"users": [{"name": "Q", "email": format!("q{}@x.org", rules.unique())}]})
+                            .to_string(),
+                    )),
+                    (true, _) => Some(bytes::Bytes::from_static(b"{}")),
+                    (false, _) => None,
+                };
                 async move {
-                    let body = (m == Method::POST)
-                        .then(|| ("application/json", bytes::Bytes::from_static(b"{}")));
+                    let body = body.map(|b| ("application/json", b));
                     (app.send(m, &url, body, &[], true).await, url)
                 }
             };
@@ -735,7 +834,9 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "GET /users order",
             "GET /users q",
             "GET /users registered",
+            "GET /users/export format",
             "POST /apply dry_run",
+            "POST /users/import dry_run",
         ]
     );
 }

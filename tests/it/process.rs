@@ -61,6 +61,34 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
     }
     app.post("/users", json!({"name": "bad;", "email": "x"}))
         .await;
+    // An import (replayed once), a refused one and an export: their secrets too.
+    let file = bytes::Bytes::from("name,email\nI1,i1@x.org\nI2,i2@x.org\n");
+    for _ in 0..2 {
+        let r = app
+            .send(
+                hyper::Method::POST,
+                "/users/import",
+                Some(("text/csv", file.clone())),
+                &[("Idempotency-Key", "import-key")],
+                true,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        for u in r.body["users"].as_array().unwrap() {
+            secrets.push(u["sip_password"].as_str().unwrap().to_owned());
+        }
+    }
+    let refused = app
+        .send(
+            hyper::Method::POST,
+            "/users/import",
+            Some(("text/csv", bytes::Bytes::from("name,email\nI1,i1@x.org\n"))),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.get("/users/export").await.status, StatusCode::OK);
     assert_eq!(
         app.post("/apply", json!({})).await.body["status"],
         "applied"

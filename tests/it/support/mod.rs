@@ -68,6 +68,19 @@ where
     }
 }
 
+/// [`eventually`] for a condition that needs to wait (a query, a request).
+pub async fn wait_until_async<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually(what, within, || {
+        let fut = cond();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
 /// [`eventually`] for a condition that can be checked without waiting.
 pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     eventually(what, within, || std::future::ready(cond().then_some(()))).await

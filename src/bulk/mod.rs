@@ -1,0 +1,146 @@
+//! Bulk import and export: onboarding a whole company in one call, all or nothing.
+//!
+//! Shared by `POST /users/import`, `GET /users/export` and the `import` / `export`
+//! commands, so that the command line and the API accept the same files and give the
+//! same answers. The file is parsed in [`file`] (pure), checked and allocated in one
+//! transaction by [`crate::store`], and answered as CSV or JSON by [`sheet`].
+//!
+//! A file with any error creates nothing, and its answer lists every error: the file's
+//! own (shape, values, duplicates within the file) and, for the rows that parsed, their
+//! clashes with existing users — so that one round of corrections is enough.
+
+pub mod file;
+pub mod sheet;
+
+use sha2::{Digest, Sha256};
+
+pub use file::Format;
+use file::{Parsed, RowCode, RowError};
+
+use crate::domain::{Email, Extension, ExtensionRange};
+use crate::store::{
+    Conflict, ConflictKind, ImportFailure, Imported, PlannedUser, Store, StoreError,
+};
+
+/// Why an import created nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Every error of the file, sorted by row.
+    #[error("{} error(s) in the file; nothing was imported", .0.len())]
+    Invalid(Vec<RowError>),
+    #[error(
+        "the file needs {needed} new extensions but only {free} are free in the range; nothing was imported"
+    )]
+    NotEnoughExtensions { needed: u64, free: u64 },
+    /// A JSON body that is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A real import or a dry run.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// Check and allocate, then roll back: the numbers an import would get now.
+    DryRun,
+    /// Create every user, with an optional `Idempotency-Key`.
+    Create { idempotency_key: Option<&'a str> },
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Created(Imported),
+    Planned(Vec<PlannedUser>),
+}
+
+/// What an `Idempotency-Key` is compared by: the route, the format and the file's
+/// fingerprint (see [`Parsed::fingerprint`]).
+fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(match format {
+        Format::Csv => b"POST /users/import text/csv\n".as_slice(),
+        Format::Json => b"POST /users/import application/json\n".as_slice(),
+    });
+    h.update(fingerprint);
+    h.finalize().to_vec()
+}
+
+/// Imports (or plans) a whole file: all or nothing.
+pub async fn import(
+    store: &Store,
+    format: Format,
+    bytes: &[u8],
+    range: &ExtensionRange,
+    mode: Mode<'_>,
+) -> Result<Outcome, ImportError> {
+    let parsed =
+        file::parse(format, bytes, range).map_err(|e| ImportError::InvalidJson(e.to_string()))?;
+    let fingerprint = parsed.fingerprint;
+    let (rows, users) = match parsed.into_users() {
+        Ok(valid) => valid,
+        Err(parsed) => return Err(ImportError::Invalid(with_clashes(store, parsed).await?)),
+    };
+    let result = match mode {
+        Mode::DryRun => store.plan_import(&users, range).await.map(Outcome::Planned),
+        Mode::Create { idempotency_key } => {
+            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
+            store
+                .import_users(&users, range, idempotency_key.zip(hash.as_deref()))
+                .await
+                .map(Outcome::Created)
+        }
+    };
+    result.map_err(|f| match f {
+        ImportFailure::Conflicts(c) => ImportError::Invalid(clash_errors(&c, &rows)),
+        ImportFailure::Exhausted { needed, free } => {
+            ImportError::NotEnoughExtensions { needed, free }
+        }
+        ImportFailure::Store(e) => ImportError::Store(e),
+    })
+}
+
+/// A file's errors, with the clashes of its parsed values with existing users added.
+async fn with_clashes(store: &Store, parsed: Parsed) -> Result<Vec<RowError>, StoreError> {
+    let Parsed {
+        rows, mut errors, ..
+    } = parsed;
+    if !rows.is_empty() {
+        let emails: Vec<Option<&str>> = rows
+            .iter()
+            .map(|r| r.email.as_ref().map(Email::as_str))
+            .collect();
+        let numbers: Vec<Option<i32>> = rows
+            .iter()
+            .map(|r| r.extension.flatten().map(Extension::as_db))
+            .collect();
+        let clashes = store.import_conflicts(&emails, &numbers).await?;
+        let row_numbers: Vec<u64> = rows.iter().map(|r| r.row).collect();
+        errors.extend(clash_errors(&clashes, &row_numbers));
+        errors.sort_by_key(|e| e.row);
+    }
+    Ok(errors)
+}
+
+fn clash_errors(clashes: &[Conflict], rows: &[u64]) -> Vec<RowError> {
+    clashes
+        .iter()
+        .filter_map(|c| {
+            let row = *rows.get(c.index)?;
+            Some(match c.kind {
+                ConflictKind::Email => RowError {
+                    row: Some(row),
+                    field: Some("email".into()),
+                    code: RowCode::EmailTaken,
+                    message: "a user with this email already exists".into(),
+                },
+                ConflictKind::Extension => RowError {
+                    row: Some(row),
+                    field: Some("extension".into()),
+                    code: RowCode::ExtensionTaken,
+                    message: "this extension is already taken".into(),
+                },
+            })
+        })
+        .collect()
+}

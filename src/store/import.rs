@@ -1,0 +1,538 @@
+//! Bulk import and export in SQL.
+//!
+//! An import is one transaction under the same allocation lock as `portal_create_user`
+//! (`pg_advisory_xact_lock(1346524240, 1)`, taken in its own statement so that every
+//! later statement reads a snapshot that already holds every earlier allocation). Its cost
+//! in round trips does not depend on the number of rows: the whole file travels as a few
+//! arrays (`unnest`), so a 10,000-row file costs the same six statements as a one-row
+//! file — BEGIN, lock, conflicts, allocation, insert, COMMIT (plus two for an
+//! `Idempotency-Key`). Explicit extensions are taken first; the rows without one get the
+//! lowest free numbers of the range in file order, found in one statement from the gaps
+//! between taken numbers. A dry run runs the same lock, checks and allocation and rolls
+//! back, so the numbers it shows are the ones an import would get at that moment.
+//!
+//! An export reads every user from one snapshot (a read-only REPEATABLE READ transaction)
+//! through a portal, a chunk of rows at a time, and hands the chunks over a channel of one
+//! chunk: memory stays a few chunks whatever the number of users, and a client that stops
+//! reading stops the reads (and, after a while, ends the transaction).
+
+use std::collections::HashMap;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, IsolationLevel, Transaction};
+use tracing::Instrument;
+
+use super::idempotency::{self, Claim};
+use super::{map_db_error, Store, StoreError, UserRow};
+use crate::domain::{ExtensionRange, NewUser, SipSecret};
+
+/// A row of an import that clashes with the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// Index into the rows given.
+    pub index: usize,
+    pub kind: ConflictKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The email belongs to an existing user.
+    Email,
+    /// The explicit extension belongs to an existing user.
+    Extension,
+}
+
+/// Why an import (or its dry run) created nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    #[error("{} row(s) clash with existing users", .0.len())]
+    Conflicts(Vec<Conflict>),
+    #[error("{needed} new extensions needed, {free} free in the range")]
+    Exhausted { needed: u64, free: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for ImportFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// A user an import created, with its SIP credentials: the only time the secret is shown
+/// (and what an `Idempotency-Key` replays).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub extension: u32,
+    pub devices: u8,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub sip_username: String,
+    #[serde(deserialize_with = "stored_secret")]
+    pub sip_password: SipSecret,
+}
+
+impl std::fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedUser")
+            .field("id", &self.id)
+            .field("extension", &self.extension)
+            .field("sip_password", &self.sip_password)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stored_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SipSecret, D::Error> {
+    String::deserialize(d).map(SipSecret::from_stored)
+}
+
+/// A user a dry run would create, with the number it would get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedUser {
+    pub name: String,
+    pub email: String,
+    pub extension: u32,
+    pub devices: u8,
+}
+
+/// What an import created, or the first answer again when its `Idempotency-Key` repeats.
+#[derive(Debug)]
+pub struct Imported {
+    pub users: Vec<CreatedUser>,
+    pub replayed: bool,
+}
+
+/// The JSON answer to an import: `{"created": n, "users": [...]}`. Defined here because it
+/// is also what an `Idempotency-Key` stores.
+#[derive(Serialize)]
+pub struct CreatedAnswer<'a> {
+    pub created: usize,
+    pub users: &'a [CreatedUser],
+}
+
+#[derive(Deserialize)]
+struct StoredAnswer {
+    users: Vec<CreatedUser>,
+}
+
+/// The rows' emails and explicit numbers as the statements take them.
+fn columns(users: &[NewUser]) -> (Vec<&str>, Vec<Option<i32>>) {
+    users
+        .iter()
+        .map(|u| (u.email.as_str(), u.extension.map(|e| e.as_db())))
+        .unzip()
+}
+
+const CONFLICTS: &str = "
+    SELECT 'email', t.ord FROM unnest($1::text[]) WITH ORDINALITY AS t(email, ord)
+      JOIN users u ON u.email = t.email
+    UNION ALL
+    SELECT 'extension', t.ord FROM unnest($2::int4[]) WITH ORDINALITY AS t(number, ord)
+      JOIN extensions e ON e.number = t.number";
+
+/// The lowest `$4` free numbers of `$1..=$2`, not counting the explicit numbers `$3`:
+/// the runs between taken numbers, each with how many free numbers come before it, and
+/// from the runs that are needed only the numbers that are needed.
+const ALLOCATE: &str = "
+    WITH taken AS (
+        SELECT number::int8 AS n FROM extensions WHERE number BETWEEN $1 AND $2
+        UNION
+        SELECT x::int8 FROM unnest($3::int4[]) AS x WHERE x IS NOT NULL
+    ), edges AS (
+        SELECT n, lead(n, 1, $2::int8 + 1) OVER (ORDER BY n) AS next
+          FROM (SELECT $1::int8 - 1 AS n UNION ALL SELECT n FROM taken) t
+    ), runs AS (
+        SELECT n + 1 AS first, next - 1 AS last,
+               (sum(next - n - 1) OVER (ORDER BY n))::int8 - (next - n - 1) AS before
+          FROM edges WHERE next > n + 1
+    )
+    SELECT g::int4 FROM runs, generate_series(first, least(last, first + $4 - before - 1)) AS g
+     WHERE before < $4
+     ORDER BY g";
+
+/// Users and extensions of the whole file in one statement, joined back by email (unique
+/// in the file, checked before).
+const INSERT: &str = "
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[])
+            WITH ORDINALITY AS t(name, email, number, secret, devices, ord)
+    ), u AS (
+        INSERT INTO users (name, email)
+        SELECT name, email FROM input ORDER BY ord
+        RETURNING id, name, email, created_at
+    ), e AS (
+        INSERT INTO extensions (number, user_id, secret, devices)
+        SELECT i.number, u.id, i.secret, i.devices FROM input i JOIN u ON u.email = i.email
+        RETURNING number, user_id, devices
+    )
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
+      FROM u JOIN e ON e.user_id = u.id";
+
+/// Rows whose email or explicit extension an existing user has.
+async fn conflicts(
+    c: &impl GenericClient,
+    emails: &[Option<&str>],
+    numbers: &[Option<i32>],
+) -> Result<Vec<Conflict>, StoreError> {
+    let rows = c
+        .query_typed(
+            CONFLICTS,
+            &[(&emails, Type::TEXT_ARRAY), (&numbers, Type::INT4_ARRAY)],
+        )
+        .await?;
+    let mut found: Vec<Conflict> = rows
+        .iter()
+        .map(|r| Conflict {
+            kind: if r.get::<_, &str>(0) == "email" {
+                ConflictKind::Email
+            } else {
+                ConflictKind::Extension
+            },
+            index: usize::try_from(r.get::<_, i64>(1) - 1).unwrap_or(usize::MAX),
+        })
+        .collect();
+    found.sort_by_key(|c| (c.index, c.kind == ConflictKind::Extension));
+    Ok(found)
+}
+
+/// Under the allocation lock: refuses rows that clash with the database, then gives
+/// every row its number (explicit, or the lowest free ones in file order).
+async fn allocate(
+    tx: &Transaction<'_>,
+    users: &[NewUser],
+    range: &ExtensionRange,
+) -> Result<Vec<i32>, ImportFailure> {
+    tx.batch_execute("SELECT pg_advisory_xact_lock(1346524240, 1)")
+        .await?;
+    let (emails, explicit) = columns(users);
+    let emails: Vec<Option<&str>> = emails.into_iter().map(Some).collect();
+    let clashes = conflicts(tx, &emails, &explicit).await?;
+    if !clashes.is_empty() {
+        return Err(ImportFailure::Conflicts(clashes));
+    }
+    let needed = explicit.iter().filter(|n| n.is_none()).count();
+    let mut free = Vec::new();
+    if needed > 0 {
+        let (min, max) = (range.min() as i32, range.max() as i32);
+        let k = needed as i64;
+        free = tx
+            .query_typed(
+                ALLOCATE,
+                &[
+                    (&min, Type::INT4),
+                    (&max, Type::INT4),
+                    (&explicit, Type::INT4_ARRAY),
+                    (&k, Type::INT8),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i32>(0))
+            .collect();
+        if free.len() < needed {
+            return Err(ImportFailure::Exhausted {
+                needed: needed as u64,
+                free: free.len() as u64,
+            });
+        }
+    }
+    let mut free = free.into_iter();
+    Ok(explicit
+        .iter()
+        .map(|n| n.or_else(|| free.next()).unwrap_or_default())
+        .collect())
+}
+
+impl Store {
+    /// The rows (by index) whose email or explicit extension an existing user has,
+    /// without the allocation lock: to report alongside a file's own errors. `None`
+    /// entries (values that did not parse) match nothing.
+    pub async fn import_conflicts(
+        &self,
+        emails: &[Option<&str>],
+        numbers: &[Option<i32>],
+    ) -> Result<Vec<Conflict>, StoreError> {
+        let conn = self.conn().await?;
+        conflicts(&*conn, emails, numbers).await
+    }
+
+    /// The numbers an import of `users` would get now; changes nothing.
+    pub async fn plan_import(
+        &self,
+        users: &[NewUser],
+        range: &ExtensionRange,
+    ) -> Result<Vec<PlannedUser>, ImportFailure> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let numbers = allocate(&tx, users, range).await?;
+        tx.rollback().await?;
+        Ok(users
+            .iter()
+            .zip(numbers)
+            .map(|(u, n)| PlannedUser {
+                name: u.name.as_str().to_owned(),
+                email: u.email.as_str().to_owned(),
+                extension: n.unsigned_abs(),
+                devices: u.devices.get(),
+            })
+            .collect())
+    }
+
+    /// Creates every user of `users`, each with a new SIP secret, or none; answers in the
+    /// order of `users`. With an Idempotency-Key (`key`, hash of the request), the answer is
+    /// stored in the same transaction and replayed to a retry.
+    pub async fn import_users(
+        &self,
+        users: &[NewUser],
+        range: &ExtensionRange,
+        idempotency: Option<(&str, &[u8])>,
+    ) -> Result<Imported, ImportFailure> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        if let Some((key, hash)) = idempotency {
+            if let Claim::Replay(body) = idempotency::claim(&tx, key, hash).await? {
+                let stored: StoredAnswer = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("stored import answer: {e}")))?;
+                return Ok(Imported {
+                    users: stored.users,
+                    replayed: true,
+                });
+            }
+        }
+        let numbers = allocate(&tx, users, range).await?;
+        let secrets: Vec<SipSecret> = users.iter().map(|_| SipSecret::generate()).collect();
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
+        let secret_texts: Vec<&str> = secrets.iter().map(SipSecret::expose).collect();
+        let devices: Vec<i16> = users.iter().map(|u| u.devices.as_db()).collect();
+        let inserted = tx
+            .query_typed(
+                INSERT,
+                &[
+                    (&names, Type::TEXT_ARRAY),
+                    (&emails, Type::TEXT_ARRAY),
+                    (&numbers, Type::INT4_ARRAY),
+                    (&secret_texts, Type::TEXT_ARRAY),
+                    (&devices, Type::INT2_ARRAY),
+                ],
+            )
+            .await
+            .map_err(map_db_error);
+        let inserted = match inserted {
+            Ok(rows) => rows,
+            // Emails are changed (PATCH) without the allocation lock: one may have been
+            // taken since the check. Say which row, as the check would have.
+            Err(StoreError::EmailTaken) => {
+                drop(tx);
+                drop(conn);
+                let emails: Vec<Option<&str>> = emails.into_iter().map(Some).collect();
+                let (_, explicit) = columns(users);
+                let clashes = self.import_conflicts(&emails, &explicit).await?;
+                return Err(if clashes.is_empty() {
+                    StoreError::EmailTaken.into()
+                } else {
+                    ImportFailure::Conflicts(clashes)
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut by_number: HashMap<i32, UserRow> = inserted
+            .iter()
+            .map(|r| (r.get::<_, i32>(3), UserRow::from_row(r)))
+            .collect();
+        let mut created = Vec::with_capacity(users.len());
+        for (n, secret) in numbers.iter().zip(secrets) {
+            let row = by_number
+                .remove(n)
+                .ok_or_else(|| StoreError::Corrupt(format!("extension {n} was not inserted")))?;
+            created.push(CreatedUser {
+                id: row.id,
+                name: row.name,
+                email: row.email,
+                extension: row.extension.get(),
+                devices: row.devices.get(),
+                created_at: row.created_at,
+                sip_username: row.extension.to_string(),
+                sip_password: secret,
+            });
+        }
+        if let Some((key, _)) = idempotency {
+            let answer = CreatedAnswer {
+                created: created.len(),
+                users: &created,
+            };
+            let text = serde_json::to_string(&answer)
+                .map_err(|e| StoreError::Corrupt(format!("import answer: {e}")))?;
+            idempotency::record(&tx, key, &text).await?;
+        }
+        tx.commit().await?;
+        Ok(Imported {
+            users: created,
+            replayed: false,
+        })
+    }
+
+    /// Every user, sorted by extension, read from one snapshot `batch` rows at a time.
+    /// Answers once the first chunk has been read, so that a database that cannot be
+    /// used is an error here and not a broken stream. The reads stop when the
+    /// [`ExportRows`] is dropped, or when its reader takes no chunk for `stall`.
+    ///
+    /// An export holds its connection as long as its reader takes, so at most
+    /// [`Store::EXPORTS`] run at once; another waits as long as for a pooled connection,
+    /// then is refused as unavailable, and the rest of the API keeps its connections.
+    pub async fn export_users(
+        &self,
+        batch: i32,
+        stall: Duration,
+    ) -> Result<ExportRows, StoreError> {
+        let slot =
+            tokio::time::timeout(Duration::from_secs(5), self.exports.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "{} exports are running; try again when one has finished",
+                        Store::EXPORTS
+                    ))
+                })?;
+        let (out, rx) = mpsc::channel(1);
+        let (ready, started) = oneshot::channel();
+        let store = self.clone();
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                let mut ready = Some(ready);
+                if let Err(e) = export(&store, batch.max(1), stall, &out, &mut ready).await {
+                    match ready.take() {
+                        Some(ready) => drop(ready.send(Err(e))),
+                        None => {
+                            tracing::error!(error = %e, "export failed");
+                            // The reader may be gone or stalled: never wait for it here.
+                            let _ = out.try_send(Chunk::Failed(e));
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        match started.await {
+            Ok(Ok(())) => Ok(ExportRows { rx, done: false }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Unavailable(
+                "the export ended before it began".into(),
+            )),
+        }
+    }
+}
+
+const EXPORT: &str = "
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
+      FROM users u JOIN extensions e ON e.user_id = u.id
+     ORDER BY e.number";
+
+enum Chunk {
+    Rows(Vec<UserRow>),
+    Failed(StoreError),
+    Done,
+}
+
+/// Hands `chunk` to the reader; false when it is gone or took nothing for `stall`.
+async fn hand_over(out: &mpsc::Sender<Chunk>, chunk: Chunk, stall: Duration) -> bool {
+    match tokio::time::timeout(stall, out.send(chunk)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::warn!(
+                "export stopped: its reader took nothing for {} s",
+                stall.as_secs()
+            );
+            false
+        }
+    }
+}
+
+async fn export(
+    store: &Store,
+    batch: i32,
+    stall: Duration,
+    out: &mpsc::Sender<Chunk>,
+    ready: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
+) -> Result<(), StoreError> {
+    let mut conn = store.conn().await?;
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let portal = tx.bind(EXPORT, &[]).await?;
+    let mut rows = tx.query_portal(&portal, batch).await?;
+    if let Some(ready) = ready.take() {
+        if ready.send(Ok(())).is_err() {
+            return Ok(());
+        }
+    }
+    loop {
+        let last = rows.len() < batch as usize;
+        if !rows.is_empty() {
+            let chunk = rows.iter().map(UserRow::from_row).collect();
+            if !hand_over(out, Chunk::Rows(chunk), stall).await {
+                return Ok(());
+            }
+        }
+        if last {
+            break;
+        }
+        rows = tx.query_portal(&portal, batch).await?;
+    }
+    tx.commit().await?;
+    hand_over(out, Chunk::Done, stall).await;
+    Ok(())
+}
+
+/// The chunks of an export, in order. A reader sees the end (`None`) only after the last
+/// row; an export that stopped early ends with an error instead.
+pub struct ExportRows {
+    rx: mpsc::Receiver<Chunk>,
+    done: bool,
+}
+
+impl ExportRows {
+    pub fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Vec<UserRow>, StoreError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(match ready!(self.rx.poll_recv(cx)) {
+            Some(Chunk::Rows(rows)) => Some(Ok(rows)),
+            Some(Chunk::Failed(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Some(Chunk::Done) => {
+                self.done = true;
+                None
+            }
+            None => {
+                self.done = true;
+                Some(Err(StoreError::Unavailable(
+                    "the export stopped before its last row".into(),
+                )))
+            }
+        })
+    }
+
+    pub async fn next(&mut self) -> Option<Result<Vec<UserRow>, StoreError>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
