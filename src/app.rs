@@ -133,8 +133,10 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             link_shutdown,
         ));
     }
+    let (stop_http, shutdown) = Shutdown::new();
     let app = Arc::new(App {
         applier: applier.with_live(registrations.clone(), hub.clone()),
+        streams: crate::http::Streams::new(shutdown.clone()),
         config,
         token,
         store,
@@ -142,7 +144,6 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         registrations,
         hub,
     });
-    let (stop_http, shutdown) = Shutdown::new();
     let http = tokio::spawn(crate::http::serve(http, app.clone(), shutdown));
     tracing::info!(%http_addr, %agi_addr, "pbx-portal serving");
     Ok(Running {

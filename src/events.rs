@@ -14,8 +14,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// How many frames a stream may fall behind before it is dropped.
-const BACKLOG: usize = 1024;
+/// How many frames a stream may fall behind before it is dropped: more than the largest
+/// import (10,000 rows, one `user` event each), so a stream that keeps up is never dropped
+/// by a burst.
+const BACKLOG: usize = 16 * 1024;
 
 /// The stream of frames. Cheap to clone.
 #[derive(Clone)]

@@ -47,6 +47,9 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("another apply is running; try again when it has finished")]
     ApplyInProgress,
+    /// `GET /events` already serves its maximum of streams.
+    #[error("{0} event streams are open already; try again later")]
+    TooManyStreams(usize),
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
     /// An apply ran and failed: the answer is its record, whose `error.code` says why.
@@ -74,6 +77,7 @@ impl ApiError {
             | Self::PoolExhausted
             | Self::NotEnoughExtensions { .. }
             | Self::ApplyInProgress => StatusCode::CONFLICT,
+            Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ApplyFailed(rec) => match rec.failure() {
                 Some(FailureCode::ReloadFailed | FailureCode::HealthCheckFailed) => {
@@ -104,6 +108,7 @@ impl ApiError {
             Self::ImportInvalid(_) => "import_invalid",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ApplyInProgress => "apply_in_progress",
+            Self::TooManyStreams(_) => "too_many_streams",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::ApplyFailed(_) => "apply_failed",
             Self::Internal(_) => "internal",

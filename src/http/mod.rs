@@ -3,6 +3,7 @@
 mod apply;
 pub mod body;
 pub mod error;
+mod events;
 mod import;
 mod request;
 mod state;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use error::ApiError;
+pub use events::Streams;
 pub use state::App;
 
 /// Every response: a whole buffer or, for an export, a stream (see [`body`]).
@@ -46,6 +48,7 @@ enum Route {
     ApplyPending,
     Applies,
     Status,
+    Events,
 }
 
 impl Route {
@@ -66,6 +69,7 @@ impl Route {
             ["apply", "pending"] => Self::ApplyPending,
             ["applies"] => Self::Applies,
             ["status"] => Self::Status,
+            ["events"] => Self::Events,
             _ => return None,
         })
     }
@@ -99,6 +103,7 @@ impl Route {
             Self::ApplyPending => "/apply/pending",
             Self::Applies => "/applies",
             Self::Status => "/status",
+            Self::Events => "/events",
         }
     }
 }
@@ -113,6 +118,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
         (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
         (Route::Status, &Method::GET) => system::status(app).await,
+        (Route::Events, &Method::GET) => events::open(app),
         (Route::Users, &Method::POST) => users::create(app, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,
         (Route::UsersImport, &Method::POST) => import::import(app, req).await,

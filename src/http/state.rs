@@ -19,4 +19,6 @@ pub struct App {
     pub probe_server: Arc<ProbeServer>,
     pub registrations: Arc<Registrations>,
     pub hub: Hub,
+    /// The open `GET /events` streams.
+    pub streams: super::Streams,
 }

@@ -125,6 +125,7 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
             "last_apply": last_apply.ok().and_then(|mut v| v.pop()),
             "pending": pending.ok().map(|p| p.pending),
             "registrations": app.registrations.summary(),
+            "event_streams": app.streams.open(),
             "pool": pool,
         }),
     ))

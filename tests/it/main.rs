@@ -9,6 +9,7 @@ mod asterisk_standin;
 mod bulk;
 mod crash;
 mod edits;
+mod events;
 mod openapi;
 mod operations;
 mod process;

@@ -4,6 +4,7 @@ pub mod app;
 pub mod asterisk;
 pub mod process;
 pub mod proxy;
+pub mod sse;
 pub mod tls;
 
 use std::future::Future;
