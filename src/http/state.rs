@@ -1,6 +1,6 @@
 //! What every request handler shares: the configuration, the database, the applier, the
-//! probe server's liveness, the live registrations and the event hub. Built by
-//! `app::start`, read-only afterwards.
+//! probe server's liveness, the live registrations, the event hub and the metrics. Built
+//! by `app::start`, read-only afterwards (the metrics are atomics).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::ProbeServer;
 use crate::config::{ApiToken, Config};
 use crate::events::Hub;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub struct App {
@@ -19,4 +20,5 @@ pub struct App {
     pub probe_server: Arc<ProbeServer>,
     pub registrations: Arc<Registrations>,
     pub hub: Hub,
+    pub metrics: Arc<Metrics>,
 }

@@ -126,6 +126,14 @@ impl ErrorSink<tokio_postgres::Error> for ConnectErrors {
     }
 }
 
+/// How many connections the pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -160,6 +168,16 @@ impl Store {
         let conn = self.pool.get().await?;
         *self.errors.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(conn)
+    }
+
+    /// The pool's connections now (for `/metrics`): open, idle, and the most it opens.
+    pub fn pool_state(&self) -> PoolState {
+        let s = self.pool.state();
+        PoolState {
+            open: s.connections,
+            idle: s.idle_connections,
+            max: Self::POOL_SIZE,
+        }
     }
 
     /// `SELECT 1`, for health checks.
