@@ -8,6 +8,7 @@ mod apply_files;
 mod asterisk_standin;
 mod crash;
 mod edits;
+mod metrics;
 mod openapi;
 mod operations;
 mod process;
