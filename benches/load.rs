@@ -89,17 +89,26 @@ async fn call(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
-/// The latencies of a measure and the wall time it took; runs of the same measure add up.
+/// The latencies of a measure, the wall time it took and (when measured) the CPU time
+/// the service used meanwhile; runs of the same measure add up.
 #[derive(Default)]
 struct Run {
     lat: Vec<Duration>,
     wall: Duration,
+    cpu: Duration,
 }
 
 impl Run {
     fn add(&mut self, other: Run) {
         self.lat.extend(other.lat);
         self.wall += other.wall;
+        self.cpu += other.cpu;
+    }
+
+    /// The service's CPU time per request: unlike latency, hardly moved by whatever else
+    /// runs on the machine.
+    fn cpu_per_request(&self) -> Duration {
+        self.cpu / u32::try_from(self.lat.len().max(1)).unwrap_or(u32::MAX)
     }
 
     fn stats(self) -> Stats {
@@ -116,6 +125,7 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Insta
     Run {
         lat,
         wall: start.elapsed(),
+        cpu: Duration::ZERO,
     }
 }
 
@@ -132,6 +142,7 @@ async fn lists(http: &Http, base: &str, n: usize) -> Run {
     Run {
         lat,
         wall: t0.elapsed(),
+        cpu: Duration::ZERO,
     }
 }
 
@@ -249,6 +260,30 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
         }));
     }
     gather(tasks, start).await
+}
+
+/// CPU time (user + system, all threads) the process has used so far: /proc/<pid>/stat
+/// fields 14 and 15, in clock ticks of 10 ms (CLK_TCK = 100 on Linux).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces: count after it.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+/// Runs `measure` and records the service's CPU time it took.
+async fn on_service(pid: u32, measure: impl std::future::Future<Output = Run>) -> Run {
+    let before = cpu_time(pid);
+    let mut run = measure.await;
+    run.cpu = cpu_time(pid).saturating_sub(before);
+    run
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -410,33 +445,48 @@ async fn main() {
     let mut c32: [Run; 2] = Default::default();
     let mut list: [Run; 2] = Default::default();
     let mut scrapes = Run::default();
+    let pid = child.0.id();
     for (pass, scraped) in [false, true, true, false].into_iter().enumerate() {
         let scraper = scraped.then(|| Scraper::start(&http, &base));
         let i = usize::from(scraped);
         for block in 0..2 {
             reset().await;
             let tag = format!("c1-{pass}-{block}");
-            c1[i].add(creates(&http, &base, 1, 1000, &tag).await);
+            c1[i].add(on_service(pid, creates(&http, &base, 1, 1000, &tag)).await);
         }
         reset().await;
-        c32[i].add(creates(&http, &base, 32, 4000, &format!("c32-{pass}")).await);
+        let tag = format!("c32-{pass}");
+        c32[i].add(on_service(pid, creates(&http, &base, 32, 4000, &tag)).await);
         reset().await;
         creates(&http, &base, 10, 1000, &format!("list-{pass}")).await;
-        list[i].add(lists(&http, &base, 1500).await);
+        list[i].add(on_service(pid, lists(&http, &base, 1500)).await);
         if let Some(s) = scraper {
             scrapes.add(s.stop().await);
         }
     }
-    let [c1, c1_scraped] = c1.map(Run::stats);
-    let [c32, c32_scraped] = c32.map(Run::stats);
-    let [list, list_scraped] = list.map(Run::stats);
+    // With the service's CPU time per request: the column least moved by a busy machine.
+    let row_cpu = |name: &str, run: Run| {
+        let cpu = run.cpu_per_request();
+        let s = run.stats();
+        println!(
+            "{name:<52} {:>10.0}/s {:>10} {:>10}   CPU {:>4.0} µs/request",
+            s.rate,
+            ms(s.p50),
+            ms(s.p99),
+            cpu.as_secs_f64() * 1e6
+        );
+        s
+    };
     let scraped = ", /metrics scraped every 1 s";
-    row("POST /users, 1 client", &c1);
-    row(&format!("POST /users, 1 client{scraped}"), &c1_scraped);
-    row("POST /users, 32 clients", &c32);
-    row(&format!("POST /users, 32 clients{scraped}"), &c32_scraped);
-    row("GET /users (1000 users, ~140 KB)", &list);
-    row(&format!("GET /users{scraped}"), &list_scraped);
+    let [c1, c1_scraped] = c1;
+    let [c32, c32_scraped] = c32;
+    let [list, list_scraped] = list;
+    row_cpu("POST /users, 1 client", c1);
+    row_cpu(&format!("POST /users, 1 client{scraped}"), c1_scraped);
+    let c32 = row_cpu("POST /users, 32 clients", c32);
+    row_cpu(&format!("POST /users, 32 clients{scraped}"), c32_scraped);
+    row_cpu("GET /users (1000 users, ~140 KB)", list);
+    row_cpu(&format!("GET /users{scraped}"), list_scraped);
     let scrape_count = scrapes.lat.len();
     row(
         &format!("  GET /metrics itself ({scrape_count} scrapes, 1/s)"),
