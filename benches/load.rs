@@ -1,11 +1,12 @@
 //! Load benchmark: `cargo bench --bench load`.
 //!
 //! Starts the release binary against a fresh database and prints, in one run:
-//! create throughput at 1 and 32 clients (p50/p99), PostgreSQL's own rate for the same
-//! allocation transaction (the `portal_create_user` call the service makes) and for a bare
-//! two-row insert, GET /users latency with 1000 users, apply of 1000 users with files only,
-//! rendering of 1000 users, and the service's resident memory. Numbers are printed, never
-//! asserted: they depend on the machine.
+//! create throughput at 1 and 32 clients (p50/p99) and GET /users latency with 1000 users,
+//! each without and with Prometheus scraping `/metrics` every second; PostgreSQL's own rate
+//! for the same allocation transaction (the `portal_create_user` call the service makes)
+//! and for a bare two-row insert, apply of 1000 users with files only, rendering of 1000
+//! users, what counting a request and encoding a scrape cost in process, and the service's
+//! resident memory. Numbers are printed, never asserted: they depend on the machine.
 //!
 //! Every figure above is in clear text (`sslmode=disable`). Next to them, the same creates
 //! and list run through a second service whose database connection is TLS, verified as
@@ -33,6 +34,7 @@ use pbx_portal::asterisk::probe::{Expectation, ProbeServer};
 use pbx_portal::asterisk::{ami, render};
 use pbx_portal::config::AmiSettings;
 use pbx_portal::domain::{Devices, Extension, SipSecret, Subscriber};
+use pbx_portal::metrics::{Live, Metrics};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
@@ -104,22 +106,126 @@ async fn call(
 /// Latencies of a batch and its wall time.
 type Batch = (Vec<Duration>, Duration);
 
-/// Joins the clients: their latencies and the wall time since `start`.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Batch {
+/// The latencies of a measure, the wall time it took and (when measured) the CPU time
+/// the service used meanwhile; runs of the same measure add up.
+#[derive(Default)]
+struct Run {
+    lat: Vec<Duration>,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    fn add(&mut self, other: Run) {
+        self.lat.extend(other.lat);
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+    }
+
+    /// The service's CPU time per request: unlike latency, hardly moved by whatever else
+    /// runs on the machine.
+    fn cpu_per_request(&self) -> Duration {
+        self.cpu / u32::try_from(self.lat.len().max(1)).unwrap_or(u32::MAX)
+    }
+
+    fn stats(self) -> Stats {
+        stats(self.lat, self.wall)
+    }
+}
+
+/// Joins the clients and gathers their latencies.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>, start: Instant) -> Run {
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    (lat, start.elapsed())
+    Run {
+        lat,
+        wall: start.elapsed(),
+        cpu: Duration::ZERO,
+    }
+}
+
+/// `n` sequential GET /users of a 1000-user page.
+async fn lists(http: &Http, base: &str, n: usize) -> Run {
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, body) = call(http, base, Method::GET, "/users", None).await;
+        assert!(status == 200 && body.len() > 100_000);
+        lat.push(t.elapsed());
+    }
+    Run {
+        lat,
+        wall: t0.elapsed(),
+        cpu: Duration::ZERO,
+    }
+}
+
+/// Prometheus: `GET /metrics` every second (the first at once) until stopped.
+struct Scraper {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Run>,
+}
+
+impl Scraper {
+    fn start(http: &Http, base: &str) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (http, base) = (http.clone(), base.to_owned());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut run = Run::default();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => return run,
+                }
+                let t = Instant::now();
+                let (status, body) = call(&http, &base, Method::GET, "/metrics", None).await;
+                assert!(status == 200 && body.ends_with(b"# EOF\n"), "{status}");
+                run.lat.push(t.elapsed());
+                run.wall += Duration::from_secs(1);
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Run {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap()
+    }
+}
+
+/// What counting requests costs in process: ns per request counted, from `threads`
+/// threads at once on the same series (the worst case: every thread on the same atomics).
+fn count_requests(m: &Metrics, threads: usize, per_thread: usize) -> f64 {
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for i in 0..per_thread {
+                    m.http_request(
+                        std::hint::black_box("/users/{id}"),
+                        "GET",
+                        200,
+                        Duration::from_micros(700 + (i % 200) as u64),
+                    );
+                }
+            });
+        }
+    });
+    t0.elapsed().as_nanos() as f64 / per_thread as f64
+}
+
+/// `creates` as latencies and wall time (the TLS comparison's rounds).
+async fn create_batch(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Batch {
+    let run = creates(http, base, clients, total, tag).await;
+    (run.lat, run.wall)
 }
 
 /// `total` creates spread over `clients` concurrent clients.
-async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Stats {
-    let (lat, wall) = create_batch(http, base, clients, total, tag).await;
-    stats(lat, wall)
-}
-
-async fn create_batch(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Batch {
+async fn creates(http: &Http, base: &str, clients: usize, total: usize, tag: &str) -> Run {
     let start = Instant::now();
     let per = total / clients;
     let mut tasks = Vec::new();
@@ -190,7 +296,7 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 /// The same allocation transaction straight over tokio-postgres, one connection per client.
-async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: bool) -> Stats {
+async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: bool) -> Run {
     let per = total / clients;
     let mut conns = Vec::new();
     for _ in 0..clients {
@@ -224,8 +330,7 @@ async fn raw_creates(url: &str, clients: usize, total: usize, tag: &str, bare: b
             lat
         }));
     }
-    let (lat, wall) = gather(tasks, start).await;
-    stats(lat, wall)
+    gather(tasks, start).await
 }
 
 /// `n` reads of the whole user list (1000 users).
@@ -308,6 +413,14 @@ async fn pg_tls(url: &str) -> Result<tokio_postgres::Client, String> {
         .map_err(|e| pbx_portal::store::describe(&e))?;
     tokio::spawn(conn);
     Ok(c)
+}
+
+/// Runs `measure` and records the service's CPU time it took.
+async fn on_service(pid: u32, measure: impl std::future::Future<Output = Run>) -> Run {
+    let before = cpu_time(pid);
+    let mut run = measure.await;
+    run.cpu = cpu_time(pid).saturating_sub(before);
+    run
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -502,20 +615,69 @@ async fn main() {
     }
 
     creates(&http, &base, 8, 400, "warm").await;
+    // The service's measures without and with Prometheus scraping /metrics every second,
+    // in four passes ordered without, with, with, without (a drift of the machine over
+    // the run weighs on both alike); each pass spans several scrapes.
+    let mut c1: [Run; 2] = Default::default();
+    let mut c32: [Run; 2] = Default::default();
+    let mut list: [Run; 2] = Default::default();
+    let mut scrapes = Run::default();
+    let pid = child.0.id();
+    for (pass, scraped) in [false, true, true, false].into_iter().enumerate() {
+        let scraper = scraped.then(|| Scraper::start(&http, &base));
+        let i = usize::from(scraped);
+        for block in 0..2 {
+            reset().await;
+            let tag = format!("c1-{pass}-{block}");
+            c1[i].add(on_service(pid, creates(&http, &base, 1, 1000, &tag)).await);
+        }
+        reset().await;
+        let tag = format!("c32-{pass}");
+        c32[i].add(on_service(pid, creates(&http, &base, 32, 4000, &tag)).await);
+        reset().await;
+        creates(&http, &base, 10, 1000, &format!("list-{pass}")).await;
+        list[i].add(on_service(pid, lists(&http, &base, 1500)).await);
+        if let Some(s) = scraper {
+            scrapes.add(s.stop().await);
+        }
+    }
+    // With the service's CPU time per request: the column least moved by a busy machine.
+    let row_cpu = |name: &str, run: Run| {
+        let cpu = run.cpu_per_request();
+        let s = run.stats();
+        println!(
+            "{name:<52} {:>10.0}/s {:>10} {:>10}   CPU {:>4.0} µs/request",
+            s.rate,
+            ms(s.p50),
+            ms(s.p99),
+            cpu.as_secs_f64() * 1e6
+        );
+        s
+    };
+    let scraped = ", /metrics scraped every 1 s";
+    let [c1, c1_scraped] = c1;
+    let [c32, c32_scraped] = c32;
+    let [list, list_scraped] = list;
+    row_cpu("POST /users, 1 client", c1);
+    row_cpu(&format!("POST /users, 1 client{scraped}"), c1_scraped);
+    let c32 = row_cpu("POST /users, 32 clients", c32);
+    row_cpu(&format!("POST /users, 32 clients{scraped}"), c32_scraped);
+    row_cpu("GET /users (1000 users, ~140 KB)", list);
+    row_cpu(&format!("GET /users{scraped}"), list_scraped);
+    let scrape_count = scrapes.lat.len();
+    row(
+        &format!("  GET /metrics itself ({scrape_count} scrapes, 1/s)"),
+        &scrapes.stats(),
+    );
+
     reset().await;
-    let c1 = creates(&http, &base, 1, 1000, "c1").await;
-    row("POST /users, 1 client", &c1);
-    reset().await;
-    let c32 = creates(&http, &base, 32, 4000, "c32").await;
-    row("POST /users, 32 clients", &c32);
-    reset().await;
-    let raw1 = raw_creates(&url, 1, 1000, "r1", false).await;
+    let raw1 = raw_creates(&url, 1, 1000, "r1", false).await.stats();
     row("PostgreSQL portal_create_user(), 1 client", &raw1);
     reset().await;
-    let raw32 = raw_creates(&url, 32, 4000, "r32", false).await;
+    let raw32 = raw_creates(&url, 32, 4000, "r32", false).await.stats();
     row("PostgreSQL portal_create_user(), 32 clients", &raw32);
     reset().await;
-    let bare32 = raw_creates(&url, 32, 4000, "b32", true).await;
+    let bare32 = raw_creates(&url, 32, 4000, "b32", true).await.stats();
     row("PostgreSQL bare 2-row insert (no allocation), 32", &bare32);
     reset().await;
     println!(
@@ -523,10 +685,7 @@ async fn main() {
         "  service / raw allocation rate at 32 clients",
         c32.rate / raw32.rate
     );
-
     creates(&http, &base, 10, 1000, "list").await;
-    let (lat, wall) = list_users(&http, &base, 300).await;
-    row("GET /users (1000 users, ~140 KB)", &stats(lat, wall));
     // The same page straight from PostgreSQL: what the service adds is the difference.
     let (lat, wall) = raw_page(&admin_db, 300).await;
     row(
@@ -657,6 +816,54 @@ async fn main() {
         lat.push(t.elapsed());
     }
     row("render 1000 users (in process)", &stats(lat, t0.elapsed()));
+
+    // The metrics in process: counting one request (what every request pays), from one
+    // thread and from two at once on the same series, and encoding a scrape of a
+    // registry holding what a busy service shows.
+    let m = Metrics::new(Live::default);
+    for n in [1, 2] {
+        count_requests(&m, n, 200_000); // warm
+        let ns = count_requests(&m, n, 2_000_000);
+        println!(
+            "{:<52} {:>10.0} ns per request",
+            format!("count a request in the metrics, {n} thread(s) at once"),
+            ns
+        );
+    }
+    let routes = [
+        "/users",
+        "/users/{id}",
+        "/users/{id}/secret",
+        "/extensions/available",
+        "/apply",
+        "/apply/pending",
+        "/applies",
+        "/status",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "(unknown)",
+    ];
+    for (i, route) in routes.iter().enumerate() {
+        for (method, status) in [("GET", 200), ("POST", 201), ("GET", 404), ("DELETE", 204)] {
+            m.http_request(route, method, status, Duration::from_micros(100 * i as u64));
+        }
+    }
+    let size = m.encode().unwrap().len();
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        std::hint::black_box(m.encode().unwrap());
+        lat.push(t.elapsed());
+    }
+    row(
+        &format!(
+            "encode /metrics, 48 request series (in process, {} KB)",
+            size / 1024
+        ),
+        &stats(lat, t0.elapsed()),
+    );
 
     // Against the Asterisk stand-in (AMI reload, FastAGI probe of every extension, with
     // the per-command cost measured on a real Asterisk 22.7): the same 1000 users.

@@ -57,9 +57,8 @@ fi
 # --- database, folders, server ---------------------------------------------------------
 . scripts/pg.sh
 ensure_postgres
-# Not pbx_portal_test_*: test.sh drops all of those when it exits, and another checkout's
-# test.sh on the same server would drop this one mid-run. Instead, databases of runs that
-# were killed (their process is gone) are dropped here.
+# Not pbx_portal_test_*, the cargo tests' names that test.sh's clean-up reads. Databases
+# of runs that were killed (their process is gone) are dropped here.
 db="pbx_portal_schemathesis_$$"
 for stale in $(psql "$PG_ADMIN_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname ~ '^pbx_portal_schemathesis_[0-9]+$'"); do
     kill -0 "${stale##*_}" 2>/dev/null || psql "$PG_ADMIN_URL" -Xqc "DROP DATABASE IF EXISTS $stale WITH (FORCE)" >/dev/null 2>&1 || true

@@ -14,9 +14,15 @@ export TEST_DATABASE_URL=$PG_ADMIN_URL
 ensure_postgres_tls    # exports PBX_PORTAL_TEST_PG_TLS for tests/it/tls.rs
 
 cleanup() {
-    # Databases of tests that were killed before they could drop their own.
-    psql "$PG_ADMIN_URL" -XAtqc "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'pbx_portal_test_%'" 2>/dev/null \
-        | psql "$PG_ADMIN_URL" -Xq >/dev/null 2>&1 || true
+    # Databases of tests that were killed before they could drop their own: named
+    # pbx_portal_test_<pid>_…, dropped only when that process is gone, so that another
+    # checkout's tests running on the same server keep theirs.
+    local db pid
+    for db in $(psql "$PG_ADMIN_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname ~ '^pbx_portal_test_[0-9]+_'" 2>/dev/null); do
+        pid=${db#pbx_portal_test_}
+        pid=${pid%%_*}
+        kill -0 "$pid" 2>/dev/null || psql "$PG_ADMIN_URL" -Xqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
 }
 trap cleanup EXIT
 

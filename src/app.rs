@@ -19,6 +19,7 @@ use crate::asterisk::probe::ProbeServer;
 use crate::config::{Config, ReloadMode};
 use crate::events::Hub;
 use crate::http::App;
+use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store, StoreError};
 
@@ -102,6 +103,35 @@ pub async fn probe_and_applier(
     Ok((server, applier))
 }
 
+/// The metrics of a running service: what it counts, and what a scrape reads from the
+/// registrations (when `link` runs) and the database pool.
+fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -> Metrics {
+    let (registrations, store) = (registrations.clone(), store.clone());
+    Metrics::new(move || {
+        let s = registrations.summary();
+        let counts = |n: Option<usize>| n.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let pool = store.pool_state();
+        metrics::Live {
+            registrations: match (counts(s.online), counts(s.offline), counts(s.contacts)) {
+                (Some(online), Some(offline), Some(contacts)) if s.live => {
+                    Some(metrics::RegistrationCounts {
+                        online,
+                        offline,
+                        contacts,
+                    })
+                }
+                _ => None,
+            },
+            registration_link_up: link.then_some(s.live),
+            pool: metrics::PoolCounts {
+                open: pool.in_use + pool.idle,
+                idle: pool.idle,
+                max: pool.size,
+            },
+        }
+    })
+}
+
 /// Connects, migrates, recovers, binds and serves.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
@@ -133,10 +163,17 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             link_shutdown,
         ));
     }
+    let metrics = Arc::new(live_metrics(
+        &registrations,
+        &store,
+        config.asterisk.reload == ReloadMode::Ami,
+    ));
+    metrics.applies_interrupted(interrupted);
     let (stop_http, shutdown) = Shutdown::new();
     let app = Arc::new(App {
-        applier: applier.with_live(registrations.clone(), hub.clone()),
+        applier: applier.with_live(registrations.clone(), hub.clone(), metrics.clone()),
         streams: crate::http::Streams::new(shutdown.clone()),
+        metrics,
         config,
         token,
         store,

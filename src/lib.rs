@@ -14,9 +14,10 @@
 //! (a reload's [`asterisk::reload::Via`], a probe's [`asterisk::probe::Verdict`]) and
 //! [`apply`] maps them into the apply record. The leaves every layer may use are
 //! [`domain`] (parsed user input), [`config`], [`apply::record`] (what an apply did, which
-//! `store` persists and `http` answers) and [`shutdown`]. [`app`] is the composition root
-//! that wires them for `serve`; [`check`] is the doctor. [`bulk`] is shared by the
-//! HTTP routes and the `import` / `export` commands.
+//! `store` persists and `http` answers), [`metrics`] (the Prometheus registry `http` and
+//! `apply` update) and [`shutdown`]. [`app`] is the composition root that wires them for
+//! `serve`; [`check`] is the doctor. [`bulk`] is shared by the HTTP routes and the
+//! `import` / `export` commands.
 
 pub mod app;
 pub mod apply;
@@ -27,5 +28,6 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod shutdown;
 pub mod store;

@@ -29,6 +29,7 @@ use crate::asterisk::reload::{Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, Rendered};
 use crate::config::AsteriskConfig;
 use crate::events::Hub;
+use crate::metrics::Metrics;
 use crate::store::{applies, Snapshot, Store, StoreError};
 use record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
@@ -95,6 +96,8 @@ pub struct Applier {
     registrations: Arc<Registrations>,
     /// Where each apply's record goes when it ends (`GET /events`).
     hub: Hub,
+    /// Counts applies, reloads and probes (`GET /metrics`).
+    metrics: Arc<Metrics>,
 }
 
 impl Applier {
@@ -107,14 +110,21 @@ impl Applier {
             gate: Arc::default(),
             registrations: Arc::default(),
             hub: Hub::default(),
+            metrics: Arc::default(),
         }
     }
 
     /// Connects the applier to the live parts of a running service.
-    pub fn with_live(self, registrations: Arc<Registrations>, hub: Hub) -> Self {
+    pub fn with_live(
+        self,
+        registrations: Arc<Registrations>,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             registrations,
             hub,
+            metrics,
             ..self
         }
     }
@@ -186,6 +196,7 @@ impl Applier {
         F: FnOnce(Applier) -> Fut,
         Fut: Future<Output = Result<ApplyRecord, ApplyError>> + Send + 'static,
     {
+        let started = Instant::now();
         let guard = self.gate.clone().read_owned().await;
         let fut = work(self.clone());
         // The task keeps the request's span: its log lines say which request started it.
@@ -195,16 +206,22 @@ impl Applier {
             result
         };
         let result = join(tokio::spawn(task.in_current_span())).await;
-        match &result {
-            Ok(rec) => self.hub.publish("apply", rec),
-            Err(ApplyError::Failed(rec)) => self.hub.publish("apply", rec),
-            Err(ApplyError::Panicked(_)) => {
-                // Its transaction ended with the task, so the lock is free again: record it.
-                if let Err(e) = self.store.recover_interrupted().await {
-                    tracing::error!(error = %e, "cannot mark the failed apply interrupted");
-                }
+        let ended = match &result {
+            Ok(rec) => Some(rec),
+            Err(ApplyError::Failed(rec)) => Some(&**rec),
+            Err(_) => None,
+        };
+        if let Some(rec) = ended {
+            self.metrics
+                .apply_finished(rec.status, rec.failure(), started.elapsed());
+            self.hub.publish("apply", rec);
+        }
+        if let Err(ApplyError::Panicked(_)) = &result {
+            // Its transaction ended with the task, so the lock is free again: record it.
+            match self.store.recover_interrupted().await {
+                Ok(n) => self.metrics.applies_interrupted(n),
+                Err(e) => tracing::error!(error = %e, "cannot mark the failed apply interrupted"),
             }
-            Err(_) => {}
         }
         result
     }
@@ -217,7 +234,8 @@ impl Applier {
             return Err(ApplyError::InProgress);
         }
         // Holding the lock, no apply runs anywhere: a `running` row is a crashed one.
-        applies::mark_interrupted(&*self.store.conn().await?).await?;
+        let crashed = applies::mark_interrupted(&*self.store.conn().await?).await?;
+        self.metrics.applies_interrupted(crashed);
         let mut rec = self.store.start_apply().await?;
         tracing::info!(apply = rec.id, "apply started");
 
@@ -269,13 +287,18 @@ impl Applier {
             rec.status = ApplyStatus::Unchanged;
             return Ok(None);
         };
+        let reload_started = Instant::now();
         let Some(mut link) = Link::open(&self.cfg).await else {
+            self.metrics.reload(ReloadMethod::None, None);
             rec.reload = Reload::none("PORTAL_RELOAD=none: files written, Asterisk not reloaded");
             written.keep();
             rec.status = ApplyStatus::Applied;
             return Ok(Some(rendered.fingerprints));
         };
-        let live = match self.reload(&mut link, rec).await {
+        let reloaded = self.reload(&mut link, rec).await;
+        self.metrics
+            .reload(rec.reload.method, Some(reload_started.elapsed()));
+        let live = match reloaded {
             Ok(()) => self.probe(&mut link, &snap, &rendered, rec).await,
             Err(f) => Err(f),
         };
@@ -375,6 +398,7 @@ impl Applier {
             marker: rendered.marker.clone(),
         };
         let cfg = &self.cfg;
+        let probe_started = Instant::now();
         let verdict = self
             .probes
             .run(
@@ -386,6 +410,7 @@ impl Applier {
             )
             .await;
         let ok = verdict.is_ok();
+        self.metrics.probe(ok, probe_started.elapsed());
         rec.health = Health {
             status: if ok {
                 HealthStatus::Ok

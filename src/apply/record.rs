@@ -60,6 +60,17 @@ pub enum ReloadMethod {
     None,
 }
 
+impl ReloadMethod {
+    /// As serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ami => "ami",
+            Self::Cli => "cli",
+            Self::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reload {
     pub method: ReloadMethod,
@@ -118,6 +129,20 @@ pub enum FailureCode {
     Interrupted,
     /// The apply itself failed unexpectedly (a bug): its cause is in the log.
     Internal,
+}
+
+impl FailureCode {
+    /// As serialised (the record's `error.code`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::WriteFailed => "write_failed",
+            Self::ReloadFailed => "reload_failed",
+            Self::HealthCheckFailed => "health_check_failed",
+            Self::Interrupted => "interrupted",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 /// The `error` of a failed record.
@@ -304,6 +329,23 @@ mod tests {
             serde_json::from_str(r#"{"code":"interrupted","message":"x"}"#).unwrap();
         assert_eq!(back.code, FailureCode::Interrupted);
         assert!(serde_json::from_str::<ErrorBody>(r#"{"code":"nope","message":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn codes_and_methods_read_as_serialised() {
+        for c in [
+            FailureCode::DatabaseUnavailable,
+            FailureCode::WriteFailed,
+            FailureCode::ReloadFailed,
+            FailureCode::HealthCheckFailed,
+            FailureCode::Interrupted,
+            FailureCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for m in [ReloadMethod::Ami, ReloadMethod::Cli, ReloadMethod::None] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
     }
 
     #[test]

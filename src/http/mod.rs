@@ -49,6 +49,7 @@ enum Route {
     Applies,
     Status,
     Events,
+    Metrics,
 }
 
 impl Route {
@@ -70,6 +71,7 @@ impl Route {
             ["applies"] => Self::Applies,
             ["status"] => Self::Status,
             ["events"] => Self::Events,
+            ["metrics"] => Self::Metrics,
             _ => return None,
         })
     }
@@ -104,6 +106,7 @@ impl Route {
             Self::Applies => "/applies",
             Self::Status => "/status",
             Self::Events => "/events",
+            Self::Metrics => "/metrics",
         }
     }
 }
@@ -119,6 +122,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
         (Route::Status, &Method::GET) => system::status(app).await,
         (Route::Events, &Method::GET) => events::open(app),
+        (Route::Metrics, &Method::GET) => system::metrics(app),
         (Route::Users, &Method::POST) => users::create(app, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,
         (Route::UsersImport, &Method::POST) => import::import(app, req).await,
@@ -136,24 +140,26 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
 }
 
 /// Answers one request inside a span naming its method and route template (every log
-/// line of the request inherits it), then logs one line with its status and duration.
-/// Never a body, a query value, a header or an id.
+/// line of the request inherits it), then logs one line with its status and duration and
+/// counts it in the metrics. Never a body, a query value, a header or an id.
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let started = Instant::now();
     let parsed = Route::parse(req.uri().path());
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        route = %parsed.map_or("(unknown)", Route::template),
-    );
+    let template = parsed.map_or("(unknown)", Route::template);
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", method = %method, route = %template);
     let resp = route(&app, parsed, req)
         .instrument(span.clone())
         .await
         .unwrap_or_else(|e| span.in_scope(|| e.into_response()));
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    app.metrics
+        .http_request(template, method.as_str(), status, took);
     span.in_scope(|| {
         tracing::info!(
-            status = resp.status().as_u16(),
-            ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            status,
+            ms = %format_args!("{:.2}", took.as_secs_f64() * 1000.0),
             "answered"
         )
     });
@@ -223,5 +229,6 @@ mod tests {
         assert_eq!(Route::parse("/users/import"), Some(Route::UsersImport));
         assert_eq!(Route::parse("/users/export/"), Some(Route::UsersExport));
         assert_eq!(Route::parse("/users/import/1"), None);
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
     }
 }

@@ -1,6 +1,6 @@
 //! What every request handler shares: the configuration, the database, the applier, the
-//! probe server's liveness, the live registrations and the event hub. Built by
-//! `app::start`, read-only afterwards.
+//! probe server's liveness, the live registrations, the event hub and the metrics. Built
+//! by `app::start`, read-only afterwards (the metrics are atomics).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::ProbeServer;
 use crate::config::{ApiToken, Config};
 use crate::events::Hub;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub struct App {
@@ -21,4 +22,5 @@ pub struct App {
     pub hub: Hub,
     /// The open `GET /events` streams.
     pub streams: super::Streams,
+    pub metrics: Arc<Metrics>,
 }

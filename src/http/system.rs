@@ -1,4 +1,4 @@
-//! Health, status and the OpenAPI document.
+//! Health, status, metrics and the OpenAPI document.
 //!
 //! `/healthz` and `/status` are what a load balancer and an admin poll when something is
 //! wrong, so they answer within [`BUDGET`] whatever the database or Asterisk does; a value
@@ -77,6 +77,21 @@ pub fn openapi(range: ExtensionRange) -> Resp {
             resp
         }
     }
+}
+
+/// The Prometheus exposition (OpenMetrics text). Built from atomics and the registration
+/// view in memory: it never waits for the database or Asterisk.
+pub fn metrics(app: &App) -> Result<Resp, ApiError> {
+    let body = app
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut resp = Response::new(super::body::full(body));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    Ok(resp)
 }
 
 /// Whether the configured AMI account can log in now.

@@ -10,6 +10,7 @@ mod bulk;
 mod crash;
 mod edits;
 mod events;
+mod metrics;
 mod openapi;
 mod operations;
 mod process;

@@ -194,6 +194,27 @@ async fn every_documented_operation_answers_as_documented() {
             "{method} {path}: {status} {}",
             r.body
         );
+        if let Some(content) = documented.get("content").and_then(Value::as_object) {
+            let ct = r
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let media = ct.split(';').next().unwrap_or_default().trim();
+            let entry = content.get(media).unwrap_or_else(|| {
+                panic!(
+                    "{method} {path}: content type {ct:?} is not documented: {:?}",
+                    content.keys()
+                )
+            });
+            if media != "application/json" {
+                // A text body (the metrics): documented as a string, and one.
+                assert_eq!(entry["schema"]["type"], "string", "{method} {path}");
+                let text = std::str::from_utf8(&r.raw)
+                    .unwrap_or_else(|e| panic!("{method} {path}: not UTF-8 text: {e}"));
+                assert!(!text.is_empty(), "{method} {path}: empty body");
+            }
+        }
         if let Some(schema) = documented.pointer("/content/application~1json/schema") {
             let mut errors = Vec::new();
             check(
@@ -262,6 +283,7 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /events",
         "GET /extensions/available",
         "GET /healthz",
+        "GET /metrics",
         "GET /openapi.json",
         "GET /status",
         "GET /users",
