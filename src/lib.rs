@@ -12,13 +12,14 @@
 //! `store` and `asterisk` never import each other: `asterisk` returns its own results
 //! (a reload's [`asterisk::reload::Via`], a probe's [`asterisk::probe::Verdict`]) and
 //! [`apply`] maps them into the apply record. The leaves every layer may use are
-//! [`domain`] (parsed user input), [`config`], [`apply::record`] (what an apply did, which
+//! [`domain`] (parsed user input), [`auth`] (scopes, actors, the token format), [`config`], [`apply::record`] (what an apply did, which
 //! `store` persists and `http` answers) and [`shutdown`]. [`app`] is the composition root
 //! that wires them for `serve`; [`check`] is the doctor.
 
 pub mod app;
 pub mod apply;
 pub mod asterisk;
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod domain;

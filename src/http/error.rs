@@ -15,6 +15,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("this token lacks the '{0}' scope this route needs")]
+    Forbidden(crate::auth::Scope),
+    #[error("a token with this name already exists (revoke it first)")]
+    TokenNameTaken,
     #[error("not found")]
     NotFound,
     #[error("method not allowed; allowed: {0}")]
@@ -51,6 +55,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -60,6 +65,7 @@ impl ApiError {
             Self::EmailTaken
             | Self::ExtensionTaken
             | Self::PoolExhausted
+            | Self::TokenNameTaken
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ApplyFailed(rec) => match rec.failure() {
@@ -79,6 +85,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TokenNameTaken => "token_name_taken",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Validation(_) => "validation_failed",
@@ -128,6 +136,7 @@ impl From<StoreError> for ApiError {
             StoreError::ExtensionTaken => Self::ExtensionTaken,
             StoreError::PoolExhausted => Self::PoolExhausted,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            StoreError::TokenNameTaken => Self::TokenNameTaken,
             StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
             StoreError::Db(ref db) if e.is_unavailable() => {
                 Self::DatabaseUnavailable(crate::store::describe(db))

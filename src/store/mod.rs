@@ -4,7 +4,9 @@
 //! request costs as few trips to the database as its SQL needs.
 
 pub mod applies;
+pub mod audit;
 mod migrate;
+pub mod tokens;
 mod users;
 
 use std::time::Duration;
@@ -17,7 +19,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 pub use applies::Snapshot;
+pub use audit::AuditEntry;
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
+pub use tokens::{FoundToken, TokenInfo};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
 type Manager = PostgresConnectionManager<NoTls>;
@@ -35,6 +39,8 @@ pub enum StoreError {
     PoolExhausted,
     #[error("Idempotency-Key was already used with a different body")]
     IdempotencyKeyReused,
+    #[error("a live token already has this name")]
+    TokenNameTaken,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// The database answered with an error, or the connection failed mid-query.
@@ -98,6 +104,7 @@ fn map_db_error(e: tokio_postgres::Error) -> StoreError {
         match db.constraint() {
             Some("users_email_key") => return StoreError::EmailTaken,
             Some("extensions_number_key") => return StoreError::ExtensionTaken,
+            Some("api_tokens_live_name_key") => return StoreError::TokenNameTaken,
             _ => {}
         }
     }

@@ -12,4 +12,5 @@ mod openapi;
 mod operations;
 mod process;
 mod registrations;
+mod tokens;
 mod users;

@@ -145,11 +145,12 @@ async fn every_documented_operation_answers_as_documented() {
     ops.sort_by_key(|(m, _)| m == "delete");
     for (method, path) in ops {
         let op = &doc["paths"][&path][&method];
-        let url = path.replace("{id}", &id);
+        let url = path.replace("{id}", &id).replace("{name}", "doc-token");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let public = op.get("security") == Some(&json!([]));
         let body = match (method.as_str(), path.as_str()) {
             ("post", "/users") => Some(json!({"name": "Another", "email": "another@x.org"})),
+            ("post", "/tokens") => Some(json!({"name": "doc-token", "scopes": ["read"]})),
             ("post", _) => Some(json!({})),
             _ => None,
         };
@@ -200,16 +201,20 @@ async fn every_documented_operation_answers_as_documented() {
     }
     seen.sort();
     let expected = [
+        "DELETE /tokens/{name}",
         "DELETE /users/{id}",
         "GET /applies",
         "GET /apply/pending",
+        "GET /audit",
         "GET /extensions/available",
         "GET /healthz",
         "GET /openapi.json",
         "GET /status",
+        "GET /tokens",
         "GET /users",
         "GET /users/{id}",
         "POST /apply",
+        "POST /tokens",
         "POST /users",
         "POST /users/{id}/secret",
     ];
@@ -729,6 +734,8 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
         checked,
         [
             "GET /applies limit",
+            "GET /audit limit",
+            "GET /audit user",
             "GET /users direction",
             "GET /users limit",
             "GET /users offset",
