@@ -123,36 +123,52 @@ impl Store {
         Ok(!rows.is_empty())
     }
 
-    /// The live, unexpired token with this hash (one round trip; touches `last_used_at`
-    /// when it is a minute old).
+    /// The live, unexpired token with this hash: one indexed read. When its
+    /// `last_used_at` is a minute old, a separate task writes it, off the request's path.
     pub async fn find_token(&self, hash: &TokenHash) -> Result<Option<FoundToken>, StoreError> {
         let conn = self.conn().await?;
         let h = hash.0.as_slice();
         let rows = conn
             .query_typed(
-                "WITH t AS (
-                    SELECT id, name, scopes, hash, last_used_at FROM api_tokens
-                     WHERE hash = $1 AND revoked_at IS NULL
-                       AND (expires_at IS NULL OR expires_at > now())),
-                 u AS (
-                    UPDATE api_tokens a SET last_used_at = now() FROM t
-                     WHERE a.id = t.id
-                       AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'))
-                 SELECT name, scopes, hash FROM t",
+                "SELECT id, name, scopes, hash,
+                        last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+                   FROM api_tokens
+                  WHERE hash = $1 AND revoked_at IS NULL
+                    AND (expires_at IS NULL OR expires_at > now())",
                 &[(&h, Type::BYTEA)],
             )
             .await?;
+        drop(conn);
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let stored: Vec<u8> = r.try_get(2)?;
+        let stored: Vec<u8> = r.try_get(3)?;
         let hash: [u8; 32] = stored
             .try_into()
             .map_err(|_| StoreError::Corrupt("api_tokens.hash is not 32 bytes".into()))?;
+        if r.try_get::<_, bool>(4)? {
+            let (store, id): (Store, i64) = (self.clone(), r.try_get(0)?);
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_token(id).await {
+                    tracing::warn!(error = %e, "cannot record when a token was last used");
+                }
+            });
+        }
         Ok(Some(FoundToken {
-            name: TokenName::from_stored(r.try_get(0)?),
-            scopes: Scopes::from_stored(&r.try_get::<_, Vec<String>>(1)?),
+            name: TokenName::from_stored(r.try_get(1)?),
+            scopes: Scopes::from_stored(&r.try_get::<_, Vec<String>>(2)?),
             hash: TokenHash(hash),
         }))
+    }
+
+    async fn touch_token(&self, id: i64) -> Result<(), StoreError> {
+        self.conn()
+            .await?
+            .query_typed(
+                "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+                &[(&id, Type::INT8)],
+            )
+            .await?;
+        Ok(())
     }
 }
