@@ -14,8 +14,9 @@ use super::{App, Resp};
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     limit: Option<Bounded<1, 1000>>,
-    /// Only the rows about this user id.
-    user: Option<Bounded<1, { i64::MAX }>>,
+    /// Only the rows about this user id (bounded by the largest integer every JSON client
+    /// reads exactly, as the document states).
+    user: Option<Bounded<1, 9_007_199_254_740_991>>,
 }
 
 pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
