@@ -13,15 +13,16 @@
 //! `store` and `asterisk` never import each other: `asterisk` returns its own results
 //! (a reload's [`asterisk::reload::Via`], a probe's [`asterisk::probe::Verdict`]) and
 //! [`apply`] maps them into the apply record. The leaves every layer may use are
-//! [`domain`] (parsed user input), [`config`], [`apply::record`] (what an apply did, which
-//! `store` persists and `http` answers), [`metrics`] (the Prometheus registry `http` and
-//! `apply` update) and [`shutdown`]. [`app`] is the composition root that wires them for
-//! `serve`; [`check`] is the doctor. [`bulk`] is shared by the HTTP routes and the
-//! `import` / `export` commands.
+//! [`domain`] (parsed user input), [`auth`] (scopes, actors, the token format), [`config`],
+//! [`apply::record`] (what an apply did, which `store` persists and `http` answers),
+//! [`metrics`] (the Prometheus registry `http` and `apply` update) and [`shutdown`]. [`app`]
+//! is the composition root that wires them for `serve`; [`check`] is the doctor. [`bulk`]
+//! is shared by the HTTP routes and the `import` / `export` commands.
 
 pub mod app;
 pub mod apply;
 pub mod asterisk;
+pub mod auth;
 pub mod bulk;
 pub mod check;
 pub mod config;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use pbx_portal::apply::record::ApplyRecord;
 use pbx_portal::apply::{Applier, ApplyError};
+use pbx_portal::auth::{parse_expires_in, Actor, Scopes, TokenName};
 use pbx_portal::config::Config;
-use pbx_portal::store::{self, Store};
+use pbx_portal::store::{self, Store, StoreError};
 use pbx_portal::{app, bulk, check};
 
 #[derive(Parser)]
@@ -50,6 +51,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
         format: ExportFormat,
     },
+    /// Named, scoped API tokens (the audit names their changes `cli`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +64,25 @@ enum ExportFormat {
     Csv,
     /// {"users": [...]}
     Json,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        /// 1-64 of A-Z a-z 0-9 . _ - (not `bootstrap` or `cli`).
+        name: String,
+        /// Comma-separated: read, write, apply, metrics, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Lifetime in days, like 90d; without it the token does not expire.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List the live tokens (never a token or its hash).
+    List,
+    /// Revoke the live token of that name, at once on every node.
+    Revoke { name: String },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +122,7 @@ fn main() -> ExitCode {
             Command::Check => check(config).await,
             Command::Import { file, dry_run } => import(config, &file, dry_run).await,
             Command::Export { format } => export(config, format).await,
+            Command::Token { command } => token(config, command).await,
         }
     })
 }
@@ -157,7 +183,7 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
     };
     let result = if dry_run {
         Applier::new(store, config.asterisk.clone(), Arc::default())
-            .dry_run()
+            .dry_run(&Actor::Cli)
             .await
     } else if config.asterisk.health_check {
         let (server, applier) = match app::probe_and_applier(&mut config, store).await {
@@ -167,12 +193,12 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let result = applier.apply().await;
+        let result = applier.apply(&Actor::Cli).await;
         server.shutdown().await;
         result
     } else {
         Applier::new(store, config.asterisk.clone(), Arc::default())
-            .apply()
+            .apply(&Actor::Cli)
             .await
     };
     let print = |rec: &ApplyRecord| {
@@ -189,6 +215,88 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("apply failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The token subcommands; errors name what was wrong, never a token.
+async fn token(config: Config, command: TokenCommand) -> ExitCode {
+    let result = async {
+        let store = app::open_store(&config)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        match command {
+            TokenCommand::Create {
+                name,
+                scopes,
+                expires_in,
+            } => {
+                let name = TokenName::parse(&name).map_err(|e| format!("name: {e}"))?;
+                let scopes = Scopes::parse(scopes.iter().map(String::as_str))
+                    .map_err(|e| format!("--scopes: {e}"))?;
+                let days = expires_in
+                    .as_deref()
+                    .map(parse_expires_in)
+                    .transpose()
+                    .map_err(|e| format!("--expires-in: {e}"))?;
+                let (token, info) = store
+                    .create_token(&name, scopes, days, &Actor::Cli)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::TokenNameTaken => {
+                            format!("a token named {} already exists", name.as_str())
+                        }
+                        e => e.to_string(),
+                    })?;
+                eprintln!(
+                    "token {} ({}) created; it is shown once:",
+                    info.name,
+                    info.scopes.join(",")
+                );
+                println!("{}", token.expose());
+            }
+            TokenCommand::List => {
+                let fmt = |t: Option<time::OffsetDateTime>| {
+                    t.and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:<24} {:<32} {:<26} {:<26} LAST USED",
+                    "NAME", "SCOPES", "CREATED", "EXPIRES"
+                );
+                for t in store.list_tokens().await.map_err(|e| e.to_string())? {
+                    println!(
+                        "{:<24} {:<32} {:<26} {:<26} {}",
+                        t.name,
+                        t.scopes.join(","),
+                        fmt(Some(t.created_at)),
+                        fmt(t.expires_at),
+                        fmt(t.last_used_at)
+                    );
+                }
+            }
+            TokenCommand::Revoke { name } => {
+                let parsed = TokenName::parse(&name).map_err(|e| format!("name: {e}"))?;
+                if !store
+                    .revoke_token(&parsed, &Actor::Cli)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("no live token named {name}"));
+                }
+                println!("token {name} revoked");
+            }
+        }
+        Ok::<(), String>(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("token: {e}");
             ExitCode::FAILURE
         }
     }
@@ -248,6 +356,7 @@ async fn import(config: Config, path: &str, dry_run: bool) -> ExitCode {
     } else {
         bulk::Mode::Create {
             idempotency_key: None,
+            actor: &pbx_portal::auth::Actor::Cli,
         }
     };
     let sheet = match bulk::import(&store, format, &bytes, &config.range, mode).await {

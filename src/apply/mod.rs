@@ -27,6 +27,7 @@ use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, Rendered};
+use crate::auth::Actor;
 use crate::config::AsteriskConfig;
 use crate::events::Hub;
 use crate::metrics::Metrics;
@@ -157,11 +158,12 @@ impl Applier {
     }
 
     /// Records what an apply would change, touching neither files nor Asterisk.
-    pub async fn dry_run(&self) -> Result<ApplyRecord, ApplyError> {
+    pub async fn dry_run(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
+        let actor = actor.clone();
         self.detached(|a| async move {
             let clock = Instant::now();
             let (endpoints, changes) = a.unapplied().await?;
-            let mut rec = a.store.start_apply().await?;
+            let mut rec = a.store.start_apply(&actor, true).await?;
             rec.status = ApplyStatus::DryRun;
             rec.endpoints = endpoints as i32;
             rec.changes = changes;
@@ -174,8 +176,9 @@ impl Applier {
 
     /// Runs one apply to the end and returns its record; a failed apply is
     /// `ApplyError::Failed` with its record.
-    pub async fn apply(&self) -> Result<ApplyRecord, ApplyError> {
-        self.detached(|a| async move { a.apply_locked().await })
+    pub async fn apply(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
+        let actor = actor.clone();
+        self.detached(|a| async move { a.apply_locked(&actor).await })
             .await
     }
 
@@ -226,7 +229,7 @@ impl Applier {
         result
     }
 
-    async fn apply_locked(&self) -> Result<ApplyRecord, ApplyError> {
+    async fn apply_locked(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
         let clock = Instant::now();
         let mut conn = self.store.conn().await?;
         let tx = conn.transaction().await.map_err(StoreError::from)?;
@@ -236,7 +239,7 @@ impl Applier {
         // Holding the lock, no apply runs anywhere: a `running` row is a crashed one.
         let crashed = applies::mark_interrupted(&*self.store.conn().await?).await?;
         self.metrics.applies_interrupted(crashed);
-        let mut rec = self.store.start_apply().await?;
+        let mut rec = self.store.start_apply(actor, false).await?;
         tracing::info!(apply = rec.id, "apply started");
 
         let outcome = self.steps(&tx, &mut rec).await;

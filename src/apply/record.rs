@@ -223,6 +223,8 @@ pub struct ApplyRecord {
     /// Hash of both files as written; not part of the API.
     #[serde(skip)]
     pub content_hash: Option<String>,
+    /// Who asked for it: a token name, `bootstrap` or `cli` (`unknown` before the audit).
+    pub actor: String,
 }
 
 impl ApplyRecord {
@@ -241,6 +243,7 @@ impl ApplyRecord {
             rolled_back: false,
             error: None,
             content_hash: None,
+            actor: String::new(),
         }
     }
 

@@ -44,8 +44,11 @@ pub enum ImportError {
 pub enum Mode<'a> {
     /// Check and allocate, then roll back: the numbers an import would get now.
     DryRun,
-    /// Create every user, with an optional `Idempotency-Key`.
-    Create { idempotency_key: Option<&'a str> },
+    /// Create every user, with an optional `Idempotency-Key`, audited as `actor`'s.
+    Create {
+        idempotency_key: Option<&'a str>,
+        actor: &'a crate::auth::Actor,
+    },
 }
 
 #[derive(Debug)]
@@ -83,10 +86,13 @@ pub async fn import(
     };
     let result = match mode {
         Mode::DryRun => store.plan_import(&users, range).await.map(Outcome::Planned),
-        Mode::Create { idempotency_key } => {
+        Mode::Create {
+            idempotency_key,
+            actor,
+        } => {
             let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
             store
-                .import_users(&users, range, idempotency_key.zip(hash.as_deref()))
+                .import_users(&users, range, idempotency_key.zip(hash.as_deref()), actor)
                 .await
                 .map(Outcome::Created)
         }

@@ -4,17 +4,18 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
+use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{query, AppliesQuery, ApplyQuery};
 use super::App;
 use super::Resp;
 
-pub async fn apply(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let ApplyQuery { dry_run } = query(req)?;
     let rec = if dry_run.is_some_and(|f| f.0) {
-        app.applier.dry_run().await?
+        app.applier.dry_run(&ctx.actor).await?
     } else {
-        app.applier.apply().await?
+        app.applier.apply(&ctx.actor).await?
     };
     Ok(json_response(StatusCode::OK, &rec))
 }

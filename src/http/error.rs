@@ -17,6 +17,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("this token lacks the '{0}' scope this route needs")]
+    Forbidden(crate::auth::Scope),
+    #[error("a token with this name already exists (revoke it first)")]
+    TokenNameTaken,
     #[error("not found")]
     NotFound,
     #[error("method not allowed; allowed: {0}")]
@@ -64,6 +68,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Validation(_) | Self::IdempotencyKeyReused | Self::ImportInvalid(_) => {
@@ -76,6 +81,7 @@ impl ApiError {
             | Self::ExtensionTaken
             | Self::PoolExhausted
             | Self::NotEnoughExtensions { .. }
+            | Self::TokenNameTaken
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +102,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TokenNameTaken => "token_name_taken",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Validation(_) => "validation_failed",
@@ -149,6 +157,7 @@ impl From<StoreError> for ApiError {
             StoreError::ExtensionTaken => Self::ExtensionTaken,
             StoreError::PoolExhausted => Self::PoolExhausted,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            StoreError::TokenNameTaken => Self::TokenNameTaken,
             StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
             // Only start-up makes a first connection; kept precise all the same.
             StoreError::Connect(c) => Self::DatabaseUnavailable(c.to_string()),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use super::body::{full, streamed, Chunks};
+use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{body_within, content_type, query, Flag};
 use super::users::idempotency_key;
@@ -174,7 +175,7 @@ fn publish_created(app: &App, users: &[CreatedUser]) {
     }
 }
 
-pub async fn import(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn import(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let ImportQuery { dry_run } = query(&req)?;
     let key = idempotency_key(&req)?;
     let as_csv = wants_csv(req.headers());
@@ -185,6 +186,7 @@ pub async fn import(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
     } else {
         Mode::Create {
             idempotency_key: key.as_deref(),
+            actor: &ctx.actor,
         }
     };
     let outcome = bulk::import(&app.store, format, &bytes, &app.config.range, mode).await?;

@@ -1,19 +1,28 @@
-//! The HTTP API: accept loop, routing, authentication. Handlers live in the submodules.
+//! The HTTP API: accept loop, routing, authentication and authorization. Handlers live in
+//! the submodules.
+//!
+//! Authorization happens here and only here: [`Route::scope`] maps every route and method
+//! to the one scope it needs in a match without a wildcard, so a new route does not
+//! compile until someone decides its scope.
 
 mod apply;
+mod audit;
 pub mod body;
+mod caller;
 pub mod error;
 mod events;
 mod import;
 mod request;
 mod state;
 mod system;
+mod tokens;
 mod users;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::Scope;
 use crate::shutdown::Shutdown;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -50,6 +59,10 @@ enum Route {
     Status,
     Events,
     Metrics,
+    Tokens,
+    /// `/tokens/{name}`: the handler reads the name from the path.
+    Token,
+    Audit,
 }
 
 impl Route {
@@ -72,21 +85,52 @@ impl Route {
             ["status"] => Self::Status,
             ["events"] => Self::Events,
             ["metrics"] => Self::Metrics,
+            ["tokens"] => Self::Tokens,
+            ["tokens", _] => Self::Token,
+            ["audit"] => Self::Audit,
             _ => return None,
         })
     }
 
     fn allow(self) -> &'static str {
         match self {
-            Self::Users => "GET, POST",
+            Self::Users | Self::Tokens => "GET, POST",
             Self::User(_) => "GET, PATCH, DELETE",
+            Self::Token => "DELETE",
             Self::UserSecret(_) | Self::Apply | Self::UsersImport => "POST",
             _ => "GET",
         }
     }
 
-    fn public(self) -> bool {
-        matches!(self, Self::Healthz | Self::OpenApi)
+    /// The scope `method` on this route needs; `None` for the public routes. A method the
+    /// route does not serve is answered 405 before any scope is asked for.
+    fn scope(self, method: &Method) -> Option<Scope> {
+        let read_else = |other| {
+            if method == Method::GET {
+                Scope::Read
+            } else {
+                other
+            }
+        };
+        Some(match self {
+            Self::Healthz | Self::OpenApi => return None,
+            Self::Users | Self::User(_) => read_else(Scope::Write),
+            Self::UserSecret(_) | Self::UsersImport => Scope::Write,
+            Self::UsersExport
+            | Self::Available
+            | Self::ApplyPending
+            | Self::Applies
+            | Self::Status
+            | Self::Events
+            | Self::Audit => Scope::Read,
+            Self::Metrics => Scope::Metrics,
+            Self::Apply => Scope::Apply,
+            Self::Tokens | Self::Token => Scope::Admin,
+        })
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        self.allow().split(", ").any(|m| m == method.as_str())
     }
 
     /// The route as the OpenAPI document names it: what the request log shows, so that
@@ -107,34 +151,55 @@ impl Route {
             Self::Status => "/status",
             Self::Events => "/events",
             Self::Metrics => "/metrics",
+            Self::Tokens => "/tokens",
+            Self::Token => "/tokens/{name}",
+            Self::Audit => "/audit",
         }
     }
 }
 
+/// Authenticates (401), refuses a method the route does not serve (405), checks the
+/// route's scope (403), then calls the handler with the caller in a [`caller::Ctx`].
 async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let route = route.ok_or(ApiError::NotFound)?;
-    if !route.public() {
-        request::authorize(&req, app.token.expose())?;
-    }
     let method = req.method().clone();
+    let ctx = match route.scope(&method) {
+        None => None,
+        Some(scope) => {
+            let caller = caller::authenticate(app, &req).await?;
+            if !route.allows(&method) {
+                return Err(ApiError::MethodNotAllowed(route.allow()));
+            }
+            Some(caller.require(scope)?)
+        }
+    };
+    let Some(ctx) = ctx else {
+        return match (route, &method) {
+            (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
+            (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
+            (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
+        };
+    };
     match (route, &method) {
-        (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
-        (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
         (Route::Status, &Method::GET) => system::status(app).await,
         (Route::Events, &Method::GET) => events::open(app),
         (Route::Metrics, &Method::GET) => system::metrics(app),
-        (Route::Users, &Method::POST) => users::create(app, req).await,
+        (Route::Users, &Method::POST) => users::create(app, &ctx, req).await,
         (Route::Users, &Method::GET) => users::list(app, &req).await,
-        (Route::UsersImport, &Method::POST) => import::import(app, req).await,
+        (Route::UsersImport, &Method::POST) => import::import(app, &ctx, req).await,
         (Route::UsersExport, &Method::GET) => import::export(app, &req).await,
         (Route::User(id), &Method::GET) => users::get(app, id).await,
-        (Route::User(id), &Method::PATCH) => users::update(app, id, req).await,
-        (Route::User(id), &Method::DELETE) => users::delete(app, id).await,
-        (Route::UserSecret(id), &Method::POST) => users::rotate_secret(app, id).await,
+        (Route::User(id), &Method::PATCH) => users::update(app, &ctx, id, req).await,
+        (Route::User(id), &Method::DELETE) => users::delete(app, &ctx, id).await,
+        (Route::UserSecret(id), &Method::POST) => users::rotate_secret(app, &ctx, id).await,
         (Route::Available, &Method::GET) => users::available(app).await,
-        (Route::Apply, &Method::POST) => apply::apply(app, &req).await,
+        (Route::Apply, &Method::POST) => apply::apply(app, &ctx, &req).await,
         (Route::ApplyPending, &Method::GET) => apply::pending(app).await,
         (Route::Applies, &Method::GET) => apply::list(app, &req).await,
+        (Route::Tokens, &Method::POST) => tokens::create(app, &ctx, req).await,
+        (Route::Tokens, &Method::GET) => tokens::list(app).await,
+        (Route::Token, &Method::DELETE) => tokens::revoke(app, &ctx, &req).await,
+        (Route::Audit, &Method::GET) => audit::list(app, &req).await,
         (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
     }
 }
@@ -230,5 +295,21 @@ mod tests {
         assert_eq!(Route::parse("/users/export/"), Some(Route::UsersExport));
         assert_eq!(Route::parse("/users/import/1"), None);
         assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        assert_eq!(Route::parse("/tokens/ci.bot"), Some(Route::Token));
+        assert_eq!(Route::parse("/tokens/a/b"), None);
+    }
+
+    #[test]
+    fn every_route_needs_its_scope() {
+        use super::{Method, Scope};
+        let get = Method::GET;
+        assert_eq!(Route::Healthz.scope(&get), None);
+        assert_eq!(Route::OpenApi.scope(&get), None);
+        assert_eq!(Route::User(1).scope(&get), Some(Scope::Read));
+        assert_eq!(Route::User(1).scope(&Method::PATCH), Some(Scope::Write));
+        assert_eq!(Route::Users.scope(&Method::POST), Some(Scope::Write));
+        assert_eq!(Route::Apply.scope(&Method::POST), Some(Scope::Apply));
+        assert_eq!(Route::Tokens.scope(&get), Some(Scope::Admin));
+        assert_eq!(Route::Audit.scope(&get), Some(Scope::Read));
     }
 }

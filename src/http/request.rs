@@ -1,44 +1,21 @@
-//! Reading requests: the bearer token, JSON bodies within their limits, and each route's
+//! Reading requests: JSON bodies within their limits, and each route's
 //! query string as one typed struct, so that a handler sees only checked values and every
 //! refusal is a 422 naming the parameter (never a value passed on for PostgreSQL to refuse).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::domain::ValidationError;
 use crate::store::Order;
 
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Checks `Authorization: Bearer <token>` in constant time. Both sides are hashed first,
-/// so not even the token's length shows in the timing.
-pub fn authorize(req: &Request<Incoming>, token: &str) -> Result<(), ApiError> {
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .ok_or(ApiError::Unauthorized)?;
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(token.as_bytes());
-    if bool::from(a.ct_eq(&b)) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
 
 /// Reads a JSON body: `application/json`, at most 64 KiB, well-formed.
 pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {

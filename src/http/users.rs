@@ -7,6 +7,7 @@ use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{json_body, query, UsersQuery};
 use super::App;
@@ -48,13 +49,18 @@ pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
     Ok(Some(s.to_owned()))
 }
 
-pub async fn create(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let key = idempotency_key(&req)?;
     let body = json_body(req).await?;
     let new = NewUser::parse(&body, &app.config.range)?;
     let outcome = app
         .store
-        .create_user(&new, &app.config.range, key.as_deref().map(|k| (k, &body)))
+        .create_user(
+            &new,
+            &app.config.range,
+            key.as_deref().map(|k| (k, &body)),
+            &ctx.actor,
+        )
         .await?;
     let mut body = outcome.body;
     let registration = body["extension"]
@@ -133,12 +139,17 @@ pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
     Ok(json_response(StatusCode::OK, &shown(app, &user)))
 }
 
-pub async fn update(app: &App, id: i64, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn update(
+    app: &App,
+    ctx: &Ctx,
+    id: i64,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let body = json_body(req).await?;
     let patch = UserPatch::parse(&body, &app.config.range)?;
     let user = app
         .store
-        .update_user(id, &patch)
+        .update_user(id, &patch, &ctx.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
     let user = shown(app, &user);
@@ -146,18 +157,22 @@ pub async fn update(app: &App, id: i64, req: Request<Incoming>) -> Result<Resp, 
     Ok(json_response(StatusCode::OK, &user))
 }
 
-pub async fn delete(app: &App, id: i64) -> Result<Resp, ApiError> {
-    let user = app.store.delete_user(id).await?.ok_or(ApiError::NotFound)?;
+pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    let user = app
+        .store
+        .delete_user(id, &ctx.actor)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     publish(app, "deleted", &user);
     let mut resp = Resp::default();
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
 }
 
-pub async fn rotate_secret(app: &App, id: i64) -> Result<Resp, ApiError> {
+pub async fn rotate_secret(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
     let (ext, secret) = app
         .store
-        .rotate_secret(id)
+        .rotate_secret(id, &ctx.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(json_response(

@@ -8,6 +8,7 @@ use super::{Store, StoreError};
 use crate::apply::record::{
     AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, Reload,
 };
+use crate::auth::Actor;
 use crate::domain::{Devices, Extension, SipSecret, Subscriber};
 
 /// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
@@ -15,7 +16,7 @@ use crate::domain::{Devices, Extension, SipSecret, Subscriber};
 const APPLY_LOCK: (i32, i32) = (1_346_524_240, 2);
 
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
-     changes, reload, health, rolled_back, error, content_hash";
+     changes, reload, health, rolled_back, error, content_hash, actor";
 
 fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
     let status: &str = r.try_get(1)?;
@@ -34,6 +35,7 @@ fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
         rolled_back: r.try_get(9)?,
         error: r.try_get::<_, Option<Json<ErrorBody>>>(10)?.map(|j| j.0),
         content_hash: r.try_get(11)?,
+        actor: r.try_get(12)?,
     })
 }
 
@@ -180,13 +182,26 @@ pub async fn finish_apply(
 }
 
 impl Store {
-    /// Opens an audit row in state `running`, committed at once so that a crash leaves it.
-    pub async fn start_apply(&self) -> Result<ApplyRecord, StoreError> {
+    /// Opens an audit row in state `running`, committed at once so that a crash leaves it,
+    /// with its line in the audit of who changed what (same statement).
+    pub async fn start_apply(
+        &self,
+        actor: &Actor,
+        dry_run: bool,
+    ) -> Result<ApplyRecord, StoreError> {
         let conn = self.conn().await?;
+        let action = if dry_run { "apply.dry_run" } else { "apply" };
         let row = conn
             .query_one(
-                &format!("INSERT INTO apply_audit_log (status) VALUES ('running') RETURNING {APPLY_COLUMNS}"),
-                &[],
+                &format!(
+                    "WITH r AS (
+                        INSERT INTO apply_audit_log (status, actor) VALUES ('running', $1)
+                        RETURNING {APPLY_COLUMNS}),
+                     a AS (INSERT INTO audit_log (actor, action, apply_id)
+                           SELECT $1, $2, r.id FROM r)
+                     SELECT {APPLY_COLUMNS} FROM r"
+                ),
+                &[&actor.as_str(), &action],
             )
             .await?;
         record_from_row(&row)

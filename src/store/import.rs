@@ -172,6 +172,9 @@ const INSERT: &str = "
         INSERT INTO extensions (number, user_id, secret, devices)
         SELECT i.number, u.id, i.secret, i.devices FROM input i JOIN u ON u.email = i.email
         RETURNING number, user_id, devices
+    ), a AS (
+        INSERT INTO audit_log (actor, action, user_id)
+        SELECT $6, 'user.imported', u.id FROM u
     )
     SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
       FROM u JOIN e ON e.user_id = u.id";
@@ -294,6 +297,7 @@ impl Store {
         users: &[NewUser],
         range: &ExtensionRange,
         idempotency: Option<(&str, &[u8])>,
+        actor: &crate::auth::Actor,
     ) -> Result<Imported, ImportFailure> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
@@ -322,6 +326,7 @@ impl Store {
                     (&numbers, Type::INT4_ARRAY),
                     (&secret_texts, Type::TEXT_ARRAY),
                     (&devices, Type::INT2_ARRAY),
+                    (&actor.as_str(), Type::TEXT),
                 ],
             )
             .await

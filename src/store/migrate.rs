@@ -19,6 +19,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "devices",
         include_str!("../../migrations/0003_devices.sql"),
     ),
+    // 4 is another branch's; versions need not be contiguous.
+    (
+        5,
+        "tokens_and_audit",
+        include_str!("../../migrations/0005_tokens_and_audit.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -9,10 +9,12 @@
 //! with the reason ([`ConnectError`]).
 
 pub mod applies;
+pub mod audit;
 mod idempotency;
 mod import;
 mod migrate;
 pub mod tls;
+pub mod tokens;
 mod users;
 
 use std::time::Duration;
@@ -27,11 +29,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::DatabaseUrl;
 
 pub use applies::Snapshot;
+pub use audit::AuditEntry;
 pub use import::{
     Conflict, ConflictKind, CreatedAnswer, CreatedUser, ExportRows, ImportFailure, Imported,
     PlannedUser,
 };
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
+pub use tokens::{FoundToken, TokenInfo};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
@@ -49,6 +53,8 @@ pub enum StoreError {
     PoolExhausted,
     #[error("Idempotency-Key was already used with a different body")]
     IdempotencyKeyReused,
+    #[error("a live token already has this name")]
+    TokenNameTaken,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// The first connection failed: start-up stops with this line.
@@ -118,6 +124,7 @@ fn map_db_error(e: tokio_postgres::Error) -> StoreError {
         match db.constraint() {
             Some("users_email_key") => return StoreError::EmailTaken,
             Some("extensions_number_key") => return StoreError::ExtensionTaken,
+            Some("api_tokens_live_name_key") => return StoreError::TokenNameTaken,
             _ => {}
         }
     }

@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::idempotency::{self, Claim};
-use super::{map_db_error, Store, StoreError};
+use super::{audit, map_db_error, Store, StoreError};
+use crate::auth::Actor;
 use crate::domain::{Devices, Extension, ExtensionRange, NewUser, SipSecret, UserPatch};
 
 /// A user as the API shows it (never with a secret).
@@ -102,19 +103,22 @@ fn like_pattern(q: &str) -> String {
 
 impl Store {
     /// Creates a user with the chosen or the lowest free extension, honouring an
-    /// Idempotency-Key: the key, the user and the stored response commit together.
+    /// Idempotency-Key: the key, the user, its audit row and the stored response commit
+    /// together.
     pub async fn create_user(
         &self,
         new: &NewUser,
         range: &ExtensionRange,
         idempotency: Option<(&str, &Value)>,
+        actor: &Actor,
     ) -> Result<CreateOutcome, StoreError> {
         let secret = SipSecret::generate();
         let mut conn = self.conn().await?;
         let ext = new.extension.map(Extension::as_db);
         let (min, max) = (range.min() as i32, range.max() as i32);
         let devices = new.devices.as_db();
-        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 7] = [
+        let actor = actor.as_str();
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 8] = [
             (&new.name.as_str(), Type::TEXT),
             (&new.email.as_str(), Type::TEXT),
             (&ext, Type::INT4),
@@ -122,12 +126,19 @@ impl Store {
             (&max, Type::INT4),
             (&secret.expose(), Type::TEXT),
             (&devices, Type::INT2),
+            (&actor, Type::TEXT),
         ];
-        const CREATE: &str = "SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7)";
+        let create = format!(
+            "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7)),
+                  a AS ({})
+             SELECT * FROM c",
+            audit::from_cte("c", 8, "user.created", "c.id", "NULL")
+        );
+        let create = create.as_str();
 
         let Some((key, request)) = idempotency else {
             let row = conn
-                .query_typed(CREATE, &params)
+                .query_typed(create, &params)
                 .await
                 .map_err(map_db_error)?;
             let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
@@ -148,7 +159,7 @@ impl Store {
             });
         }
         let row = tx
-            .query_typed(CREATE, &params)
+            .query_typed(create, &params)
             .await
             .map_err(map_db_error)?;
         let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
@@ -253,6 +264,7 @@ impl Store {
         &self,
         id: i64,
         patch: &UserPatch,
+        actor: &Actor,
     ) -> Result<Option<UserRow>, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
@@ -264,6 +276,16 @@ impl Store {
         let email = patch.email.as_ref().map(|e| e.as_str());
         let number = patch.extension.map(Extension::as_db);
         let devices = patch.devices.map(Devices::as_db);
+        let fields: Vec<&str> = [
+            ("name", name.is_some()),
+            ("email", email.is_some()),
+            ("extension", number.is_some()),
+            ("devices", devices.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
+        let actor = actor.as_str();
         let rows = tx
             .query_typed(
                 &format!(
@@ -276,7 +298,10 @@ impl Store {
                            SET number = coalesce($4, number), devices = coalesce($5, devices),
                                updated_at = now()
                          WHERE user_id = $1
-                     RETURNING number, devices)
+                     RETURNING number, devices),
+                     a AS (
+                        INSERT INTO audit_log (actor, action, user_id, fields)
+                        SELECT $6, 'user.updated', u.id, $7 FROM u)
                      SELECT {USER_COLUMNS} FROM u, e"
                 ),
                 &[
@@ -285,6 +310,8 @@ impl Store {
                     (&email, Type::TEXT),
                     (&number, Type::INT4),
                     (&devices, Type::INT2),
+                    (&actor, Type::TEXT),
+                    (&fields, Type::TEXT_ARRAY),
                 ],
             )
             .await
@@ -295,17 +322,19 @@ impl Store {
 
     /// Deletes a user; its extension is free at once. Returns the user as it was, `None`
     /// when there was none.
-    pub async fn delete_user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+    pub async fn delete_user(&self, id: i64, actor: &Actor) -> Result<Option<UserRow>, StoreError> {
         let conn = self.conn().await?;
         let rows = conn
             .query_typed(
                 &format!(
                     "WITH e AS (SELECT number, devices FROM extensions WHERE user_id = $1),
                           u AS (DELETE FROM users WHERE id = $1
-                                RETURNING id, name, email, created_at)
-                     SELECT {USER_COLUMNS} FROM u, e"
+                                RETURNING id, name, email, created_at),
+                          a AS ({})
+                     SELECT {USER_COLUMNS} FROM u, e",
+                    audit::from_cte("u", 2, "user.deleted", "u.id", "NULL")
                 ),
-                &[(&id, Type::INT8)],
+                &[(&id, Type::INT8), (&actor.as_str(), Type::TEXT)],
             )
             .await?;
         Ok(rows.first().map(UserRow::from_row))
@@ -315,14 +344,25 @@ impl Store {
     pub async fn rotate_secret(
         &self,
         id: i64,
+        actor: &Actor,
     ) -> Result<Option<(Extension, SipSecret)>, StoreError> {
         let secret = SipSecret::generate();
         let conn = self.conn().await?;
         let rows = conn
             .query_typed(
-                "UPDATE extensions SET secret = $2, updated_at = now() WHERE user_id = $1
-                 RETURNING number",
-                &[(&id, Type::INT8), (&secret.expose(), Type::TEXT)],
+                &format!(
+                    "WITH x AS (
+                        UPDATE extensions SET secret = $2, updated_at = now() WHERE user_id = $1
+                        RETURNING number, user_id),
+                     a AS ({})
+                     SELECT number FROM x",
+                    audit::from_cte("x", 3, "user.secret_rotated", "x.user_id", "NULL")
+                ),
+                &[
+                    (&id, Type::INT8),
+                    (&secret.expose(), Type::TEXT),
+                    (&actor.as_str(), Type::TEXT),
+                ],
             )
             .await?;
         Ok(rows

@@ -16,4 +16,5 @@ mod operations;
 mod process;
 mod registrations;
 mod tls;
+mod tokens;
 mod users;

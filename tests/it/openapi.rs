@@ -138,6 +138,7 @@ async fn every_documented_operation_answers_as_documented() {
             match (method, path, media) {
             ("post", "/users", _) => Some(json!({"name": "Another", "email": "another@x.org"})),
             ("patch", "/users/{id}", _) => Some(json!({"devices": 2})),
+            ("post", "/tokens", _) => Some(json!({"name": "doc-token", "scopes": ["read"]})),
             ("post", "/users/import", "text/csv") => {
                 let csv = format!("name,email\nCsv Doc {i},csv{i}@x.org\n");
                 return Some(("text/csv", bytes::Bytes::from(csv)));
@@ -166,7 +167,7 @@ async fn every_documented_operation_answers_as_documented() {
     ops.sort_by_key(|(m, _)| m == "delete");
     for (method, path) in ops {
         let op = &doc["paths"][&path][&method];
-        let url = path.replace("{id}", &id);
+        let url = path.replace("{id}", &id).replace("{name}", "doc-token");
         // A stream that never ends: its answer's head is checked, its body cannot be read
         // to the end (tests/it/events.rs reads it).
         if op
@@ -277,20 +278,24 @@ async fn every_documented_operation_answers_as_documented() {
     }
     seen.sort();
     let expected = [
+        "DELETE /tokens/{name}",
         "DELETE /users/{id}",
         "GET /applies",
         "GET /apply/pending",
+        "GET /audit",
         "GET /events",
         "GET /extensions/available",
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",
         "GET /status",
+        "GET /tokens",
         "GET /users",
         "GET /users/export",
         "GET /users/{id}",
         "PATCH /users/{id}",
         "POST /apply",
+        "POST /tokens",
         "POST /users",
         "POST /users/import",
         "POST /users/{id}/secret",
@@ -864,6 +869,8 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
         checked,
         [
             "GET /applies limit",
+            "GET /audit limit",
+            "GET /audit user",
             "GET /users direction",
             "GET /users limit",
             "GET /users offset",

@@ -89,6 +89,37 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.get("/users/export").await.status, StatusCode::OK);
+    // A named token: created, used, refused for a scope, revoked, then refused.
+    let r = app
+        .post("/tokens", json!({"name": "logged", "scopes": ["read"]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let named = r.body["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {named}");
+    let as_named = [("authorization", bearer.as_str())];
+    for (method, path, want) in [
+        (hyper::Method::GET, "/users", StatusCode::OK),
+        (hyper::Method::DELETE, "/users/1", StatusCode::FORBIDDEN),
+    ] {
+        let r = app.send(method, path, None, &as_named, false).await;
+        assert_eq!(r.status, want);
+    }
+    assert_eq!(
+        app.delete("/tokens/logged").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app
+        .send(hyper::Method::GET, "/users", None, &as_named, false)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(named.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    secrets.extend([named.clone(), named[5..].to_owned(), hash]);
     assert_eq!(
         app.post("/apply", json!({})).await.body["status"],
         "applied"
@@ -105,6 +136,7 @@ async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
         assert!(!stderr.contains(s.as_str()), "secret in the log");
     }
     assert!(!stderr.contains(TOKEN));
+    assert!(stderr.contains("token revoked"), "{stderr}");
 }
 
 #[tokio::test]

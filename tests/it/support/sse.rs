@@ -31,13 +31,18 @@ impl Sse {
     /// Opens `GET /events`; `recv_buffer` shrinks the socket's receive buffer (a client
     /// that cannot keep up).
     pub async fn open(addr: SocketAddr, recv_buffer: Option<u32>) -> Sse {
+        Self::open_as(addr, TOKEN, recv_buffer).await
+    }
+
+    /// Opens `GET /events` with `token` as the bearer.
+    pub async fn open_as(addr: SocketAddr, token: &str, recv_buffer: Option<u32>) -> Sse {
         let socket = TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
         let mut stream = socket.connect(addr).await.unwrap();
         let req = format!(
-            "GET /events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut sse = Sse {

@@ -1,0 +1,32 @@
+//! `GET /audit` (scope `read`): who changed what, newest first.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{json_response, ApiError};
+use super::request::{query, Bounded};
+use super::{App, Resp};
+
+/// `GET /audit?limit=&user=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<Bounded<1, 1000>>,
+    /// Only the rows about this user id (bounded by the largest integer every JSON client
+    /// reads exactly, as the document states).
+    user: Option<Bounded<1, 9_007_199_254_740_991>>,
+}
+
+pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let q: AuditQuery = query(req)?;
+    let entries = app
+        .store
+        .list_audit(q.limit.map_or(100, |l| l.0), q.user.map(|u| u.0))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}

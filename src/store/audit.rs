@@ -1,0 +1,75 @@
+//! The audit of who changed what. Each change writes its row in the same statement as the
+//! change itself (a data-modifying CTE, see [`from_cte`]): one round trip, one
+//! transaction, so a change is never without its row nor a row without its change.
+
+use time::OffsetDateTime;
+use tokio_postgres::types::Type;
+
+use super::{Store, StoreError};
+
+/// One audit row as `GET /audit` shows it. Never a secret: ids, names, field names.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+}
+
+/// An `INSERT INTO audit_log … SELECT … FROM <cte>` to put in a `WITH` beside the change:
+/// one row per row the CTE returned (none when the change found nothing). `actor` is a
+/// parameter number, `action` a constant of the code (never request text); `user_id` and
+/// `token` are SQL expressions over the CTE.
+pub fn from_cte(
+    cte: &str,
+    actor: usize,
+    action: &'static str,
+    user_id: &str,
+    token: &str,
+) -> String {
+    format!(
+        "INSERT INTO audit_log (actor, action, user_id, token)
+         SELECT ${actor}, '{action}', {user_id}, {token} FROM {cte}"
+    )
+}
+
+impl Store {
+    /// Newest first; `user` keeps the rows about one user id.
+    pub async fn list_audit(
+        &self,
+        limit: i64,
+        user: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn().await?;
+        conn.query_typed(
+            "SELECT id, at, actor, action, user_id, apply_id, token, fields FROM audit_log
+              WHERE $2::bigint IS NULL OR user_id = $2
+              ORDER BY id DESC LIMIT $1",
+            &[(&limit, Type::INT8), (&user, Type::INT8)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                actor: r.try_get(2)?,
+                action: r.try_get(3)?,
+                user_id: r.try_get(4)?,
+                apply_id: r.try_get(5)?,
+                token: r.try_get(6)?,
+                fields: r.try_get(7)?,
+            })
+        })
+        .collect()
+    }
+}
