@@ -166,23 +166,6 @@ const FINAL_STATUSES: [ApplyStatus; 5] = [
     ApplyStatus::Failed,
     ApplyStatus::Interrupted,
 ];
-const FAILURE_CODES: [FailureCode; 6] = [
-    FailureCode::DatabaseUnavailable,
-    FailureCode::WriteFailed,
-    FailureCode::ReloadFailed,
-    FailureCode::HealthCheckFailed,
-    FailureCode::Interrupted,
-    FailureCode::Internal,
-];
-/// Fails to compile when a failure code is added, until it is listed above.
-const _: fn(FailureCode) = |c| match c {
-    FailureCode::DatabaseUnavailable
-    | FailureCode::WriteFailed
-    | FailureCode::ReloadFailed
-    | FailureCode::HealthCheckFailed
-    | FailureCode::Interrupted
-    | FailureCode::Internal => {}
-};
 const RELOAD_METHODS: [ReloadMethod; 3] =
     [ReloadMethod::Ami, ReloadMethod::Cli, ReloadMethod::None];
 
@@ -211,7 +194,7 @@ impl Metrics {
         for s in FINAL_STATUSES {
             drop(m.applies.get_or_create(&StatusLabel { status: s.as_str() }));
         }
-        for c in FAILURE_CODES {
+        for c in FailureCode::ALL {
             drop(
                 m.apply_failures
                     .get_or_create(&CodeLabel { code: c.as_str() }),
