@@ -1119,23 +1119,6 @@ fn import_json(rows: usize, tag: &str) -> Bytes {
     Bytes::from(serde_json::json!({ "users": users }).to_string())
 }
 
-/// The statement the service's import runs to insert a whole file (src/store/import.rs).
-const MULTI_ROW_INSERT: &str = "
-    WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[])
-            WITH ORDINALITY AS t(name, email, number, secret, devices, ord)
-    ), u AS (
-        INSERT INTO users (name, email)
-        SELECT name, email FROM input ORDER BY ord
-        RETURNING id, name, email, created_at
-    ), e AS (
-        INSERT INTO extensions (number, user_id, secret, devices)
-        SELECT i.number, u.id, i.secret, i.devices FROM input i JOIN u ON u.email = i.email
-        RETURNING number, user_id, devices
-    )
-    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
-      FROM u JOIN e ON e.user_id = u.id";
-
 /// PostgreSQL alone: the same rows (numbers chosen beforehand, secrets generated)
 /// inserted by one multi-row statement in one transaction, on a connection that has run
 /// it before (as the service's pooled ones have).
@@ -1157,13 +1140,15 @@ async fn raw_multi_row_insert(
     let tx = client.transaction().await.unwrap();
     let inserted = tx
         .query_typed(
-            MULTI_ROW_INSERT,
+            // The very statement of the service's import (audit rows included).
+            pbx_portal::store::IMPORT_STATEMENT,
             &[
                 (&names, Type::TEXT_ARRAY),
                 (&emails, Type::TEXT_ARRAY),
                 (&numbers, Type::INT4_ARRAY),
                 (&secrets, Type::TEXT_ARRAY),
                 (&devices, Type::INT2_ARRAY),
+                (&"cli", Type::TEXT),
             ],
         )
         .await

@@ -173,6 +173,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let app = Arc::new(App {
         applier: applier.with_live(registrations.clone(), hub.clone(), metrics.clone()),
         streams: crate::http::Streams::new(shutdown.clone()),
+        openapi: crate::http::openapi_document(config.range),
         metrics,
         config,
         token,

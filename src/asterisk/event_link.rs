@@ -135,9 +135,12 @@ impl Registrations {
 
     /// The extensions applied now; their registrations are shown, others never.
     pub fn set_applied(&self, applied: BTreeSet<u32>) {
-        let before = self.view().online();
-        self.view().set_applied(applied.clone());
-        let after = self.view().online();
+        let (before, after) = {
+            let mut view = self.view();
+            let before = view.online();
+            view.set_applied(applied);
+            (before, view.online())
+        };
         if before != after {
             let touched: BTreeSet<u32> = before.into_iter().chain(after).flatten().collect();
             self.publish(touched.into_iter().map(|e| e.to_string()));

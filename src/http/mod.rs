@@ -36,6 +36,7 @@ use tracing::Instrument;
 use error::ApiError;
 pub use events::Streams;
 pub use state::App;
+pub use system::openapi_document;
 
 /// Every response: a whole buffer or, for an export, a stream (see [`body`]).
 pub type Resp = Response<body::Body>;
@@ -176,7 +177,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
     let Some(ctx) = ctx else {
         return match (route, &method) {
             (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
-            (Route::OpenApi, &Method::GET) => Ok(system::openapi(app.config.range)),
+            (Route::OpenApi, &Method::GET) => Ok(system::openapi(&app.openapi)),
             (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
         };
     };

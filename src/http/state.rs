@@ -20,6 +20,8 @@ pub struct App {
     pub probe_server: Arc<ProbeServer>,
     pub registrations: Arc<Registrations>,
     pub hub: Hub,
+    /// `GET /openapi.json`, with this instance's extension range.
+    pub openapi: bytes::Bytes,
     /// The open `GET /events` streams.
     pub streams: super::Streams,
     pub metrics: Arc<Metrics>,

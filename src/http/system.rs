@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -56,27 +57,27 @@ pub async fn healthz(app: &App) -> Resp {
 
 /// The OpenAPI document, with this instance's extension range as the bounds of
 /// `NewUser.extension`: the range is configuration, and a client (or a schema-driven test
-/// tool) must see the rule the server applies.
-pub fn openapi(range: ExtensionRange) -> Resp {
-    match serde_json::from_str::<Value>(OPENAPI) {
-        Ok(mut doc) => {
-            for schema in ["NewUser", "UserPatch", "ImportUser"] {
-                let at = format!("/components/schemas/{schema}/properties/extension");
-                if let Some(ext) = doc.pointer_mut(&at) {
-                    ext["minimum"] = range.min().into();
-                    ext["maximum"] = range.max().into();
-                }
-            }
-            json_response(StatusCode::OK, &doc)
-        }
+/// tool) must see the rule the server applies. Built once, at start-up.
+pub fn openapi_document(range: ExtensionRange) -> Bytes {
+    let Ok(mut doc) = serde_json::from_str::<Value>(OPENAPI) else {
         // Unreachable: a unit test parses the embedded document.
-        Err(_) => {
-            let mut resp = Response::new(super::body::full(OPENAPI.as_bytes()));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+        return Bytes::from_static(OPENAPI.as_bytes());
+    };
+    for schema in ["NewUser", "UserPatch", "ImportUser"] {
+        let at = format!("/components/schemas/{schema}/properties/extension");
+        if let Some(ext) = doc.pointer_mut(&at) {
+            ext["minimum"] = range.min().into();
+            ext["maximum"] = range.max().into();
         }
     }
+    serde_json::to_vec(&doc).map_or_else(|_| Bytes::from_static(OPENAPI.as_bytes()), Bytes::from)
+}
+
+pub fn openapi(document: &Bytes) -> Resp {
+    let mut resp = Response::new(super::body::full(document.clone()));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// The Prometheus exposition (OpenMetrics text). Built from atomics and the registration

@@ -159,8 +159,9 @@ const ALLOCATE: &str = "
      ORDER BY g";
 
 /// Users and extensions of the whole file in one statement, joined back by email (unique
-/// in the file, checked before).
-const INSERT: &str = "
+/// in the file, checked before), with an audit row per user. Public so that the benchmark
+/// times PostgreSQL running exactly this statement.
+pub const INSERT: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[])
             WITH ORDINALITY AS t(name, email, number, secret, devices, ord)

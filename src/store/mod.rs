@@ -30,6 +30,7 @@ use crate::config::DatabaseUrl;
 
 pub use applies::Snapshot;
 pub use audit::AuditEntry;
+pub use import::INSERT as IMPORT_STATEMENT;
 pub use import::{
     Conflict, ConflictKind, CreatedAnswer, CreatedUser, ExportRows, ImportFailure, Imported,
     PlannedUser,
