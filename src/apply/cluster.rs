@@ -371,8 +371,8 @@ fn unreachable(node: &str) -> NodeOutcome {
         node,
         FailureCode::NodeUnreachable,
         format!(
-            "node {node} is not alive (no heartbeat within {} s): nothing was asked of it; \
-             it stays pending until the next apply",
+            "not alive (no heartbeat within {} s): nothing was asked of it; it stays \
+             pending until the next apply",
             nodes::ALIVE_WITHIN.as_secs()
         ),
     )
@@ -383,8 +383,8 @@ fn timed_out(node: &str, timeout: Duration) -> NodeOutcome {
         node,
         FailureCode::NodeTimeout,
         format!(
-            "node {node} recorded no outcome within {} ms (PORTAL_NODE_TIMEOUT_MS); its own \
-             audit log will say how its apply ended",
+            "no outcome recorded within {} ms (PORTAL_NODE_TIMEOUT_MS); the node's own \
+             audit log (GET /applies?node={node}) says how its apply ended",
             timeout.as_millis()
         ),
     )
