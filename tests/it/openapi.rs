@@ -287,6 +287,7 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /extensions/available",
         "GET /healthz",
         "GET /metrics",
+        "GET /nodes",
         "GET /openapi.json",
         "GET /status",
         "GET /tokens",
@@ -869,6 +870,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
         checked,
         [
             "GET /applies limit",
+            "GET /applies node",
             "GET /audit limit",
             "GET /audit user",
             "GET /users direction",
@@ -879,6 +881,8 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "GET /users registered",
             "GET /users/export format",
             "POST /apply dry_run",
+            "POST /apply nodes",
+            "POST /apply strategy",
             "POST /users/import dry_run",
         ]
     );
