@@ -120,7 +120,11 @@ impl Cluster {
         let others: Vec<&Chosen> = chosen.iter().filter(|c| c.name != self.me()).collect();
         if others.is_empty() {
             // One node: exactly the single-node apply (its record already lists itself).
-            return Ok(self.applier.apply(actor, None).await?);
+            let result = self.applier.apply(actor, None).await;
+            // Awaited, not dropped: a dropped transaction's ROLLBACK is only queued, and the
+            // next request could find the lock still held.
+            let _ = tx.rollback().await;
+            return Ok(result?);
         }
         // This node's record: its own apply's, or (not chosen) one for the request it runs.
         let coordinating = match includes_me {
@@ -132,7 +136,7 @@ impl Cluster {
             Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
             Strategy::Rolling => self.rolling(actor, batch, &chosen).await?,
         };
-        drop(tx);
+        let _ = tx.rollback().await;
         let ordered: Vec<NodeOutcome> = chosen
             .iter()
             .map(|c| match outcomes.get(&c.name) {
@@ -152,14 +156,18 @@ impl Cluster {
             rec.status = status;
             rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
         }
-        // The outcomes are recorded by each node already; this row lists them all, and is
-        // written when the database lets it (the answer does not wait for a restart).
-        let (store, stored) = (store.clone(), rec.clone());
-        tokio::spawn(async move {
-            if let Err(e) = super::persist(|| store.finish_apply(&stored)).await {
-                tracing::error!(apply = stored.id, error = %e, "the cluster apply's record was not written");
-            }
-        });
+        // Each node recorded its own outcome already; this row lists them all. Written
+        // before the answer; should the database be away, as soon as it is back (the
+        // answer does not wait for a restart).
+        if let Err(e) = store.finish_apply(&rec).await {
+            tracing::warn!(apply = rec.id, error = %e, "the cluster apply's record is written later");
+            let (store, stored) = (store.clone(), rec.clone());
+            tokio::spawn(async move {
+                if let Err(e) = super::persist(|| store.finish_apply(&stored)).await {
+                    tracing::error!(apply = stored.id, error = %e, "the cluster apply's record was not written");
+                }
+            });
+        }
         rec.status = status;
         rec.error = error;
         if status == ApplyStatus::Failed {

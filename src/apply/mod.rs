@@ -327,7 +327,9 @@ impl Applier {
                     .set_applied(fingerprints.keys().copied().collect());
             }
             None => {
-                drop(tx);
+                // Awaited, not dropped: a dropped transaction's ROLLBACK is only queued, and
+                // the next apply could find the lock still held.
+                let _ = tx.rollback().await;
                 if let Err(e) = self.store.finish_apply(&rec).await {
                     self.record_later(e, &rec, None).await?;
                 }
