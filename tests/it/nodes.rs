@@ -113,7 +113,12 @@ async fn two_nodes_apply_as_one_each_with_its_own_record_reload_and_probe() {
     assert_eq!(names(&list), ["a", "b"]);
     for e in &list {
         assert_eq!(e["alive"], true, "{e}");
-        assert_eq!(e["version"], env!("CARGO_PKG_VERSION"), "{e}");
+        assert!(
+            e["version"]
+                .as_str()
+                .is_some_and(|v| v.contains(env!("CARGO_PKG_VERSION"))),
+            "{e}"
+        );
         support::instant(&e["last_seen"]);
         assert_eq!(e["last_apply"], Value::Null, "{e}");
         assert!(e["registrations"].is_object(), "{e}");
