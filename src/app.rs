@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::apply::cluster::{self, Cluster};
 use crate::apply::Applier;
 use crate::asterisk::event_link::{self, Registrations};
 use crate::asterisk::probe::ProbeServer;
@@ -21,6 +22,7 @@ use crate::events::Hub;
 use crate::http::App;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
+use crate::store::nodes::{Node, RenderSettings};
 use crate::store::{self, Store, StoreError};
 
 /// How long shutdown waits for a running apply.
@@ -61,6 +63,9 @@ pub struct Running {
     http: JoinHandle<()>,
     /// Stops the registration link (it holds no request: it stops at once).
     stop_link: watch::Sender<bool>,
+    /// Stops the node's heartbeat and its LISTEN connection.
+    stop_node: watch::Sender<bool>,
+    node: JoinHandle<()>,
 }
 
 impl Running {
@@ -68,6 +73,9 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(true);
         let _ = self.http.await;
+        // No new request from another node from now on; the node is marked stopped.
+        let _ = self.stop_node.send(true);
+        let _ = self.node.await;
         self.app.applier.drain(APPLY_DRAIN).await;
         self.app.probe_server.shutdown().await;
         let _ = self.stop_link.send(true);
@@ -84,11 +92,21 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     Ok(store)
 }
 
+/// Creates or refreshes this host's node row (what `serve` and `apply` act as).
+pub async fn register_node(config: &Config, store: &Store) -> Result<Node, StoreError> {
+    let settings = RenderSettings {
+        transport: config.asterisk.transport.clone(),
+        qualify_frequency: config.asterisk.qualify_frequency,
+    };
+    store.register_node(&config.node, &settings).await
+}
+
 /// Binds the FastAGI server for the health probe and an applier that uses it; the
 /// configuration's FastAGI address becomes the one actually bound (port 0 in tests).
 pub async fn probe_and_applier(
     config: &mut Config,
     store: Store,
+    node: Node,
 ) -> Result<(ProbeServer, Applier), StartError> {
     let addr = config.asterisk.agi_addr;
     let server = ProbeServer::bind(addr)
@@ -99,7 +117,7 @@ pub async fn probe_and_applier(
             source,
         })?;
     config.asterisk.agi_addr = server.addr();
-    let applier = Applier::new(store, config.asterisk.clone(), server.probes());
+    let applier = Applier::new(store, config.asterisk.clone(), server.probes(), node);
     Ok((server, applier))
 }
 
@@ -136,7 +154,8 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
     let store = open_store(&config).await?;
-    let interrupted = store.recover_interrupted().await?;
+    let node = register_node(&config, &store).await?;
+    let interrupted = store.recover_interrupted(&node).await?;
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "marked applies interrupted by a crash");
     }
@@ -148,12 +167,12 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     };
     let http = TcpListener::bind(config.listen).await.map_err(bind_error)?;
     let http_addr = http.local_addr().map_err(bind_error)?;
-    let (probe_server, applier) = probe_and_applier(&mut config, store.clone()).await?;
+    let (probe_server, applier) = probe_and_applier(&mut config, store.clone(), node).await?;
     let agi_addr = probe_server.addr();
 
     let hub = Hub::default();
     let registrations = Arc::new(Registrations::new(hub.clone()));
-    registrations.set_applied(store.applied_extensions().await?);
+    registrations.set_applied(store.applied_extensions(config.node.as_str()).await?);
     let (stop_link, link_shutdown) = Shutdown::new();
     // Only AMI reports registrations: with the CLI or no reload the view stays `unknown`.
     if config.asterisk.reload == ReloadMode::Ami {
@@ -169,9 +188,25 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         config.asterisk.reload == ReloadMode::Ami,
     ));
     metrics.applies_interrupted(interrupted);
+    let applier = applier.with_live(registrations.clone(), hub.clone(), metrics.clone());
+    let (stop_node, node_shutdown) = Shutdown::new();
+    let requests = Arc::new(Notify::new());
+    let outcomes = cluster::listen(&applier, requests.clone(), node_shutdown.clone());
+    let report: cluster::Report = {
+        let (registrations, mode) = (registrations.clone(), config.asterisk.reload);
+        Box::new(move || (registrations.link_state(mode), registrations.summary()))
+    };
+    let node = tokio::spawn(cluster::run_node(
+        applier.clone(),
+        requests,
+        report,
+        metrics.clone(),
+        node_shutdown,
+    ));
     let (stop_http, shutdown) = Shutdown::new();
     let app = Arc::new(App {
-        applier: applier.with_live(registrations.clone(), hub.clone(), metrics.clone()),
+        cluster: Cluster::new(applier.clone(), config.node_timeout, outcomes),
+        applier,
         streams: crate::http::Streams::new(shutdown.clone()),
         openapi: crate::http::openapi_document(config.range),
         metrics,
@@ -183,7 +218,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         hub,
     });
     let http = tokio::spawn(crate::http::serve(http, app.clone(), shutdown));
-    tracing::info!(%http_addr, %agi_addr, "pbx-portal serving");
+    tracing::info!(%http_addr, %agi_addr, node = %app.config.node, "pbx-portal serving");
     Ok(Running {
         http_addr,
         agi_addr,
@@ -191,5 +226,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         stop_http,
         http,
         stop_link,
+        stop_node,
+        node,
     })
 }

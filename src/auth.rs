@@ -136,6 +136,15 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// The actor an apply request row names (written by [`Actor::as_str`]).
+    pub fn from_stored(s: &str) -> Self {
+        match s {
+            "bootstrap" => Self::Bootstrap,
+            "cli" => Self::Cli,
+            name => Self::Token(TokenName::from_stored(name.to_owned())),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Self::Bootstrap => "bootstrap",

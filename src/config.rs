@@ -14,7 +14,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::domain::ExtensionRange;
+use crate::domain::{ExtensionRange, NodeName};
 
 mod database_url;
 pub use database_url::{DatabaseUrl, RootCert, SslMode, Tls, Verify};
@@ -241,8 +241,19 @@ fn default_qualify() -> QualifySeconds {
 fn default_pool_size() -> PoolSize {
     PoolSize(16)
 }
+fn default_node_timeout() -> Millis {
+    Millis(Duration::from_secs(30))
+}
 fn default_transport() -> Transport {
     Transport("transport-udp".into())
+}
+
+/// The default node name: the host name, as the kernel has it.
+fn host_name() -> Result<NodeName, String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("is not set and the host name cannot be read ({e})"))?;
+    NodeName::parse(raw.trim())
+        .map_err(|r| format!("is not set and the host name cannot be used: {r}; set it"))
 }
 
 /// The variables whose values are secrets (the database URL may hold a password).
@@ -294,6 +305,10 @@ struct Vars {
     config_dir: PathBuf,
     #[serde(rename = "PORTAL_QUALIFY_FREQUENCY", default = "default_qualify")]
     qualify_frequency: QualifySeconds,
+    #[serde(rename = "PORTAL_NODE")]
+    node: Option<NodeName>,
+    #[serde(rename = "PORTAL_NODE_TIMEOUT_MS", default = "default_node_timeout")]
+    node_timeout: Millis,
     /// Any other `PORTAL_` variable: refused, it is most likely a typo.
     #[serde(flatten)]
     unknown: BTreeMap<String, String>,
@@ -338,6 +353,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub range: ExtensionRange,
     pub asterisk: AsteriskConfig,
+    /// This host's node (PORTAL_NODE, default the host name).
+    pub node: NodeName,
+    /// How long a cluster apply waits for each other node's record.
+    pub node_timeout: Duration,
 }
 
 impl Config {
@@ -402,8 +421,14 @@ impl Config {
                 ));
             }
         }
+        let node = match v.node {
+            Some(n) => n,
+            None => host_name().map_err(|r| bad("PORTAL_NODE", r))?,
+        };
         Ok(Self {
             database,
+            node,
+            node_timeout: v.node_timeout.0,
             pool_size: v.pool_size.0,
             api_token: v.api_token,
             listen: v.listen.0,
@@ -474,6 +499,22 @@ mod tests {
         assert_eq!(c.asterisk.transport, "transport-udp");
         assert_eq!(c.pool_size, 16);
         assert_eq!(c.database.tls().mode, SslMode::Prefer, "libpq's default");
+    }
+
+    #[test]
+    fn the_node_is_named_and_its_timeout_bounded() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert!(!c.node.as_str().is_empty(), "the host name");
+        assert_eq!(c.node_timeout, Duration::from_secs(30));
+        let c = Config::from_vars(&vars(&[("PORTAL_NODE", "pbx-a.example_1")])).unwrap();
+        assert_eq!(c.node.as_str(), "pbx-a.example_1");
+        for bad in ["a b", "a/b", "é", &"x".repeat(64)] {
+            assert_eq!(err_var(&[("PORTAL_NODE", bad)]), "PORTAL_NODE", "{bad}");
+        }
+        assert_eq!(
+            err_var(&[("PORTAL_NODE_TIMEOUT_MS", "50")]),
+            "PORTAL_NODE_TIMEOUT_MS"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Why a value was refused, naming the field it came from.
@@ -28,6 +28,52 @@ impl ValidationError {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// The name of a node (one `serve` next to one Asterisk host): `[A-Za-z0-9._-]`, 1–63
+/// characters, so that it reads the same in a URL, a log line and a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = (1..=63).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "'{raw}' is not a node name (1 to 63 of A-Z a-z 0-9 . _ -)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeName {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(n: NodeName) -> Self {
+        n.0
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

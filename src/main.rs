@@ -5,10 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pbx_portal::apply::record::ApplyRecord;
+use pbx_portal::apply::cluster::{self, Choice, Cluster, ClusterError};
+use pbx_portal::apply::record::{ApplyRecord, Strategy};
 use pbx_portal::apply::{Applier, ApplyError};
 use pbx_portal::auth::{parse_expires_in, Actor, Scopes, TokenName};
 use pbx_portal::config::Config;
+use pbx_portal::domain::NodeName;
+use pbx_portal::shutdown::Shutdown;
 use pbx_portal::store::{self, Store, StoreError};
 use pbx_portal::{app, bulk, check};
 
@@ -30,9 +33,16 @@ enum Command {
     Migrate,
     /// Apply once, as POST /apply does; prints the JSON result.
     Apply {
-        /// Report what would change without touching files or Asterisk.
-        #[arg(long)]
+        /// Report what would change on this node without touching files or Asterisk.
+        #[arg(long, conflicts_with_all = ["nodes", "strategy"])]
         dry_run: bool,
+        /// Only these nodes (comma-separated names); default: every alive node and this one.
+        #[arg(long, value_delimiter = ',', value_parser = NodeName::parse)]
+        nodes: Option<Vec<NodeName>>,
+        /// `parallel` (every node at once) or `rolling` (one at a time, stopping at the
+        /// first failure).
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<Strategy>,
     },
     /// Check the database, include directories and lines, AMI and the FastAGI port.
     Check,
@@ -118,7 +128,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::Apply { dry_run } => apply(config, dry_run).await,
+            Command::Apply {
+                dry_run,
+                nodes,
+                strategy,
+            } => {
+                let choice = Choice {
+                    nodes,
+                    strategy: strategy.unwrap_or_default(),
+                };
+                apply(config, dry_run, choice).await
+            }
             Command::Check => check(config).await,
             Command::Import { file, dry_run } => import(config, &file, dry_run).await,
             Command::Export { format } => export(config, format).await,
@@ -171,36 +191,49 @@ async fn migrate(config: Config) -> ExitCode {
     }
 }
 
-/// One apply from the shell. The health probe needs the FastAGI address, so it is bound
-/// here for the duration; when `serve` holds it, use POST /apply instead.
-async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
-    let store = match app::open_store(&config).await {
+/// One apply from the shell, as this host's node: to every chosen node, as POST /apply.
+/// The health probe needs the FastAGI address, so it is bound here for the duration;
+/// when `serve` holds it, use POST /apply instead.
+async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
+    let prepared = async {
+        let store = app::open_store(&config).await?;
+        let node = app::register_node(&config, &store).await?;
+        Ok::<_, StoreError>((store, node))
+    };
+    let (store, node) = match prepared.await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("apply failed: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = if dry_run {
-        Applier::new(store, config.asterisk.clone(), Arc::default())
-            .dry_run(&Actor::Cli)
-            .await
-    } else if config.asterisk.health_check {
-        let (server, applier) = match app::probe_and_applier(&mut config, store).await {
-            Ok(p) => p,
+    let (server, applier) = if config.asterisk.health_check && !dry_run {
+        match app::probe_and_applier(&mut config, store, node).await {
+            Ok((server, applier)) => (Some(server), applier),
             Err(e) => {
                 eprintln!("apply failed: {e}; if `pbx-portal serve` is running, use POST /apply");
                 return ExitCode::FAILURE;
             }
-        };
-        let result = applier.apply(&Actor::Cli).await;
-        server.shutdown().await;
-        result
+        }
     } else {
-        Applier::new(store, config.asterisk.clone(), Arc::default())
-            .apply(&Actor::Cli)
+        let applier = Applier::new(store, config.asterisk.clone(), Arc::default(), node);
+        (None, applier)
+    };
+    let result = if dry_run {
+        applier
+            .dry_run(&Actor::Cli)
+            .await
+            .map_err(ClusterError::from)
+    } else {
+        let (_stop, shutdown) = Shutdown::new();
+        let outcomes = cluster::listen(&applier, Arc::default(), shutdown);
+        Cluster::new(applier, config.node_timeout, outcomes)
+            .apply(&Actor::Cli, &choice)
             .await
     };
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     let print = |rec: &ApplyRecord| {
         println!("{}", serde_json::to_string_pretty(rec).unwrap_or_default());
     };
@@ -209,7 +242,7 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
             print(&rec);
             ExitCode::SUCCESS
         }
-        Err(ApplyError::Failed(rec)) => {
+        Err(ClusterError::Apply(ApplyError::Failed(rec))) => {
             print(&rec);
             ExitCode::FAILURE
         }
@@ -217,6 +250,14 @@ async fn apply(mut config: Config, dry_run: bool) -> ExitCode {
             eprintln!("apply failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_strategy(raw: &str) -> Result<Strategy, String> {
+    match raw {
+        "parallel" => Ok(Strategy::Parallel),
+        "rolling" => Ok(Strategy::Rolling),
+        _ => Err("must be parallel or rolling".into()),
     }
 }
 

@@ -141,6 +141,14 @@ pub struct Metrics {
     reloads: Family<MethodLabel, Counter>,
     reload_duration: Histograms<MethodLabel>,
     probe_duration: Histograms<ResultLabel>,
+    /// Each node's heartbeat age as the last heartbeat read it, and when.
+    node_ages: Arc<std::sync::Mutex<NodeAges>>,
+}
+
+#[derive(Debug, Default)]
+struct NodeAges {
+    ages: Vec<(String, f64)>,
+    read_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -188,6 +196,7 @@ impl Metrics {
                 DurationHistogram::new(RELOAD_BUCKETS)
             }),
             probe_duration: Family::new_with_constructor(|| DurationHistogram::new(PROBE_BUCKETS)),
+            node_ages: Arc::default(),
             registry: Registry::default(),
         };
         // Created at 0 (the guard each returns is dropped at once).
@@ -256,6 +265,7 @@ impl Metrics {
         if let Some(live) = live {
             registry.register_collector(Box::new(LiveCollector(live)));
         }
+        registry.register_collector(Box::new(HeartbeatCollector(m.node_ages.clone())));
         Self { registry, ..m }
     }
 
@@ -327,6 +337,17 @@ impl Metrics {
         self.probe_duration
             .get_or_create(&ResultLabel { result })
             .observe(took);
+    }
+
+    /// Every node's heartbeat age (seconds, by the database's clock) as just read; a node
+    /// never seen is left out.
+    pub fn node_ages(&self, ages: Vec<(String, Option<f64>)>) {
+        let mut cell = self.node_ages.lock().unwrap_or_else(|p| p.into_inner());
+        cell.ages = ages
+            .into_iter()
+            .filter_map(|(n, a)| a.map(|a| (n, a)))
+            .collect();
+        cell.read_at = Some(std::time::Instant::now());
     }
 
     /// The exposition: every series, then `# EOF`.
@@ -437,6 +458,32 @@ impl Collector for LiveCollector {
             "The most connections the database pool opens.",
             count(p.max),
         )
+    }
+}
+
+/// The heartbeat age of every node. The label is a node name: set by each host's
+/// administrator (PORTAL_NODE), as many as there are hosts — never a value a client sends.
+#[derive(Debug)]
+struct HeartbeatCollector(Arc<std::sync::Mutex<NodeAges>>);
+
+impl Collector for HeartbeatCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let cell = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(read_at) = cell.read_at else {
+            return Ok(());
+        };
+        let since = read_at.elapsed().as_secs_f64();
+        let mut family = encoder.encode_descriptor(
+            "node_heartbeat_age_seconds",
+            "Seconds since each node's last heartbeat (by the database's clock; a node is alive under 15)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, age) in &cell.ages {
+            ConstGauge::new(age + since)
+                .encode(family.encode_family(&[("node", node.as_str())])?)?;
+        }
+        Ok(())
     }
 }
 

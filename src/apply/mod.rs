@@ -1,7 +1,8 @@
-//! The apply pipeline: database → rendered files → Asterisk, all or nothing.
+//! The apply pipeline on this node: database → rendered files → Asterisk, all or nothing.
+//! ([`cluster`] runs it on several nodes.)
 //!
-//! Serialised across processes by a transaction-level advisory lock (it cannot outlive
-//! the apply). Audited from its first moment: the `running` row is committed before any
+//! Serialised across processes by the node's transaction-level advisory lock (it cannot
+//! outlive the apply). Audited from its first moment: the `running` row is committed before any
 //! file is touched, so a crash leaves a row that the next start marks `interrupted`.
 //! Under the lock the apply reads as its steps — read → render → write → reload → probe
 //! → record — each returning `Result<_, ApplyFailure>`; the files are owned by one guard
@@ -10,6 +11,7 @@
 //! Every apply runs in its own task, so a client that hangs up cannot stop it between
 //! writing the files and reloading them, and shutdown waits for it ([`Applier::drain`]).
 
+pub mod cluster;
 pub mod record;
 mod written;
 
@@ -31,10 +33,11 @@ use crate::auth::Actor;
 use crate::config::AsteriskConfig;
 use crate::events::Hub;
 use crate::metrics::Metrics;
+use crate::store::nodes::{self, Node};
 use crate::store::{applies, Snapshot, Store, StoreError};
 use record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
-    HealthStatus, Reload, ReloadMethod,
+    HealthStatus, NodeOutcome, Reload, ReloadMethod,
 };
 use written::{Current, Written};
 
@@ -99,12 +102,19 @@ pub struct Applier {
     hub: Hub,
     /// Counts applies, reloads and probes (`GET /metrics`).
     metrics: Arc<Metrics>,
+    /// The node this applier writes and reloads (its lock, state and audit log).
+    node: Node,
 }
+
+/// How long an apply that has finished keeps trying to record its outcome while the
+/// database is away (a restart): the files are in place, the record must follow.
+const RECORD_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Applier {
     /// `cfg.agi_addr` must be the address the probe server bound.
-    pub fn new(store: Store, cfg: AsteriskConfig, probes: Arc<Probes>) -> Self {
+    pub fn new(store: Store, cfg: AsteriskConfig, probes: Arc<Probes>, node: Node) -> Self {
         Self {
+            node,
             store,
             cfg,
             probes,
@@ -130,6 +140,30 @@ impl Applier {
         }
     }
 
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The fingerprints of `users` as a node with `settings` renders them.
+    pub fn fingerprints_for(
+        &self,
+        users: &Snapshot,
+        settings: &nodes::RenderSettings,
+    ) -> Fingerprints {
+        render::fingerprints(
+            users,
+            &render::Settings {
+                transport: &settings.transport,
+                qualify_frequency: settings.qualify_frequency,
+                agi_addr: self.cfg.agi_addr,
+            },
+        )
+    }
+
     fn settings(&self) -> render::Settings<'_> {
         render::Settings {
             transport: &self.cfg.transport,
@@ -149,7 +183,10 @@ impl Applier {
 
     /// How many extensions the database holds, and how they differ from the applied state.
     async fn unapplied(&self) -> Result<(usize, Changes), StoreError> {
-        let (snap, applied) = self.store.snapshot_and_applied().await?;
+        let (snap, applied) = self
+            .store
+            .snapshot_and_applied(self.node.name.as_str())
+            .await?;
         let current = render::fingerprints(&snap, &self.settings());
         Ok((
             snap.len(),
@@ -163,22 +200,40 @@ impl Applier {
         self.detached(|a| async move {
             let clock = Instant::now();
             let (endpoints, changes) = a.unapplied().await?;
-            let mut rec = a.store.start_apply(&actor, true).await?;
+            let mut rec = a.start(&actor, true, None).await?;
             rec.status = ApplyStatus::DryRun;
             rec.endpoints = endpoints as i32;
             rec.changes = changes;
             rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
+            rec.nodes = vec![NodeOutcome::of(&rec)];
             a.store.finish_apply(&rec).await?;
             Ok(rec)
         })
         .await
     }
 
-    /// Runs one apply to the end and returns its record; a failed apply is
-    /// `ApplyError::Failed` with its record.
-    pub async fn apply(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
+    /// Runs one apply on this node to the end and returns its record; a failed apply is
+    /// `ApplyError::Failed` with its record. `requested_by`: the node that asked for it.
+    pub async fn apply(
+        &self,
+        actor: &Actor,
+        requested_by: Option<&str>,
+    ) -> Result<ApplyRecord, ApplyError> {
         let actor = actor.clone();
-        self.detached(|a| async move { a.apply_locked(&actor).await })
+        let requested_by = requested_by.map(str::to_owned);
+        self.detached(|a| async move { a.apply_locked(&actor, requested_by.as_deref()).await })
+            .await
+    }
+
+    /// Opens this node's audit row.
+    async fn start(
+        &self,
+        actor: &Actor,
+        dry_run: bool,
+        requested_by: Option<&str>,
+    ) -> Result<ApplyRecord, StoreError> {
+        self.store
+            .start_apply(actor, dry_run, self.node.name.as_str(), requested_by)
             .await
     }
 
@@ -221,7 +276,7 @@ impl Applier {
         }
         if let Err(ApplyError::Panicked(_)) = &result {
             // Its transaction ended with the task, so the lock is free again: record it.
-            match self.store.recover_interrupted().await {
+            match self.store.recover_interrupted(&self.node).await {
                 Ok(n) => self.metrics.applies_interrupted(n),
                 Err(e) => tracing::error!(error = %e, "cannot mark the failed apply interrupted"),
             }
@@ -229,38 +284,53 @@ impl Applier {
         result
     }
 
-    async fn apply_locked(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
+    async fn apply_locked(
+        &self,
+        actor: &Actor,
+        requested_by: Option<&str>,
+    ) -> Result<ApplyRecord, ApplyError> {
         let clock = Instant::now();
         let mut conn = self.store.conn().await?;
         let tx = conn.transaction().await.map_err(StoreError::from)?;
-        if !applies::try_apply_lock(&tx).await? {
+        if !nodes::try_execute(&tx, &self.node).await? {
             return Err(ApplyError::InProgress);
         }
-        // Holding the lock, no apply runs anywhere: a `running` row is a crashed one.
-        let crashed = applies::mark_interrupted(&*self.store.conn().await?).await?;
+        // Holding the lock, no apply runs on this node: a `running` row is a crashed one.
+        let crashed = applies::mark_interrupted(&*self.store.conn().await?, &self.node).await?;
         self.metrics.applies_interrupted(crashed);
-        let mut rec = self.store.start_apply(actor, false).await?;
+        let mut rec = self.start(actor, false, requested_by).await?;
         tracing::info!(apply = rec.id, "apply started");
 
         let outcome = self.steps(&tx, &mut rec).await;
         rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
-        match outcome {
-            Ok(Some(fingerprints)) => {
-                applies::save_applied_state(&tx, &rec.changes, &fingerprints).await?;
-                applies::finish_apply(&tx, &rec).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                self.registrations
-                    .set_applied(fingerprints.keys().copied().collect());
-            }
-            Ok(None) => {
-                drop(tx);
-                self.store.finish_apply(&rec).await?;
-            }
+        let applied = match outcome {
+            Ok(Some(fingerprints)) => Some(fingerprints),
+            Ok(None) => None,
             Err(failure) => {
                 rec.rolled_back = failure.rolled_back;
                 rec.fail(failure.code, failure.message);
+                None
+            }
+        };
+        rec.nodes = vec![NodeOutcome::of(&rec)];
+        match &applied {
+            Some(fingerprints) => {
+                let first = async {
+                    self.save(&tx, &rec, fingerprints).await?;
+                    tx.commit().await.map_err(StoreError::from)
+                }
+                .await;
+                if let Err(e) = first {
+                    self.record_later(e, &rec, Some(fingerprints)).await?;
+                }
+                self.registrations
+                    .set_applied(fingerprints.keys().copied().collect());
+            }
+            None => {
                 drop(tx);
-                self.store.finish_apply(&rec).await?;
+                if let Err(e) = self.store.finish_apply(&rec).await {
+                    self.record_later(e, &rec, None).await?;
+                }
             }
         }
         tracing::info!(apply = rec.id, status = %rec.status, ms = rec.duration_ms, "apply finished");
@@ -273,6 +343,59 @@ impl Applier {
         Ok(rec)
     }
 
+    /// Records a successful apply: the node's applied state and its audit row.
+    async fn save(
+        &self,
+        tx: &Transaction<'_>,
+        rec: &ApplyRecord,
+        fingerprints: &Fingerprints,
+    ) -> Result<(), StoreError> {
+        applies::save_applied_state(
+            tx,
+            self.node.name.as_str(),
+            &rec.changes,
+            fingerprints,
+            rec.content_hash.as_deref(),
+        )
+        .await?;
+        applies::finish_apply(tx, rec).await
+    }
+
+    /// The database went away after the apply had done its work on this host (a restart,
+    /// a failover): keeps recording the outcome until it is back, for [`RECORD_PATIENCE`].
+    /// The applied state is saved again only under the node's lock (the lock held so far
+    /// went with the connection); without it the next apply finds the difference.
+    async fn record_later(
+        &self,
+        first: StoreError,
+        rec: &ApplyRecord,
+        applied: Option<&Fingerprints>,
+    ) -> Result<(), StoreError> {
+        if !first.is_unavailable() {
+            return Err(first);
+        }
+        tracing::warn!(apply = rec.id, error = %first, "cannot record the apply yet: retrying");
+        persist(|| async {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.transaction().await?;
+            let locked = match applied {
+                Some(_) => nodes::try_execute(&tx, &self.node).await?,
+                None => false,
+            };
+            match applied {
+                Some(prints) if locked => self.save(&tx, rec, prints).await?,
+                _ => applies::finish_apply(&tx, rec).await?,
+            }
+            tx.commit().await.map_err(StoreError::from)
+        })
+        .await?;
+        tracing::info!(
+            apply = rec.id,
+            "apply recorded after the database came back"
+        );
+        Ok(())
+    }
+
     /// The steps under the lock. Fills `rec`; returns the fingerprints to record when new
     /// files were applied, `None` when nothing changed.
     async fn steps(
@@ -280,7 +403,7 @@ impl Applier {
         tx: &Transaction<'_>,
         rec: &mut ApplyRecord,
     ) -> Result<Option<Fingerprints>, ApplyFailure> {
-        let (snap, applied) = read(tx).await?;
+        let (snap, applied) = read(tx, self.node.name.as_str()).await?;
         rec.endpoints = snap.len() as i32;
         let rendered = self.render(&snap)?;
         rec.changes = Changes::between(&rendered.fingerprints, &applied.fingerprints);
@@ -438,11 +561,32 @@ impl Applier {
 }
 
 /// The users to render and the last applied state, read in the apply's transaction.
-async fn read(tx: &Transaction<'_>) -> Result<(Snapshot, AppliedState), ApplyFailure> {
+async fn read(tx: &Transaction<'_>, node: &str) -> Result<(Snapshot, AppliedState), ApplyFailure> {
     Ok((
         applies::snapshot(tx).await?,
-        applies::applied_state(tx).await?,
+        applies::applied_state(tx, node).await?,
     ))
+}
+
+/// Runs `write` until it succeeds, while the database is unavailable, for at most
+/// [`RECORD_PATIENCE`] (backing off from 200 ms to 2 s).
+async fn persist<F, Fut>(mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let give_up = Instant::now() + RECORD_PATIENCE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match write().await {
+            Err(e) if e.is_unavailable() && Instant::now() < give_up => {
+                tracing::debug!(error = %e, "database unavailable: retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn method(via: Via) -> ReloadMethod {

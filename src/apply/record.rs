@@ -129,18 +129,27 @@ pub enum FailureCode {
     Interrupted,
     /// The apply itself failed unexpectedly (a bug): its cause is in the log.
     Internal,
+    /// A chosen node is not alive: nothing was asked of it.
+    NodeUnreachable,
+    /// A chosen node did not record its outcome in time.
+    NodeTimeout,
+    /// A chosen node was already applying.
+    ApplyInProgress,
 }
 
 impl FailureCode {
     /// Every code (`/metrics` shows each from the start). The match in `as_str` makes a
     /// new code fail to compile until it is named there; list it here too.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::DatabaseUnavailable,
         Self::WriteFailed,
         Self::ReloadFailed,
         Self::HealthCheckFailed,
         Self::Interrupted,
         Self::Internal,
+        Self::NodeUnreachable,
+        Self::NodeTimeout,
+        Self::ApplyInProgress,
     ];
 
     /// As serialised (the record's `error.code`).
@@ -152,6 +161,9 @@ impl FailureCode {
             Self::HealthCheckFailed => "health_check_failed",
             Self::Interrupted => "interrupted",
             Self::Internal => "internal",
+            Self::NodeUnreachable => "node_unreachable",
+            Self::NodeTimeout => "node_timeout",
+            Self::ApplyInProgress => "apply_in_progress",
         }
     }
 }
@@ -172,6 +184,8 @@ pub enum ApplyStatus {
     DryRun,
     Failed,
     Interrupted,
+    /// Only a node's outcome: a rolling apply stopped before this node.
+    Skipped,
 }
 
 impl ApplyStatus {
@@ -183,7 +197,13 @@ impl ApplyStatus {
             Self::DryRun => "dry_run",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+            Self::Skipped => "skipped",
         }
+    }
+
+    /// Whether a node in this state holds what the database held when it applied.
+    pub fn succeeded(self) -> bool {
+        matches!(self, Self::Applied | Self::Unchanged)
     }
 }
 
@@ -203,6 +223,7 @@ impl FromStr for ApplyStatus {
             "dry_run" => Self::DryRun,
             "failed" => Self::Failed,
             "interrupted" => Self::Interrupted,
+            "skipped" => Self::Skipped,
             other => return Err(UnknownStatus(other.to_owned())),
         })
     }
@@ -236,6 +257,103 @@ pub struct ApplyRecord {
     pub content_hash: Option<String>,
     /// Who asked for it: a token name, `bootstrap` or `cli` (`unknown` before the audit).
     pub actor: String,
+    /// The node whose audit log holds this record.
+    pub node: String,
+    /// The node that asked this one to apply, when another did.
+    pub requested_by: Option<String>,
+    /// The outcome on every node the apply chose, in order.
+    pub nodes: Vec<NodeOutcome>,
+}
+
+/// How a cluster apply runs its nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Every node at once.
+    #[default]
+    Parallel,
+    /// One node at a time, stopping at the first failure.
+    Rolling,
+}
+
+/// What one node did in an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeOutcome {
+    pub node: String,
+    pub status: ApplyStatus,
+    /// The node's own audit record, when it started one.
+    pub apply_id: Option<i64>,
+    pub reload: Reload,
+    pub health: Health,
+    pub rolled_back: bool,
+    pub duration_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl NodeOutcome {
+    /// The node's part of its own record.
+    pub fn of(rec: &ApplyRecord) -> Self {
+        Self {
+            node: rec.node.clone(),
+            status: rec.status,
+            apply_id: Some(rec.id),
+            reload: rec.reload.clone(),
+            health: rec.health.clone(),
+            rolled_back: rec.rolled_back,
+            duration_ms: rec.duration_ms,
+            error: rec.error.clone(),
+        }
+    }
+
+    /// A node that did not apply: `skipped`, or failed with `code` before it started.
+    pub fn without_apply(node: &str, status: ApplyStatus, error: Option<ErrorBody>) -> Self {
+        Self {
+            node: node.to_owned(),
+            status,
+            apply_id: None,
+            reload: Reload::none(""),
+            health: Health::skipped(),
+            rolled_back: false,
+            duration_ms: None,
+            error,
+        }
+    }
+
+    pub fn failed(node: &str, code: FailureCode, message: impl Into<String>) -> Self {
+        Self::without_apply(
+            node,
+            ApplyStatus::Failed,
+            Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        )
+    }
+}
+
+/// The status and error of a cluster apply from its nodes' outcomes (in order):
+/// `applied` when every node applied or was unchanged (`unchanged` when all were),
+/// otherwise `failed` with the first failing node's error, naming the node.
+pub fn overall(outcomes: &[NodeOutcome]) -> (ApplyStatus, Option<ErrorBody>) {
+    if let Some(bad) = outcomes.iter().find(|o| !o.status.succeeded()) {
+        let (code, message) = match &bad.error {
+            Some(e) => (e.code, e.message.as_str()),
+            None => (FailureCode::Internal, "did not finish"),
+        };
+        return (
+            ApplyStatus::Failed,
+            Some(ErrorBody {
+                code,
+                message: format!("node {}: {message}", bad.node),
+            }),
+        );
+    }
+    if outcomes.iter().all(|o| o.status == ApplyStatus::Unchanged) {
+        (ApplyStatus::Unchanged, None)
+    } else {
+        (ApplyStatus::Applied, None)
+    }
 }
 
 impl ApplyRecord {
@@ -255,6 +373,9 @@ impl ApplyRecord {
             error: None,
             content_hash: None,
             actor: String::new(),
+            node: String::new(),
+            requested_by: None,
+            nodes: Vec::new(),
         }
     }
 
@@ -316,6 +437,7 @@ mod tests {
             ApplyStatus::DryRun,
             ApplyStatus::Failed,
             ApplyStatus::Interrupted,
+            ApplyStatus::Skipped,
         ] {
             assert_eq!(s.as_str().parse::<ApplyStatus>(), Ok(s));
             assert_eq!(
@@ -353,6 +475,32 @@ mod tests {
         for m in [ReloadMethod::Ami, ReloadMethod::Cli, ReloadMethod::None] {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
         }
+    }
+
+    #[test]
+    fn a_cluster_apply_succeeds_only_when_every_node_did() {
+        let done = |node: &str, status| NodeOutcome::without_apply(node, status, None);
+        let applied = done("a", ApplyStatus::Applied);
+        let unchanged = done("b", ApplyStatus::Unchanged);
+        assert_eq!(
+            overall(&[applied.clone(), unchanged.clone()]),
+            (ApplyStatus::Applied, None)
+        );
+        assert_eq!(
+            overall(&[unchanged.clone(), unchanged.clone()]),
+            (ApplyStatus::Unchanged, None)
+        );
+        let late = NodeOutcome::failed("c", FailureCode::NodeTimeout, "no record in 30000 ms");
+        let down = NodeOutcome::failed("d", FailureCode::NodeUnreachable, "not alive");
+        let (status, error) = overall(&[applied, late, down, done("e", ApplyStatus::Skipped)]);
+        let error = error.unwrap();
+        assert_eq!(
+            (status, error.code),
+            (ApplyStatus::Failed, FailureCode::NodeTimeout)
+        );
+        assert_eq!(error.message, "node c: no record in 30000 ms");
+        let (_, error) = overall(&[done("x", ApplyStatus::Interrupted)]);
+        assert_eq!(error.unwrap().code, FailureCode::Internal);
     }
 
     #[test]

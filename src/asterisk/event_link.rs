@@ -26,7 +26,7 @@ use tokio::time::{timeout, Instant};
 
 use super::ami::{encode, Connection, Message};
 use super::contacts::{Contact, Registration, StatusEvent, Summary, View};
-use crate::config::AmiSettings;
+use crate::config::{AmiSettings, ReloadMode};
 use crate::events::Hub;
 use crate::shutdown::Shutdown;
 
@@ -123,6 +123,19 @@ impl Registrations {
 
     pub fn summary(&self) -> Summary {
         self.view().summary()
+    }
+
+    /// What a node's heartbeat says of its AMI: `ok` while this link is live.
+    pub fn link_state(&self, mode: ReloadMode) -> String {
+        match mode {
+            ReloadMode::None => "disabled (PORTAL_RELOAD=none)".into(),
+            ReloadMode::Cli => "disabled (PORTAL_RELOAD=cli)".into(),
+            ReloadMode::Ami if self.summary().live => "ok".into(),
+            ReloadMode::Ami => match self.down_because() {
+                Some(why) => format!("not connected: {why}"),
+                None => "not connected".into(),
+            },
+        }
     }
 
     /// Why the view is not live, if it is not.

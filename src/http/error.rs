@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::body::full;
 use super::Resp;
+use crate::apply::cluster::ClusterError;
 use crate::apply::record::{ApplyRecord, FailureCode};
 use crate::apply::ApplyError;
 use crate::bulk::file::RowError;
@@ -86,9 +87,13 @@ impl ApiError {
             Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ApplyFailed(rec) => match rec.failure() {
-                Some(FailureCode::ReloadFailed | FailureCode::HealthCheckFailed) => {
-                    StatusCode::BAD_GATEWAY
-                }
+                Some(
+                    FailureCode::ReloadFailed
+                    | FailureCode::HealthCheckFailed
+                    | FailureCode::NodeUnreachable
+                    | FailureCode::NodeTimeout,
+                ) => StatusCode::BAD_GATEWAY,
+                Some(FailureCode::ApplyInProgress) => StatusCode::CONFLICT,
                 Some(FailureCode::DatabaseUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
                 Some(
                     FailureCode::WriteFailed | FailureCode::Interrupted | FailureCode::Internal,
@@ -165,6 +170,19 @@ impl From<StoreError> for ApiError {
                 Self::DatabaseUnavailable(crate::store::describe(db))
             }
             e @ (StoreError::Db(_) | StoreError::Corrupt(_)) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Apply(e) => e.into(),
+            ClusterError::UnknownNode(name) => ValidationError::new(
+                "nodes",
+                format!("no node is named '{name}' (GET /nodes lists them)"),
+            )
+            .into(),
         }
     }
 }

@@ -57,6 +57,7 @@ enum Route {
     Apply,
     ApplyPending,
     Applies,
+    Nodes,
     Status,
     Events,
     Metrics,
@@ -83,6 +84,7 @@ impl Route {
             ["apply"] => Self::Apply,
             ["apply", "pending"] => Self::ApplyPending,
             ["applies"] => Self::Applies,
+            ["nodes"] => Self::Nodes,
             ["status"] => Self::Status,
             ["events"] => Self::Events,
             ["metrics"] => Self::Metrics,
@@ -121,6 +123,7 @@ impl Route {
             | Self::Available
             | Self::ApplyPending
             | Self::Applies
+            | Self::Nodes
             | Self::Status
             | Self::Events
             | Self::Audit => Scope::Read,
@@ -149,6 +152,7 @@ impl Route {
             Self::Apply => "/apply",
             Self::ApplyPending => "/apply/pending",
             Self::Applies => "/applies",
+            Self::Nodes => "/nodes",
             Self::Status => "/status",
             Self::Events => "/events",
             Self::Metrics => "/metrics",
@@ -197,6 +201,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         (Route::Apply, &Method::POST) => apply::apply(app, &ctx, &req).await,
         (Route::ApplyPending, &Method::GET) => apply::pending(app).await,
         (Route::Applies, &Method::GET) => apply::list(app, &req).await,
+        (Route::Nodes, &Method::GET) => apply::nodes(app).await,
         (Route::Tokens, &Method::POST) => tokens::create(app, &ctx, req).await,
         (Route::Tokens, &Method::GET) => tokens::list(app).await,
         (Route::Token, &Method::DELETE) => tokens::revoke(app, &ctx, &req).await,

@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::domain::ValidationError;
+use crate::apply::record::Strategy;
+use crate::domain::{NodeName, ValidationError};
 use crate::store::Order;
 
 pub const MAX_BODY: usize = 64 * 1024;
@@ -179,11 +180,33 @@ impl<'de> Deserialize<'de> for Descending {
 #[serde(deny_unknown_fields)]
 pub struct ApplyQuery {
     pub dry_run: Option<Flag>,
+    pub nodes: Option<NodeList>,
+    pub strategy: Option<Strategy>,
 }
 
-/// `GET /applies`: the newest audit records.
+/// `nodes`: comma-separated node names, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeList(pub Vec<NodeName>);
+
+impl<'de> Deserialize<'de> for NodeList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        let mut names: Vec<NodeName> = Vec::new();
+        for part in raw.split(',') {
+            let name = NodeName::parse(part).map_err(D::Error::custom)?;
+            if names.contains(&name) {
+                return Err(D::Error::custom(format!("names node '{name}' twice")));
+            }
+            names.push(name);
+        }
+        Ok(Self(names))
+    }
+}
+
+/// `GET /applies`: the newest audit records of a node.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppliesQuery {
     pub limit: Option<Bounded<1, 1000>>,
+    pub node: Option<NodeName>,
 }

@@ -17,6 +17,8 @@ pub struct App {
     pub token: ApiToken,
     pub store: Store,
     pub applier: Applier,
+    /// Applies to every chosen node (`POST /apply`, `GET /nodes`).
+    pub cluster: crate::apply::cluster::Cluster,
     pub probe_server: Arc<ProbeServer>,
     pub registrations: Arc<Registrations>,
     pub hub: Hub,

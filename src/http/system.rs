@@ -124,7 +124,10 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
     let (database, ami, last_apply, pending) = tokio::join!(
         database(app),
         ami(app),
-        within("the database", app.store.list_applies(1)),
+        within(
+            "the database",
+            app.store.list_applies(app.config.node.as_str(), 1)
+        ),
         within("the database", app.applier.pending()),
     );
     let agi = if app.probe_server.is_running() {
@@ -135,6 +138,7 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &json!({
+            "node": app.config.node,
             "database": database.map_or_else(|e| e, |()| "ok".to_owned()),
             "ami": ami,
             "agi": agi,

@@ -1,22 +1,19 @@
-//! The apply side of the database: the cross-process apply lock, the consistent read of
-//! what to render, the last applied state and the audit log.
+//! The apply side of the database: the consistent read of what to render, and per node
+//! the last applied state and the audit log (the node's lock is in [`super::nodes`]).
 
 use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
+use super::nodes::{self, Node};
 use super::{Store, StoreError};
 use crate::apply::record::{
-    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, Reload,
+    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
 };
 use crate::auth::Actor;
 use crate::domain::{Devices, Extension, SipSecret, Subscriber};
 
-/// Key of the apply lock (transaction level: it ends with the transaction, so it cannot
-/// outlive the apply or stay behind on a pooled connection).
-const APPLY_LOCK: (i32, i32) = (1_346_524_240, 2);
-
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
-     changes, reload, health, rolled_back, error, content_hash, actor";
+     changes, reload, health, rolled_back, error, content_hash, actor, node, requested_by, nodes";
 
 fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
     let status: &str = r.try_get(1)?;
@@ -36,34 +33,26 @@ fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
         error: r.try_get::<_, Option<Json<ErrorBody>>>(10)?.map(|j| j.0),
         content_hash: r.try_get(11)?,
         actor: r.try_get(12)?,
+        node: r.try_get(13)?,
+        requested_by: r.try_get(14)?,
+        nodes: r.try_get::<_, Json<Vec<NodeOutcome>>>(15)?.0,
     })
 }
 
 /// Everything an apply renders, read in one statement (one consistent snapshot).
 pub type Snapshot = Vec<Subscriber>;
 
-/// Takes the apply lock for the life of `tx`; false when another apply holds it.
-pub async fn try_apply_lock(tx: &Transaction<'_>) -> Result<bool, StoreError> {
-    let row = tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock($1, $2)",
-            &[&APPLY_LOCK.0, &APPLY_LOCK.1],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Marks applies that were running when their process died. Only call it while holding
-/// the apply lock: then no apply is running anywhere.
-pub async fn mark_interrupted(client: &impl GenericClient) -> Result<u64, StoreError> {
+/// Marks the node's applies that were running when their process died. Only call it
+/// while holding the node's apply lock: then no apply is running on that node.
+pub async fn mark_interrupted(client: &impl GenericClient, node: &Node) -> Result<u64, StoreError> {
     Ok(client
         .execute(
             "UPDATE apply_audit_log
                 SET status = 'interrupted', finished_at = now(),
                     duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint,
                     error = '{\"code\": \"interrupted\", \"message\": \"the apply stopped before it finished (the portal was stopped or killed, or the apply task failed: see the log); the files are either the old or the new version\"}'
-              WHERE status = 'running'",
-            &[],
+              WHERE status = 'running' AND node = $1",
+            &[&node.name.as_str()],
         )
         .await?)
 }
@@ -88,9 +77,15 @@ pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreErro
         .collect())
 }
 
-pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, StoreError> {
+pub async fn applied_state(
+    client: &impl GenericClient,
+    node: &str,
+) -> Result<AppliedState, StoreError> {
     let fingerprints = client
-        .query("SELECT number, fingerprint FROM applied_extensions", &[])
+        .query(
+            "SELECT number, fingerprint FROM applied_extensions WHERE node = $1",
+            &[&node],
+        )
         .await?
         .iter()
         .map(|r| {
@@ -103,11 +98,7 @@ pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, 
         })
         .collect();
     let content_hash = client
-        .query(
-            "SELECT content_hash FROM apply_audit_log WHERE status = 'applied'
-              ORDER BY id DESC LIMIT 1",
-            &[],
-        )
+        .query("SELECT applied_hash FROM nodes WHERE name = $1", &[&node])
         .await?
         .first()
         .and_then(|r| r.get(0));
@@ -117,12 +108,14 @@ pub async fn applied_state(client: &impl GenericClient) -> Result<AppliedState, 
     })
 }
 
-/// Records what a successful apply wrote (inside its transaction): only the rows that
-/// `changes` says differ from the state read under the same lock.
+/// Records what a successful apply wrote on `node` (inside its transaction): only the
+/// rows that `changes` says differ from the state read under the same lock.
 pub async fn save_applied_state(
     tx: &Transaction<'_>,
+    node: &str,
     changes: &Changes,
     fingerprints: &Fingerprints,
+    content_hash: Option<&str>,
 ) -> Result<(), StoreError> {
     let removed: Vec<i32> = changes.removed.iter().map(|n| *n as i32).collect();
     let upsert = changes.added.iter().chain(&changes.changed);
@@ -133,20 +126,25 @@ pub async fn save_applied_state(
         .collect();
     if !removed.is_empty() {
         tx.execute(
-            "DELETE FROM applied_extensions WHERE number = ANY($1)",
-            &[&removed],
+            "DELETE FROM applied_extensions WHERE node = $1 AND number = ANY($2)",
+            &[&node, &removed],
         )
         .await?;
     }
     if !numbers.is_empty() {
         tx.execute(
-            "INSERT INTO applied_extensions (number, fingerprint)
-             SELECT * FROM unnest($1::integer[], $2::bytea[])
-             ON CONFLICT (number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
-            &[&numbers, &prints],
+            "INSERT INTO applied_extensions (node, number, fingerprint)
+             SELECT $1, * FROM unnest($2::integer[], $3::bytea[])
+             ON CONFLICT (node, number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+            &[&node, &numbers, &prints],
         )
         .await?;
     }
+    tx.execute(
+        "UPDATE nodes SET applied_hash = $2 WHERE name = $1",
+        &[&node, &content_hash],
+    )
+    .await?;
     Ok(())
 }
 
@@ -161,7 +159,7 @@ pub async fn finish_apply(
             "UPDATE apply_audit_log
                 SET status = $2, finished_at = $3, duration_ms = $4, endpoints = $5,
                     changes = $6, reload = $7, health = $8, rolled_back = $9, error = $10,
-                    content_hash = $11
+                    content_hash = $11, nodes = $12
               WHERE id = $1",
             &[
                 (&row.id, Type::INT8),
@@ -175,6 +173,7 @@ pub async fn finish_apply(
                 (&row.rolled_back, Type::BOOL),
                 (&row.error.as_ref().map(Json), Type::JSONB),
                 (&row.content_hash, Type::TEXT),
+                (&Json(&row.nodes), Type::JSONB),
             ],
         )
         .await?;
@@ -188,6 +187,8 @@ impl Store {
         &self,
         actor: &Actor,
         dry_run: bool,
+        node: &str,
+        requested_by: Option<&str>,
     ) -> Result<ApplyRecord, StoreError> {
         let conn = self.conn().await?;
         let action = if dry_run { "apply.dry_run" } else { "apply" };
@@ -195,13 +196,14 @@ impl Store {
             .query_one(
                 &format!(
                     "WITH r AS (
-                        INSERT INTO apply_audit_log (status, actor) VALUES ('running', $1)
+                        INSERT INTO apply_audit_log (status, actor, node, requested_by)
+                        VALUES ('running', $1, $3, $4)
                         RETURNING {APPLY_COLUMNS}),
                      a AS (INSERT INTO audit_log (actor, action, apply_id)
                            SELECT $1, $2, r.id FROM r)
                      SELECT {APPLY_COLUMNS} FROM r"
                 ),
-                &[&actor.as_str(), &action],
+                &[&actor.as_str(), &action, &node, &requested_by],
             )
             .await?;
         record_from_row(&row)
@@ -211,12 +213,19 @@ impl Store {
         finish_apply(&*self.conn().await?, row).await
     }
 
-    /// Newest first.
-    pub async fn list_applies(&self, limit: i64) -> Result<Vec<ApplyRecord>, StoreError> {
+    /// The node's audit log, newest first (with the rows no node has taken over yet).
+    pub async fn list_applies(
+        &self,
+        node: &str,
+        limit: i64,
+    ) -> Result<Vec<ApplyRecord>, StoreError> {
         let conn = self.conn().await?;
         conn.query_typed(
-            &format!("SELECT {APPLY_COLUMNS} FROM apply_audit_log ORDER BY id DESC LIMIT $1"),
-            &[(&limit, Type::INT8)],
+            &format!(
+                "SELECT {APPLY_COLUMNS} FROM apply_audit_log WHERE node IN ($2, '')
+                  ORDER BY id DESC LIMIT $1"
+            ),
+            &[(&limit, Type::INT8), (&node, Type::TEXT)],
         )
         .await?
         .iter()
@@ -224,33 +233,43 @@ impl Store {
         .collect()
     }
 
-    /// Marks orphaned `running` applies as interrupted, unless an apply is running now.
-    pub async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+    /// Marks the node's orphaned `running` applies as interrupted, unless an apply is
+    /// running on it now.
+    pub async fn recover_interrupted(&self, node: &Node) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        if !try_apply_lock(&tx).await? {
+        if !nodes::try_execute(&tx, node).await? {
             return Ok(0);
         }
-        let n = mark_interrupted(&tx).await?;
+        let n = mark_interrupted(&tx, node).await?;
         tx.commit().await?;
         Ok(n)
     }
 
-    /// The extensions the last successful applies wrote.
-    pub async fn applied_extensions(&self) -> Result<std::collections::BTreeSet<u32>, StoreError> {
+    /// The extensions the node's last successful applies wrote.
+    pub async fn applied_extensions(
+        &self,
+        node: &str,
+    ) -> Result<std::collections::BTreeSet<u32>, StoreError> {
         let conn = self.conn().await?;
         Ok(conn
-            .query("SELECT number FROM applied_extensions", &[])
+            .query(
+                "SELECT number FROM applied_extensions WHERE node = $1",
+                &[&node],
+            )
             .await?
             .iter()
             .map(|r| r.get::<_, i32>(0).unsigned_abs())
             .collect())
     }
 
-    pub async fn snapshot_and_applied(&self) -> Result<(Snapshot, AppliedState), StoreError> {
+    pub async fn snapshot_and_applied(
+        &self,
+        node: &str,
+    ) -> Result<(Snapshot, AppliedState), StoreError> {
         let conn = self.conn().await?;
         let snap = snapshot(&*conn).await?;
-        let applied = applied_state(&*conn).await?;
+        let applied = applied_state(&*conn, node).await?;
         Ok((snap, applied))
     }
 }

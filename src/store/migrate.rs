@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tokens_and_audit",
         include_str!("../../migrations/0005_tokens_and_audit.sql"),
     ),
+    (6, "nodes", include_str!("../../migrations/0006_nodes.sql")),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

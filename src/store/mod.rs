@@ -13,6 +13,7 @@ pub mod audit;
 mod idempotency;
 mod import;
 mod migrate;
+pub mod nodes;
 pub mod tls;
 pub mod tokens;
 mod users;
@@ -83,7 +84,10 @@ impl StoreError {
 /// A lost connection or an I/O failure, as opposed to an error the server answered or
 /// a value that could not be decoded.
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    // 57P0x: the server is shutting down or restarting; 08xxx: the connection failed.
+    let code = e.code().map(|c| c.code());
     e.is_closed()
+        || code.is_some_and(|c| c.starts_with("57P0") || c.starts_with("08"))
         || std::error::Error::source(e)
             .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
 }
@@ -198,6 +202,9 @@ pub struct SessionTls {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
+    /// For the connections of their own that LISTEN ([`Store::listen`]).
+    pg: tokio_postgres::Config,
+    connector: MakeRustlsConnect,
     errors: ConnectErrors,
     size: u32,
     /// Exports running now: each holds a connection for as long as its reader takes.
@@ -212,7 +219,7 @@ impl Store {
     /// can be reached and its TLS is what `sslmode` asks for.
     pub async fn connect(db: &DatabaseUrl, size: u32) -> Result<Self, StoreError> {
         let connector = tls::connector(db.tls()).map_err(ConnectError::from)?;
-        let manager = PostgresConnectionManager::new(db.pg().clone(), connector);
+        let manager = PostgresConnectionManager::new(db.pg().clone(), connector.clone());
         let first = match tokio::time::timeout(FIRST_CONNECTION, manager.connect()).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(source)) => {
@@ -231,6 +238,8 @@ impl Store {
         let _ = pool.add(first);
         Ok(Self {
             pool,
+            pg: db.pg().clone(),
+            connector,
             errors,
             size,
             exports: Arc::new(tokio::sync::Semaphore::new(Self::EXPORTS)),
@@ -281,6 +290,43 @@ impl Store {
         let conn = self.pool.get().await?;
         *self.errors.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(conn)
+    }
+
+    /// A connection of its own (a pooled one would lose its notifications) that LISTENs on
+    /// `channels`. Its notifications arrive on the receiver, which closes when the
+    /// connection ends; dropping the client ends the connection.
+    pub async fn listen(
+        &self,
+        channels: &[&str],
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        StoreError,
+    > {
+        let (client, mut connection) = self
+            .pg
+            .connect(self.connector.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        if tx.send(n).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+        });
+        let sql: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+        client.batch_execute(&sql).await?;
+        Ok((client, rx))
     }
 
     /// `SELECT 1`, for health checks.

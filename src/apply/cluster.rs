@@ -1,0 +1,517 @@
+//! Applying to several nodes (one `serve` next to each Asterisk host), coordinated only
+//! through PostgreSQL.
+//!
+//! The node that receives `POST /apply` is the coordinator: it takes the coordination
+//! lock of every chosen node (a second request for any of them gets 409 before anything
+//! is recorded), runs its own apply in-process, and leaves one `apply_requests` row per
+//! other node, announced with NOTIFY. Each node's [`Node`] task LISTENs, claims the rows
+//! left for it (only before their deadline), runs the same pipeline as a single node —
+//! write, reload, probe, roll back on its own host — and records its outcome in the row
+//! (NOTIFY again). The coordinator waits for the outcomes up to the node timeout; a
+//! claimed apply runs to its end in its own process whatever happens to the coordinator.
+//! Notifications only make this fast: every wait also polls the rows, and every node
+//! scans for its requests at each heartbeat, so a lost notification costs latency, never
+//! an outcome.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use super::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
+use super::{Applier, ApplyError};
+use crate::asterisk::contacts::Summary;
+use crate::auth::Actor;
+use crate::domain::NodeName;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::nodes::{self, Chosen, Claimed, NodeRow, APPLIED_CHANNEL, APPLY_CHANNEL};
+use crate::store::StoreError;
+
+/// How often a node writes its heartbeat and scans for requests it may have missed.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How often a waiting coordinator reads the outcomes without being notified.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Which nodes an apply goes to, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    /// `None`: every alive node (and this one).
+    pub nodes: Option<Vec<NodeName>>,
+    pub strategy: Strategy,
+}
+
+/// Why a cluster apply did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A node named in `?nodes=` has never run.
+    #[error("no node is named '{0}'")]
+    UnknownNode(String),
+}
+
+impl From<StoreError> for ClusterError {
+    fn from(e: StoreError) -> Self {
+        Self::Apply(e.into())
+    }
+}
+
+/// A node as `GET /nodes` answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub alive: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    pub version: String,
+    pub pending: Option<bool>,
+    pub last_apply: Option<ApplyRecord>,
+    pub ami: Option<String>,
+    pub registrations: Option<Value>,
+}
+
+/// Runs applies across nodes. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    applier: Applier,
+    timeout: Duration,
+    /// Bumped whenever a node announces an outcome (or the listener reconnects).
+    outcomes: watch::Receiver<u64>,
+}
+
+impl Cluster {
+    /// `outcomes` comes from [`listen`].
+    pub fn new(applier: Applier, timeout: Duration, outcomes: watch::Receiver<u64>) -> Self {
+        Self {
+            applier,
+            timeout,
+            outcomes,
+        }
+    }
+
+    pub fn applier(&self) -> &Applier {
+        &self.applier
+    }
+
+    fn me(&self) -> &str {
+        self.applier.node().name.as_str()
+    }
+
+    /// Applies to the chosen nodes; the answer is this node's record with every node's
+    /// outcome, `applied` only when every node applied.
+    pub async fn apply(&self, actor: &Actor, choice: &Choice) -> Result<ApplyRecord, ClusterError> {
+        let clock = Instant::now();
+        let store = self.applier.store();
+        let chosen = self.choose(choice.nodes.as_deref()).await?;
+        let mut conn = store.conn().await?;
+        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let ids: Vec<i32> = chosen.iter().map(|c| c.id).collect();
+        if !nodes::try_coordinate(&tx, &ids).await? {
+            return Err(ApplyError::InProgress.into());
+        }
+        let includes_me = chosen.iter().any(|c| c.name == self.me());
+        let others: Vec<&Chosen> = chosen.iter().filter(|c| c.name != self.me()).collect();
+        if others.is_empty() {
+            // One node: exactly the single-node apply (its record already lists itself).
+            return Ok(self.applier.apply(actor, None).await?);
+        }
+        let batch = store.next_batch().await?;
+        let (mine, outcomes) = match choice.strategy {
+            Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
+            Strategy::Rolling => self.rolling(actor, batch, &chosen).await?,
+        };
+        drop(tx);
+        let ordered: Vec<NodeOutcome> = chosen
+            .iter()
+            .map(|c| match outcomes.get(&c.name) {
+                Some(o) => o.clone(),
+                None => NodeOutcome::without_apply(&c.name, ApplyStatus::Skipped, None),
+            })
+            .collect();
+        let (status, error) = overall(&ordered);
+        let mut rec = match mine {
+            Some(rec) => rec,
+            // This node was not chosen: its audit log still records the request it ran.
+            None => self.coordinator_record(actor).await?,
+        };
+        rec.nodes = ordered;
+        if !includes_me {
+            rec.status = status;
+            rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
+        }
+        store.finish_apply(&rec).await?;
+        rec.status = status;
+        rec.error = error;
+        if status == ApplyStatus::Failed {
+            return Err(ApplyError::Failed(Box::new(rec)).into());
+        }
+        Ok(rec)
+    }
+
+    /// The chosen nodes in order: those named, else every alive node and this one.
+    async fn choose(&self, names: Option<&[NodeName]>) -> Result<Vec<Chosen>, ClusterError> {
+        let store = self.applier.store();
+        let known = store
+            .choose_nodes(names)
+            .await?
+            .map_err(ClusterError::UnknownNode)?;
+        let me = self.me();
+        Ok(known
+            .into_iter()
+            .filter(|c| names.is_some() || c.alive || c.name == me)
+            .map(|c| Chosen {
+                alive: c.alive || c.name == me,
+                ..c
+            })
+            .collect())
+    }
+
+    /// Every node at once; a node that is not alive is not asked.
+    async fn parallel(
+        &self,
+        actor: &Actor,
+        batch: i64,
+        includes_me: bool,
+        others: &[&Chosen],
+    ) -> Result<(Option<ApplyRecord>, BTreeMap<String, NodeOutcome>), ClusterError> {
+        let mut outcomes = BTreeMap::new();
+        let mut asked = Vec::new();
+        for c in others {
+            if c.alive {
+                asked.push(c.name.as_str());
+            } else {
+                outcomes.insert(c.name.clone(), unreachable(&c.name));
+            }
+        }
+        if !asked.is_empty() {
+            self.ask(batch, &asked, actor).await?;
+        }
+        let (mine, theirs) = tokio::join!(
+            async {
+                if includes_me {
+                    Some(self.apply_here(actor).await)
+                } else {
+                    None
+                }
+            },
+            self.wait(batch, &asked),
+        );
+        outcomes.extend(theirs?);
+        let mine = match mine {
+            Some(Ok(rec)) => {
+                outcomes.insert(self.me().to_owned(), NodeOutcome::of(&rec));
+                Some(rec)
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
+        };
+        Ok((mine, outcomes))
+    }
+
+    /// One node at a time in order, stopping at the first that does not apply.
+    async fn rolling(
+        &self,
+        actor: &Actor,
+        batch: i64,
+        chosen: &[Chosen],
+    ) -> Result<(Option<ApplyRecord>, BTreeMap<String, NodeOutcome>), ClusterError> {
+        let mut outcomes = BTreeMap::new();
+        let mut mine = None;
+        for c in chosen {
+            let outcome = if c.name == self.me() {
+                let rec = self.apply_here(actor).await?;
+                let o = NodeOutcome::of(&rec);
+                mine = Some(rec);
+                o
+            } else if !c.alive {
+                unreachable(&c.name)
+            } else {
+                self.ask(batch, &[c.name.as_str()], actor).await?;
+                let mut got = self.wait(batch, &[c.name.as_str()]).await?;
+                got.remove(&c.name)
+                    .unwrap_or_else(|| timed_out(&c.name, self.timeout))
+            };
+            let stop = !outcome.status.succeeded();
+            outcomes.insert(c.name.clone(), outcome);
+            if stop {
+                break;
+            }
+        }
+        Ok((mine, outcomes))
+    }
+
+    /// This node's own apply; a failed one is an outcome, not an error.
+    async fn apply_here(&self, actor: &Actor) -> Result<ApplyRecord, ClusterError> {
+        match self.applier.apply(actor, None).await {
+            Ok(rec) => Ok(rec),
+            Err(ApplyError::Failed(rec)) => Ok(*rec),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ask(&self, batch: i64, names: &[&str], actor: &Actor) -> Result<(), ClusterError> {
+        let me = &self.applier.node().name;
+        self.applier
+            .store()
+            .request_applies(batch, names, me, actor.as_str(), self.timeout)
+            .await?;
+        Ok(())
+    }
+
+    /// The outcomes of `names` in `batch`, waiting up to the node timeout; a node without
+    /// one by then timed out. The database may be away meanwhile (a restart): the wait
+    /// keeps reading until its end.
+    async fn wait(
+        &self,
+        batch: i64,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, NodeOutcome>, ClusterError> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let until = Instant::now() + self.timeout;
+        let mut bumps = self.outcomes.clone();
+        let mut listening = true;
+        let mut got = BTreeMap::new();
+        loop {
+            match self.applier.store().outcomes(batch).await {
+                Ok(found) => got = found,
+                Err(e) if e.is_unavailable() => {
+                    tracing::warn!(error = %e, "cannot read the nodes' outcomes yet")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if names.iter().all(|n| got.contains_key(*n)) || Instant::now() >= until {
+                break;
+            }
+            let next = (Instant::now() + POLL).min(until);
+            tokio::select! {
+                r = bumps.changed(), if listening => listening = r.is_ok(),
+                _ = tokio::time::sleep_until(next) => {}
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| {
+                let o = got.remove(*n).unwrap_or_else(|| timed_out(n, self.timeout));
+                ((*n).to_owned(), o)
+            })
+            .collect())
+    }
+
+    /// The audit row of a request this node coordinated without applying itself.
+    async fn coordinator_record(&self, actor: &Actor) -> Result<ApplyRecord, ClusterError> {
+        let mut rec = self
+            .applier
+            .store()
+            .start_apply(actor, false, self.me(), None)
+            .await?;
+        rec.reload.output = "this node was not chosen: it asked the others".into();
+        Ok(rec)
+    }
+
+    /// Every node with its pending changes (by its own rendering settings) and its last
+    /// apply. This node's Asterisk and registrations come from `here`, the others' from
+    /// their last heartbeat.
+    pub async fn nodes(&self, here: (String, Summary)) -> Result<Vec<NodeView>, StoreError> {
+        let store = self.applier.store();
+        let (rows, applied, snap) = tokio::try_join!(
+            store.nodes(),
+            store.applied_by_node(),
+            store.snapshot_and_applied(self.me()),
+        )?;
+        let users = snap.0;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let last_apply = store.list_applies(&row.name, 1).await?.pop();
+            let current = self.applier.fingerprints_for(&users, &row.settings);
+            let empty = BTreeMap::new();
+            let theirs = applied.get(&row.name).unwrap_or(&empty);
+            let pending = !super::record::Changes::between(&current, theirs).is_empty();
+            views.push(self.view(row, pending, last_apply, &here));
+        }
+        Ok(views)
+    }
+
+    fn view(
+        &self,
+        row: NodeRow,
+        pending: bool,
+        last_apply: Option<ApplyRecord>,
+        here: &(String, Summary),
+    ) -> NodeView {
+        let mine = row.name == self.me();
+        let (ami, registrations) = if mine {
+            (Some(here.0.clone()), serde_json::to_value(&here.1).ok())
+        } else {
+            (row.ami, row.registrations)
+        };
+        NodeView {
+            name: row.name,
+            alive: row.alive,
+            last_seen: row.last_seen,
+            version: row.version,
+            pending: Some(pending),
+            last_apply,
+            ami,
+            registrations,
+        }
+    }
+}
+
+fn unreachable(node: &str) -> NodeOutcome {
+    NodeOutcome::failed(
+        node,
+        FailureCode::NodeUnreachable,
+        format!(
+            "node {node} is not alive (no heartbeat within {} s): nothing was asked of it; \
+             it stays pending until the next apply",
+            nodes::ALIVE_WITHIN.as_secs()
+        ),
+    )
+}
+
+fn timed_out(node: &str, timeout: Duration) -> NodeOutcome {
+    NodeOutcome::failed(
+        node,
+        FailureCode::NodeTimeout,
+        format!(
+            "node {node} recorded no outcome within {} ms (PORTAL_NODE_TIMEOUT_MS); its own \
+             audit log will say how its apply ended",
+            timeout.as_millis()
+        ),
+    )
+}
+
+/// The LISTEN connection: bumps the returned counter on every announced outcome, and
+/// wakes `requests` when this node is asked (or the connection comes back: a request may
+/// have been missed meanwhile). Reconnects with backoff until `shutdown`.
+pub fn listen(
+    applier: &Applier,
+    requests: Arc<Notify>,
+    mut shutdown: Shutdown,
+) -> watch::Receiver<u64> {
+    let (bump, outcomes) = watch::channel(0u64);
+    let store = applier.store().clone();
+    let me = applier.node().name.to_string();
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let session = async {
+                let (client, mut rx) = store.listen(&[APPLY_CHANNEL, APPLIED_CHANNEL]).await?;
+                pause = Duration::from_millis(250);
+                bump.send_modify(|n| *n += 1);
+                requests.notify_one();
+                loop {
+                    tokio::select! {
+                        n = rx.recv() => match n {
+                            Some(n) if n.channel() == APPLIED_CHANNEL => bump.send_modify(|c| *c += 1),
+                            Some(n) if n.payload() == me => requests.notify_one(),
+                            Some(_) => {}
+                            None => return Err(StoreError::Unavailable("the LISTEN connection closed".into())),
+                        },
+                        // A connection the server lost without a word: find out.
+                        _ = tokio::time::sleep(HEARTBEAT) => {
+                            tokio::time::timeout(HEARTBEAT, client.simple_query(""))
+                                .await
+                                .map_err(|_| StoreError::Unavailable("the LISTEN connection stalled".into()))??;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                r = session => {
+                    let e: StoreError = match r { Err(e) => e, Ok(()) => continue };
+                    tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                }
+                _ = shutdown.wait() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait() => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    });
+    outcomes
+}
+
+/// What a node's heartbeat reports of its Asterisk: the AMI state and the registrations.
+pub type Report = Box<dyn Fn() -> (String, Summary) + Send + Sync>;
+
+/// The node's own task: a heartbeat every [`HEARTBEAT`] and the requests left for it,
+/// each run as a single-node apply whose outcome is recorded in its request row. Stops
+/// at `shutdown` (a claimed apply holds the drain gate and ends first), marking the node
+/// not alive.
+pub async fn run_node(
+    applier: Applier,
+    requests: Arc<Notify>,
+    report: Report,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    let store = applier.store().clone();
+    let me = applier.node().name.clone();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (ami, summary) = report();
+                let summary = serde_json::to_value(summary).unwrap_or(Value::Null);
+                if let Err(e) = store.heartbeat(&me, &ami, &summary).await {
+                    tracing::warn!(error = %e, "heartbeat not written");
+                }
+                match store.heartbeat_ages().await {
+                    Ok(ages) => metrics.node_ages(ages),
+                    Err(e) => tracing::debug!(error = %e, "heartbeat ages not read"),
+                }
+            }
+            _ = requests.notified() => {}
+            _ = shutdown.wait() => break,
+        }
+        match store.claim_requests(&me).await {
+            Ok(claimed) => {
+                for c in claimed {
+                    tokio::spawn(serve_request(applier.clone(), c));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the apply requests"),
+        }
+    }
+    if let Err(e) = store.node_stopped(&me).await {
+        tracing::warn!(error = %e, "cannot mark this node stopped");
+    }
+}
+
+/// Runs one request as a single-node apply and records its outcome, retrying while the
+/// database is away.
+async fn serve_request(applier: Applier, claimed: Claimed) {
+    let me = applier.node().name.to_string();
+    let actor = Actor::from_stored(&claimed.actor);
+    tracing::info!(batch = claimed.batch, by = %claimed.requested_by, "applying at another node's request");
+    let outcome = match applier.apply(&actor, Some(&claimed.requested_by)).await {
+        Ok(rec) => NodeOutcome::of(&rec),
+        Err(ApplyError::Failed(rec)) => NodeOutcome::of(&rec),
+        Err(ApplyError::InProgress) => NodeOutcome::failed(
+            &me,
+            FailureCode::ApplyInProgress,
+            "another apply is running on this node",
+        ),
+        Err(ApplyError::Store(e)) => {
+            NodeOutcome::failed(&me, FailureCode::DatabaseUnavailable, e.to_string())
+        }
+        Err(e @ ApplyError::Panicked(_)) => {
+            NodeOutcome::failed(&me, FailureCode::Internal, e.to_string())
+        }
+    };
+    if let Err(e) = super::persist(|| applier.store().record_outcome(&claimed, &outcome)).await {
+        tracing::error!(error = %e, "this node's outcome was not recorded");
+    }
+}
