@@ -122,6 +122,11 @@ impl Cluster {
             // One node: exactly the single-node apply (its record already lists itself).
             return Ok(self.applier.apply(actor, None).await?);
         }
+        // This node's record: its own apply's, or (not chosen) one for the request it runs.
+        let coordinating = match includes_me {
+            true => None,
+            false => Some(self.coordinator_record(actor).await?),
+        };
         let batch = store.next_batch().await?;
         let (mine, outcomes) = match choice.strategy {
             Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
@@ -136,17 +141,25 @@ impl Cluster {
             })
             .collect();
         let (status, error) = overall(&ordered);
-        let mut rec = match mine {
-            Some(rec) => rec,
-            // This node was not chosen: its audit log still records the request it ran.
-            None => self.coordinator_record(actor).await?,
+        let applied_here = mine.is_some();
+        let mut rec = match (mine, coordinating) {
+            (Some(rec), _) | (None, Some(rec)) => rec,
+            // Chosen, but a rolling apply stopped before this node.
+            (None, None) => self.coordinator_record(actor).await?,
         };
         rec.nodes = ordered;
-        if !includes_me {
+        if !applied_here {
             rec.status = status;
             rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
         }
-        store.finish_apply(&rec).await?;
+        // The outcomes are recorded by each node already; this row lists them all, and is
+        // written when the database lets it (the answer does not wait for a restart).
+        let (store, stored) = (store.clone(), rec.clone());
+        tokio::spawn(async move {
+            if let Err(e) = super::persist(|| store.finish_apply(&stored)).await {
+                tracing::error!(apply = stored.id, error = %e, "the cluster apply's record was not written");
+            }
+        });
         rec.status = status;
         rec.error = error;
         if status == ApplyStatus::Failed {
@@ -313,7 +326,7 @@ impl Cluster {
             .store()
             .start_apply(actor, false, self.me(), None)
             .await?;
-        rec.reload.output = "this node was not chosen: it asked the others".into();
+        rec.reload.output = "this node did not apply: it asked the others".into();
         Ok(rec)
     }
 
@@ -371,8 +384,8 @@ fn unreachable(node: &str) -> NodeOutcome {
         node,
         FailureCode::NodeUnreachable,
         format!(
-            "node {node} is not alive (no heartbeat within {} s): nothing was asked of it; \
-             it stays pending until the next apply",
+            "not alive (no heartbeat within {} s): nothing was asked of it; it stays \
+             pending until the next apply",
             nodes::ALIVE_WITHIN.as_secs()
         ),
     )
@@ -383,8 +396,8 @@ fn timed_out(node: &str, timeout: Duration) -> NodeOutcome {
         node,
         FailureCode::NodeTimeout,
         format!(
-            "node {node} recorded no outcome within {} ms (PORTAL_NODE_TIMEOUT_MS); its own \
-             audit log will say how its apply ended",
+            "no outcome recorded within {} ms (PORTAL_NODE_TIMEOUT_MS); the node's own \
+             audit log (GET /applies?node={node}) says how its apply ended",
             timeout.as_millis()
         ),
     )

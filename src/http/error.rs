@@ -86,14 +86,18 @@ impl ApiError {
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Other nodes were asked: one of them may have failed behind this one.
+            Self::ApplyFailed(rec) if rec.nodes.iter().any(|n| n.node != rec.node) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::ApplyFailed(rec) => match rec.failure() {
                 Some(
                     FailureCode::ReloadFailed
                     | FailureCode::HealthCheckFailed
                     | FailureCode::NodeUnreachable
-                    | FailureCode::NodeTimeout,
+                    | FailureCode::NodeTimeout
+                    | FailureCode::ApplyInProgress,
                 ) => StatusCode::BAD_GATEWAY,
-                Some(FailureCode::ApplyInProgress) => StatusCode::CONFLICT,
                 Some(FailureCode::DatabaseUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
                 Some(
                     FailureCode::WriteFailed | FailureCode::Interrupted | FailureCode::Internal,

@@ -110,9 +110,8 @@ impl Store {
             )
             .await?;
         let id: i32 = row.try_get(0)?;
-        // Serialises two first starts: only one of them adopts.
-        tx.execute("LOCK TABLE applied_extensions IN EXCLUSIVE MODE", &[])
-            .await?;
+        // Two nodes starting at once: the second's UPDATE waits for the first's rows and
+        // then finds none left without a node.
         let adopted = tx
             .execute(
                 "UPDATE applied_extensions SET node = $1 WHERE node = ''",

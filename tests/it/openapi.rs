@@ -287,6 +287,7 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /extensions/available",
         "GET /healthz",
         "GET /metrics",
+        "GET /nodes",
         "GET /openapi.json",
         "GET /status",
         "GET /tokens",
@@ -786,6 +787,20 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
                         }
                         refused.extend(["x".into(), "1.5".into(), "".into(), "%00".into()]);
                     }
+                    // Values that name what the server holds: one it holds is accepted,
+                    // a well-formed one it does not hold, a repeat or a malformed one not.
+                    Some("string") if s["x-values-from"] == "/nodes" => {
+                        let me = app.get("/status").await.body["node"]
+                            .as_str()
+                            .expect("/status names this node")
+                            .to_owned();
+                        let re = pattern(s).expect("names state a pattern");
+                        assert!(re.is_match(&me) && re.is_match("no-such-node"));
+                        accepted.push(enc(&me));
+                        for bad in ["no-such-node", &format!("{me},{me}"), "", "a b", "é"] {
+                            refused.push(enc(bad));
+                        }
+                    }
                     Some("string") => {
                         if let Some(values) = s["enum"].as_array() {
                             accepted.extend(values.iter().map(|v| enc(v.as_str().unwrap())));
@@ -798,9 +813,11 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
                             }
                         } else {
                             let max = len(s, "maxLength").expect("strings state a maxLength");
-                            accepted.push(enc(&"é".repeat(max)));
-                            refused.push(enc(&"x".repeat(max + 1)));
                             let re = pattern(s).expect("strings state a pattern");
+                            // The longest value, of a character beyond ASCII where allowed.
+                            let wide = if re.is_match("é") { "é" } else { "a" };
+                            accepted.push(enc(&wide.repeat(max)));
+                            refused.push(enc(&"x".repeat(max + 1)));
                             for c in probe_chars() {
                                 let v = format!("a{c}b");
                                 if re.is_match(&v) {
@@ -869,6 +886,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
         checked,
         [
             "GET /applies limit",
+            "GET /applies node",
             "GET /audit limit",
             "GET /audit user",
             "GET /users direction",
@@ -879,6 +897,8 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "GET /users registered",
             "GET /users/export format",
             "POST /apply dry_run",
+            "POST /apply nodes",
+            "POST /apply strategy",
             "POST /users/import dry_run",
         ]
     );

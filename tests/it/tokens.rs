@@ -29,6 +29,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("GET", "/users/export", "read"),
     ("GET", "/events", "read"),
     ("GET", "/metrics", "metrics"),
+    ("GET", "/nodes", "read"),
 ];
 
 const SCOPES: [&str; 5] = ["read", "write", "apply", "metrics", "admin"];
