@@ -434,6 +434,7 @@ async fn rolling_stops_at_the_first_failing_node_and_never_contacts_the_rest() {
     a.http.create_user("Alice", "alice@x.org").await;
     b.ast.set_fault(Fault::CommandError);
     let c_actions = cn.actions();
+    let b_before = b.files();
 
     let (status, rec) = apply(a, "?strategy=rolling").await;
     assert_eq!(
@@ -457,6 +458,9 @@ async fn rolling_stops_at_the_first_failing_node_and_never_contacts_the_rest() {
     assert_eq!(oc["apply_id"], Value::Null, "{oc}");
     assert!(oc.get("error").is_none(), "skipped is no error: {oc}");
     assert_eq!(outcome(&rec, "b")["rolled_back"], true);
+    assert_eq!(b.files(), b_before, "b's files are as before");
+    assert!(a.files_hold(1000));
+    a.assert_files_whole();
     let contacted: Vec<_> = cn.ast.actions()[c_actions..]
         .iter()
         .filter(|a| !a.contains("PJSIPShowContacts"))
@@ -820,6 +824,14 @@ async fn nothing_but_postgresql_connects_the_nodes() {
     let r = req.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, c.logs());
     let after: Vec<_> = c.nodes.iter().map(|n| tcp_sockets(n.pid())).collect();
+    assert_eq!(
+        statuses(&r.body),
+        expect(&[("a", "applied"), ("b", "applied")])
+    );
+    for n in &c.nodes {
+        assert!(n.files_hold(1000));
+        n.assert_files_whole();
+    }
     for snapshot in [during, after] {
         for (n, sockets) in c.nodes.iter().zip(&snapshot) {
             assert_own_connections(&c, n, sockets);
@@ -873,6 +885,10 @@ async fn two_admins_at_once_get_one_apply_per_node_and_a_409() {
                 round,
                 "round {round}: one apply on {n}"
             );
+            let node = c.node(n);
+            assert!(node.files_hold(999 + round as u32), "round {round}: {n}");
+            node.assert_files_whole();
+            assert!(!pending_everywhere(&c, n).await);
         }
     }
 }
