@@ -210,3 +210,34 @@ pub struct AppliesQuery {
     pub limit: Option<Bounded<1, 1000>>,
     pub node: Option<NodeName>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(raw: &str) -> Result<Vec<String>, String> {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+        ApplyQuery::deserialize(de)
+            .map(|q| {
+                q.nodes
+                    .map_or_else(Vec::new, |n| n.0.iter().map(|n| n.to_string()).collect())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nodes_are_a_comma_list_of_distinct_names_in_order() {
+        assert_eq!(nodes("nodes=pbx2,pbx1").unwrap(), ["pbx2", "pbx1"]);
+        assert_eq!(nodes("nodes=a.b_c-1").unwrap(), ["a.b_c-1"]);
+        for bad in [
+            "nodes=",
+            "nodes=a,",
+            "nodes=a,a",
+            "nodes=a%20b",
+            "nodes=%C3%A9",
+        ] {
+            assert!(nodes(bad).is_err(), "{bad}");
+        }
+        assert!(nodes("nodes=a,a").unwrap_err().contains("twice"));
+    }
+}
