@@ -11,6 +11,7 @@ mod crash;
 mod edits;
 mod events;
 mod metrics;
+mod nodes;
 mod openapi;
 mod operations;
 mod process;

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod asterisk;
+pub mod cluster;
 pub mod process;
 pub mod proxy;
 pub mod sse;

@@ -104,10 +104,14 @@ impl Scratch {
 }
 
 impl Portal {
-    /// Starts `serve` and waits until /healthz answers.
+    /// Starts `serve` and waits until it listens: on `PORTAL_LISTEN` when `extra` sets
+    /// it (a restart on the same address), else on a free port.
     pub async fn spawn(db_url: &str, etc: &Path, extra: &[(&str, &str)]) -> Portal {
         make_etc(etc);
-        let addr = free_addr();
+        let addr = extra
+            .iter()
+            .find(|(k, _)| *k == "PORTAL_LISTEN")
+            .map_or_else(free_addr, |(_, v)| v.parse().expect("PORTAL_LISTEN"));
         let mut vars = env(db_url, etc, addr, free_addr());
         for (k, v) in extra {
             vars.retain(|(key, _)| key != k);
