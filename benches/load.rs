@@ -32,8 +32,9 @@
 //! `?nodes=a,b&strategy=rolling`, all sent to `a`, each after a secret rotation so that it
 //! really applies (`applied` on every node, each probed healthy, 1000 checked): their
 //! p50/p99 and the ratios parallel/single and rolling/single next to the limits
-//! (1.3x, 2.2x), with each node's own duration, the CPU the services and stand-ins used, and
-//! when b was asked, claimed, started and done against a (to see where the time goes).
+//! (1.3x, 2.2x), with each node's own duration, its reload and probe (from its /metrics),
+//! the CPU the services and stand-ins (and the whole machine) used, and when b was asked,
+//! claimed, started and done against a (to see where the time goes).
 //! Then the node machinery in process, on node a alone (both services stopped gracefully,
 //! files only): `Applier::apply` (the single-node pipeline as before nodes) against
 //! `Cluster::apply` with the default choice (what POST /apply runs: choose the nodes, take
@@ -1350,6 +1351,8 @@ struct NodeApply {
     cpu: Duration,
     /// CPU the whole machine used meanwhile (PostgreSQL and other work too).
     busy: Duration,
+    /// Each node's reload and probe in this apply (ms, from its /metrics).
+    phases: [[f64; 2]; 2],
 }
 
 /// CPU time the whole machine has spent busy so far (every core, every process:
@@ -1373,6 +1376,25 @@ fn machine_busy() -> Duration {
     Duration::from_millis(busy * 10)
 }
 
+/// A service's `pbx_portal_{reload,probe}_duration_seconds_sum` so far (every label set),
+/// in ms: differences around one apply are that apply's reload and probe on that node.
+async fn phase_sums(http: &Http, base: &str) -> [f64; 2] {
+    let (status, body) = call(http, base, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    [
+        "pbx_portal_reload_duration_seconds_sum",
+        "pbx_portal_probe_duration_seconds_sum",
+    ]
+    .map(|name| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            * 1000.0
+    })
+}
+
 fn epoch_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1387,6 +1409,7 @@ async fn node_apply(
     base: &str,
     db: &tokio_postgres::Client,
     pids: [u32; 3],
+    bases: [&str; 2],
     user: i64,
     query: &str,
     want: &[&str],
@@ -1400,6 +1423,10 @@ async fn node_apply(
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let before = [
+        phase_sums(http, bases[0]).await,
+        phase_sums(http, bases[1]).await,
+    ];
     let cpu = || pids.iter().map(|p| cpu_time(*p)).sum::<Duration>();
     let cpu0 = cpu();
     let busy0 = machine_busy();
@@ -1409,6 +1436,11 @@ async fn node_apply(
     let wall = t.elapsed();
     let cpu = cpu().saturating_sub(cpu0);
     let busy = machine_busy().saturating_sub(busy0);
+    let mut phases = [[0.0; 2]; 2];
+    for (i, base) in bases.iter().enumerate() {
+        let after = phase_sums(http, base).await;
+        phases[i] = [after[0] - before[i][0], after[1] - before[i][1]];
+    }
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(rec["status"], "applied", "{rec}");
@@ -1457,6 +1489,7 @@ async fn node_apply(
         timeline,
         cpu,
         busy,
+        phases,
     }
 }
 
@@ -1563,6 +1596,7 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
         ("?nodes=a,b&strategy=rolling", &["a", "b"]),
     ];
     const ROUNDS: usize = 12;
+    let bases = [services[0].1.as_str(), services[1].1.as_str()];
     let pids = [
         services[0].0 .0.id(),
         services[1].0 .0.id(),
@@ -1574,7 +1608,7 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
         for k in 0..3 {
             let kind = (k + round) % 3;
             let (query, want) = KINDS[kind];
-            let got = node_apply(http, &base, &db_client, pids, user, query, want).await;
+            let got = node_apply(http, &base, &db_client, pids, bases, user, query, want).await;
             // The first two rounds warm up (the first applies write all 1000 users).
             if round >= 2 {
                 runs[kind].push(got);
@@ -1634,6 +1668,22 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
             median_ms(&a),
             percentile(&cpu, 0.5).as_secs_f64() * 1000.0,
             percentile(&busy, 0.5).as_secs_f64() * 1000.0,
+        );
+        let phase = |node: usize, i: usize| {
+            let mut v: Vec<f64> = r.iter().map(|x| x.phases[node][i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "  {:<10} reload / probe (p50, each node's /metrics): a {:.0} / {:.0} ms{}",
+            "",
+            phase(0, 0),
+            phase(0, 1),
+            if b.is_empty() {
+                String::new()
+            } else {
+                format!(", b {:.0} / {:.0} ms", phase(1, 0), phase(1, 1))
+            }
         );
         let lines: Vec<[f64; 6]> = r.iter().filter_map(|x| x.timeline).collect();
         if !lines.is_empty() {
