@@ -1402,11 +1402,10 @@ fn epoch_secs() -> f64 {
         .as_secs_f64()
 }
 
-/// `POST /apply{query}` on `base` after rotating one user's secret (so that every chosen
+/// `POST /apply{query}` on `bases[0]` (node a) after rotating one user's secret (so that every chosen
 /// node has work to do): asserts `applied` on every node, each probed healthy (1000).
 async fn node_apply(
     http: &Http,
-    base: &str,
     db: &tokio_postgres::Client,
     pids: [u32; 3],
     bases: [&str; 2],
@@ -1414,6 +1413,7 @@ async fn node_apply(
     query: &str,
     want: &[&str],
 ) -> NodeApply {
+    let base = bases[0];
     let (status, body) = call(
         http,
         base,
@@ -1608,7 +1608,7 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
         for k in 0..3 {
             let kind = (k + round) % 3;
             let (query, want) = KINDS[kind];
-            let got = node_apply(http, &base, &db_client, pids, bases, user, query, want).await;
+            let got = node_apply(http, &db_client, pids, bases, user, query, want).await;
             // The first two rounds warm up (the first applies write all 1000 users).
             if round >= 2 {
                 runs[kind].push(got);
