@@ -22,6 +22,25 @@
 //! of exactly 10,000 numbers (CSV and JSON), and an export of those 10,000 users (JSON and
 //! CSV), each in a fresh service process so that its peak RSS (VmHWM) is its own.
 //! `LOAD_BENCH=bulk cargo bench --bench load` runs only that part.
+//!
+//! Last, several Asterisk hosts (issue 10): a database of its own with 1000 users (one
+//! import) and two services, nodes `a` and `b` (`PORTAL_NODE`), each with its own Asterisk
+//! stand-in (the lab's costs) and its own include directories, `PORTAL_RELOAD=ami`, probe
+//! `agi` — the full pipeline, as the "AMI stand-in, probe agi" row above for one service.
+//! 12 rounds (after 2 to warm up) alternate, in a turning order, a single-node
+//! `POST /apply?nodes=a`, a parallel `?nodes=a,b` and a rolling
+//! `?nodes=a,b&strategy=rolling`, all sent to `a`, each after a secret rotation so that it
+//! really applies (`applied` on every node, each probed healthy, 1000 checked): their
+//! p50/p99 and the ratios parallel/single and rolling/single next to the issue's limits
+//! (1.3x, 2.2x), with each node's own duration, its reload and probe (from its /metrics),
+//! the CPU the services and stand-ins (and the whole machine) used, and when b was asked,
+//! claimed, started and done against a (to see where the time goes).
+//! Then the node machinery in process, on node a alone (both services stopped gracefully,
+//! files only): `Applier::apply` (the single-node pipeline as before nodes) against
+//! `Cluster::apply` with the default choice (what POST /apply runs: choose the nodes, take
+//! the coordination lock, the same pipeline), alternated round by round, with the
+//! difference of their medians next to the 5 ms limit.
+//! `LOAD_BENCH=nodes cargo bench --bench load` runs only that part.
 
 use std::time::{Duration, Instant};
 
@@ -694,6 +713,16 @@ async fn main() {
             .await;
         return;
     }
+    if std::env::var("LOAD_BENCH").as_deref() == Ok("nodes") {
+        nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+        drop(child);
+        drop(admin_db);
+        let _ = pg(&admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        return;
+    }
     if std::env::args().any(|a| a == "auth") {
         auth_overhead(&http, &base, &admin_db).await;
         drop(child);
@@ -1081,6 +1110,7 @@ async fn main() {
     );
 
     bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+    nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
 
     drop(child);
     drop(admin_db);
@@ -1305,4 +1335,464 @@ async fn bulk(
         );
     }
     reset().await;
+}
+
+/// One apply of the nodes part: its wall time and the node outcomes' own durations
+/// (`duration_ms` of nodes a and b, when chosen), to show where a cluster apply's time goes.
+struct NodeApply {
+    wall: Duration,
+    a_ms: Option<i64>,
+    b_ms: Option<i64>,
+    /// When b was involved, ms after the request was sent (the host's clock, which the
+    /// database's `now()` shares): [b asked, b claimed, b started, b done, a started,
+    /// a done].
+    timeline: Option<[f64; 6]>,
+    /// CPU the two services and this process (the stand-ins, the client) used meanwhile.
+    cpu: Duration,
+    /// CPU the whole machine used meanwhile (PostgreSQL and other work too).
+    busy: Duration,
+    /// Each node's reload and probe in this apply (ms, from its /metrics).
+    phases: [[f64; 2]; 2],
+}
+
+/// CPU time the whole machine has spent busy so far (every core, every process:
+/// /proc/stat's first line without idle and iowait), in clock ticks of 10 ms.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Duration::from_millis(busy * 10)
+}
+
+/// A service's `pbx_portal_{reload,probe}_duration_seconds_sum` so far (every label set),
+/// in ms: differences around one apply are that apply's reload and probe on that node.
+async fn phase_sums(http: &Http, base: &str) -> [f64; 2] {
+    let (status, body) = call(http, base, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    [
+        "pbx_portal_reload_duration_seconds_sum",
+        "pbx_portal_probe_duration_seconds_sum",
+    ]
+    .map(|name| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            * 1000.0
+    })
+}
+
+fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `POST /apply{query}` on `bases[0]` (node a) after rotating one user's secret (so that every chosen
+/// node has work to do): asserts `applied` on every node, each probed healthy (1000).
+async fn node_apply(
+    http: &Http,
+    db: &tokio_postgres::Client,
+    pids: [u32; 3],
+    bases: [&str; 2],
+    user: i64,
+    query: &str,
+    want: &[&str],
+) -> NodeApply {
+    let base = bases[0];
+    let (status, body) = call(
+        http,
+        base,
+        Method::POST,
+        &format!("/users/{user}/secret"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let before = [
+        phase_sums(http, bases[0]).await,
+        phase_sums(http, bases[1]).await,
+    ];
+    let cpu = || pids.iter().map(|p| cpu_time(*p)).sum::<Duration>();
+    let cpu0 = cpu();
+    let busy0 = machine_busy();
+    let sent = epoch_secs();
+    let t = Instant::now();
+    let (status, body) = call(http, base, Method::POST, &format!("/apply{query}"), None).await;
+    let wall = t.elapsed();
+    let cpu = cpu().saturating_sub(cpu0);
+    let busy = machine_busy().saturating_sub(busy0);
+    let mut phases = [[0.0; 2]; 2];
+    for (i, base) in bases.iter().enumerate() {
+        let after = phase_sums(http, base).await;
+        phases[i] = [after[0] - before[i][0], after[1] - before[i][1]];
+    }
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rec["status"], "applied", "{rec}");
+    let nodes = rec["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(names, want, "{rec}");
+    let mut took = [None, None];
+    for n in nodes {
+        assert_eq!(n["status"], "applied", "{rec}");
+        let h = &n["health"];
+        assert_eq!(
+            (h["status"].as_str(), h["checked"].as_i64()),
+            (Some("ok"), Some(1000)),
+            "{rec}"
+        );
+        took[usize::from(n["node"] == "b")] = n["duration_ms"].as_i64();
+    }
+    let timeline = if want.len() == 2 {
+        let ids: Vec<i64> = nodes
+            .iter()
+            .map(|n| n["apply_id"].as_i64().unwrap())
+            .collect();
+        let r = db
+            .query_one(
+                "SELECT extract(epoch FROM r.created_at)::float8,
+                        extract(epoch FROM r.claimed_at)::float8,
+                        extract(epoch FROM b.started_at)::float8,
+                        extract(epoch FROM b.finished_at)::float8,
+                        extract(epoch FROM a.started_at)::float8,
+                        extract(epoch FROM a.finished_at)::float8
+                   FROM apply_requests r, apply_audit_log a, apply_audit_log b
+                  WHERE r.node = 'b' AND a.id = $1 AND b.id = $2
+                  ORDER BY r.id DESC LIMIT 1",
+                &[&ids[0], &ids[1]],
+            )
+            .await
+            .unwrap();
+        Some([0, 1, 2, 3, 4, 5].map(|i| (r.get::<_, f64>(i) - sent) * 1000.0))
+    } else {
+        None
+    };
+    NodeApply {
+        wall,
+        a_ms: took[0],
+        b_ms: took[1],
+        timeline,
+        cpu,
+        busy,
+        phases,
+    }
+}
+
+/// SIGTERM, then waits: a graceful stop marks the node not alive at once.
+fn stop_gracefully(service: Service) {
+    let pid = service.0.id();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let mut service = service;
+    let _ = service.0.wait();
+}
+
+fn median_ms(v: &[i64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0) as f64
+}
+
+/// The nodes part (see the module's doc): its own database, two services (nodes a and b)
+/// each with its own Asterisk stand-in, then the node machinery in process.
+async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
+    use pbx_portal::apply::cluster::{self, Choice, Cluster};
+    use pbx_portal::apply::record::ApplyStatus;
+    use pbx_portal::apply::Applier;
+    use pbx_portal::auth::Actor;
+    use pbx_portal::config::Config;
+    use pbx_portal::shutdown::Shutdown;
+
+    println!();
+    println!("several Asterisk hosts (nodes a and b, each its own service and stand-in)");
+    pg(admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
+    let mut stand_ins = Vec::new();
+    let mut services = Vec::new();
+    for node in ["a", "b"] {
+        let etc = dir.join(format!("node-{node}/etc"));
+        let (pjsip, dialplan) = (
+            etc.join("pjsip.d/synergycall"),
+            etc.join("extensions.d/synergycall"),
+        );
+        std::fs::create_dir_all(&pjsip).unwrap();
+        std::fs::create_dir_all(&dialplan).unwrap();
+        let ast =
+            asterisk::FakeAsterisk::start(&etc, &pjsip, &dialplan, asterisk::Options::default())
+                .await
+                .unwrap();
+        let vars = [
+            ("PORTAL_NODE", node.to_owned()),
+            ("PORTAL_RELOAD", "ami".to_owned()),
+            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
+            ("PORTAL_AMI_USERNAME", "portal".into()),
+            ("PORTAL_AMI_SECRET", "portal-secret".into()),
+            ("PORTAL_HEALTH_CHECK", "agi".into()),
+        ];
+        services.push(Service::start(&url, &pjsip, &dialplan, &vars).await);
+        stand_ins.push(ast);
+        if node == "a" {
+            // The users, seeded as fast as the service takes them: one import.
+            let (status, answer) = post_file(
+                http,
+                &services[0].1,
+                "/users/import",
+                "text/csv",
+                import_csv(1000, "nodes"),
+            )
+            .await;
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+        }
+    }
+    let base = services[0].1.clone();
+    // Both alive (a heartbeat each) before `?nodes=a,b` is asked.
+    for _ in 0..100 {
+        let (status, body) = call(http, &base, Method::GET, "/nodes", None).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let alive = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .count();
+        if alive == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db_client = pg(&url).await;
+    let user: i64 = db_client
+        .query_one("SELECT id FROM users ORDER BY id LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Single, parallel and rolling in alternating rounds, the order turning each round:
+    // whatever the machine does meanwhile weighs on all three alike.
+    const KINDS: [(&str, &[&str]); 3] = [
+        ("?nodes=a", &["a"]),
+        ("?nodes=a,b", &["a", "b"]),
+        ("?nodes=a,b&strategy=rolling", &["a", "b"]),
+    ];
+    const ROUNDS: usize = 12;
+    let bases = [services[0].1.as_str(), services[1].1.as_str()];
+    let pids = [
+        services[0].0 .0.id(),
+        services[1].0 .0.id(),
+        std::process::id(),
+    ];
+    let mut runs: [Vec<NodeApply>; 3] = Default::default();
+    let t0 = Instant::now();
+    for round in 0..ROUNDS + 2 {
+        for k in 0..3 {
+            let kind = (k + round) % 3;
+            let (query, want) = KINDS[kind];
+            let got = node_apply(http, &db_client, pids, bases, user, query, want).await;
+            // The first two rounds warm up (the first applies write all 1000 users).
+            if round >= 2 {
+                runs[kind].push(got);
+            }
+        }
+    }
+    let wall = t0.elapsed();
+    let [single, parallel, rolling] =
+        runs.map(|r| (stats(r.iter().map(|x| x.wall).collect(), wall), r));
+    let line = |name: &str, s: &Stats| {
+        println!(
+            "{name:<52} {:>12} {:>10} {:>10}",
+            format!("{ROUNDS} rounds"),
+            ms(s.p50),
+            ms(s.p99)
+        )
+    };
+    line(
+        "POST /apply?nodes=a, 1000 users, AMI stand-in, agi",
+        &single.0,
+    );
+    line("POST /apply?nodes=a,b (parallel)", &parallel.0);
+    line("POST /apply?nodes=a,b&strategy=rolling", &rolling.0);
+    let p50 = |s: &Stats| s.p50.as_secs_f64();
+    println!(
+        "{:<52} {:>11.2}x (limit 1.3x)",
+        "  parallel / single, p50",
+        p50(&parallel.0) / p50(&single.0)
+    );
+    println!(
+        "{:<52} {:>11.2}x (limit 2.2x)",
+        "  rolling / single, p50",
+        p50(&rolling.0) / p50(&single.0)
+    );
+    // Where the time goes: each node's own apply (its record's duration_ms) against the
+    // answer's wall time.
+    for (name, (_, r)) in [
+        ("single", &single),
+        ("parallel", &parallel),
+        ("rolling", &rolling),
+    ] {
+        let a: Vec<i64> = r.iter().filter_map(|x| x.a_ms).collect();
+        let b: Vec<i64> = r.iter().filter_map(|x| x.b_ms).collect();
+        let walls: Vec<i64> = r.iter().map(|x| x.wall.as_millis() as i64).collect();
+        let b_text = if b.is_empty() {
+            String::new()
+        } else {
+            format!(", node b {:.0} ms", median_ms(&b))
+        };
+        let mut cpu: Vec<Duration> = r.iter().map(|x| x.cpu).collect();
+        cpu.sort_unstable();
+        let mut busy: Vec<Duration> = r.iter().map(|x| x.busy).collect();
+        busy.sort_unstable();
+        println!(
+            "  {name:<10} p50s: wall {:.0} ms, node a {:.0} ms{b_text}; CPU: services + stand-ins {:.0} ms, whole machine {:.0} ms",
+            median_ms(&walls),
+            median_ms(&a),
+            percentile(&cpu, 0.5).as_secs_f64() * 1000.0,
+            percentile(&busy, 0.5).as_secs_f64() * 1000.0,
+        );
+        let phase = |node: usize, i: usize| {
+            let mut v: Vec<f64> = r.iter().map(|x| x.phases[node][i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "  {:<10} reload / probe (p50, each node's /metrics): a {:.0} / {:.0} ms{}",
+            "",
+            phase(0, 0),
+            phase(0, 1),
+            if b.is_empty() {
+                String::new()
+            } else {
+                format!(", b {:.0} / {:.0} ms", phase(1, 0), phase(1, 1))
+            }
+        );
+        let lines: Vec<[f64; 6]> = r.iter().filter_map(|x| x.timeline).collect();
+        if !lines.is_empty() {
+            let p = |i: usize| {
+                let mut v: Vec<f64> = lines.iter().map(|l| l[i]).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "  {:<10} ms after the request (p50): b asked {:.0}, b claimed {:.0}, b started {:.0}, b done {:.0}; a started {:.0}, a done {:.0}",
+                "", p(0), p(1), p(2), p(3), p(4), p(5)
+            );
+        }
+    }
+    for (service, _) in services {
+        stop_gracefully(service);
+    }
+    drop(stand_ins);
+
+    // The node machinery on a single-node apply, in process: node a (both services
+    // stopped gracefully, so it is the only node `Choice::default()` picks), files only
+    // (PORTAL_RELOAD=none): the stand-in's reload and probe add ~300 ms of modelled waits
+    // whose round-to-round spread is itself of the order of the 5 ms measured, while the
+    // machinery (choose the nodes, take the coordination lock) does not depend on what
+    // the pipeline behind it does.
+    let files = dir.join("node-a-inprocess");
+    let (pjsip, dialplan) = (files.join("pjsip"), files.join("dialplan"));
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let vars: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", url.clone()),
+        ("PORTAL_NODE", "a".into()),
+        ("PORTAL_RELOAD", "none".into()),
+        ("PORTAL_PJSIP_DIR", pjsip.display().to_string()),
+        ("PORTAL_DIALPLAN_DIR", dialplan.display().to_string()),
+        ("PORTAL_EXTENSION_MIN", "10000".into()),
+        ("PORTAL_EXTENSION_MAX", "999999".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = Config::from_vars(&vars).unwrap();
+    let store = pbx_portal::app::open_store(&config).await.unwrap();
+    let node = pbx_portal::app::register_node(&config, &store)
+        .await
+        .unwrap();
+    let applier = Applier::new(store, config.asterisk.clone(), Default::default(), node);
+    let (_stop, shutdown) = Shutdown::new();
+    let outcomes = cluster::listen(&applier, Default::default(), shutdown);
+    let cluster = Cluster::new(applier.clone(), config.node_timeout, outcomes);
+    const MACHINE_ROUNDS: usize = 40;
+    let mut sides: [Vec<Duration>; 2] = Default::default();
+    for round in 0..MACHINE_ROUNDS + 3 {
+        for side in [round % 2, 1 - round % 2] {
+            let secret = format!("nodesbench{round:04}x{side}xxxxxxxxxxxxxxx");
+            db_client
+                .execute(
+                    "UPDATE extensions SET secret = $1 WHERE number = 10000",
+                    &[&secret],
+                )
+                .await
+                .unwrap();
+            let t = Instant::now();
+            let rec = if side == 0 {
+                applier.apply(&Actor::Cli, None).await.unwrap()
+            } else {
+                cluster
+                    .apply(&Actor::Cli, &Choice::default())
+                    .await
+                    .unwrap()
+            };
+            let took = t.elapsed();
+            assert_eq!(rec.status, ApplyStatus::Applied);
+            assert_eq!(rec.nodes.len(), 1);
+            assert_eq!(rec.nodes[0].node, "a");
+            // The first rounds warm up (the first apply writes all 1000 users).
+            if round >= 3 {
+                sides[side].push(took);
+            }
+        }
+    }
+    let [mut plain, mut machine] = sides;
+    plain.sort_unstable();
+    machine.sort_unstable();
+    let (p, m) = (percentile(&plain, 0.5), percentile(&machine, 0.5));
+    println!(
+        "{:<52} {:>12} {:>10} {:>10}",
+        "Applier::apply, 1000 users, files only (in process)",
+        format!("{MACHINE_ROUNDS} rounds"),
+        ms(p),
+        ms(percentile(&plain, 0.99))
+    );
+    println!(
+        "{:<52} {:>12} {:>10} {:>10}",
+        "Cluster::apply, same node (in process)",
+        format!("{MACHINE_ROUNDS} rounds"),
+        ms(m),
+        ms(percentile(&machine, 0.99))
+    );
+    println!(
+        "{:<52} {:>8.2} ms (limit 5 ms)",
+        "  node machinery: Cluster - Applier, p50",
+        (m.as_secs_f64() - p.as_secs_f64()) * 1000.0
+    );
+    drop(cluster);
+    drop(applier);
+    drop(db_client);
+    let _ = pg(admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await;
 }
