@@ -78,6 +78,14 @@ async fn pg(url: &str) -> tokio_postgres::Client {
     c
 }
 
+/// Drops the bench's database (whatever is still connected to it).
+async fn drop_db(admin: &str, db: &str) {
+    let _ = pg(admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await;
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -707,30 +715,21 @@ async fn main() {
         bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
         drop(child);
         drop(admin_db);
-        let _ = pg(&admin)
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
+        drop_db(&admin, &db).await;
         return;
     }
     if std::env::var("LOAD_BENCH").as_deref() == Ok("nodes") {
         nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
         drop(child);
         drop(admin_db);
-        let _ = pg(&admin)
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
+        drop_db(&admin, &db).await;
         return;
     }
     if std::env::args().any(|a| a == "auth") {
         auth_overhead(&http, &base, &admin_db).await;
         drop(child);
         drop(admin_db);
-        let _ = pg(&admin)
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
+        drop_db(&admin, &db).await;
         return;
     }
 
@@ -1114,10 +1113,7 @@ async fn main() {
 
     drop(child);
     drop(admin_db);
-    let _ = pg(&admin)
-        .await
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await;
+    drop_db(&admin, &db).await;
 }
 
 /// POSTs a file; status and answer.

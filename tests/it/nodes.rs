@@ -32,6 +32,41 @@ fn expect(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The next apply on a, with nothing new for a, brings b up to date (its files hold
+/// `extension`) and leaves nothing pending on b.
+async fn next_apply_takes_b_along(c: &Cluster, extension: u32) {
+    let (status, rec) = apply(c.node("a"), "").await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(rec["status"], "applied");
+    assert_eq!(
+        statuses(&rec),
+        expect(&[("a", "unchanged"), ("b", "applied")])
+    );
+    assert!(c.node("b").files_hold(extension));
+    assert!(!pending_everywhere(c, "b").await);
+}
+
+/// A 502 whose error is node `node`'s, with `code`, named in the message.
+fn assert_failed_at(c: &Cluster, status: StatusCode, rec: &Value, node: &str, code: &str) {
+    assert_eq!(
+        (status, error_code(rec)),
+        (StatusCode::BAD_GATEWAY, Some(code)),
+        "{rec}\n{}",
+        c.logs()
+    );
+    let message = rec["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("node {node}: ")), "{rec}");
+}
+
+/// Nodes a and b, where a waits `timeout` for b's record.
+async fn pair_waiting(timeout: Duration) -> Cluster {
+    let setup = Setup {
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        ..Setup::default()
+    };
+    Cluster::start(&["a", "b"], setup).await
+}
+
 fn names(list: &[Value]) -> Vec<&str> {
     list.iter().map(|e| e["name"].as_str().unwrap()).collect()
 }
@@ -224,14 +259,7 @@ async fn two_nodes_apply_as_one_each_with_its_own_record_reload_and_probe() {
 #[tokio::test]
 async fn a_node_killed_in_the_middle_of_its_apply_is_interrupted_and_never_applies_by_itself() {
     let timeout = Duration::from_millis(3000);
-    let mut c = Cluster::start(
-        &["a", "b"],
-        Setup {
-            timeout_ms: timeout.as_millis() as u64,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut c = pair_waiting(timeout).await;
     baseline(&c, "a").await;
     c.node("a").http.create_user("Bob", "bob@x.org").await;
     // b's apply is stuck in its Asterisk until b is killed.
@@ -416,15 +444,7 @@ async fn a_node_whose_asterisk_fails_its_reload_or_probe_rolls_back_alone() {
     b.ast.clear_faults();
 
     // The next apply takes b along.
-    let (status, rec) = apply(a, "").await;
-    assert_eq!(status, StatusCode::OK, "{rec}");
-    assert_eq!(rec["status"], "applied");
-    assert_eq!(
-        statuses(&rec),
-        expect(&[("a", "unchanged"), ("b", "applied")])
-    );
-    assert!(b.files_hold(1001));
-    assert!(!pending_everywhere(&c, "b").await);
+    next_apply_takes_b_along(&c, 1001).await;
 }
 
 #[tokio::test]
@@ -437,19 +457,7 @@ async fn rolling_stops_at_the_first_failing_node_and_never_contacts_the_rest() {
     let b_before = b.files();
 
     let (status, rec) = apply(a, "?strategy=rolling").await;
-    assert_eq!(
-        (status, error_code(&rec)),
-        (StatusCode::BAD_GATEWAY, Some("reload_failed")),
-        "{rec}\n{}",
-        c.logs()
-    );
-    assert!(
-        rec["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("node b: "),
-        "{rec}"
-    );
+    assert_failed_at(&c, status, &rec, "b", "reload_failed");
     assert_eq!(
         statuses(&rec),
         expect(&[("a", "applied"), ("b", "failed"), ("c", "skipped")])
@@ -502,14 +510,7 @@ async fn rolling_stops_at_the_first_failing_node_and_never_contacts_the_rest() {
 #[tokio::test]
 async fn a_stopped_node_is_unreachable_and_pending_until_the_next_apply() {
     let timeout = Duration::from_millis(3000);
-    let mut c = Cluster::start(
-        &["a", "b"],
-        Setup {
-            timeout_ms: timeout.as_millis() as u64,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut c = pair_waiting(timeout).await;
     c.node("a").http.create_user("Alice", "alice@x.org").await;
     c.node_mut("b").term().await;
     let (a, b) = (c.node("a"), c.node("b"));
@@ -524,19 +525,7 @@ async fn a_stopped_node_is_unreachable_and_pending_until_the_next_apply() {
         "nothing waited for b: {:?}",
         t.elapsed()
     );
-    assert_eq!(
-        (status, error_code(&rec)),
-        (StatusCode::BAD_GATEWAY, Some("node_unreachable")),
-        "{rec}\n{}",
-        c.logs()
-    );
-    assert!(
-        rec["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("node b: "),
-        "{rec}"
-    );
+    assert_failed_at(&c, status, &rec, "b", "node_unreachable");
     assert_eq!(statuses(&rec), expect(&[("a", "applied"), ("b", "failed")]));
     let ob = outcome(&rec, "b");
     assert_eq!(
@@ -561,19 +550,11 @@ async fn a_stopped_node_is_unreachable_and_pending_until_the_next_apply() {
     // b comes back: pending until the next apply, which takes it along.
     c.node_mut("b").start().await;
     c.until_all_alive().await;
-    let (a, b) = (c.node("a"), c.node("b"));
+    let b = c.node("b");
     assert!(pending_everywhere(&c, "b").await);
     assert!(!pending_everywhere(&c, "a").await);
     assert_eq!(b.reload_actions(), 0, "b did not apply by itself");
-    let (status, rec) = apply(a, "").await;
-    assert_eq!(status, StatusCode::OK, "{rec}");
-    assert_eq!(rec["status"], "applied");
-    assert_eq!(
-        statuses(&rec),
-        expect(&[("a", "unchanged"), ("b", "applied")])
-    );
-    assert!(b.files_hold(1000));
-    assert!(!pending_everywhere(&c, "b").await);
+    next_apply_takes_b_along(&c, 1000).await;
 }
 
 #[tokio::test]
