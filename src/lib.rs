@@ -5,7 +5,8 @@
 //! The data path, and the only direction of imports between the layers:
 //!
 //! ```text
-//! http ──▶ apply ──▶ store      (PostgreSQL: users, the apply lock, the audit log)
+//! http ──▶ apply ──▶ store      (PostgreSQL: users, the nodes, their locks, requests and
+//!    │           │               audit logs: the only thing several nodes share)
 //!    │           └─▶ asterisk   (render, files, AMI, CLI, FastAGI, the probe)
 //!    └─▶ bulk ──▶ store         (import and export of many users at once)
 //! ```
