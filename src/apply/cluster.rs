@@ -4,10 +4,10 @@
 //! The node that receives `POST /apply` is the coordinator: it takes the coordination
 //! lock of every chosen node (a second request for any of them gets 409 before anything
 //! is recorded), runs its own apply in-process, and leaves one `apply_requests` row per
-//! other node, announced with NOTIFY. Each node's [`Node`] task LISTENs, claims the rows
-//! left for it (only before their deadline), runs the same pipeline as a single node —
-//! write, reload, probe, roll back on its own host — and records its outcome in the row
-//! (NOTIFY again). The coordinator waits for the outcomes up to the node timeout; a
+//! other node, announced with NOTIFY. Each node's task ([`run_node`], woken by [`listen`])
+//! claims the rows left for it (only before their deadline), runs the same pipeline as a
+//! single node — write, reload, probe, roll back on its own host — and records its
+//! outcome in the row (NOTIFY again). The coordinator waits for the outcomes up to the node timeout; a
 //! claimed apply runs to its end in its own process whatever happens to the coordinator.
 //! Notifications only make this fast: every wait also polls the rows, and every node
 //! scans for its requests at each heartbeat, so a lost notification costs latency, never
