@@ -19,7 +19,7 @@ document states in prose, so a generated string is "schema-valid" whatever it ho
 
 Apply (`POST /apply`): `nodes` must name nodes the database knows (`GET /nodes`), as an id
 in a path must name a user: a well-formed unknown name is 422 `validation_failed` (field
-`nodes`). And a dry run reads this node's changes only, so `dry_run=true` together with
+`nodes`), and so is a name given twice (a comma list's uniqueness is prose in the document). And a dry run reads this node's changes only, so `dry_run=true` together with
 `nodes` or `strategy` is 422 (field `dry_run`): a rule across parameters, stated in prose.
 
 The CSV answers (`text/csv`) are handed to schemathesis as the strings their documented
@@ -150,12 +150,15 @@ def filter_failure(context, failure, case, response) -> bool:
         rows = _error(response).get("errors") or []
         if rows and all(isinstance(r, dict) and r.get("code") in _STATEFUL_ROW_CODES for r in rows):
             return False
-    # ST202 on POST /apply refused for its node names (state, like an unknown id) or for
-    # dry_run with nodes or strategy (a rule across parameters): only those two messages.
+    # ST202 on POST /apply refused for its node names (state, like an unknown id; or a name
+    # twice) or for dry_run with nodes or strategy (a rule across parameters): only those.
     if failure.code == "ST202" and _is_post(case, "/apply") and response.status_code == 422:
         err = _error(response)
         query = case.query or {}
-        if err.get("field") == "nodes" and str(err.get("message", "")).startswith("no node is named"):
+        message = str(err.get("message", ""))
+        if err.get("field") == "nodes" and (
+            message.startswith("no node is named") or message.startswith("names node ")
+        ):
             return False
         dry = str(query.get("dry_run")).lower() in ("true", "1")
         if err.get("field") == "dry_run" and dry and ("nodes" in query or "strategy" in query):

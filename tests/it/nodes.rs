@@ -146,6 +146,26 @@ async fn two_nodes_apply_as_one_each_with_its_own_record_reload_and_probe() {
     )
     .await;
     assert_eq!(names(&list), ["a", "b"]);
+    // Each node's scrape carries every node's heartbeat age (a second or two here).
+    let ages = support::eventually(
+        "a's scrape has both ages",
+        Duration::from_secs(10),
+        || async {
+            let raw = String::from_utf8(a.http.get("/metrics").await.raw.to_vec()).ok()?;
+            let age = |n: &str| -> Option<f64> {
+                let prefix = format!("pbx_portal_node_heartbeat_age_seconds{{node=\"{n}\"}} ");
+                raw.lines()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()))?
+                    .parse()
+                    .ok()
+            };
+            Some((age("a")?, age("b")?))
+        },
+    )
+    .await;
+    for age in [ages.0, ages.1] {
+        assert!((0.0..15.0).contains(&age), "{ages:?}");
+    }
     for e in &list {
         assert_eq!(e["alive"], true, "{e}");
         assert!(
