@@ -248,10 +248,11 @@ fn default_transport() -> Transport {
     Transport("transport-udp".into())
 }
 
-/// The default node name: the host name, as the kernel has it.
+/// The default node name: the host name, as the kernel has it (uname(2): no /proc needed,
+/// so it works in a chroot too).
 fn host_name() -> Result<NodeName, String> {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| format!("is not set and the host name cannot be read ({e})"))?;
+    let uname = rustix::system::uname();
+    let raw = uname.nodename().to_string_lossy();
     NodeName::parse(raw.trim())
         .map_err(|r| format!("is not set and the host name cannot be used: {r}; set it"))
 }
