@@ -1510,7 +1510,7 @@ fn median_ms(v: &[i64]) -> f64 {
 async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
     use pbx_portal::apply::cluster::{self, Choice, Cluster};
     use pbx_portal::apply::record::ApplyStatus;
-    use pbx_portal::apply::Applier;
+    use pbx_portal::apply::{Applier, Held};
     use pbx_portal::auth::Actor;
     use pbx_portal::config::Config;
     use pbx_portal::shutdown::Shutdown;
@@ -1744,7 +1744,11 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
                 .unwrap();
             let t = Instant::now();
             let rec = if side == 0 {
-                applier.apply(&Actor::Cli, None).await.unwrap()
+                // Its own lock only: the pipeline as it was before nodes.
+                applier
+                    .apply(&Actor::Cli, Held::ByThisRequest)
+                    .await
+                    .unwrap()
             } else {
                 cluster
                     .apply(&Actor::Cli, &Choice::default())

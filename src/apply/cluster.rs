@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
-use super::{Applier, ApplyError};
+use super::{Applier, ApplyError, Held};
 use crate::asterisk::contacts::Summary;
 use crate::auth::Actor;
 use crate::domain::NodeName;
@@ -35,6 +35,11 @@ use crate::store::StoreError;
 
 /// How often a node writes its heartbeat and scans for requests it may have missed.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The connections coordinating several nodes holds at once: its locks' transaction,
+/// this node's own apply (its locked transaction and its audit row) and the reads of the
+/// outcomes.
+const MIN_POOL: u32 = 4;
 
 /// How often a waiting coordinator reads the outcomes without being notified.
 const POLL: Duration = Duration::from_millis(500);
@@ -110,21 +115,27 @@ impl Cluster {
         let clock = Instant::now();
         let store = self.applier.store();
         let chosen = self.choose(choice.nodes.as_deref()).await?;
+        let includes_me = chosen.iter().any(|c| c.name == self.me());
+        let others: Vec<&Chosen> = chosen.iter().filter(|c| c.name != self.me()).collect();
+        if others.is_empty() {
+            // This node alone: the single-node apply, which takes the coordination lock with
+            // its own (one transaction: as few connections as before nodes existed).
+            return Ok(self.applier.apply(actor, Held::Alone).await?);
+        }
+        if store.pool_state().size < MIN_POOL {
+            return Err(ApplyError::Store(StoreError::Unavailable(format!(
+                "PORTAL_DB_POOL_SIZE={} is too small to apply to several nodes: set it to \
+                 {MIN_POOL} or more",
+                store.pool_state().size
+            )))
+            .into());
+        }
         let mut conn = store.conn().await?;
         let tx = conn.transaction().await.map_err(StoreError::from)?;
         let ids: Vec<i32> = chosen.iter().map(|c| c.id).collect();
         if !nodes::try_coordinate(&tx, &ids).await? {
-            return Err(ApplyError::InProgress.into());
-        }
-        let includes_me = chosen.iter().any(|c| c.name == self.me());
-        let others: Vec<&Chosen> = chosen.iter().filter(|c| c.name != self.me()).collect();
-        if others.is_empty() {
-            // One node: exactly the single-node apply (its record already lists itself).
-            let result = self.applier.apply(actor, None).await;
-            // Awaited, not dropped: a dropped transaction's ROLLBACK is only queued, and the
-            // next request could find the lock still held.
             let _ = tx.rollback().await;
-            return Ok(result?);
+            return Err(ApplyError::InProgress.into());
         }
         // This node's record: its own apply's, or (not chosen) one for the request it runs.
         let coordinating = match includes_me {
@@ -270,7 +281,7 @@ impl Cluster {
 
     /// This node's own apply; a failed one is an outcome, not an error.
     async fn apply_here(&self, actor: &Actor) -> Result<ApplyRecord, ClusterError> {
-        match self.applier.apply(actor, None).await {
+        match self.applier.apply(actor, Held::ByThisRequest).await {
             Ok(rec) => Ok(rec),
             Err(ApplyError::Failed(rec)) => Ok(*rec),
             Err(e) => Err(e.into()),
@@ -517,7 +528,8 @@ async fn serve_request(applier: Applier, claimed: Claimed) {
     let me = applier.node().name.to_string();
     let actor = Actor::from_stored(&claimed.actor);
     tracing::info!(batch = claimed.batch, by = %claimed.requested_by, "applying at another node's request");
-    let outcome = match applier.apply(&actor, Some(&claimed.requested_by)).await {
+    let held = Held::By(claimed.requested_by.clone());
+    let outcome = match applier.apply(&actor, held).await {
         Ok(rec) => NodeOutcome::of(&rec),
         Err(ApplyError::Failed(rec)) => NodeOutcome::of(&rec),
         Err(ApplyError::InProgress) => NodeOutcome::failed(

@@ -106,6 +106,26 @@ pub struct Applier {
     node: Node,
 }
 
+/// Who holds this node's coordination lock while it applies.
+#[derive(Debug, Clone)]
+pub enum Held {
+    /// Nobody else: the apply takes it with its own lock (this node alone).
+    Alone,
+    /// The request that chose several nodes, on this node.
+    ByThisRequest,
+    /// The node named, which asked this one.
+    By(String),
+}
+
+impl Held {
+    fn requested_by(&self) -> Option<&str> {
+        match self {
+            Self::By(node) => Some(node),
+            Self::Alone | Self::ByThisRequest => None,
+        }
+    }
+}
+
 /// How long an apply that has finished keeps trying to record its outcome while the
 /// database is away (a restart): the files are in place, the record must follow.
 const RECORD_PATIENCE: Duration = Duration::from_secs(120);
@@ -213,15 +233,10 @@ impl Applier {
     }
 
     /// Runs one apply on this node to the end and returns its record; a failed apply is
-    /// `ApplyError::Failed` with its record. `requested_by`: the node that asked for it.
-    pub async fn apply(
-        &self,
-        actor: &Actor,
-        requested_by: Option<&str>,
-    ) -> Result<ApplyRecord, ApplyError> {
+    /// `ApplyError::Failed` with its record. `lock` says how this node is held meanwhile.
+    pub async fn apply(&self, actor: &Actor, lock: Held) -> Result<ApplyRecord, ApplyError> {
         let actor = actor.clone();
-        let requested_by = requested_by.map(str::to_owned);
-        self.detached(|a| async move { a.apply_locked(&actor, requested_by.as_deref()).await })
+        self.detached(|a| async move { a.apply_locked(&actor, lock).await })
             .await
     }
 
@@ -284,17 +299,20 @@ impl Applier {
         result
     }
 
-    async fn apply_locked(
-        &self,
-        actor: &Actor,
-        requested_by: Option<&str>,
-    ) -> Result<ApplyRecord, ApplyError> {
+    async fn apply_locked(&self, actor: &Actor, lock: Held) -> Result<ApplyRecord, ApplyError> {
         let clock = Instant::now();
         let mut conn = self.store.conn().await?;
         let tx = conn.transaction().await.map_err(StoreError::from)?;
-        if !nodes::try_execute(&tx, &self.node).await? {
+        let locked = match lock {
+            Held::Alone => nodes::try_execute_alone(&tx, &self.node).await?,
+            Held::ByThisRequest | Held::By(_) => nodes::try_execute(&tx, &self.node).await?,
+        };
+        if !locked {
+            // Awaited: it frees a lock that was taken (see below).
+            let _ = tx.rollback().await;
             return Err(ApplyError::InProgress);
         }
+        let requested_by = lock.requested_by();
         // Holding the lock, no apply runs on this node: a `running` row is a crashed one.
         let crashed = applies::mark_interrupted(&*self.store.conn().await?, &self.node).await?;
         self.metrics.applies_interrupted(crashed);

@@ -388,3 +388,17 @@ pub async fn try_execute(tx: &impl GenericClient, node: &Node) -> Result<bool, S
         .await?;
     Ok(row.try_get(0)?)
 }
+
+/// Takes this node's apply lock and its coordination lock for the life of `tx` (an apply
+/// of this node alone: one transaction, one connection); false when either is held —
+/// then roll `tx` back, which frees the one that was taken.
+pub async fn try_execute_alone(tx: &impl GenericClient, node: &Node) -> Result<bool, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock($1, $3)
+                         THEN pg_try_advisory_xact_lock($2, $3) ELSE false END",
+            &[&EXECUTE_LOCK, &COORDINATE_LOCK, &node.id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

@@ -958,3 +958,40 @@ async fn unknown_nodes_and_bad_strategies_are_refused_and_nothing_is_recorded() 
     assert_eq!(rec["changes"]["added"], json!([1000]));
     assert_eq!(c.node("b").reload_actions(), 0);
 }
+
+#[tokio::test]
+async fn a_pool_of_two_applies_its_own_node_and_refuses_to_coordinate_others() {
+    let mut c = Cluster::start(&["a", "b"], Setup::default()).await;
+    c.node_mut("a").term().await;
+    c.node_mut("a").set("PORTAL_DB_POOL_SIZE", "2");
+    c.node_mut("a").start().await;
+    c.until_all_alive().await;
+    let a = c.node("a");
+    a.http.create_user("Alice", "alice@x.org").await;
+
+    // Alone, an apply needs no more connections than before nodes existed.
+    let (status, rec) = apply(a, "?nodes=a").await;
+    assert_eq!(status, StatusCode::OK, "{rec}\n{}", c.logs());
+    assert_eq!(statuses(&rec), expect(&[("a", "applied")]));
+
+    // Coordinating several nodes holds more: refused at once, naming the variable.
+    let before = applies(&a.http, "a").await.len();
+    let (status, rec) = apply(a, "").await;
+    assert_eq!(
+        (status, error_code(&rec)),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("database_unavailable")
+        ),
+        "{rec}"
+    );
+    let message = rec["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("PORTAL_DB_POOL_SIZE=2"), "{rec}");
+    assert_eq!(
+        applies(&a.http, "a").await.len(),
+        before,
+        "nothing recorded"
+    );
+    assert_eq!(applies(&a.http, "b").await.len(), 0, "nothing asked of b");
+    assert!(pending_everywhere(&c, "b").await);
+}

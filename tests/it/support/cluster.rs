@@ -96,6 +96,12 @@ impl Node {
         self.portal = Some(portal);
     }
 
+    /// Sets a variable for its next start.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Whether its `serve` runs.
     pub fn running(&self) -> bool {
         self.portal.is_some()
