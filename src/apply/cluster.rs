@@ -30,7 +30,7 @@ use crate::auth::Actor;
 use crate::domain::NodeName;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::nodes::{self, Chosen, Claimed, NodeRow, APPLIED_CHANNEL, APPLY_CHANNEL};
+use crate::store::nodes::{self, Claimed, NodeRow, APPLIED_CHANNEL, APPLY_CHANNEL};
 use crate::store::StoreError;
 
 /// How often a node writes its heartbeat and scans for requests it may have missed.
@@ -66,6 +66,14 @@ impl From<StoreError> for ClusterError {
     fn from(e: StoreError) -> Self {
         Self::Apply(e.into())
     }
+}
+
+/// A node chosen for an apply, with whether it is alive now.
+#[derive(Debug, Clone)]
+struct Chosen {
+    name: String,
+    id: i32,
+    alive: bool,
 }
 
 /// A node as `GET /nodes` answers it.
@@ -187,22 +195,30 @@ impl Cluster {
         Ok(rec)
     }
 
-    /// The chosen nodes in order: those named, else every alive node and this one.
+    /// The chosen nodes in order: those named, else every alive node and this one (this
+    /// node counts as alive: it is running this).
     async fn choose(&self, names: Option<&[NodeName]>) -> Result<Vec<Chosen>, ClusterError> {
-        let store = self.applier.store();
-        let known = store
-            .choose_nodes(names)
-            .await?
-            .map_err(ClusterError::UnknownNode)?;
+        let rows = self.applier.store().nodes().await?;
         let me = self.me();
-        Ok(known
-            .into_iter()
-            .filter(|c| names.is_some() || c.alive || c.name == me)
-            .map(|c| Chosen {
-                alive: c.alive || c.name == me,
-                ..c
+        let chosen = |r: &NodeRow| Chosen {
+            name: r.name.clone(),
+            id: r.id,
+            alive: r.alive || r.name == me,
+        };
+        let Some(names) = names else {
+            return Ok(rows
+                .iter()
+                .filter(|r| r.alive || r.name == me)
+                .map(chosen)
+                .collect());
+        };
+        names
+            .iter()
+            .map(|n| match rows.iter().find(|r| r.name == n.as_str()) {
+                Some(r) => Ok(chosen(r)),
+                None => Err(ClusterError::UnknownNode(n.to_string())),
             })
-            .collect())
+            .collect()
     }
 
     /// Every node at once; a node that is not alive is not asked.

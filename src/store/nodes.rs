@@ -69,14 +69,6 @@ pub struct Claimed {
     pub requested_by: String,
 }
 
-/// A node chosen for an apply, with whether it is alive now.
-#[derive(Debug, Clone)]
-pub struct Chosen {
-    pub name: String,
-    pub id: i32,
-    pub alive: bool,
-}
-
 const ALIVE: &str = "(last_seen > now() - make_interval(secs => $1) AND stopped_at IS NULL)";
 
 fn alive_secs() -> f64 {
@@ -240,31 +232,6 @@ impl Store {
             );
         }
         Ok(by_node)
-    }
-
-    /// The nodes named (all known nodes when `names` is `None`), with whether each is
-    /// alive; `Err(name)` inside: a name no node has.
-    pub async fn choose_nodes(
-        &self,
-        names: Option<&[NodeName]>,
-    ) -> Result<Result<Vec<Chosen>, String>, StoreError> {
-        let rows = self.nodes().await?;
-        let chosen = |r: &NodeRow| Chosen {
-            name: r.name.clone(),
-            id: r.id,
-            alive: r.alive,
-        };
-        let Some(names) = names else {
-            return Ok(Ok(rows.iter().map(chosen).collect()));
-        };
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            match rows.iter().find(|r| r.name == n.as_str()) {
-                Some(r) => out.push(chosen(r)),
-                None => return Ok(Err(n.to_string())),
-            }
-        }
-        Ok(Ok(out))
     }
 
     /// A new batch number: the rows of one cluster apply share it.
