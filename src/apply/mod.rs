@@ -308,7 +308,8 @@ impl Applier {
             Held::ByThisRequest | Held::By(_) => nodes::try_execute(&tx, &self.node).await?,
         };
         if !locked {
-            // Awaited: it frees a lock that was taken (see below).
+            // Awaited: alone, the apply lock may be held while the coordination lock was not
+            // to be had, and a dropped transaction only queues its ROLLBACK.
             let _ = tx.rollback().await;
             return Err(ApplyError::InProgress);
         }
