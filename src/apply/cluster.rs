@@ -130,11 +130,11 @@ impl Cluster {
             // its own (one transaction: as few connections as before nodes existed).
             return Ok(self.applier.apply(actor, Held::Alone).await?);
         }
-        if store.pool_state().size < MIN_POOL {
+        let pool = store.pool_state().size;
+        if pool < MIN_POOL {
             return Err(ApplyError::Store(StoreError::Unavailable(format!(
-                "PORTAL_DB_POOL_SIZE={} is too small to apply to several nodes: set it to \
-                 {MIN_POOL} or more",
-                store.pool_state().size
+                "PORTAL_DB_POOL_SIZE={pool} is too small to apply to several nodes: set it to \
+                 {MIN_POOL} or more"
             )))
             .into());
         }
@@ -370,12 +370,8 @@ impl Cluster {
     /// their last heartbeat.
     pub async fn nodes(&self, here: (String, Summary)) -> Result<Vec<NodeView>, StoreError> {
         let store = self.applier.store();
-        let (rows, applied, snap) = tokio::try_join!(
-            store.nodes(),
-            store.applied_by_node(),
-            store.snapshot_and_applied(self.me()),
-        )?;
-        let users = snap.0;
+        let (rows, applied, users) =
+            tokio::try_join!(store.nodes(), store.applied_by_node(), store.snapshot())?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
             let last_apply = store.list_applies(&row.name, 1).await?.pop();

@@ -263,6 +263,11 @@ impl Store {
             .collect())
     }
 
+    /// Every user as an apply renders them.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        snapshot(&*self.conn().await?).await
+    }
+
     pub async fn snapshot_and_applied(
         &self,
         node: &str,
