@@ -240,16 +240,7 @@ async fn status_reports_components_and_the_last_apply() {
 
 #[tokio::test]
 async fn an_apply_left_running_is_marked_interrupted_at_the_next_start() {
-    let app = TestApp::spawn().await;
-    let c = app.db().client().await;
-    c.execute(
-        "INSERT INTO apply_audit_log (status) VALUES ('running')",
-        &[],
-    )
-    .await
-    .unwrap();
-    let (db, dirs) = app.stop().await;
-    let app = TestApp::start_on(db, dirs, &[]).await;
+    let app = TestApp::spawn().await.restart_after_a_crashed_apply().await;
     let rec = &app.get("/applies").await.body["applies"][0];
     assert_eq!(rec["status"], "interrupted");
     assert_eq!(rec["error"]["code"], "interrupted");

@@ -283,18 +283,7 @@ async fn files_only_applies_count_as_applied_unchanged_and_dry_run_with_no_reloa
 
 #[tokio::test]
 async fn an_apply_interrupted_by_a_crash_is_counted_by_the_next_start() {
-    let app = TestApp::spawn().await;
-    app.db()
-        .client()
-        .await
-        .execute(
-            "INSERT INTO apply_audit_log (status) VALUES ('running')",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (db, dirs) = app.stop().await;
-    let app = TestApp::start_on(db, dirs, &[]).await;
+    let app = TestApp::spawn().await.restart_after_a_crashed_apply().await;
     let m = scrape(&app).await;
     assert_eq!(
         m.get("pbx_portal_applies", &[("status", "interrupted")]),

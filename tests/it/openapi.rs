@@ -425,14 +425,6 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn err_field(r: &crate::support::app::Resp) -> (StatusCode, &str, &str) {
-    (
-        r.status,
-        r.body["error"]["code"].as_str().unwrap_or("<none>"),
-        r.body["error"]["field"].as_str().unwrap_or("<none>"),
-    )
-}
-
 /// Characters worth trying at every position: all of ASCII (controls, space, every
 /// punctuation mark), the C1 controls' edges, Unicode whitespace that is not a control,
 /// invisible but ordinary characters, letters that grow when lower-cased, astral ones.
@@ -514,7 +506,7 @@ impl Rules {
             );
         } else {
             assert_eq!(
-                err_field(&r),
+                r.refusal(),
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", field),
                 "{body} {headers:?}"
             );
@@ -848,7 +840,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
                 for v in &refused {
                     let (r, url) = call(format!("{name}={v}")).await;
                     assert_eq!(
-                        err_field(&r),
+                        r.refusal(),
                         (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", name),
                         "{method} {url}"
                     );
@@ -857,7 +849,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
                 let v = &accepted[0];
                 let (r, url) = call(format!("{name}={v}&{name}={v}")).await;
                 assert_eq!(
-                    err_field(&r),
+                    r.refusal(),
                     (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", name),
                     "{method} {url}"
                 );
@@ -870,7 +862,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             for query in ["undocumented=1".to_owned(), format!("{ok}&undocumented=1")] {
                 let (r, url) = call(query).await;
                 assert_eq!(
-                    err_field(&r),
+                    r.refusal(),
                     (
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "validation_failed",

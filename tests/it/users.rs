@@ -6,6 +6,11 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// A 422 `validation_failed` naming `field`, as `Resp::refusal` reads it.
+fn invalid(field: &str) -> (StatusCode, &'static str, &str) {
+    (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", field)
+}
+
 fn err_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
@@ -379,20 +384,7 @@ async fn nul_and_control_characters_are_refused_with_the_field_named() {
     ];
     for (path, field) in queries {
         let r = app.get(path).await;
-        assert_eq!(
-            (
-                r.status,
-                err_code(&r.body),
-                r.body["error"]["field"].as_str()
-            ),
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                Some(field)
-            ),
-            "{path}: {}",
-            r.body
-        );
+        assert_eq!(r.refusal(), invalid(field), "{path}: {}", r.body);
     }
     for (path, field) in [
         ("/apply?dry_run=%00", "dry_run"),
@@ -400,20 +392,7 @@ async fn nul_and_control_characters_are_refused_with_the_field_named() {
         ("/apply?%00=true", "\0"),
     ] {
         let r = app.post(path, json!({})).await;
-        assert_eq!(
-            (
-                r.status,
-                err_code(&r.body),
-                r.body["error"]["field"].as_str()
-            ),
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                Some(field)
-            ),
-            "{path}: {}",
-            r.body
-        );
+        assert_eq!(r.refusal(), invalid(field), "{path}: {}", r.body);
     }
 
     let bodies = [
@@ -437,19 +416,7 @@ async fn nul_and_control_characters_are_refused_with_the_field_named() {
             let headers: Vec<(&str, &str)> =
                 key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
             let r = app.post_with("/users", body.clone(), &headers).await;
-            assert_eq!(
-                (
-                    r.status,
-                    err_code(&r.body),
-                    r.body["error"]["field"].as_str()
-                ),
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    Some(field)
-                ),
-                "{body} {key:?}"
-            );
+            assert_eq!(r.refusal(), invalid(field), "{body} {key:?}");
         }
     }
     // The escape as a client writes it, byte for byte.
@@ -563,20 +530,7 @@ async fn query_strings_are_typed_and_refuse_unknown_or_repeated_parameters() {
         ("/applies?offset=1".to_owned(), "offset"),
     ] {
         let r = app.get(&path).await;
-        assert_eq!(
-            (
-                r.status,
-                err_code(&r.body),
-                r.body["error"]["field"].as_str()
-            ),
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                Some(field)
-            ),
-            "{path}: {}",
-            r.body
-        );
+        assert_eq!(r.refusal(), invalid(field), "{path}: {}", r.body);
     }
 
     // POST /apply: dry_run is true, false, 1 or 0; anything else runs nothing.
@@ -601,19 +555,7 @@ async fn query_strings_are_typed_and_refuse_unknown_or_repeated_parameters() {
         ("force=true", "force"),
     ] {
         let r = app.post(&format!("/apply?{query}"), json!({})).await;
-        assert_eq!(
-            (
-                r.status,
-                err_code(&r.body),
-                r.body["error"]["field"].as_str()
-            ),
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                Some(field)
-            ),
-            "{query}"
-        );
+        assert_eq!(r.refusal(), invalid(field), "{query}");
     }
     assert_eq!(app.get("/applies").await.body["applies"], before);
 }

@@ -120,6 +120,18 @@ pub struct Resp {
     pub raw: Bytes,
 }
 
+impl Resp {
+    /// The status with the error's code and field (`<none>` for what is missing): what a
+    /// refusal is asserted by.
+    pub fn refusal(&self) -> (StatusCode, &str, &str) {
+        (
+            self.status,
+            self.body["error"]["code"].as_str().unwrap_or("<none>"),
+            self.body["error"]["field"].as_str().unwrap_or("<none>"),
+        )
+    }
+}
+
 /// An HTTP client for one portal.
 pub struct Http {
     pub addr: SocketAddr,
@@ -276,6 +288,22 @@ impl TestApp {
             r.shutdown().await;
         }
         (self.db.take().unwrap(), self.dirs.take().unwrap())
+    }
+
+    /// Leaves an apply `running` as a crash would, then starts the service again on the
+    /// same database and folder.
+    pub async fn restart_after_a_crashed_apply(self) -> Self {
+        self.db()
+            .client()
+            .await
+            .execute(
+                "INSERT INTO apply_audit_log (status) VALUES ('running')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (db, dirs) = self.stop().await;
+        Self::start_on(db, dirs, &[]).await
     }
 
     /// The running service's database pool.
