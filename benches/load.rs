@@ -52,8 +52,8 @@ use hyper_util::rt::TokioExecutor;
 use pbx_portal::asterisk::files::replace;
 use pbx_portal::asterisk::probe::{Expectation, ProbeServer};
 use pbx_portal::asterisk::{ami, render};
-use pbx_portal::config::AmiSettings;
-use pbx_portal::domain::{Devices, Extension, SipSecret, Subscriber};
+use pbx_portal::config::{AmiSettings, Codecs, EndpointPolicy};
+use pbx_portal::domain::{Devices, Extension, SipSecret, Subscriber, TransportId, Transports};
 use pbx_portal::metrics::{Live, Metrics};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
@@ -64,6 +64,17 @@ mod asterisk;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// A render policy of one UDP transport, as a bench configures it.
+fn bench_policy(nat: bool, codecs: &str) -> EndpointPolicy {
+    EndpointPolicy {
+        transports: Transports::new(vec![TransportId::udp()]).unwrap(),
+        tls: Default::default(),
+        nat,
+        codecs: Codecs::try_from(codecs.to_owned()).unwrap(),
+        qualify_frequency: 60,
+    }
+}
 
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -922,21 +933,42 @@ async fn main() {
             name: format!("User Number {i}"),
             secret: SipSecret::generate(),
             devices: Devices::ONE,
+            transport: Some("transport-udp".into()),
         })
         .collect();
-    let settings = render::Settings {
-        transport: "transport-udp",
-        qualify_frequency: 60,
-        agi_addr: "127.0.0.1:4573".parse().unwrap(),
-    };
-    let mut lat = Vec::new();
+    // Before the NAT options (PORTAL_NAT=off, PORTAL_CODECS=ulaw,alaw: what every endpoint
+    // was rendered with before) against today's defaults, in alternating rounds.
+    let before = bench_policy(false, "ulaw,alaw");
+    let now = bench_policy(true, "g722,ulaw,alaw");
+    let mut lats = [Vec::new(), Vec::new()];
     let t0 = Instant::now();
-    for _ in 0..300 {
+    for round in 0..600 {
+        let policy = if round % 2 == 0 { &before } else { &now };
+        let settings = render::Settings {
+            policy,
+            agi_addr: "127.0.0.1:4573".parse().unwrap(),
+        };
         let t = Instant::now();
         std::hint::black_box(render::render(&subs, &settings).unwrap());
-        lat.push(t.elapsed());
+        lats[round % 2].push(t.elapsed());
     }
-    row("render 1000 users (in process)", &stats(lat, t0.elapsed()));
+    let [lat_before, lat_now] = lats;
+    let (render_before, render_now) = (
+        stats(lat_before, t0.elapsed() / 2),
+        stats(lat_now, t0.elapsed() / 2),
+    );
+    row(
+        "render 1000 users, options before NAT (in process)",
+        &render_before,
+    );
+    row(
+        "render 1000 users, NAT options + g722 (in process)",
+        &render_now,
+    );
+    println!(
+        "render with the new options / before: {:.2}x (limit 1.1x)",
+        render_now.p50.as_secs_f64() / render_before.p50.as_secs_f64()
+    );
 
     // The metrics in process: counting one request (what every request pays), from one
     // thread and from two at once on the same series, and encoding a scrape of a
@@ -1036,8 +1068,7 @@ async fn main() {
     let files = render::render(
         &subs,
         &render::Settings {
-            transport: "transport-udp",
-            qualify_frequency: 60,
+            policy: &now,
             agi_addr,
         },
     )

@@ -22,7 +22,7 @@ use crate::events::Hub;
 use crate::http::App;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
-use crate::store::nodes::{Node, RenderSettings};
+use crate::store::nodes::Node;
 use crate::store::{self, Store, StoreError};
 
 /// How long shutdown waits for a running apply.
@@ -94,11 +94,9 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
 
 /// Creates or refreshes this host's node row (what `serve` and `apply` act as).
 pub async fn register_node(config: &Config, store: &Store) -> Result<Node, StoreError> {
-    let settings = RenderSettings {
-        transport: config.asterisk.transport.clone(),
-        qualify_frequency: config.asterisk.qualify_frequency,
-    };
-    store.register_node(&config.node, &settings).await
+    store
+        .register_node(&config.node, &config.asterisk.policy)
+        .await
 }
 
 /// Binds the FastAGI server for the health probe and an applier that uses it; the

@@ -6,15 +6,15 @@
 //! variable. Secrets are `secrecy` strings: they cannot be printed by `Debug`, and no
 //! error line ever echoes them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{ExtensionRange, NodeName};
+use crate::domain::{ExtensionRange, NodeName, TransportId, Transports, UserRules};
 
 mod database_url;
 pub use database_url::{DatabaseUrl, RootCert, SslMode, Tls, Verify};
@@ -160,23 +160,111 @@ impl TryFrom<String> for PoolSize {
     }
 }
 
-/// A PJSIP transport id: it is written into every endpoint, so only safe characters.
+/// `PORTAL_PJSIP_TRANSPORTS`: transport ids separated by commas.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
-struct Transport(String);
+struct TransportList(Transports);
 
-impl TryFrom<String> for Transport {
-    type Error = &'static str;
+impl TryFrom<String> for TransportList {
+    type Error = String;
 
     fn try_from(raw: String) -> Result<Self, Self::Error> {
-        if raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            Ok(Self(raw))
-        } else {
-            Err("must be a transport id of letters, digits, '-', '_' or '.'")
+        let ids = raw
+            .split(',')
+            .map(|t| TransportId::parse(t.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Transports::new(ids).map(Self)
+    }
+}
+
+/// The codecs Asterisk 22 knows by name (the formats `ast_codec_builtin_init` registers,
+/// main/codec_builtin.c): what `allow=` accepts. Anything else Asterisk refuses with a
+/// warning and the endpoint loses that codec, so a typo here would silently cost calls.
+pub const ASTERISK_CODECS: &[&str] = &[
+    "codec2", "g723", "ulaw", "alaw", "gsm", "g726", "g726aal2", "adpcm", "slin", "slin12",
+    "slin16", "slin24", "slin32", "slin44", "slin48", "slin96", "slin192", "lpc10", "g729",
+    "speex", "speex16", "speex32", "ilbc", "g722", "siren7", "siren14", "testlaw", "g719", "opus",
+    "jpeg", "png", "h261", "h263", "h263p", "h264", "mpeg4", "vp8", "red", "t140", "silk8",
+    "silk12", "silk16", "silk24",
+];
+
+/// `PORTAL_CODECS`: the codecs every endpoint allows, in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Codecs(Vec<&'static str>);
+
+impl Codecs {
+    /// As written after `allow=`: `g722,ulaw,alaw`.
+    pub fn joined(&self) -> String {
+        self.0.join(",")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Default for Codecs {
+    fn default() -> Self {
+        Self(vec!["g722", "ulaw", "alaw"])
+    }
+}
+
+impl TryFrom<String> for Codecs {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        let mut codecs: Vec<&'static str> = Vec::new();
+        for name in raw.split(',').map(str::trim) {
+            let known = ASTERISK_CODECS
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    format!("'{name}' is not a codec Asterisk 22 knows (e.g. g722, ulaw, alaw, opus, g729)")
+                })?;
+            if codecs.contains(known) {
+                return Err(format!("names '{known}' twice"));
+            }
+            codecs.push(known);
         }
+        Ok(Self(codecs))
+    }
+}
+
+impl From<Codecs> for String {
+    fn from(c: Codecs) -> Self {
+        c.joined()
+    }
+}
+
+/// `PORTAL_NAT`: render the NAT options on every endpoint (`on`) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Nat {
+    On,
+    Off,
+}
+
+/// How a node renders every endpoint, beyond the user's own fields: what `GET /nodes`
+/// needs to compute another node's pending changes, so it is kept in that node's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPolicy {
+    /// The transports a user may be given; the first is the default.
+    pub transports: Transports,
+    /// Those of them whose pjsip.conf section says `protocol=tls`: their users' calls are
+    /// encrypted (SRTP). Filled at start-up from pjsip.conf, empty until then.
+    pub tls: BTreeSet<TransportId>,
+    /// `rtp_symmetric`, `force_rport` and `rewrite_contact` on every endpoint.
+    pub nat: bool,
+    pub codecs: Codecs,
+    /// Rendered as every aor's `qualify_frequency` (seconds, 0 = off).
+    pub qualify_frequency: u32,
+}
+
+impl EndpointPolicy {
+    /// Whether users of this transport get `media_encryption=sdes`.
+    pub fn is_tls(&self, transport: &str) -> bool {
+        self.tls.iter().any(|t| t.as_str() == transport)
     }
 }
 
@@ -244,8 +332,8 @@ fn default_pool_size() -> PoolSize {
 fn default_node_timeout() -> Millis {
     Millis(Duration::from_secs(30))
 }
-fn default_transport() -> Transport {
-    Transport("transport-udp".into())
+fn default_nat() -> Nat {
+    Nat::On
 }
 
 /// The default node name: the host name, as the kernel has it (uname(2): no /proc needed,
@@ -300,8 +388,14 @@ struct Vars {
     extension_min: Number,
     #[serde(rename = "PORTAL_EXTENSION_MAX", default = "default_max")]
     extension_max: Number,
-    #[serde(rename = "PORTAL_PJSIP_TRANSPORT", default = "default_transport")]
-    transport: Transport,
+    #[serde(rename = "PORTAL_PJSIP_TRANSPORT")]
+    transport: Option<TransportId>,
+    #[serde(rename = "PORTAL_PJSIP_TRANSPORTS")]
+    transports: Option<TransportList>,
+    #[serde(rename = "PORTAL_NAT", default = "default_nat")]
+    nat: Nat,
+    #[serde(rename = "PORTAL_CODECS", default)]
+    codecs: Codecs,
     #[serde(rename = "PORTAL_ASTERISK_CONFIG_DIR", default = "default_config_dir")]
     config_dir: PathBuf,
     #[serde(rename = "PORTAL_QUALIFY_FREQUENCY", default = "default_qualify")]
@@ -336,9 +430,8 @@ pub struct AsteriskConfig {
     pub health_timeout: Duration,
     /// Bound on each AMI exchange and each CLI run.
     pub io_timeout: Duration,
-    pub transport: String,
-    /// Rendered as every aor's `qualify_frequency` (seconds, 0 = off).
-    pub qualify_frequency: u32,
+    /// How every endpoint is rendered (transports, NAT, codecs, qualify).
+    pub policy: EndpointPolicy,
     pub config_dir: PathBuf,
     /// The FastAGI address the generated dialplan calls (PORTAL_AGI_LISTEN).
     pub agi_addr: SocketAddr,
@@ -422,6 +515,20 @@ impl Config {
                 ));
             }
         }
+        let transports = match (v.transports, v.transport) {
+            (None, t) => Transports::new(vec![t.unwrap_or_else(TransportId::udp)])
+            .map_err(|r| bad("PORTAL_PJSIP_TRANSPORT", r))?,
+            (Some(list), Some(t)) if list.0.default_id() != &t => {
+                return Err(bad(
+                    "PORTAL_PJSIP_TRANSPORT",
+                    format!(
+                        "is '{t}' but PORTAL_PJSIP_TRANSPORTS lists '{}' first (the default): set only PORTAL_PJSIP_TRANSPORTS",
+                        list.0.default_id()
+                    ),
+                ))
+            }
+            (Some(list), _) => list.0,
+        };
         let node = match v.node {
             Some(n) => n,
             None => host_name().map_err(|r| bad("PORTAL_NODE", r))?,
@@ -448,12 +555,25 @@ impl Config {
                 health_check: v.health_check == HealthCheck::Agi && v.reload != ReloadMode::None,
                 health_timeout: v.health_timeout.0,
                 io_timeout: v.ami_timeout.0,
-                transport: v.transport.0,
-                qualify_frequency: v.qualify_frequency.0,
+                policy: EndpointPolicy {
+                    transports,
+                    tls: BTreeSet::new(),
+                    nat: v.nat == Nat::On,
+                    codecs: v.codecs,
+                    qualify_frequency: v.qualify_frequency.0,
+                },
                 config_dir: v.config_dir,
                 agi_addr: v.agi_listen.0,
             },
         })
+    }
+
+    /// What a new or edited user is checked against.
+    pub fn user_rules(&self) -> UserRules<'_> {
+        UserRules {
+            range: &self.range,
+            transports: &self.asterisk.policy.transports,
+        }
     }
 
     /// The token, for commands that serve HTTP.
@@ -497,7 +617,11 @@ mod tests {
             !c.asterisk.health_check,
             "forced off with PORTAL_RELOAD=none"
         );
-        assert_eq!(c.asterisk.transport, "transport-udp");
+        let policy = &c.asterisk.policy;
+        assert_eq!(policy.transports.default_id().as_str(), "transport-udp");
+        assert_eq!(policy.transports.iter().count(), 1);
+        assert!(policy.nat);
+        assert_eq!(policy.codecs.joined(), "g722,ulaw,alaw");
         assert_eq!(c.pool_size, 16);
         assert_eq!(c.database.tls().mode, SslMode::Prefer, "libpq's default");
     }
@@ -516,6 +640,60 @@ mod tests {
             err_var(&[("PORTAL_NODE_TIMEOUT_MS", "50")]),
             "PORTAL_NODE_TIMEOUT_MS"
         );
+    }
+
+    #[test]
+    fn nat_codecs_and_transports_parse_or_name_their_variable() {
+        let c = Config::from_vars(&vars(&[
+            ("PORTAL_NAT", "off"),
+            ("PORTAL_CODECS", "OPUS, g722,ulaw"),
+            ("PORTAL_PJSIP_TRANSPORTS", "transport-tls, transport-udp"),
+        ]))
+        .unwrap();
+        let p = &c.asterisk.policy;
+        assert!(!p.nat);
+        assert_eq!(
+            p.codecs.joined(),
+            "opus,g722,ulaw",
+            "Asterisk's spelling, in order"
+        );
+        let ids: Vec<&str> = p.transports.iter().map(|t| t.as_str()).collect();
+        assert_eq!(ids, ["transport-tls", "transport-udp"]);
+        assert!(p.tls.is_empty(), "known only once pjsip.conf is read");
+        let legacy = Config::from_vars(&vars(&[("PORTAL_PJSIP_TRANSPORT", "t-lan")])).unwrap();
+        assert_eq!(
+            legacy.asterisk.policy.transports.default_id().as_str(),
+            "t-lan"
+        );
+        let agreeing = [
+            ("PORTAL_PJSIP_TRANSPORT", "a"),
+            ("PORTAL_PJSIP_TRANSPORTS", "a,b"),
+        ];
+        assert!(Config::from_vars(&vars(&agreeing)).is_ok());
+
+        for (var, value) in [
+            ("PORTAL_NAT", "yes"),
+            ("PORTAL_CODECS", "g722,ulwa"),
+            ("PORTAL_CODECS", "ulaw,ulaw"),
+            ("PORTAL_CODECS", "ulaw,"),
+            ("PORTAL_CODECS", "all"),
+            ("PORTAL_PJSIP_TRANSPORTS", "a,a"),
+            ("PORTAL_PJSIP_TRANSPORTS", "a,b;c"),
+            ("PORTAL_PJSIP_TRANSPORT", "x\ny"),
+        ] {
+            assert_eq!(err_var(&[(var, value)]), var, "{var}={value}");
+        }
+        let e = Config::from_vars(&vars(&[("PORTAL_CODECS", "g722,ulwa")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("'ulwa' is not a codec Asterisk 22 knows"),
+            "{e}"
+        );
+        let clash = [
+            ("PORTAL_PJSIP_TRANSPORT", "c"),
+            ("PORTAL_PJSIP_TRANSPORTS", "a,b"),
+        ];
+        assert_eq!(err_var(&clash), "PORTAL_PJSIP_TRANSPORT");
     }
 
     #[test]

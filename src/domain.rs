@@ -328,6 +328,124 @@ impl Default for Devices {
     }
 }
 
+/// A PJSIP transport id (a section of the admin's pjsip.conf, e.g. `transport-tls`). It is
+/// written into endpoints, so only letters, digits, `-`, `_` and `.` (1–64).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TransportId(String);
+
+impl TransportId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "'{raw}' is not a transport id (1-64 of letters, digits, '-', '_', '.')"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `transport-udp`, the default of `PORTAL_PJSIP_TRANSPORT`.
+    pub fn udp() -> Self {
+        Self("transport-udp".into())
+    }
+}
+
+impl TryFrom<String> for TransportId {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<TransportId> for String {
+    fn from(t: TransportId) -> Self {
+        t.0
+    }
+}
+
+impl fmt::Display for TransportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The transports a user may be given (`PORTAL_PJSIP_TRANSPORTS`): at least one, none
+/// twice; the first is the default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<TransportId>", into = "Vec<TransportId>")]
+pub struct Transports(Vec<TransportId>);
+
+impl Transports {
+    pub fn new(ids: Vec<TransportId>) -> Result<Self, String> {
+        if ids.is_empty() {
+            return Err("must name at least one transport".into());
+        }
+        if let Some(t) = ids
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| ids[..i].contains(t).then_some(t))
+        {
+            return Err(format!("names '{t}' twice"));
+        }
+        Ok(Self(ids))
+    }
+
+    /// What a user is given when a request names none.
+    pub fn default_id(&self) -> &TransportId {
+        &self.0[0]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TransportId> {
+        self.0.iter()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|t| t.0 == id)
+    }
+
+    /// Parses a transport a client chose: one of the list, else 422 naming `transport`.
+    pub fn parse(&self, value: &Value) -> Result<TransportId, ValidationError> {
+        let field = "transport";
+        let raw = value
+            .as_str()
+            .ok_or_else(|| ValidationError::new(field, "must be a string"))?;
+        self.0.iter().find(|t| t.0 == raw).cloned().ok_or_else(|| {
+            let listed: Vec<&str> = self.0.iter().map(|t| t.as_str()).collect();
+            ValidationError::new(
+                field,
+                format!(
+                    "must be one of the transports this PBX offers ({}: PORTAL_PJSIP_TRANSPORTS)",
+                    listed.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+impl TryFrom<Vec<TransportId>> for Transports {
+    type Error = String;
+
+    fn try_from(ids: Vec<TransportId>) -> Result<Self, Self::Error> {
+        Self::new(ids)
+    }
+}
+
+impl From<Transports> for Vec<TransportId> {
+    fn from(t: Transports) -> Self {
+        t.0
+    }
+}
+
 /// A user's extension as it goes into the Asterisk files. The name is re-parsed when it
 /// is rendered: rows can reach the database by other ways than this API.
 #[derive(Debug, Clone)]
@@ -336,6 +454,9 @@ pub struct Subscriber {
     pub name: String,
     pub secret: SipSecret,
     pub devices: Devices,
+    /// As stored; `None` only for a user from before transports were per user that no
+    /// node has adopted yet (it renders with the default).
+    pub transport: Option<String>,
 }
 
 /// A JSON object's fields, refusing any not in `allowed`.
@@ -375,13 +496,23 @@ pub struct NewUser {
     pub email: Email,
     pub extension: Option<Extension>,
     pub devices: Devices,
+    /// The chosen transport, or the default (the first of the list).
+    pub transport: TransportId,
+}
+
+/// What a new user's fields are checked against: the configured range and transports.
+#[derive(Debug, Clone, Copy)]
+pub struct UserRules<'a> {
+    pub range: &'a ExtensionRange,
+    pub transports: &'a Transports,
 }
 
 impl NewUser {
-    const FIELDS: [&'static str; 4] = ["name", "email", "extension", "devices"];
+    const FIELDS: [&'static str; 5] = ["name", "email", "extension", "devices", "transport"];
 
     /// Parses a JSON body; unknown fields and wrong types are refused with the field named.
-    pub fn parse(body: &Value, range: &ExtensionRange) -> Result<Self, ValidationError> {
+    pub fn parse(body: &Value, rules: UserRules<'_>) -> Result<Self, ValidationError> {
+        let range = rules.range;
         let obj = fields(body, &Self::FIELDS)?;
         let name = Name::parse(required("name", text(obj, "name")?)?)?;
         let email = Email::parse(required("email", text(obj, "email")?)?)?;
@@ -390,11 +521,16 @@ impl NewUser {
             Some(v) => Some(range.parse(v)?),
         };
         let devices = obj.get("devices").map(Devices::parse).transpose()?;
+        let transport = match obj.get("transport") {
+            None | Some(Value::Null) => rules.transports.default_id().clone(),
+            Some(v) => rules.transports.parse(v)?,
+        };
         Ok(Self {
             name,
             email,
             extension,
             devices: devices.unwrap_or_default(),
+            transport,
         })
     }
 }
@@ -407,18 +543,27 @@ pub struct UserPatch {
     /// A move to this free number of the range; the secret stays.
     pub extension: Option<Extension>,
     pub devices: Option<Devices>,
+    /// Another of the configured transports (an edit like any other: pending until apply).
+    pub transport: Option<TransportId>,
 }
 
 impl UserPatch {
     /// Parses a JSON body; unknown fields, wrong types and `null` are refused with the
     /// field named (a patch names what changes; there is nothing to set to null).
-    pub fn parse(body: &Value, range: &ExtensionRange) -> Result<Self, ValidationError> {
+    pub fn parse(body: &Value, rules: UserRules<'_>) -> Result<Self, ValidationError> {
         let obj = fields(body, &NewUser::FIELDS)?;
         Ok(Self {
             name: text(obj, "name")?.map(Name::parse).transpose()?,
             email: text(obj, "email")?.map(Email::parse).transpose()?,
-            extension: obj.get("extension").map(|v| range.parse(v)).transpose()?,
+            extension: obj
+                .get("extension")
+                .map(|v| rules.range.parse(v))
+                .transpose()?,
             devices: obj.get("devices").map(Devices::parse).transpose()?,
+            transport: obj
+                .get("transport")
+                .map(|v| rules.transports.parse(v))
+                .transpose()?,
         })
     }
 }
@@ -430,6 +575,14 @@ mod tests {
 
     fn range() -> ExtensionRange {
         ExtensionRange::new(1000, 1999).unwrap()
+    }
+
+    fn transports() -> Transports {
+        Transports::new(vec![
+            TransportId::parse("transport-udp").unwrap(),
+            TransportId::parse("transport-tls").unwrap(),
+        ])
+        .unwrap()
     }
 
     #[test]
@@ -556,9 +709,19 @@ mod tests {
 
     #[test]
     fn new_user_refuses_unknown_fields_and_wrong_types() {
-        let r = range();
-        let ok = NewUser::parse(&json!({"name":"A","email":"a@b"}), &r).unwrap();
+        let (range, transports) = (range(), transports());
+        let r = UserRules {
+            range: &range,
+            transports: &transports,
+        };
+        let ok = NewUser::parse(&json!({"name":"A","email":"a@b"}), r).unwrap();
         assert_eq!(ok.extension, None);
+        assert_eq!(ok.transport.as_str(), "transport-udp", "the first listed");
+        let tls = json!({"name":"A","email":"a@b","transport":"transport-tls"});
+        assert_eq!(
+            NewUser::parse(&tls, r).unwrap().transport.as_str(),
+            "transport-tls"
+        );
         let cases = [
             (json!({"name":"A","email":"a@b","admin":true}), "admin"),
             (json!({"name":1,"email":"a@b"}), "name"),
@@ -569,14 +732,40 @@ mod tests {
                 "extension",
             ),
             (json!([1, 2]), "body"),
+            (
+                json!({"name":"A","email":"a@b","transport":"transport-tcp"}),
+                "transport",
+            ),
+            (json!({"name":"A","email":"a@b","transport":1}), "transport"),
         ];
         for (body, field) in cases {
-            assert_eq!(
-                NewUser::parse(&body, &r).unwrap_err().field,
-                field,
-                "{body}"
-            );
+            assert_eq!(NewUser::parse(&body, r).unwrap_err().field, field, "{body}");
         }
+    }
+
+    #[test]
+    fn transports_are_ids_listed_once_the_first_the_default() {
+        let t = transports();
+        assert_eq!(t.default_id().as_str(), "transport-udp");
+        assert!(t.contains("transport-tls") && !t.contains("transport-tcp"));
+        for bad in ["", "a b", "x\nallow=all", "a;b", "é", &"x".repeat(65)] {
+            assert!(TransportId::parse(bad).is_err(), "{bad:?}");
+        }
+        let udp = TransportId::parse("transport-udp").unwrap();
+        assert!(Transports::new(vec![]).is_err());
+        assert_eq!(
+            Transports::new(vec![udp.clone(), udp]).unwrap_err(),
+            "names 'transport-udp' twice"
+        );
+        let patch = UserPatch::parse(
+            &json!({"transport": "transport-tls"}),
+            UserRules {
+                range: &range(),
+                transports: &t,
+            },
+        )
+        .unwrap();
+        assert_eq!(patch.transport.unwrap().as_str(), "transport-tls");
     }
 
     #[test]

@@ -400,7 +400,7 @@ async fn import(config: Config, path: &str, dry_run: bool) -> ExitCode {
             actor: &pbx_portal::auth::Actor::Cli,
         }
     };
-    let sheet = match bulk::import(&store, format, &bytes, &config.range, mode).await {
+    let sheet = match bulk::import(&store, format, &bytes, config.user_rules(), mode).await {
         Ok(bulk::Outcome::Created(imported)) => bulk::sheet::created_csv(&imported.users),
         Ok(bulk::Outcome::Planned(users)) => bulk::sheet::planned_csv(&users),
         Err(bulk::ImportError::Invalid(errors)) => {

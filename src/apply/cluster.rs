@@ -375,7 +375,7 @@ impl Cluster {
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
             let last_apply = store.list_applies(&row.name, 1).await?.pop();
-            let current = self.applier.fingerprints_for(&users, &row.settings);
+            let current = self.applier.fingerprints_for(&users, &row.policy);
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);
             let pending = !super::record::Changes::between(&current, theirs).is_empty();

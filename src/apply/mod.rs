@@ -30,7 +30,7 @@ use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, Rendered};
 use crate::auth::Actor;
-use crate::config::AsteriskConfig;
+use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::store::nodes::{self, Node};
@@ -169,16 +169,11 @@ impl Applier {
     }
 
     /// The fingerprints of `users` as a node with `settings` renders them.
-    pub fn fingerprints_for(
-        &self,
-        users: &Snapshot,
-        settings: &nodes::RenderSettings,
-    ) -> Fingerprints {
+    pub fn fingerprints_for(&self, users: &Snapshot, policy: &EndpointPolicy) -> Fingerprints {
         render::fingerprints(
             users,
             &render::Settings {
-                transport: &settings.transport,
-                qualify_frequency: settings.qualify_frequency,
+                policy,
                 agi_addr: self.cfg.agi_addr,
             },
         )
@@ -186,8 +181,7 @@ impl Applier {
 
     fn settings(&self) -> render::Settings<'_> {
         render::Settings {
-            transport: &self.cfg.transport,
-            qualify_frequency: self.cfg.qualify_frequency,
+            policy: &self.cfg.policy,
             agi_addr: self.cfg.agi_addr,
         }
     }

@@ -9,8 +9,9 @@
 //! of corrections fixes the whole file.
 //!
 //! CSV: UTF-8 with or without a byte-order mark, CRLF or LF, fields quoted or not, header
-//! names in any case and order. `name` and `email` are required, `extension` and `devices`
-//! optional (empty = the lowest free number / 1), `id` and `created_at` (the columns of
+//! names in any case and order. `name` and `email` are required, `extension`, `devices` and
+//! `transport` optional (empty = the lowest free number / 1 / the first of
+//! `PORTAL_PJSIP_TRANSPORTS`), `id` and `created_at` (the columns of
 //! an export) accepted and ignored whatever they hold (the import gives new ids and
 //! times), so that an export can be imported as it is; any other column is an error, since
 //! a misspelt `extention` column silently ignored would give everyone a number they did
@@ -19,7 +20,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::domain::{Devices, Email, Extension, ExtensionRange, Name, NewUser, ValidationError};
+use crate::domain::{
+    Devices, Email, Extension, Name, NewUser, TransportId, UserRules, ValidationError,
+};
 use csv::ByteRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -27,7 +30,15 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Fields of a JSON row; `id` and `created_at` are an export's, ignored.
-const FIELDS: [&str; 6] = ["name", "email", "extension", "devices", "id", "created_at"];
+const FIELDS: [&str; 7] = [
+    "name",
+    "email",
+    "extension",
+    "devices",
+    "transport",
+    "id",
+    "created_at",
+];
 
 /// The most rows one file may hold.
 pub const MAX_ROWS: usize = 10_000;
@@ -146,16 +157,18 @@ pub struct Row {
     /// `Some(None)`: the lowest free number.
     pub extension: Option<Option<Extension>>,
     pub devices: Option<Devices>,
+    pub transport: Option<TransportId>,
 }
 
 impl Row {
-    fn new(row: u64) -> Self {
+    fn new(row: u64, rules: UserRules<'_>) -> Self {
         Self {
             row,
             name: None,
             email: None,
             extension: Some(None),
             devices: Some(Devices::ONE),
+            transport: Some(rules.transports.default_id().clone()),
         }
     }
 }
@@ -179,15 +192,15 @@ pub struct NotJson(pub String);
 
 /// Parses a whole file. Only malformed JSON is an `Err`; everything else wrong with the
 /// file is in [`Parsed::errors`].
-pub fn parse(format: Format, bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
+pub fn parse(format: Format, bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut parsed = match format {
         Format::Csv => {
-            let mut p = parse_csv(bytes, range);
+            let mut p = parse_csv(bytes, rules);
             p.fingerprint = Sha256::digest(bytes).into();
             p
         }
-        Format::Json => parse_json(bytes, range)?,
+        Format::Json => parse_json(bytes, rules)?,
     };
     parsed.check_duplicates();
     // Stable: within a row the errors stay in column order; the file's own come first.
@@ -204,9 +217,13 @@ impl Parsed {
         let mut numbers = Vec::with_capacity(self.rows.len());
         let mut users = Vec::with_capacity(self.rows.len());
         for r in &self.rows {
-            let (Some(name), Some(email), Some(extension), Some(devices)) =
-                (r.name.clone(), r.email.clone(), r.extension, r.devices)
-            else {
+            let (Some(name), Some(email), Some(extension), Some(devices), Some(transport)) = (
+                r.name.clone(),
+                r.email.clone(),
+                r.extension,
+                r.devices,
+                r.transport.clone(),
+            ) else {
                 // A refused value always comes with its error: unreachable.
                 return Err(self);
             };
@@ -216,6 +233,7 @@ impl Parsed {
                 email,
                 extension,
                 devices,
+                transport,
             });
         }
         Ok((numbers, users))
@@ -279,6 +297,7 @@ enum Column {
     Email,
     Extension,
     Devices,
+    Transport,
     /// Of an export: accepted and ignored (the import gives new ids).
     Id,
     /// Of an export: accepted and ignored.
@@ -286,11 +305,12 @@ enum Column {
 }
 
 impl Column {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Name,
         Self::Email,
         Self::Extension,
         Self::Devices,
+        Self::Transport,
         Self::Id,
         Self::CreatedAt,
     ];
@@ -301,6 +321,7 @@ impl Column {
             Self::Email => "email",
             Self::Extension => "extension",
             Self::Devices => "devices",
+            Self::Transport => "transport",
             Self::Id => "id",
             Self::CreatedAt => "created_at",
         }
@@ -314,7 +335,7 @@ impl Column {
     }
 }
 
-const KNOWN_COLUMNS: &str = "name, email (required), extension, devices (optional); id and created_at of an export are ignored";
+const KNOWN_COLUMNS: &str = "name, email (required), extension, devices, transport (optional); id and created_at of an export are ignored";
 
 /// Line numbers of records, as an editor shows them. The `csv` crate's own line count
 /// is one behind after a CRLF (it takes a record's position before it has read the `\n`
@@ -401,7 +422,7 @@ fn header_columns(header: &ByteRecord, line: u64) -> Result<Vec<Column>, Vec<Row
     }
 }
 
-fn parse_csv(bytes: &[u8], range: &ExtensionRange) -> Parsed {
+fn parse_csv(bytes: &[u8], rules: UserRules<'_>) -> Parsed {
     let mut parsed = Parsed::default();
     let mut lines = Lines::new(bytes);
     let mut reader = csv::ReaderBuilder::new()
@@ -447,7 +468,7 @@ fn parse_csv(bytes: &[u8], range: &ExtensionRange) -> Parsed {
             };
         }
         let at = lines.of(&record);
-        let row = csv_row(at, &record, &columns, range, &mut parsed.errors);
+        let row = csv_row(at, &record, &columns, rules, &mut parsed.errors);
         parsed.rows.push(row);
     }
     if parsed.rows.is_empty() && parsed.errors.is_empty() {
@@ -460,10 +481,10 @@ fn csv_row(
     at: u64,
     record: &ByteRecord,
     columns: &[Column],
-    range: &ExtensionRange,
+    rules: UserRules<'_>,
     errors: &mut Vec<RowError>,
 ) -> Row {
-    let mut r = Row::new(at);
+    let mut r = Row::new(at, rules);
     if record.len() > columns.len() {
         errors.push(RowError::new(
             Some(at),
@@ -487,6 +508,7 @@ fn csv_row(
             match column {
                 Column::Extension => r.extension = None,
                 Column::Devices => r.devices = None,
+                Column::Transport => r.transport = None,
                 _ => {}
             }
             continue;
@@ -498,13 +520,19 @@ fn csv_row(
             Column::Extension => {
                 r.extension = match text.trim() {
                     "" => Some(None),
-                    t => range.parse(&number(t)).map(Some).map_err(refuse).ok(),
+                    t => rules.range.parse(&number(t)).map(Some).map_err(refuse).ok(),
                 }
             }
             Column::Devices => {
                 r.devices = match text.trim() {
                     "" => Some(Devices::ONE),
                     t => Devices::parse(&number(t)).map_err(refuse).ok(),
+                }
+            }
+            Column::Transport => {
+                r.transport = match text.trim() {
+                    "" => Some(rules.transports.default_id().clone()),
+                    t => rules.transports.parse(&Value::from(t)).map_err(refuse).ok(),
                 }
             }
             Column::Id | Column::CreatedAt => {}
@@ -525,7 +553,7 @@ fn number(text: &str) -> Value {
 // ---------------------------------------------------------------------------------------
 // JSON
 
-fn parse_json(bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
+fn parse_json(bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
     // Syntax first, over the whole body, without building a tree: a 8 MiB body as a
     // `Value` would take several times its size. Each row is read on its own below.
     let whole: &RawValue = serde_json::from_slice(bytes).map_err(|e| NotJson(e.to_string()))?;
@@ -574,7 +602,7 @@ fn parse_json(bytes: &[u8], range: &ExtensionRange) -> Result<Parsed, NotJson> {
                     canonical.update(b",");
                 }
                 canonical.update(v.to_string().as_bytes());
-                let r = json_row(row, &v, range, &mut parsed.errors);
+                let r = json_row(row, &v, rules, &mut parsed.errors);
                 parsed.rows.push(r);
             }
             // Already checked as JSON: unreachable, but never a panic.
@@ -597,16 +625,17 @@ fn text<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Validat
     }
 }
 
-fn json_row(at: u64, value: &Value, range: &ExtensionRange, errors: &mut Vec<RowError>) -> Row {
-    let mut r = Row::new(at);
+fn json_row(at: u64, value: &Value, rules: UserRules<'_>, errors: &mut Vec<RowError>) -> Row {
+    let mut r = Row::new(at, rules);
     let Some(obj) = value.as_object() else {
         errors.push(RowError::new(
             Some(at),
             None,
-            "must be a JSON object {\"name\", \"email\", \"extension\"?, \"devices\"?}",
+            "must be a JSON object {\"name\", \"email\", \"extension\"?, \"devices\"?, \"transport\"?}",
         ));
         r.extension = None;
         r.devices = None;
+        r.transport = None;
         return r;
     };
     for key in obj.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
@@ -623,11 +652,15 @@ fn json_row(at: u64, value: &Value, range: &ExtensionRange, errors: &mut Vec<Row
         .ok();
     r.extension = match obj.get("extension") {
         None | Some(Value::Null) => Some(None),
-        Some(v) => range.parse(v).map(Some).map_err(&mut refuse).ok(),
+        Some(v) => rules.range.parse(v).map(Some).map_err(&mut refuse).ok(),
     };
     r.devices = match obj.get("devices") {
         None => Some(Devices::ONE),
         Some(v) => Devices::parse(v).map_err(&mut refuse).ok(),
+    };
+    r.transport = match obj.get("transport") {
+        None | Some(Value::Null) => Some(rules.transports.default_id().clone()),
+        Some(v) => rules.transports.parse(v).map_err(&mut refuse).ok(),
     };
     // `id` and `created_at` (of an export) are ignored, whatever they hold.
     r
@@ -636,17 +669,28 @@ fn json_row(at: u64, value: &Value, range: &ExtensionRange, errors: &mut Vec<Row
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
 
-    fn range() -> ExtensionRange {
-        ExtensionRange::new(1000, 1999).unwrap()
+    fn rules() -> UserRules<'static> {
+        use crate::domain::{ExtensionRange, Transports};
+        static RANGE: LazyLock<ExtensionRange> =
+            LazyLock::new(|| ExtensionRange::new(1000, 1999).unwrap());
+        static TRANSPORTS: LazyLock<Transports> = LazyLock::new(|| {
+            let ids = ["transport-udp", "transport-tls"].map(|t| TransportId::parse(t).unwrap());
+            Transports::new(ids.to_vec()).unwrap()
+        });
+        UserRules {
+            range: &RANGE,
+            transports: &TRANSPORTS,
+        }
     }
 
     fn csv(text: &str) -> Parsed {
-        parse(Format::Csv, text.as_bytes(), &range()).unwrap()
+        parse(Format::Csv, text.as_bytes(), rules()).unwrap()
     }
 
     fn json(text: &str) -> Parsed {
-        parse(Format::Json, text.as_bytes(), &range()).unwrap()
+        parse(Format::Json, text.as_bytes(), rules()).unwrap()
     }
 
     /// (row, field, code) of each error.
@@ -765,7 +809,7 @@ mod tests {
 
     #[test]
     fn csv_refuses_invalid_utf8_naming_the_field() {
-        let p = parse(Format::Csv, b"name,email\nAl\xffce,a@x.org\n", &range()).unwrap();
+        let p = parse(Format::Csv, b"name,email\nAl\xffce,a@x.org\n", rules()).unwrap();
         assert_eq!(errs(&p), [(Some(2), Some("name"), "validation_failed")]);
     }
 
@@ -825,7 +869,7 @@ mod tests {
         );
         for bad in ["", "{", "{\"users\": [}", "[1, }"] {
             assert!(
-                parse(Format::Json, bad.as_bytes(), &range()).is_err(),
+                parse(Format::Json, bad.as_bytes(), rules()).is_err(),
                 "{bad:?}"
             );
         }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 pub use file::Format;
 use file::{Parsed, RowCode, RowError};
 
-use crate::domain::{Email, Extension, ExtensionRange};
+use crate::domain::{Email, Extension, UserRules};
 use crate::store::{
     Conflict, ConflictKind, ImportFailure, Imported, PlannedUser, Store, StoreError,
 };
@@ -74,11 +74,12 @@ pub async fn import(
     store: &Store,
     format: Format,
     bytes: &[u8],
-    range: &ExtensionRange,
+    rules: UserRules<'_>,
     mode: Mode<'_>,
 ) -> Result<Outcome, ImportError> {
+    let range = rules.range;
     let parsed =
-        file::parse(format, bytes, range).map_err(|e| ImportError::InvalidJson(e.to_string()))?;
+        file::parse(format, bytes, rules).map_err(|e| ImportError::InvalidJson(e.to_string()))?;
     let fingerprint = parsed.fingerprint;
     let (rows, users) = match parsed.into_users() {
         Ok(valid) => valid,

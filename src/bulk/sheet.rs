@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 use super::file::Format;
 use crate::store::{CreatedUser, PlannedUser, UserRow};
 
-pub const CREATED_COLUMNS: [&str; 8] = [
+// `transport` comes last in each sheet: it came after the others, and scripts that read
+// columns by position keep working.
+pub const CREATED_COLUMNS: [&str; 9] = [
     "name",
     "email",
     "extension",
@@ -20,9 +22,18 @@ pub const CREATED_COLUMNS: [&str; 8] = [
     "sip_password",
     "id",
     "created_at",
+    "transport",
 ];
-pub const PLANNED_COLUMNS: [&str; 4] = ["name", "email", "extension", "devices"];
-pub const EXPORT_COLUMNS: [&str; 6] = ["id", "name", "email", "extension", "devices", "created_at"];
+pub const PLANNED_COLUMNS: [&str; 5] = ["name", "email", "extension", "devices", "transport"];
+pub const EXPORT_COLUMNS: [&str; 7] = [
+    "id",
+    "name",
+    "email",
+    "extension",
+    "devices",
+    "created_at",
+    "transport",
+];
 
 /// A sheet could not be written. Writing into memory does not fail; the type is here so
 /// that it is never an unwrap either.
@@ -61,6 +72,7 @@ pub fn created_csv(users: &[CreatedUser]) -> Result<Vec<u8>, SheetError> {
             u.sip_password.expose().to_owned(),
             u.id.to_string(),
             rfc3339(u.created_at),
+            u.transport.clone().unwrap_or_default(),
         ]
     })
 }
@@ -73,6 +85,7 @@ pub fn planned_csv(users: &[PlannedUser]) -> Result<Vec<u8>, SheetError> {
             u.email.clone(),
             u.extension.to_string(),
             u.devices.to_string(),
+            u.transport.clone(),
         ]
     })
 }
@@ -133,6 +146,7 @@ impl ExportWriter {
                         r.extension.to_string(),
                         r.devices.get().to_string(),
                         rfc3339(r.created_at),
+                        r.transport.clone().unwrap_or_default(),
                     ])?;
                 }
                 w.flush().map_err(csv::Error::from)?;

@@ -189,7 +189,7 @@ pub async fn import(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
             actor: &ctx.actor,
         }
     };
-    let outcome = bulk::import(&app.store, format, &bytes, &app.config.range, mode).await?;
+    let outcome = bulk::import(&app.store, format, &bytes, app.config.user_rules(), mode).await?;
     drop(bytes);
     let mut resp = match outcome {
         Outcome::Created(imported) => {

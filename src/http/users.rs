@@ -52,7 +52,7 @@ pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
 pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let key = idempotency_key(&req)?;
     let body = json_body(req).await?;
-    let new = NewUser::parse(&body, &app.config.range)?;
+    let new = NewUser::parse(&body, app.config.user_rules())?;
     let outcome = app
         .store
         .create_user(
@@ -146,7 +146,7 @@ pub async fn update(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let body = json_body(req).await?;
-    let patch = UserPatch::parse(&body, &app.config.range)?;
+    let patch = UserPatch::parse(&body, app.config.user_rules())?;
     let user = app
         .store
         .update_user(id, &patch, &ctx.actor)

@@ -60,7 +60,7 @@ pub async fn mark_interrupted(client: &impl GenericClient, node: &Node) -> Resul
 pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let rows = client
         .query(
-            "SELECT e.number, u.name, e.secret, e.devices
+            "SELECT e.number, u.name, e.secret, e.devices, e.transport
                FROM extensions e JOIN users u ON u.id = e.user_id
               ORDER BY e.number",
             &[],
@@ -73,6 +73,7 @@ pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreErro
             name: r.get(1),
             secret: SipSecret::from_stored(r.get(2)),
             devices: Devices::from_stored(r.get(3)),
+            transport: r.get(4),
         })
         .collect())
 }

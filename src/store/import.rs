@@ -75,6 +75,9 @@ pub struct CreatedUser {
     pub devices: u8,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Absent from an answer stored before transports were per user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
     pub sip_username: String,
     #[serde(deserialize_with = "stored_secret")]
     pub sip_password: SipSecret,
@@ -101,6 +104,7 @@ pub struct PlannedUser {
     pub email: String,
     pub extension: u32,
     pub devices: u8,
+    pub transport: String,
 }
 
 /// What an import created, or the first answer again when its `Idempotency-Key` repeats.
@@ -163,21 +167,23 @@ const ALLOCATE: &str = "
 /// times PostgreSQL running exactly this statement.
 pub const INSERT: &str = "
     WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[])
-            WITH ORDINALITY AS t(name, email, number, secret, devices, ord)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[],
+                             $7::text[])
+            WITH ORDINALITY AS t(name, email, number, secret, devices, transport, ord)
     ), u AS (
         INSERT INTO users (name, email)
         SELECT name, email FROM input ORDER BY ord
         RETURNING id, name, email, created_at
     ), e AS (
-        INSERT INTO extensions (number, user_id, secret, devices)
-        SELECT i.number, u.id, i.secret, i.devices FROM input i JOIN u ON u.email = i.email
-        RETURNING number, user_id, devices
+        INSERT INTO extensions (number, user_id, secret, devices, transport)
+        SELECT i.number, u.id, i.secret, i.devices, i.transport
+          FROM input i JOIN u ON u.email = i.email
+        RETURNING number, user_id, devices, transport
     ), a AS (
         INSERT INTO audit_log (actor, action, user_id)
         SELECT $6, 'user.imported', u.id FROM u
     )
-    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport
       FROM u JOIN e ON e.user_id = u.id";
 
 /// Rows whose email or explicit extension an existing user has.
@@ -286,6 +292,7 @@ impl Store {
                 email: u.email.as_str().to_owned(),
                 extension: n.unsigned_abs(),
                 devices: u.devices.get(),
+                transport: u.transport.to_string(),
             })
             .collect())
     }
@@ -318,6 +325,7 @@ impl Store {
         let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
         let secret_texts: Vec<&str> = secrets.iter().map(SipSecret::expose).collect();
         let devices: Vec<i16> = users.iter().map(|u| u.devices.as_db()).collect();
+        let transports: Vec<&str> = users.iter().map(|u| u.transport.as_str()).collect();
         let inserted = tx
             .query_typed(
                 INSERT,
@@ -328,6 +336,7 @@ impl Store {
                     (&secret_texts, Type::TEXT_ARRAY),
                     (&devices, Type::INT2_ARRAY),
                     (&actor.as_str(), Type::TEXT),
+                    (&transports, Type::TEXT_ARRAY),
                 ],
             )
             .await
@@ -366,6 +375,7 @@ impl Store {
                 extension: row.extension.get(),
                 devices: row.devices.get(),
                 created_at: row.created_at,
+                transport: row.transport,
                 sip_username: row.extension.to_string(),
                 sip_password: secret,
             });
@@ -441,7 +451,7 @@ impl Store {
 }
 
 const EXPORT: &str = "
-    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport
       FROM users u JOIN extensions e ON e.user_id = u.id
      ORDER BY e.number";
 

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../migrations/0005_tokens_and_audit.sql"),
     ),
     (6, "nodes", include_str!("../../migrations/0006_nodes.sql")),
+    (
+        7,
+        "transports",
+        include_str!("../../migrations/0007_transports.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -18,7 +18,8 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use super::{Store, StoreError};
 use crate::apply::record::{Fingerprint, NodeOutcome};
-use crate::domain::NodeName;
+use crate::config::{Codecs, EndpointPolicy};
+use crate::domain::{NodeName, TransportId, Transports};
 
 /// A node unseen for this long is not alive.
 pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
@@ -40,13 +41,6 @@ pub struct Node {
     pub id: i32,
 }
 
-/// What a node renders besides the users (its pending changes depend on it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderSettings {
-    pub transport: String,
-    pub qualify_frequency: u32,
-}
-
 /// A node as `GET /nodes` shows it, before its pending changes are computed.
 #[derive(Debug, Clone)]
 pub struct NodeRow {
@@ -55,7 +49,8 @@ pub struct NodeRow {
     pub alive: bool,
     pub last_seen: Option<OffsetDateTime>,
     pub version: String,
-    pub settings: RenderSettings,
+    /// How the node renders every endpoint (its pending changes depend on it).
+    pub policy: EndpointPolicy,
     pub ami: Option<String>,
     pub registrations: Option<Value>,
 }
@@ -71,6 +66,20 @@ pub struct Claimed {
 
 const ALIVE: &str = "(last_seen > now() - make_interval(secs => $1) AND stopped_at IS NULL)";
 
+/// The policy of a node still running a version from before policies were kept: one
+/// transport, no NAT options, ulaw and alaw.
+fn legacy_policy(transport: String, qualify_frequency: i32) -> Result<EndpointPolicy, StoreError> {
+    let transport =
+        TransportId::parse(&transport).map_err(|e| StoreError::Corrupt(format!("nodes: {e}")))?;
+    Ok(EndpointPolicy {
+        transports: Transports::new(vec![transport]).map_err(StoreError::Corrupt)?,
+        tls: Default::default(),
+        nat: false,
+        codecs: Codecs::try_from("ulaw,alaw".to_owned()).map_err(StoreError::Corrupt)?,
+        qualify_frequency: qualify_frequency.unsigned_abs(),
+    })
+}
+
 fn alive_secs() -> f64 {
     ALIVE_WITHIN.as_secs_f64()
 }
@@ -81,27 +90,44 @@ impl Store {
     pub async fn register_node(
         &self,
         name: &NodeName,
-        settings: &RenderSettings,
+        policy: &EndpointPolicy,
     ) -> Result<Node, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let row = tx
             .query_one(
-                "INSERT INTO nodes (name, version, transport, qualify_frequency)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO nodes (name, version, transport, qualify_frequency, policy)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (name) DO UPDATE
                     SET version = EXCLUDED.version, transport = EXCLUDED.transport,
-                        qualify_frequency = EXCLUDED.qualify_frequency
+                        qualify_frequency = EXCLUDED.qualify_frequency,
+                        policy = EXCLUDED.policy
                  RETURNING id",
                 &[
                     &name.as_str(),
                     &env!("CARGO_PKG_VERSION"),
-                    &settings.transport,
-                    &i32::try_from(settings.qualify_frequency).unwrap_or(i32::MAX),
+                    &policy.transports.default_id().as_str(),
+                    &i32::try_from(policy.qualify_frequency).unwrap_or(i32::MAX),
+                    &Json(policy),
                 ],
             )
             .await?;
         let id: i32 = row.try_get(0)?;
+        // Users from before transports were per user were rendered with the default
+        // transport (PORTAL_PJSIP_TRANSPORT): they keep it.
+        let adopted_users = tx
+            .execute(
+                "UPDATE extensions SET transport = $1 WHERE transport IS NULL",
+                &[&policy.transports.default_id().as_str()],
+            )
+            .await?;
+        if adopted_users > 0 {
+            tracing::info!(
+                users = adopted_users,
+                transport = %policy.transports.default_id(),
+                "users from before per-user transports keep the default transport"
+            );
+        }
         // Two nodes starting at once: the second's UPDATE waits for the first's rows and
         // then finds none left without a node.
         let adopted = tx
@@ -186,7 +212,7 @@ impl Store {
         conn.query_typed(
             &format!(
                 "SELECT name, id, {ALIVE}, last_seen, version, transport, qualify_frequency,
-                        ami, registrations
+                        ami, registrations, policy
                    FROM nodes ORDER BY name"
             ),
             &[(&alive_secs(), Type::FLOAT8)],
@@ -200,9 +226,9 @@ impl Store {
                 alive: r.try_get::<_, Option<bool>>(2)?.unwrap_or(false),
                 last_seen: r.try_get(3)?,
                 version: r.try_get(4)?,
-                settings: RenderSettings {
-                    transport: r.try_get(5)?,
-                    qualify_frequency: r.try_get::<_, i32>(6)?.unsigned_abs(),
+                policy: match r.try_get::<_, Option<Json<EndpointPolicy>>>(9)? {
+                    Some(p) => p.0,
+                    None => legacy_policy(r.try_get(5)?, r.try_get(6)?)?,
                 },
                 ami: r.try_get(7)?,
                 registrations: r.try_get::<_, Option<Json<Value>>>(8)?.map(|j| j.0),

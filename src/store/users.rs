@@ -21,6 +21,9 @@ pub struct UserRow {
     pub devices: Devices,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The PJSIP transport its phones use (`None` only before a node adopted the users
+    /// from before transports were per user).
+    pub transport: Option<String>,
 }
 
 impl UserRow {
@@ -32,6 +35,7 @@ impl UserRow {
             extension: Extension::from_stored(r.get(3)),
             devices: Devices::from_stored(r.get(4)),
             created_at: r.get(5),
+            transport: r.get(6),
         }
     }
 }
@@ -91,7 +95,7 @@ pub struct ListQuery {
     pub extensions: Option<(bool, Vec<i32>)>,
 }
 
-const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, e.devices, u.created_at";
+const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport";
 
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -117,8 +121,9 @@ impl Store {
         let ext = new.extension.map(Extension::as_db);
         let (min, max) = (range.min() as i32, range.max() as i32);
         let devices = new.devices.as_db();
+        let transport = new.transport.as_str();
         let actor = actor.as_str();
-        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 8] = [
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 9] = [
             (&new.name.as_str(), Type::TEXT),
             (&new.email.as_str(), Type::TEXT),
             (&ext, Type::INT4),
@@ -127,9 +132,10 @@ impl Store {
             (&secret.expose(), Type::TEXT),
             (&devices, Type::INT2),
             (&actor, Type::TEXT),
+            (&transport, Type::TEXT),
         ];
         let create = format!(
-            "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7)),
+            "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7, $9)),
                   a AS ({})
              SELECT * FROM c",
             audit::from_cte("c", 8, "user.created", "c.id", "NULL")
@@ -276,11 +282,13 @@ impl Store {
         let email = patch.email.as_ref().map(|e| e.as_str());
         let number = patch.extension.map(Extension::as_db);
         let devices = patch.devices.map(Devices::as_db);
+        let transport = patch.transport.as_ref().map(|t| t.as_str());
         let fields: Vec<&str> = [
             ("name", name.is_some()),
             ("email", email.is_some()),
             ("extension", number.is_some()),
             ("devices", devices.is_some()),
+            ("transport", transport.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -296,9 +304,9 @@ impl Store {
                      e AS (
                         UPDATE extensions
                            SET number = coalesce($4, number), devices = coalesce($5, devices),
-                               updated_at = now()
+                               transport = coalesce($8, transport), updated_at = now()
                          WHERE user_id = $1
-                     RETURNING number, devices),
+                     RETURNING number, devices, transport),
                      a AS (
                         INSERT INTO audit_log (actor, action, user_id, fields)
                         SELECT $6, 'user.updated', u.id, $7 FROM u)
@@ -312,6 +320,7 @@ impl Store {
                     (&devices, Type::INT2),
                     (&actor, Type::TEXT),
                     (&fields, Type::TEXT_ARRAY),
+                    (&transport, Type::TEXT),
                 ],
             )
             .await
@@ -327,7 +336,7 @@ impl Store {
         let rows = conn
             .query_typed(
                 &format!(
-                    "WITH e AS (SELECT number, devices FROM extensions WHERE user_id = $1),
+                    "WITH e AS (SELECT number, devices, transport FROM extensions WHERE user_id = $1),
                           u AS (DELETE FROM users WHERE id = $1
                                 RETURNING id, name, email, created_at),
                           a AS ({})
