@@ -1100,7 +1100,7 @@ async fn main() {
     let t0 = Instant::now();
     for _ in 0..15 {
         let (token, verdict) = probes.register(Expectation {
-            present: (1000..2000).map(|e| (e, 1)).collect(),
+            present: (1000..2000).map(|e| (e, 1, None)).collect(),
             absent: Vec::new(),
             marker: files.marker.clone(),
         });

@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
-use crate::asterisk::render::{self, Rendered};
+use crate::asterisk::render::{self, EndpointOptions, Rendered};
 use crate::auth::Actor;
 use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
@@ -530,10 +530,24 @@ impl Applier {
             rec.health = Health::skipped();
             return Ok(());
         }
+        // Added and changed endpoints are read back option by option too.
+        let touched: std::collections::BTreeSet<u32> = rec
+            .changes
+            .added
+            .iter()
+            .chain(&rec.changes.changed)
+            .copied()
+            .collect();
         let expect = Expectation {
             present: snap
                 .iter()
-                .map(|s| (s.extension.get(), s.devices.get()))
+                .map(|s| {
+                    let ext = s.extension.get();
+                    let options = touched
+                        .contains(&ext)
+                        .then(|| EndpointOptions::of(s, &self.cfg.policy));
+                    (ext, s.devices.get(), options)
+                })
                 .collect(),
             absent: rec.changes.removed.clone(),
             marker: rendered.marker.clone(),

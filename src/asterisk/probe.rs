@@ -17,6 +17,13 @@
 //! dialplan (a parse error in extensions.conf itself). A `DIALPLAN_EXISTS` per extension
 //! would prove no more and cost 43 µs each. PJSIP objects are rejected one by one
 //! (F-CFG-4), so every endpoint and aor is checked individually.
+//!
+//! An endpoint the apply added or changed is also read back option by option: the NAT
+//! options, the codecs, the transport and the media encryption it was rendered with
+//! (`PJSIP_ENDPOINT(<ext>,<option>)`, `../asterisk/tls/FACTS.md` F-TLS-6/7). Asterisk
+//! takes an endpoint whose option it cannot use with the option at its default, or keeps
+//! the old object; either way the phone would register and then fail where it matters
+//! (one-way audio behind a NAT, a call refused with 488), so the apply is rolled back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +36,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::agi::{self, AgiError, Reply, Session, MAX_COMMAND};
 use super::reload::Link;
-use super::render::{INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE};
+use super::render::{
+    EndpointOptions, INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE,
+};
 use crate::shutdown::Shutdown;
 
 /// What the probe found: how many extensions it checked and what is wrong (nothing, when
@@ -56,9 +65,9 @@ impl Verdict {
 /// What the live Asterisk must hold after an apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectation {
-    /// Extensions whose endpoint and aor must exist.
-    /// Extensions whose endpoint and aor must exist, with the aor's `max_contacts`.
-    pub present: Vec<(u32, u8)>,
+    /// Extensions whose endpoint and aor must exist, with the aor's `max_contacts`, and
+    /// for those the apply added or changed, the endpoint options to read back.
+    pub present: Vec<(u32, u8, Option<EndpointOptions>)>,
     /// Extensions that must be gone: endpoint, aor and dialplan entry.
     pub absent: Vec<u32>,
     /// The routing marker the probe call must carry (see the module doc).
@@ -66,12 +75,45 @@ pub struct Expectation {
 }
 
 /// What one extension is checked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Endpoint with the expected context, and aor with this `max_contacts`.
     Present { max_contacts: u8 },
+    /// As `Present`, and the endpoint holds these options.
+    Changed {
+        max_contacts: u8,
+        options: EndpointOptions,
+    },
     /// No endpoint, no aor, no dialplan entry.
     Absent,
+}
+
+/// The endpoint options read back from a changed endpoint, in the order of the reply.
+const OPTIONS: [&str; 7] = [
+    "transport",
+    "allow",
+    "rtp_symmetric",
+    "force_rport",
+    "rewrite_contact",
+    "media_encryption",
+    "media_encryption_optimistic",
+];
+
+/// What Asterisk 22.7 reads back for each of [`OPTIONS`] on an endpoint rendered with
+/// `options` (F-TLS-6/7): booleans as `true`/`false`, `force_rport` true by default, the
+/// codecs as `(g722|ulaw|alaw)`. Our sections use no templates, so an option we do not
+/// write reads its default.
+fn expected_values(options: &EndpointOptions) -> [String; 7] {
+    let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
+    [
+        options.transport.clone(),
+        format!("({})", options.codecs.join("|")),
+        flag(options.nat),
+        flag(true),
+        flag(options.nat),
+        if options.srtp { "sdes" } else { "no" }.to_owned(),
+        flag(false),
+    ]
 }
 
 /// At most this many entries are listed in `missing`; the rest are counted.
@@ -80,10 +122,17 @@ const COMMAND_PREFIX: &str = "GET FULL VARIABLE ";
 /// Room for the prefix and the newline below Asterisk's limit, with margin.
 const BATCH_BYTES: usize = MAX_COMMAND - 200;
 
-fn fragment(ext: u32, check: Check) -> String {
-    let pjsip = format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
+fn fragment(ext: u32, check: &Check) -> String {
+    let mut pjsip =
+        format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
     match check {
         Check::Present { .. } => pjsip,
+        Check::Changed { .. } => {
+            for option in OPTIONS {
+                pjsip.push_str(&format!(",${{PJSIP_ENDPOINT({ext},{option})}}"));
+            }
+            pjsip
+        }
         Check::Absent => format!("{pjsip},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}"),
     }
 }
@@ -99,14 +148,21 @@ pub struct Batch {
 /// separated by `,` within an extension and `;` between extensions: neither can occur in
 /// a context name, a number or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let present = exp
-        .present
-        .iter()
-        .map(|&(e, max_contacts)| (e, Check::Present { max_contacts }));
+    let present = exp.present.iter().map(|(e, max_contacts, options)| {
+        let max_contacts = *max_contacts;
+        let check = match options {
+            None => Check::Present { max_contacts },
+            Some(options) => Check::Changed {
+                max_contacts,
+                options: options.clone(),
+            },
+        };
+        (*e, check)
+    });
     let all = present.chain(exp.absent.iter().map(|&e| (e, Check::Absent)));
     let mut out: Vec<Batch> = Vec::new();
     for (ext, check) in all {
-        let frag = fragment(ext, check);
+        let frag = fragment(ext, &check);
         match out.last_mut() {
             Some(b) if b.command.len() + 1 + frag.len() <= BATCH_BYTES => {
                 b.command.push(';');
@@ -133,19 +189,44 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
         ));
     }
     let mut wrong = Vec::new();
-    for (&(ext, check), group) in batch.checks.iter().zip(groups) {
+    for ((ext, check), group) in batch.checks.iter().zip(groups) {
+        let ext = *ext;
         let parts: Vec<&str> = group.split(',').collect();
+        let present = |wrong: &mut Vec<String>, context: &str, max_contacts: &str, want: u8| {
+            match context {
+                INTERNAL_CONTEXT => {}
+                "" => wrong.push(format!("endpoint {ext} is missing")),
+                other => wrong.push(format!("endpoint {ext} has context {other:?}")),
+            }
+            match max_contacts {
+                "" => wrong.push(format!("aor {ext} is missing")),
+                m if m == want.to_string() => {}
+                m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
+            }
+            !context.is_empty()
+        };
         match (check, parts.as_slice()) {
-            (Check::Present { max_contacts: want }, &[context, max_contacts]) => {
-                match context {
-                    INTERNAL_CONTEXT => {}
-                    "" => wrong.push(format!("endpoint {ext} is missing")),
-                    other => wrong.push(format!("endpoint {ext} has context {other:?}")),
-                }
-                match max_contacts {
-                    "" => wrong.push(format!("aor {ext} is missing")),
-                    m if m == want.to_string() => {}
-                    m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
+            (&Check::Present { max_contacts: want }, &[context, max_contacts]) => {
+                present(&mut wrong, context, max_contacts, want);
+            }
+            (
+                Check::Changed {
+                    max_contacts: want,
+                    options,
+                },
+                [context, max_contacts, values @ ..],
+            ) if values.len() == OPTIONS.len() => {
+                // A missing endpoint is said once, not once per option.
+                if present(&mut wrong, context, max_contacts, *want) {
+                    for ((option, got), expected) in
+                        OPTIONS.iter().zip(values).zip(expected_values(options))
+                    {
+                        if *got != expected {
+                            wrong.push(format!(
+                                "endpoint {ext} has {option}={got:?}, rendered {expected:?}"
+                            ));
+                        }
+                    }
                 }
             }
             (Check::Absent, &[context, max_contacts, in_dialplan]) => {
@@ -381,7 +462,7 @@ mod tests {
     #[test]
     fn batches_stay_under_the_command_limit_and_cover_everything() {
         let exp = Expectation {
-            present: (1000..2000).map(|e| (e, 1)).collect(),
+            present: (1000..2000).map(|e| (e, 1, None)).collect(),
             absent: vec![5000, 5001],
             marker: String::new(),
         };
@@ -391,7 +472,7 @@ mod tests {
         let all: Vec<_> = b.iter().flat_map(|b| b.checks.clone()).collect();
         assert_eq!(all.len(), 1002);
         assert_eq!(
-            (all[0], all[999], all[1001]),
+            (all[0].clone(), all[999].clone(), all[1001].clone()),
             (
                 (1000, Check::Present { max_contacts: 1 }),
                 (1999, Check::Present { max_contacts: 1 }),
@@ -445,6 +526,72 @@ mod tests {
             "a value more than asked for"
         );
         assert!(evaluate(&b, "synergy-internal,1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn changed_endpoints_are_read_back_option_by_option() {
+        let tls = EndpointOptions {
+            transport: "transport-tls".into(),
+            nat: true,
+            srtp: true,
+            codecs: vec!["g722", "ulaw", "alaw"],
+        };
+        let exp = Expectation {
+            present: vec![(4001, 1, Some(tls.clone())), (4002, 2, None)],
+            absent: vec![],
+            marker: String::new(),
+        };
+        let b = batches(&exp);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            b[0].command,
+            "GET FULL VARIABLE ${PJSIP_ENDPOINT(4001,context)},${PJSIP_AOR(4001,max_contacts)},\
+             ${PJSIP_ENDPOINT(4001,transport)},${PJSIP_ENDPOINT(4001,allow)},\
+             ${PJSIP_ENDPOINT(4001,rtp_symmetric)},${PJSIP_ENDPOINT(4001,force_rport)},\
+             ${PJSIP_ENDPOINT(4001,rewrite_contact)},${PJSIP_ENDPOINT(4001,media_encryption)},\
+             ${PJSIP_ENDPOINT(4001,media_encryption_optimistic)};\
+             ${PJSIP_ENDPOINT(4002,context)},${PJSIP_AOR(4002,max_contacts)}"
+        );
+        // As Asterisk 22.7 reads them back (agi_endpoint_options, F-TLS-6/7).
+        let live = "synergy-internal,1,transport-tls,(g722|ulaw|alaw),true,true,true,sdes,false";
+        let ok = format!("{live};synergy-internal,2");
+        assert!(evaluate(&b[0], &ok).unwrap().is_empty());
+        // An old template or a typo: Asterisk keeps the option at its default.
+        let plain = "synergy-internal,1,transport-tls,(ulaw|alaw),false,true,false,no,false";
+        assert_eq!(
+            evaluate(&b[0], &format!("{plain};synergy-internal,2")).unwrap(),
+            [
+                "endpoint 4001 has allow=\"(ulaw|alaw)\", rendered \"(g722|ulaw|alaw)\"",
+                "endpoint 4001 has rtp_symmetric=\"false\", rendered \"true\"",
+                "endpoint 4001 has rewrite_contact=\"false\", rendered \"true\"",
+                "endpoint 4001 has media_encryption=\"no\", rendered \"sdes\"",
+            ]
+        );
+        // A missing endpoint is said once; its empty options are not listed.
+        assert_eq!(
+            evaluate(&b[0], ",,,,,,,,;synergy-internal,2").unwrap(),
+            ["endpoint 4001 is missing", "aor 4001 is missing"]
+        );
+        assert!(evaluate(&b[0], "synergy-internal,1;synergy-internal,2").is_err());
+        // PORTAL_NAT=off on plain UDP: the defaults read back.
+        let off = EndpointOptions {
+            transport: "transport-udp".into(),
+            nat: false,
+            srtp: false,
+            codecs: vec!["ulaw", "alaw"],
+        };
+        assert_eq!(
+            expected_values(&off),
+            [
+                "transport-udp",
+                "(ulaw|alaw)",
+                "false",
+                "true",
+                "false",
+                "no",
+                "false"
+            ]
+        );
     }
 
     #[test]

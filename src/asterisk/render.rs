@@ -488,19 +488,22 @@ mod tests {
     fn renders_the_expected_files() {
         let bob = Subscriber {
             devices: Devices::parse(&serde_json::json!(3)).unwrap(),
+            transport: Some("transport-tls".into()),
             ..sub(1001, "Bob")
         };
         let r = render_checked(&[bob, sub(1000, "Alice Example")], &settings()).unwrap();
         let body = r.endpoints.split_once("\n\n").unwrap().1;
         assert_eq!(
             body,
-            "[1000]\ntype=endpoint\ncontext=synergy-internal\ndisallow=all\nallow=ulaw,alaw\n\
+            "[1000]\ntype=endpoint\ncontext=synergy-internal\ndisallow=all\nallow=g722,ulaw,alaw\n\
              transport=transport-udp\ndirect_media=no\ncallerid=\"Alice Example\" <1000>\n\
-             auth=1000\naors=1000\n\n[1000]\ntype=auth\nauth_type=userpass\nusername=1000\n\
+             auth=1000\naors=1000\nrtp_symmetric=yes\nforce_rport=yes\nrewrite_contact=yes\n\n\
+             [1000]\ntype=auth\nauth_type=userpass\nusername=1000\n\
              password=SECRET1000xxxxxxxxxxxxxxxxx\n\n[1000]\ntype=aor\nmax_contacts=1\n\
              remove_existing=yes\nqualify_frequency=60\n\n[1001]\ntype=endpoint\ncontext=synergy-internal\n\
-             disallow=all\nallow=ulaw,alaw\ntransport=transport-udp\ndirect_media=no\n\
-             callerid=\"Bob\" <1001>\nauth=1001\naors=1001\n\n[1001]\ntype=auth\n\
+             disallow=all\nallow=g722,ulaw,alaw\ntransport=transport-tls\ndirect_media=no\n\
+             callerid=\"Bob\" <1001>\nauth=1001\naors=1001\nrtp_symmetric=yes\nforce_rport=yes\n\
+             rewrite_contact=yes\nmedia_encryption=sdes\nmedia_encryption_optimistic=no\n\n[1001]\ntype=auth\n\
              auth_type=userpass\nusername=1001\npassword=SECRET1001xxxxxxxxxxxxxxxxx\n\n\
              [1001]\ntype=aor\nmax_contacts=3\nremove_existing=yes\nqualify_frequency=60\n"
         );
@@ -609,6 +612,56 @@ mod tests {
         let r = render_checked(&[sub(1000, "A")], &settings()).unwrap();
         assert!(!is_intact(&r.endpoints[..r.endpoints.len() - 5]));
         assert!(!is_intact(&r.endpoints.replace("ulaw", "gsm")));
+    }
+
+    #[test]
+    fn nat_codecs_and_transports_follow_the_policy_and_the_fingerprints() {
+        let off = EndpointPolicy {
+            nat: false,
+            codecs: Codecs::try_from("ulaw,alaw".to_owned()).unwrap(),
+            ..policy().clone()
+        };
+        let plain = Settings {
+            policy: &off,
+            agi_addr: "127.0.0.1:4573".parse().unwrap(),
+        };
+        let subs = [sub(1000, "A")];
+        let before = render_checked(&subs, &plain).unwrap();
+        assert!(before.endpoints.contains(
+            "allow=ulaw,alaw\ntransport=transport-udp\ndirect_media=no\ncallerid=\"A\" <1000>\nauth=1000\naors=1000\n\n"
+        ));
+        let now = render_checked(&subs, &settings()).unwrap();
+        assert_ne!(
+            before.fingerprints[&1000], now.fingerprints[&1000],
+            "turning the NAT options on changes every endpoint: the next apply re-renders them"
+        );
+        // A user no node has adopted yet renders with the default transport.
+        let legacy = Subscriber {
+            transport: None,
+            ..sub(1000, "A")
+        };
+        assert_eq!(
+            render_checked(&[legacy], &settings()).unwrap().endpoints,
+            now.endpoints
+        );
+        // Another transport is another fingerprint; one the node does not offer is refused.
+        let tls = Subscriber {
+            transport: Some("transport-tls".into()),
+            ..sub(1000, "A")
+        };
+        let moved = fingerprints(&[tls], &settings());
+        assert_ne!(moved[&1000], now.fingerprints[&1000]);
+        let gone = Subscriber {
+            transport: Some("transport-ws".into()),
+            ..sub(1000, "A")
+        };
+        assert!(matches!(
+            render_checked(&[gone], &settings()).unwrap_err(),
+            RenderError::BadSubscriber {
+                extension: 1000,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -670,7 +670,8 @@ async fn a_dry_run_shows_the_numbers_an_import_gets_and_changes_nothing() {
         assert_eq!(extensions(&r.body["users"]), [1001, 1005, 1003]);
         assert_eq!(
             r.body["users"][1],
-            json!({"name": "New2", "email": "new2@x.org", "extension": 1005, "devices": 4})
+            json!({"name": "New2", "email": "new2@x.org", "extension": 1005, "devices": 4,
+                   "transport": "transport-udp"})
         );
         assert!(!String::from_utf8_lossy(&r.raw).contains("sip_password"));
         assert_eq!(state(&app).await, before);
@@ -689,8 +690,14 @@ async fn a_dry_run_shows_the_numbers_an_import_gets_and_changes_nothing() {
         (StatusCode::OK, "text/csv; charset=utf-8")
     );
     let (header, rows) = sheet(&r.raw);
-    assert_eq!(header, ["name", "email", "extension", "devices"]);
-    assert_eq!(rows[2], ["New3", "new3@x.org", "1003", "1"]);
+    assert_eq!(
+        header,
+        ["name", "email", "extension", "devices", "transport"]
+    );
+    assert_eq!(
+        rows[2],
+        ["New3", "new3@x.org", "1003", "1", "transport-udp"]
+    );
     // dry_run=false (and 0) is a real import: the very same numbers.
     let r = import(&app, "?dry_run=false", "application/json", body, &[]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -722,7 +729,8 @@ async fn the_answer_as_csv_is_a_sheet_to_hand_out() {
             "sip_username",
             "sip_password",
             "id",
-            "created_at"
+            "created_at",
+            "transport"
         ]
     );
     let db = state(&app).await;
@@ -953,7 +961,15 @@ async fn the_export_streams_every_user_as_json_or_csv() {
         let (header, rows) = sheet(&r.raw);
         assert_eq!(
             header,
-            ["id", "name", "email", "extension", "devices", "created_at"]
+            [
+                "id",
+                "name",
+                "email",
+                "extension",
+                "devices",
+                "created_at",
+                "transport"
+            ]
         );
         assert_eq!(rows.len(), 2500);
         assert_eq!(rows[2499][1], "Smith, Pat");
@@ -991,7 +1007,10 @@ async fn the_export_streams_every_user_as_json_or_csv() {
     let empty = TestApp::spawn().await;
     assert_eq!(empty.get("/users/export").await.body, json!({"users": []}));
     let r = empty.get("/users/export?format=csv").await;
-    assert_eq!(r.raw, "id,name,email,extension,devices,created_at\n");
+    assert_eq!(
+        r.raw,
+        "id,name,email,extension,devices,created_at,transport\n"
+    );
 }
 
 #[tokio::test]
@@ -1170,10 +1189,14 @@ async fn import_and_export_from_the_shell() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stdout,
-        "name,email,extension,devices\n\"Smith, Pat\",pat@x.org,1005,1\nLee,lee@x.org,1000,1\n"
+        "name,email,extension,devices,transport\n\"Smith, Pat\",pat@x.org,1005,1,transport-udp\n\
+         Lee,lee@x.org,1000,1,transport-udp\n"
     );
     let (_, exported, _) = out(&s.run(&["export"]).await);
-    assert_eq!(exported, "id,name,email,extension,devices,created_at\n");
+    assert_eq!(
+        exported,
+        "id,name,email,extension,devices,created_at,transport\n"
+    );
 
     // The real thing: the sheet with the secrets on stdout, as stored.
     let (code, stdout, stderr) = out(&s.run(&["import", good.to_str().unwrap()]).await);
@@ -1261,7 +1284,15 @@ async fn import_and_export_from_the_shell() {
     let (header, rows) = sheet(csv_out.as_bytes());
     assert_eq!(
         header,
-        ["id", "name", "email", "extension", "devices", "created_at"]
+        [
+            "id",
+            "name",
+            "email",
+            "extension",
+            "devices",
+            "created_at",
+            "transport"
+        ]
     );
     let numbers: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
     assert_eq!(numbers, ["1000", "1001", "1005"]);
