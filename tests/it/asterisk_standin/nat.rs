@@ -48,8 +48,10 @@ fn extension(ext: &str, allow: &str, extra: &str) -> String {
 /// 1000 on the LAN, 1001 with `nat` endpoint options; qualify 100 times faster
 /// (qualify_timeout 3 s in 30 ms).
 async fn nat_lab(nat: &str) -> Lab {
-    let mut opts = Options::default();
-    opts.qualify_time_scale = 0.01;
+    let opts = Options {
+        qualify_time_scale: 0.01,
+        ..Options::default()
+    };
     let conf = extension("1000", "ulaw,alaw", "") + &extension("1001", "ulaw,alaw", nat);
     Lab::start_with(opts, move |_, pjsip, dial| {
         std::fs::write(pjsip.join("generated_endpoints.conf"), conf).unwrap();
@@ -276,8 +278,7 @@ fn recorded_refusal(recorded: &[u8]) -> (String, String) {
     let text = String::from_utf8(recorded.to_vec()).unwrap();
     let status = text
         .lines()
-        .filter(|l| l.starts_with("SIP/2.0 4"))
-        .last()
+        .rfind(|l| l.starts_with("SIP/2.0 4"))
         .unwrap()
         .to_string();
     let reason = text
@@ -486,8 +487,10 @@ async fn without_res_srtp_a_call_to_an_sdes_endpoint_fails_too() {
 async fn what_the_call_model_does_not_know_it_refuses() {
     // The NATed contact before qualify found it Unreachable: the INVITE would go to
     // 10.99.0.2; nothing recorded says what the caller then gets.
-    let mut opts = Options::default();
-    opts.qualify_time_scale = 100.0;
+    let opts = Options {
+        qualify_time_scale: 100.0,
+        ..Options::default()
+    };
     let conf = extension("1000", "ulaw", "") + &extension("1001", "ulaw", "");
     let lab = Lab::start_with(opts, move |_, pjsip, dial| {
         std::fs::write(pjsip.join("generated_endpoints.conf"), conf).unwrap();
