@@ -9,6 +9,12 @@
 //! (F-QUAL-5), so an event never downgrades a contact the snapshot already knows better;
 //! a removed endpoint leaves its contact behind with no event (F-REG-24), so the view
 //! only shows contacts of extensions the portal has applied.
+//!
+//! A phone behind a NAT claims a private address in its Via and Contact; with the
+//! endpoint's `rewrite_contact` Asterisk stores the contact at the address its packets
+//! came from and keeps the claim in `x-ast-orig-host` (`shared/asterisk/nat/`, F-NAT-3).
+//! So a contact's `source` is where its packets come from and `reported` what the phone
+//! wrote, when that differs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,8 +53,13 @@ pub struct Contact {
     pub aor: String,
     pub uri: String,
     pub user_agent: String,
-    /// Where the REGISTER came from, `ip:port`.
+    /// Where the phone's packets come from, `ip:port`: the Uri's host:port when Asterisk
+    /// rewrote it (`x-ast-orig-host`), else the Via's address.
     pub source: String,
+    /// The `ip:port` the phone wrote in its Via/Contact when that is not `source` (a phone
+    /// behind a NAT): the `x-ast-orig-host` value, or the Via address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     pub status: ContactStatus,
@@ -70,15 +81,22 @@ impl Contact {
         // ObjectName is `<aor>;@<md5 of the uri>` (F-REG-10).
         let aor = m.get("ObjectName")?.split(";@").next()?.to_owned();
         let status = ContactStatus::parse(m.get("Status").unwrap_or(""));
-        let source = match (m.get("ViaAddr"), m.get("ViaPort")) {
-            (Some(addr), Some(port)) if !addr.is_empty() => format!("{addr}:{port}"),
-            _ => source_of(m.get("Uri")?),
+        let uri = m.get("Uri")?;
+        let via = match (m.get("ViaAddr"), m.get("ViaPort")) {
+            (Some(addr), Some(port)) if !addr.is_empty() => Some(format!("{addr}:{port}")),
+            _ => None,
         };
+        let (source, reported) = match orig_host(uri) {
+            Some(orig) => (source_of(uri), Some(orig)),
+            None => (via.clone().unwrap_or_else(|| source_of(uri)), None),
+        };
+        let reported = reported.or(via.filter(|v| *v != source));
         Some(Self {
             aor,
-            uri: m.get("Uri")?.to_owned(),
+            uri: uri.to_owned(),
             user_agent: m.get("UserAgent").unwrap_or("").to_owned(),
             source,
+            reported,
             expires_at: m
                 .get("ExpirationTime")
                 .and_then(|t| t.parse::<i64>().ok())
@@ -104,6 +122,17 @@ fn source_of(uri: &str) -> String {
     let rest = uri.split_once('@').map_or(uri, |(_, r)| r);
     let rest = rest.strip_prefix("sip:").unwrap_or(rest);
     rest.split([';', '>', '?']).next().unwrap_or("").to_owned()
+}
+
+/// The `x-ast-orig-host` parameter of a contact URI Asterisk rewrote (res_pjsip_nat.c):
+/// the `host:port` the phone wrote.
+fn orig_host(uri: &str) -> Option<String> {
+    let params = uri.split_once(';')?.1;
+    params.split(';').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.eq_ignore_ascii_case("x-ast-orig-host")
+            .then(|| value.trim_end_matches('>').to_owned())
+    })
 }
 
 /// An `Event: ContactStatus` (F-REG-13, F-QUAL-1).
@@ -229,6 +258,7 @@ impl View {
                     uri: e.uri.clone(),
                     user_agent: String::new(),
                     source: source_of(&e.uri),
+                    reported: orig_host(&e.uri),
                     expires_at: None,
                     status,
                     rtt_usec: e.rtt_usec,
@@ -464,6 +494,90 @@ mod tests {
         assert_eq!(
             v.replace(vec![], now()),
             BTreeSet::from(["1901".to_owned()])
+        );
+    }
+
+    /// The one message of a recorded AMI byte stream that starts with `first`.
+    fn recorded(bytes: &str, first: &str) -> Message {
+        let block = bytes
+            .split("\r\n\r\n")
+            .find(|b| b.starts_with(first))
+            .unwrap();
+        Message::parse(block)
+    }
+
+    macro_rules! nat_recording {
+        ($name:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/asterisk/nat/",
+                $name
+            ))
+        };
+    }
+
+    #[test]
+    fn a_nated_phone_with_rewrite_contact_is_where_its_packets_come_from() {
+        // F-NAT-3: Uri host:port is the public address; ViaAddr/ViaPort and
+        // x-ast-orig-host the private one the phone claims.
+        let bytes = nat_recording!("ami_contactlist_nat_rewrite.bin");
+        let c = Contact::from_list(&recorded(bytes, "Event: ContactList\r\n")).unwrap();
+        assert_eq!(
+            (c.source.as_str(), c.reported.as_deref()),
+            ("10.97.0.2:5062", Some("10.99.0.2:5062"))
+        );
+        assert_eq!(
+            (c.status, c.rtt_usec),
+            (ContactStatus::Reachable, Some(813))
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            (json["source"].clone(), json["reported"].clone()),
+            (
+                serde_json::json!("10.97.0.2:5062"),
+                serde_json::json!("10.99.0.2:5062")
+            )
+        );
+        // The events carry only the URI: the same answer from it.
+        let events = nat_recording!("ami_events_nat_rewrite.bin");
+        let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
+        let mut v = live(&[1001], vec![]);
+        v.apply(&e);
+        let from_event = &v.registration(1001).contacts[0];
+        assert_eq!(
+            (from_event.source.as_str(), from_event.reported.as_deref()),
+            ("10.97.0.2:5062", Some("10.99.0.2:5062"))
+        );
+    }
+
+    #[test]
+    fn a_nated_phone_without_nat_options_reports_only_what_it_claims() {
+        // F-NAT-1: stored as the phone wrote it; Asterisk knows no other address, so
+        // source is the Via and nothing is `reported` (and so not serialized).
+        let bytes = nat_recording!("ami_contactlist_nat_plain.bin");
+        let c = Contact::from_list(&recorded(bytes, "Event: ContactList\r\n")).unwrap();
+        assert_eq!(
+            (c.source.as_str(), c.reported.as_deref()),
+            ("10.99.0.2:5062", None)
+        );
+        assert_eq!(c.status, ContactStatus::Unreachable);
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json.get("reported").is_none(), "{json}");
+        let events = nat_recording!("ami_events_nat_plain.bin");
+        let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
+        let mut v = live(&[1001], vec![]);
+        v.apply(&e);
+        let from_event = &v.registration(1001).contacts[0];
+        assert_eq!(
+            (from_event.source.as_str(), from_event.reported.as_deref()),
+            ("10.99.0.2:5062", None)
+        );
+        // A Via that differs from the (unrewritten) Uri is still the source.
+        let other = LISTED.replace("ViaAddr: 127.0.0.1", "ViaAddr: 192.0.2.7");
+        let c = Contact::from_list(&Message::parse(&other)).unwrap();
+        assert_eq!(
+            (c.source.as_str(), c.reported.as_deref()),
+            ("192.0.2.7:5101", None)
         );
     }
 

@@ -40,6 +40,7 @@ const T_AMI_15: &str = fixture!("ami_15_originate_sync_health.txt");
 const T_DP1_SHOW: &str = fixture!("dialplan_DP1.show_internal.txt");
 const T_DP4_SHOW: &str = fixture!("dialplan_DP4.show_internal.txt");
 
+mod nat;
 mod registration;
 
 // ---------------------------------------------------------------------------------
@@ -240,6 +241,29 @@ const VOLATILE: &[&str] = &[
 /// epoch seconds): compared by key, and the value must be a number.
 const EPOCH_VALUES: &[&str] = &["ExpirationTime: ", "RegExpire: "];
 
+/// Compares one received line with the recorded one: every byte, except the values of
+/// `VOLATILE` lines (compared by key) and of `EPOCH_VALUES` lines (by key, and the value
+/// must be a number).
+fn check_line(expected: &str, got: &str, what: &str) {
+    if let Some(k) = VOLATILE.iter().find(|k| expected.starts_with(*k)) {
+        assert!(
+            got.starts_with(k),
+            "{what}: expected {expected:?}, got {got:?}"
+        );
+    } else if let Some(k) = EPOCH_VALUES.iter().find(|k| expected.starts_with(*k)) {
+        let value = got
+            .strip_prefix(k)
+            .and_then(|v| v.strip_suffix("\r\n"))
+            .unwrap_or_else(|| panic!("{what}: expected {expected:?}, got {got:?}"));
+        assert!(
+            value.parse::<u64>().is_ok(),
+            "{what}: expected {expected:?}, got {got:?}"
+        );
+    } else {
+        assert_eq!(got, expected, "{what}");
+    }
+}
+
 /// Replays a recorded transcript (`>>>` sent, `<<<` received) against the stand-in.
 async fn replay(addr: SocketAddr, transcript: &str) {
     Replay::new(addr, transcript).finish().await;
@@ -325,20 +349,11 @@ impl<'a> Replay<'a> {
             }
             let expected = unescape(exp);
             let got = self.conn().await.line().await;
-            if let Some(k) = VOLATILE.iter().find(|k| expected.starts_with(*k)) {
-                assert!(got.starts_with(k), "expected {expected:?}, got {got:?}");
-            } else if let Some(k) = EPOCH_VALUES.iter().find(|k| expected.starts_with(*k)) {
-                let value = got
-                    .strip_prefix(k)
-                    .and_then(|v| v.strip_suffix("\r\n"))
-                    .unwrap_or_else(|| panic!("expected {expected:?}, got {got:?}"));
-                assert!(
-                    value.parse::<u64>().is_ok(),
-                    "expected {expected:?}, got {got:?}"
-                );
-            } else {
-                assert_eq!(got, expected, "transcript line {} {raw:?}", self.next);
-            }
+            check_line(
+                &expected,
+                &got,
+                &format!("transcript line {} {raw:?}", self.next),
+            );
         } else {
             panic!("not a transcript line: {raw:?}");
         }

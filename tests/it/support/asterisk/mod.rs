@@ -13,6 +13,7 @@
 
 pub mod agi;
 pub mod ami;
+pub mod call;
 pub mod channel;
 pub mod cli;
 pub mod config;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub use call::{CallOutcome, Offer, PhoneMedia};
 pub use registrar::{
     ContactInfo, DeviceStateOrder, RegisterError, Registration, Status as ContactState,
 };
@@ -265,7 +267,7 @@ pub enum ReloadResult {
 }
 
 /// What the "server" holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
     pub sorcery: pjsip::Sorcery,
     /// Contacts (astdb), their statuses, qualify and endpoint states.
@@ -273,6 +275,21 @@ pub(crate) struct State {
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
+    /// res_srtp.so loaded: without it every call to or from an endpoint with
+    /// `media_encryption=sdes` fails with 488 (F-TLS-1). Loaded unless a test says not.
+    pub srtp_loaded: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            sorcery: pjsip::Sorcery::default(),
+            registrar: registrar::Registrar::default(),
+            dialplan: dialplan::Dialplan::default(),
+            pbx_config_running: false,
+            srtp_loaded: true,
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -800,20 +817,42 @@ impl FakeAsterisk {
         self.register_with(&r)
     }
 
-    /// A REGISTER with every detail chosen (no Expires header, a given Call-ID).
+    /// A REGISTER with every detail chosen (no Expires header, a given Call-ID, a phone
+    /// behind a NAT: `Registration::behind_nat`).
     pub fn register_with(&self, r: &Registration) -> Result<(), RegisterError> {
+        self.inner.register(r).map(|_| ())
+    }
+
+    /// A REGISTER, and where Asterisk sent its 200 OK (`registrar::response_addr`: the
+    /// phone gets it only when that is `r.source`).
+    pub fn register_reply_to(&self, r: &Registration) -> Result<SocketAddr, RegisterError> {
         self.inner.register(r)
     }
 
-    /// The phone unregisters `uri` (the same Contact with `Expires: 0`).
+    /// The phone unregisters `uri` (the same Contact with `Expires: 0`), sending from the
+    /// address its URI names (127.0.0.1:5060 when it names none that is an IP), so that
+    /// an endpoint with `rewrite_contact` finds the same contact.
     pub fn unregister(&self, aor: &str, uri: &str) -> Result<(), RegisterError> {
-        let mut r = Registration::new(aor, uri, SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let from = registrar::uri_target(uri).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let mut r = Registration::new(aor, uri, from);
         r.expires = Some(Duration::ZERO);
         self.register_with(&r)
     }
 
-    /// Whether the phone behind `aor`/`uri` answers the qualify OPTIONS, and after how
-    /// long: its RoundtripUsec (None: it stays silent, the default; an answer slower
+    /// A phone registered to `from_endpoint` dials `dialed`: the call as Asterisk would
+    /// set it up or refuse it (`call` module).
+    pub fn call(&self, from_endpoint: &str, dialed: &str, offer: &Offer) -> CallOutcome {
+        call::call(&self.inner, from_endpoint, dialed, offer)
+    }
+
+    /// Loads or unloads res_srtp.so (State::srtp_loaded).
+    pub fn set_srtp_loaded(&self, loaded: bool) {
+        self.inner.state().srtp_loaded = loaded;
+    }
+
+    /// Whether the phone behind `aor`/`uri` (the contact's URI as Asterisk stores it,
+    /// rewritten with `rewrite_contact`) answers the qualify OPTIONS that reach it, and
+    /// after how long: its RoundtripUsec (None: it stays silent, the default; an answer slower
     /// than qualify_timeout is none). It applies to the OPTIONS sent from now on, so a
     /// change shows within one qualify_frequency (F-QUAL-7/9), and it survives
     /// re-registrations and restarts.

@@ -9,6 +9,17 @@
 //! `unregister` and `answer_qualify`. What a real Asterisk derives from the REGISTER
 //! (Via, Call-ID, User-Agent, Expires) comes from those calls.
 //!
+//! A phone behind a NAT (shared/asterisk/nat/FACTS.md) claims one address in its Via and
+//! Contact and sends from another: `Registration::source` is where its packets come
+//! from, `Registration::via` and the Contact URI what it claims. The endpoint's NAT
+//! options act as res_pjsip_nat.c does on the REGISTER (`handle_rx_message`):
+//! `rewrite_contact` rewrites the Contact URI to the packets' source (`rewrite_uri`,
+//! keeping the claimed host in `x-ast-orig-host`), `force_rport` makes the answer go to
+//! the packets' source port (`response_addr`). ViaAddr/ViaPort stay what the phone
+//! claims. Qualify OPTIONS go to the contact URI's host:port and reach the phone only
+//! when that is where it really is (F-NAT-1); these addresses are data, never a packet's
+//! destination.
+//!
 //! Event order follows the recordings and where they are silent the source: a
 //! PeerStatus is published at once by the task that changes an endpoint's state, a
 //! ContactStatus is queued to the management serializer and so comes after everything
@@ -94,6 +105,9 @@ pub struct Contact {
     pub path: String,
     /// When the last REGISTER for it came.
     pub registered: SystemTime,
+    /// Not in astdb: where the phone that registered it really is (the source of its
+    /// last REGISTER), which decides whether OPTIONS and INVITEs sent to `uri` reach it.
+    pub source: SocketAddr,
 }
 
 impl Contact {
@@ -125,25 +139,156 @@ pub struct Registration {
     pub uri: String,
     /// The User-Agent header ("" when the phone sends none).
     pub user_agent: String,
-    /// Where it came from (the last Via: ViaAddr, ViaPort).
+    /// Where its packets come from (`rdata->pkt_info.src_name`/`src_port`): where the
+    /// phone really is, after any NAT.
     pub source: SocketAddr,
+    /// The sent-by of its Via: what the phone claims to be (ViaAddr, ViaPort).
+    pub via: SocketAddr,
+    /// Whether its Via asks for `rport` (RFC 3581), as sipp's and real phones' do.
+    pub rport: bool,
     /// The Expires header; None: no header (default_expiration). Zero unregisters.
     pub expires: Option<Duration>,
     pub call_id: String,
 }
 
 impl Registration {
-    /// No User-Agent, no Expires header, a Call-ID made of the AOR and the source.
+    /// A phone on the LAN (it is where it says: Via == source). No User-Agent, no
+    /// Expires header, a Call-ID made of the AOR and the source.
     pub fn new(aor: &str, uri: &str, source: SocketAddr) -> Registration {
         Registration {
             aor: aor.into(),
             uri: uri.into(),
             user_agent: String::new(),
             source,
+            via: source,
+            rport: true,
             expires: None,
             call_id: format!("{aor}-{}@{}", source.port(), source.ip()),
         }
     }
+
+    /// A phone behind a NAT: it writes `via` (its private address) in Via and, through
+    /// `uri`, in Contact, and its packets arrive from `source` (the NAT's public side).
+    pub fn behind_nat(aor: &str, uri: &str, via: SocketAddr, source: SocketAddr) -> Registration {
+        Registration {
+            via,
+            call_id: format!("{aor}-{}@{}", via.port(), via.ip()),
+            ..Registration::new(aor, uri, source)
+        }
+    }
+}
+
+/// Where pjsip sends the answer to a request (`pjsip_get_response_addr` over UDP): to
+/// the packets' source address (`received`), at their source port when the Via has
+/// `rport` or the endpoint has `force_rport` (res_pjsip_nat.c `handle_rx_message` sets
+/// `rport_param` to the source port), else at the Via's port.
+pub fn response_addr(r: &Registration, force_rport: bool) -> SocketAddr {
+    let port = if r.rport || force_rport {
+        r.source.port()
+    } else {
+        r.via.port()
+    };
+    SocketAddr::new(r.source.ip(), port)
+}
+
+/// `rewrite_uri` of res_pjsip_nat.c on a REGISTER's Contact URI arriving from `src` over
+/// a transport of type `transport` (udp, tcp, tls): the host and port become the
+/// packets' source; when the host differs, `save_orig_contact_host` appends
+/// `x-ast-orig-host=<host>:<port>` (the port 0 when the URI had none, as its `%d`
+/// prints it); the transport parameter is dropped for udp and set to the transport's
+/// type name otherwise. Other parameters stay, in their order. A URI that is not sip:
+/// or sips: is left alone (`rewrite_contact` only rewrites those).
+pub fn rewrite_uri(uri: &str, src: SocketAddr, transport: &str) -> String {
+    let Some((scheme, rest)) = uri
+        .split_once(':')
+        .filter(|(s, _)| s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"))
+    else {
+        return uri.to_string();
+    };
+    let (addr, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let (user, hostport) = match addr.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), addr),
+    };
+    let (host, port) = split_hostport(hostport);
+    let src_name = src.ip().to_string();
+    let mut kept: Vec<String> = Vec::new();
+    if !transport.eq_ignore_ascii_case("udp") {
+        kept.push(format!("transport={}", transport.to_ascii_uppercase()));
+    }
+    kept.extend(
+        params
+            .split(';')
+            .filter(|p| !p.is_empty())
+            .filter(|p| {
+                let name = p.split('=').next().unwrap_or("");
+                !name.eq_ignore_ascii_case("transport")
+            })
+            .map(str::to_string),
+    );
+    if host != src_name {
+        kept.push(format!("x-ast-orig-host={host}:{port}"));
+    }
+    let host_out = match src {
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        SocketAddr::V4(a) => a.ip().to_string(),
+    };
+    let mut out = format!("{scheme}:{user}{host_out}:{}", src.port());
+    for p in kept {
+        out.push(';');
+        out.push_str(&p);
+    }
+    out
+}
+
+/// Host and port of `host[:port]` / `[v6][:port]` (port 0 when absent, as pjsip keeps it).
+fn split_hostport(hostport: &str) -> (&str, u16) {
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']').unwrap_or((v6, ""));
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (h, port.unwrap_or(0));
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or(0)),
+        None => (hostport, 0),
+    }
+}
+
+/// Where a request to a SIP URI goes (pjsip's target resolution for an IP host): the
+/// URI's host and port, 5060 (5061 for sips: or transport=tls) when it has none. None
+/// for a host that is not an IP address: the stand-in resolves no names.
+pub fn uri_target(uri: &str) -> Option<SocketAddr> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let (addr, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let hostport = addr.rsplit_once('@').map_or(addr, |(_, h)| h);
+    let (host, port) = split_hostport(hostport);
+    let tls = scheme.eq_ignore_ascii_case("sips")
+        || params
+            .split(';')
+            .any(|p| p.eq_ignore_ascii_case("transport=tls"));
+    let port = match port {
+        0 if tls => 5061,
+        0 => 5060,
+        p => p,
+    };
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+impl Contact {
+    /// Whether a request sent to this contact's URI reaches the phone: only when the URI
+    /// is where the phone really is (F-NAT-1, F-NAT-2).
+    pub fn reaches_phone(&self) -> bool {
+        uri_target(&self.uri) == Some(self.source)
+    }
+}
+
+/// The endpoint options res_pjsip_nat.c acts on for a REGISTER.
+struct Nat {
+    rewrite_contact: bool,
+    force_rport: bool,
+    /// The `protocol` of the endpoint's transport (udp when it names none).
+    transport: String,
 }
 
 /// Why the registrar refused a REGISTER (it answers with this SIP code).
@@ -636,13 +781,14 @@ impl Inner {
         out
     }
 
-    /// A REGISTER for one Contact (register_aor_core).
-    pub(crate) fn register(&self, r: &Registration) -> Result<(), RegisterError> {
+    /// A REGISTER for one Contact (res_pjsip_nat.c `handle_rx_message`, then
+    /// register_aor_core); Ok: where the 200 OK went (`response_addr`).
+    pub(crate) fn register(&self, r: &Registration) -> Result<SocketAddr, RegisterError> {
         let mut st = self.state();
         let st = &mut *st;
         // registrar_on_rx_request / find_registrar_aor: the endpoint the phone is (by
         // name, else the one with this AOR), the AOR among its own.
-        let (aor, endpoint, max_contacts, remove_existing, remove_unavailable) = {
+        let (aor, endpoint, max_contacts, remove_existing, remove_unavailable, nat) = {
             let s = &st.sorcery;
             let endpoint = s
                 .get("endpoint", &r.aor)
@@ -668,12 +814,29 @@ impl Inner {
                 flag(&aor, "remove_existing"),
                 flag(&aor, "remove_unavailable"),
             );
-            (aor, endpoint.id.clone(), max, re, ru)
+            let transport = endpoint
+                .field("transport")
+                .and_then(|t| s.get("transport", &t))
+                .and_then(|t| t.field("protocol"))
+                .unwrap_or_else(|| "udp".into());
+            let nat = Nat {
+                rewrite_contact: flag(endpoint, "rewrite_contact"),
+                force_rport: flag(endpoint, "force_rport"),
+                transport,
+            };
+            (aor, endpoint.id.clone(), max, re, ru, nat)
         };
+        // handle_rx_message: the Contact as the registrar gets it, where the answer goes.
+        let uri = if nat.rewrite_contact {
+            rewrite_uri(&r.uri, r.source, &nat.transport)
+        } else {
+            r.uri.clone()
+        };
+        let reply_to = response_addr(r, nat.force_rport);
         let mut b = self.new_batch(st);
         let contacts = self.aor_contacts(st, &mut b, &r.aor);
         let expiration = registrar_get_expiration(&aor, r.expires);
-        let id = contact_id(&r.aor, &r.uri);
+        let id = contact_id(&r.aor, &uri);
         let existing = contacts.iter().find(|c| c.id == id).cloned();
         let (added, updated, deleted) = match (&existing, expiration) {
             (None, 0) => (0, 0, 0),
@@ -716,11 +879,11 @@ impl Inner {
                 let c = Contact {
                     id: id.clone(),
                     aor: r.aor.clone(),
-                    uri: r.uri.clone(),
+                    uri: uri.clone(),
                     endpoint: endpoint.clone(),
                     user_agent: r.user_agent.clone(),
-                    via_addr: r.source.ip().to_string(),
-                    via_port: r.source.port(),
+                    via_addr: r.via.ip().to_string(),
+                    via_port: r.via.port(),
                     call_id: r.call_id.clone(),
                     expiration: now + Duration::from_secs(expiration),
                     qualify_frequency: num(&aor, "qualify_frequency") as u32,
@@ -730,6 +893,7 @@ impl Inner {
                     outbound_proxy: aor.field("outbound_proxy").unwrap_or_default(),
                     path: String::new(),
                     registered: now,
+                    source: r.source,
                 };
                 st.registrar.contacts.insert(id.clone(), c.clone());
                 self.contact_added(st, &mut b, &c);
@@ -738,6 +902,7 @@ impl Inner {
                 // The refresh copies the stored contact: Via and Call-ID stay.
                 c.expiration = now + Duration::from_secs(expiration);
                 c.registered = now;
+                c.source = r.source;
                 c.qualify_frequency = num(&aor, "qualify_frequency") as u32;
                 c.authenticate_qualify = flag(&aor, "authenticate_qualify");
                 c.qualify_2xx_only = flag(&aor, "qualify_2xx_only");
@@ -774,7 +939,7 @@ impl Inner {
             }
         }
         self.publish_batch(b);
-        Ok(())
+        Ok(reply_to)
     }
 
     /// `remove_excess_contacts`: the `n` contacts that expire soonest (unreachable ones
@@ -1067,8 +1232,8 @@ async fn qualify_loop(inner: Arc<Inner>, aor: String, gen: u64, initial: Duratio
     }
 }
 
-/// One OPTIONS transaction: Reachable when the phone answers within qualify_timeout
-/// of the send, RoundtripUsec being its answer time; Unreachable at the timeout
+/// One OPTIONS transaction: Reachable when it reaches the phone (`Contact::reaches_phone`)
+/// and the phone answers within qualify_timeout of the send, RoundtripUsec being its answer time; Unreachable at the timeout
 /// otherwise (F-QUAL-7). The phone's behaviour is taken when the OPTIONS is sent: a
 /// phone that starts answering later gets the next OPTIONS (F-QUAL-9; UDP
 /// retransmissions of the pending one are not modelled).
@@ -1081,15 +1246,24 @@ async fn options_transaction(
 ) {
     let t0 = Instant::now();
     let at = |us: u64| t0 + inner.scaled(Duration::from_micros(us));
-    let answer = inner
-        .state()
-        .registrar
-        .phones
-        .get(&id)
-        .copied()
-        .flatten()
-        .map(|rtt| rtt.as_micros() as u64)
-        .filter(|rtt| *rtt < timeout_us);
+    let answer = {
+        let st = inner.state();
+        // The OPTIONS goes to the contact's URI: a phone that is not there never sees it.
+        let arrives = st
+            .registrar
+            .contacts
+            .get(&id)
+            .map(Contact::reaches_phone)
+            .unwrap_or(false);
+        st.registrar
+            .phones
+            .get(&id)
+            .copied()
+            .flatten()
+            .filter(|_| arrives)
+            .map(|rtt| rtt.as_micros() as u64)
+            .filter(|rtt| *rtt < timeout_us)
+    };
     match answer {
         Some(rtt) => {
             tokio::time::sleep_until(at(rtt).into()).await;
@@ -1174,6 +1348,32 @@ fn md5_hex(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrite_uri_as_res_pjsip_nat_does() {
+        let src: SocketAddr = "10.97.0.2:5062".parse().unwrap();
+        // F-NAT-3, and the id of ami_contactlist_nat_rewrite.bin.
+        let uri = rewrite_uri("sip:1001@10.99.0.2:5062;transport=UDP", src, "udp");
+        assert_eq!(
+            uri,
+            "sip:1001@10.97.0.2:5062;x-ast-orig-host=10.99.0.2:5062"
+        );
+        assert_eq!(
+            contact_id("1001", &uri),
+            "1001;@af5a576e57605ac6ed000d88104111a9"
+        );
+        // Other transports are named; other parameters stay; no port prints as 0.
+        assert_eq!(
+            rewrite_uri("sip:1001@10.99.0.2;ob", src, "tcp"),
+            "sip:1001@10.97.0.2:5062;transport=TCP;ob;x-ast-orig-host=10.99.0.2:0"
+        );
+        assert_eq!(rewrite_uri("tel:+4930123", src, "udp"), "tel:+4930123");
+        assert_eq!(
+            uri_target("sip:1001@10.97.0.2;transport=tls"),
+            Some("10.97.0.2:5061".parse().unwrap())
+        );
+        assert_eq!(uri_target("sip:1001@phone.example"), None);
+    }
 
     #[test]
     fn md5_and_contact_ids_of_the_recordings() {
