@@ -14,6 +14,7 @@ mod metrics;
 mod nodes;
 mod openapi;
 mod operations;
+mod phones;
 mod process;
 mod registrations;
 mod tls;

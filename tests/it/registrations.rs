@@ -365,11 +365,7 @@ async fn an_ami_user_without_the_system_class_leaves_the_view_unknown() {
     );
 }
 
-// Ignored until the portal renders the NAT options: the other branch adds
-// `rtp_symmetric=yes`, `force_rport=yes`, `rewrite_contact=yes` to every endpoint, and
-// un-ignores this test when it merges.
 #[tokio::test]
-#[ignore = "needs NAT rendering from main"]
 async fn a_phone_behind_a_nat_shows_where_it_is_and_what_it_claims() {
     // shared/asterisk/nat F-NAT-3: with rewrite_contact the contact is stored at the
     // address the packets came from (10.97.0.2, the NAT's public side); the phone wrote
@@ -419,8 +415,9 @@ async fn a_phone_behind_a_nat_shows_where_it_is_and_what_it_claims() {
             json!("10.99.0.2:5062")
         )
     );
+    // The event carries no user agent (F-REG-13): the snapshot that follows does.
     let r = until(&s.app, &alice, "Alice's NATed phone reachable", |r| {
-        r["contacts"][0]["status"] == "reachable"
+        r["contacts"][0]["status"] == "reachable" && r["contacts"][0]["user_agent"] != ""
     })
     .await;
     assert_eq!(state(&r), "online");
