@@ -273,6 +273,10 @@ pub(crate) struct State {
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
+    /// res_srtp.so loaded: without it every SDES call fails with 488 (F-TLS-1). True
+    /// unless a test unloads it (`set_srtp_loaded`, `module unload res_srtp.so`); a
+    /// restart keeps it as it is (an Asterisk built without libsrtp2 stays without).
+    pub srtp_loaded: bool,
 }
 
 pub(crate) struct Inner {
@@ -654,7 +658,10 @@ impl FakeAsterisk {
             opts,
             etc_dir,
             script,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                srtp_loaded: true,
+                ..State::default()
+            }),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             actions: Mutex::new(Vec::new()),
@@ -825,6 +832,11 @@ impl FakeAsterisk {
     /// PJSIPShowContacts gives them.
     pub fn contacts(&self) -> Vec<ContactInfo> {
         self.inner.state().registrar.peek()
+    }
+
+    /// Whether res_srtp.so is loaded (`module show like res_srtp`); default true.
+    pub fn set_srtp_loaded(&self, loaded: bool) {
+        self.inner.state().srtp_loaded = loaded;
     }
 
     /// Where DeviceStateChange goes among the events of an endpoint state change.
