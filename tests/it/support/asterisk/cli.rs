@@ -23,7 +23,10 @@ pub const COMMANDS: &[&str] = &[
     "core waitfullybooted",
     "dialplan reload",
     "dialplan show",
+    "module load",
     "module reload",
+    "module show [like]",
+    "module unload",
     "pjsip show aors",
     "pjsip show contacts",
     "pjsip show endpoint",
@@ -197,6 +200,9 @@ fn usage_of(cmd: &str) -> &'static str {
         "core waitfullybooted" => "Usage: core waitfullybooted\n\tWait until Asterisk has fully booted.\n",
         "dialplan reload" => "Usage: dialplan reload\n       Reload extensions.conf without reloading any other\n       modules.  This command does not delete global variables\n       unless clearglobalvars is set to yes in extensions.conf\n",
         "dialplan show" => "Usage: dialplan show [[exten@]context]\n       Show dialplan\n",
+        "module load" => "Usage: module load <module name>\n       Loads the specified module into Asterisk.\n",
+        "module show [like]" => "Usage: module show [like keyword]\n       Shows Asterisk modules currently in use, and usage statistics.\n",
+        "module unload" => "Usage: module unload [-f|-h] <module_1> [<module_2> ... ]\n       Unloads the specified module from Asterisk. The -f\n       option causes the module to be unloaded even if it is\n       in use (may cause a crash) and the -h module causes the\n       module to be unloaded even if the module says it cannot, \n       which almost always will cause a crash.\n",
         "channel originate" => "  There are two ways to use this command. A call can be originated between a\nchannel and a specific application, or between a channel and an extension in\nthe dialplan. This is similar to call files or the manager originate action.\nCalls originated with this command are given a timeout of 30 seconds.\n\nUsage1: channel originate <tech/data> application <appname> [appdata]\n  This will originate a call between the specified channel tech/data and the\ngiven application. Arguments to the application are optional. If the given\narguments to the application include spaces, all of the arguments to the\napplication need to be placed in quotation marks.\n\nUsage2: channel originate <tech/data> extension [exten@][context]\n  This will originate a call between the specified channel tech/data and the\ngiven extension. If no context is specified, the 'default' context will be\nused. If no extension is given, the 's' extension will be used.\n",
         _ => "Invalid usage, but no usage information available.\n",
     }
@@ -269,6 +275,33 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
             }
             ok(out)
         }
+        "module show [like]" => {
+            let like = match argc {
+                4 if arg(2).eq_ignore_ascii_case("like") => arg(3),
+                2 => "",
+                _ => return usage(),
+            };
+            modules::show(inner.state().srtp_loaded, like)
+        }
+        "module load" => {
+            if argc != 3 {
+                return usage();
+            }
+            modules::load(&mut inner.state().srtp_loaded, arg(2))
+        }
+        "module unload" => {
+            if argc < 3 {
+                return usage();
+            }
+            let mut names = &argv[2..];
+            if arg(2).starts_with('-') {
+                if !matches!(arg(2).as_bytes().get(1), Some(b'f' | b'h')) || argc < 4 {
+                    return usage();
+                }
+                names = &argv[3..];
+            }
+            modules::unload(&mut inner.state().srtp_loaded, names)
+        }
         "dialplan reload" => {
             if argc != 2 {
                 return usage();
@@ -331,6 +364,85 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
         "pjsip show transports" => ok(pjsip::show_transports(&inner.state().sorcery)),
         // `!`, the shell escape: in the table for what it does to `find_best`.
         _ => ok(""),
+    }
+}
+
+/// The module commands of main/cli.c (handle_modlist, handle_load, handle_unload) over
+/// the one module the stand-in models: res_srtp.so (F-TLS-1, F-TLS-8).
+mod modules {
+    use super::CliResult;
+
+    const SRTP: &str = "res_srtp.so";
+
+    /// `res_srtp` or `res_srtp.so` (the loader matches with and without `.so`).
+    fn is_srtp(name: &str) -> bool {
+        name.strip_suffix(".so").unwrap_or(name) == "res_srtp"
+    }
+
+    fn not_modelled(what: &str) -> CliResult {
+        CliResult {
+            output: format!("stand-in: only res_srtp.so is modelled ({what})\n"),
+            success: false,
+        }
+    }
+
+    fn done(output: String, success: bool) -> CliResult {
+        CliResult { output, success }
+    }
+
+    /// `module show like <like>`: MODLIST_FORMAT2's header, the rows whose name contains
+    /// `like` (strcasestr), `%d modules loaded`. Only a `like` that names no module but
+    /// res_srtp is modelled.
+    pub fn show(loaded: bool, like: &str) -> CliResult {
+        let lower = like.to_ascii_lowercase();
+        if !lower.contains("srtp") {
+            return not_modelled(&format!("module show like {like}"));
+        }
+        let mut out = format!(
+            "{:<30} {:<40.40} {:<10} {:<11} {:>13}\n",
+            "Module", "Description", "Use Count", "Status", "Support Level"
+        );
+        let mut n = 0;
+        if loaded && SRTP.contains(&lower) {
+            out.push_str(&format!(
+                "{:<30} {:<40.40} {:<10} {:<11} {:>13}\n",
+                SRTP, "Secure RTP (SRTP)", 0, "Running", "core"
+            ));
+            n += 1;
+        }
+        out.push_str(&format!("{n} modules loaded\n"));
+        done(out, true)
+    }
+
+    /// `module load <name>`: `Loaded <name>`, or `Unable to load module <name>` (already
+    /// running: the loader declines).
+    pub fn load(loaded: &mut bool, name: &str) -> CliResult {
+        if !is_srtp(name) {
+            return not_modelled(&format!("module load {name}"));
+        }
+        if *loaded {
+            return done(format!("Unable to load module {name}\n"), false);
+        }
+        *loaded = true;
+        done(format!("Loaded {name}\n"), true)
+    }
+
+    /// `module unload <name>...`: `Unloaded <name>` each, stopping at the first
+    /// `Unable to unload resource <name>` (not loaded).
+    pub fn unload(loaded: &mut bool, names: &[String]) -> CliResult {
+        if let Some(other) = names.iter().find(|n| !is_srtp(n)) {
+            return not_modelled(&format!("module unload {other}"));
+        }
+        let mut out = String::new();
+        for name in names {
+            if !*loaded {
+                out.push_str(&format!("Unable to unload resource {name}\n"));
+                return done(out, false);
+            }
+            *loaded = false;
+            out.push_str(&format!("Unloaded {name}\n"));
+        }
+        done(out, true)
     }
 }
 
@@ -437,6 +549,141 @@ mod tests {
         let t: Vec<Vec<String>> = vec![words("core show uptime [seconds]")];
         assert_eq!(find_cli(&t, &words("core show uptime"), 0), Some(0));
         assert_eq!(find_cli(&t, &words("core show uptime seconds"), 0), Some(0));
+    }
+
+    #[test]
+    fn module_commands_as_main_cli_c_answers_them() {
+        let mut loaded = true;
+        let show = |l: bool, like: &str| modules::show(l, like).output;
+        assert_eq!(
+            show(true, "res_srtp"),
+            "Module                         Description                              Use Count  Status      Support Level\n\
+             res_srtp.so                    Secure RTP (SRTP)                        0          Running              core\n\
+             1 modules loaded\n"
+        );
+        assert!(show(false, "res_srtp").ends_with("Support Level\n0 modules loaded\n"));
+        assert!(!modules::show(true, "res_").success, "not modelled");
+        let unload = |l: &mut bool, n: &[&str]| {
+            let names: Vec<String> = n.iter().map(|s| s.to_string()).collect();
+            modules::unload(l, &names)
+        };
+        let r = unload(&mut loaded, &["res_srtp.so"]);
+        assert_eq!(
+            (r.output.as_str(), r.success, loaded),
+            ("Unloaded res_srtp.so\n", true, false)
+        );
+        let r = unload(&mut loaded, &["res_srtp.so"]);
+        assert_eq!(
+            (r.output.as_str(), r.success),
+            ("Unable to unload resource res_srtp.so\n", false)
+        );
+        let r = modules::load(&mut loaded, "res_srtp.so");
+        assert_eq!(
+            (r.output.as_str(), r.success, loaded),
+            ("Loaded res_srtp.so\n", true, true)
+        );
+        let r = modules::load(&mut loaded, "res_srtp.so");
+        assert_eq!(
+            (r.output.as_str(), r.success),
+            ("Unable to load module res_srtp.so\n", false)
+        );
+        assert!(!modules::load(&mut loaded, "chan_pjsip.so").success);
+        let t = table();
+        let i = find_cli(&t, &words("module show like res_srtp"), 0).unwrap();
+        assert_eq!(t[i].join(" "), "module show [like]");
+        let i = find_cli(&t, &words("module unload res_srtp.so"), 0).unwrap();
+        assert_eq!(t[i].join(" "), "module unload");
+    }
+
+    /// The lab's `pjsip show transports` and `module show like res_srtp` over AMI, byte
+    /// for byte (the lab's pjsip.conf, F-TLS: udp and tcp on 5070, tls on 5071; the
+    /// certificate files only need to exist for the loader).
+    #[tokio::test]
+    async fn replays_the_recorded_transports_and_res_srtp_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path();
+        let (pjsip, dial) = (etc.join("pjsip.d"), etc.join("extensions.d"));
+        std::fs::create_dir_all(&pjsip).unwrap();
+        std::fs::create_dir_all(&dial).unwrap();
+        let (cert, key) = (etc.join("asterisk.crt"), etc.join("asterisk.key"));
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let conf = super::super::lab_pjsip_conf(&pjsip)
+            .replace("127.0.0.1:5060", "0.0.0.0:5070")
+            .replace(
+                "\n#tryinclude",
+                &format!(
+                    "\n[transport-tls]\ntype = transport\nprotocol = tls\nbind = 0.0.0.0:5071\ncert_file = {}\npriv_key_file = {}\nmethod = tlsv1_2\n\n#tryinclude",
+                    cert.display(),
+                    key.display()
+                ),
+            );
+        std::fs::write(etc.join("pjsip.conf"), conf).unwrap();
+        let ast =
+            super::super::FakeAsterisk::start(etc, &pjsip, &dial, super::super::Options::default())
+                .await
+                .unwrap();
+        let session = |commands: &'static [&'static str], want: &'static [u8]| {
+            let addr = ast.ami_addr();
+            async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let mut sent = String::from(
+                    "Action: Login\r\nUsername: portal\r\nSecret: portal-secret\r\nEvents: off\r\n\r\n",
+                );
+                for (i, c) in commands.iter().enumerate() {
+                    sent.push_str(&format!(
+                        "Action: Command\r\nActionID: c{i}\r\nCommand: {c}\r\n\r\n"
+                    ));
+                }
+                s.write_all(sent.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while got.len() < want.len() {
+                    let n =
+                        tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+                            .await
+                            .unwrap_or_else(|_| {
+                                panic!("timed out: {}", String::from_utf8_lossy(&got))
+                            })
+                            .unwrap();
+                    assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+                assert_eq!(got, want);
+            }
+        };
+        const LOADED: &[u8] = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/asterisk/tls/ami_command_transports_srtp_loaded.recv.bin"
+        ));
+        const NOT_LOADED: &[u8] = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/asterisk/tls/ami_command_srtp_not_loaded.recv.bin"
+        ));
+        session(
+            &["pjsip show transports", "module show like res_srtp"],
+            LOADED,
+        )
+        .await;
+        assert_eq!(
+            ast.cli("module unload res_srtp.so"),
+            "Unloaded res_srtp.so\n"
+        );
+        session(&["module show like res_srtp"], NOT_LOADED).await;
+        assert_eq!(ast.cli("module load res_srtp.so"), "Loaded res_srtp.so\n");
+        ast.set_srtp_loaded(false);
+        session(&["module show like res_srtp"], NOT_LOADED).await;
+        ast.stop().await;
     }
 
     #[test]

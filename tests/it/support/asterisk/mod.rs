@@ -275,8 +275,9 @@ pub(crate) struct State {
     pub dialplan: dialplan::Dialplan,
     /// pbx_config loaded (false when extensions.conf was invalid at boot).
     pub pbx_config_running: bool,
-    /// res_srtp.so loaded: without it every call to or from an endpoint with
-    /// `media_encryption=sdes` fails with 488 (F-TLS-1). Loaded unless a test says not.
+    /// res_srtp.so loaded: without it every SDES call fails with 488 (F-TLS-1). True
+    /// unless a test unloads it (`set_srtp_loaded`, `module unload res_srtp.so`); a
+    /// restart keeps it as it is (an Asterisk built without libsrtp2 stays without).
     pub srtp_loaded: bool,
 }
 
