@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use crate::apply::cluster::{self, Cluster};
 use crate::apply::Applier;
 use crate::asterisk::event_link::{self, Registrations};
+use crate::asterisk::pjsip_conf;
 use crate::asterisk::probe::ProbeServer;
-use crate::config::{Config, ReloadMode};
+use crate::config::{Config, ConfigError, ReloadMode};
 use crate::events::Hub;
 use crate::http::App;
 use crate::metrics::{self, Metrics};
@@ -92,6 +93,33 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     Ok(store)
 }
 
+/// Learns from pjsip.conf (and what it includes) which of the listed transports are TLS,
+/// so that their users' calls are rendered encrypted. With PORTAL_PJSIP_TRANSPORTS set,
+/// a listed transport pjsip.conf does not define, or a pjsip.conf that cannot be read,
+/// stops start-up: guessing would either downgrade an encrypted user or break every call
+/// of a plain one. Without it (one transport, as before transports were per user) the
+/// portal renders as it always did and says why in the log; `pbx-portal check` fails.
+pub fn resolve_transports(config: &mut Config) -> Result<(), ConfigError> {
+    let ast = &mut config.asterisk;
+    let resolved = pjsip_conf::read_transports(&ast.config_dir, &ast.pjsip_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|sections| pjsip_conf::resolve_tls(&mut ast.policy, &sections));
+    match resolved {
+        Ok(()) => Ok(()),
+        Err(reason) if ast.transports_listed => Err(ConfigError {
+            var: "PORTAL_PJSIP_TRANSPORTS".into(),
+            reason: format!("{reason} (PORTAL_ASTERISK_CONFIG_DIR)"),
+        }),
+        Err(reason) => {
+            tracing::warn!(
+                %reason,
+                "cannot tell from pjsip.conf whether the transport is TLS: rendering it unencrypted"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Creates or refreshes this host's node row (what `serve` and `apply` act as).
 pub async fn register_node(config: &Config, store: &Store) -> Result<Node, StoreError> {
     store
@@ -151,6 +179,7 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
 /// Connects, migrates, recovers, binds and serves.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
+    resolve_transports(&mut config)?;
     let store = open_store(&config).await?;
     let node = register_node(&config, &store).await?;
     let interrupted = store.recover_interrupted(&node).await?;

@@ -432,6 +432,9 @@ pub struct AsteriskConfig {
     pub io_timeout: Duration,
     /// How every endpoint is rendered (transports, NAT, codecs, qualify).
     pub policy: EndpointPolicy,
+    /// Whether PORTAL_PJSIP_TRANSPORTS was set: then every listed transport must be found
+    /// in pjsip.conf at start (see `app::resolve_transports`).
+    pub transports_listed: bool,
     pub config_dir: PathBuf,
     /// The FastAGI address the generated dialplan calls (PORTAL_AGI_LISTEN).
     pub agi_addr: SocketAddr,
@@ -515,6 +518,7 @@ impl Config {
                 ));
             }
         }
+        let transports_listed = v.transports.is_some();
         let transports = match (v.transports, v.transport) {
             (None, t) => Transports::new(vec![t.unwrap_or_else(TransportId::udp)])
             .map_err(|r| bad("PORTAL_PJSIP_TRANSPORT", r))?,
@@ -562,6 +566,7 @@ impl Config {
                     codecs: v.codecs,
                     qualify_frequency: v.qualify_frequency.0,
                 },
+                transports_listed,
                 config_dir: v.config_dir,
                 agi_addr: v.agi_listen.0,
             },

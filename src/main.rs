@@ -195,6 +195,10 @@ async fn migrate(config: Config) -> ExitCode {
 /// The health probe needs the FastAGI address, so it is bound here for the duration;
 /// when `serve` holds it, use POST /apply instead.
 async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
+    if let Err(e) = app::resolve_transports(&mut config) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     let prepared = async {
         let store = app::open_store(&config).await?;
         let node = app::register_node(&config, &store).await?;
