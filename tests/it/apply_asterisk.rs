@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::app::{TestApp, TestDb};
-use crate::support::asterisk::{FakeAsterisk, Fault, Options};
+use crate::support::asterisk::{lab_pjsip_conf, FakeAsterisk, Fault, Options};
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
@@ -455,6 +455,208 @@ async fn check_logs_in_over_ami_and_names_missing_permissions() {
         }
         assert!(!text.contains("portal-secret"));
     }
+}
+
+/// A migrated scratch portal listing `transports`, beside a stand-in whose pjsip.conf is
+/// the lab's plus `transport-tls` (placeholder PEM files: Asterisk's loader only needs
+/// them to exist; `check` only reads a byte of each).
+async fn tls_lab(transports: &str) -> (support::process::Scratch, FakeAsterisk) {
+    let mut scratch = support::process::Scratch::new().await;
+    let etc = scratch.etc().to_owned();
+    let (pjsip, _) = support::process::include_dirs(&etc);
+    std::fs::create_dir_all(etc.join("keys")).unwrap();
+    let (cert, key) = (etc.join("keys/asterisk.crt"), etc.join("keys/asterisk.key"));
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let tls = format!(
+        "\n[transport-tls]\ntype = transport\nprotocol = tls\nbind = 127.0.0.1:5061\ncert_file = {}\npriv_key_file = {}\nmethod = tlsv1_2\n\n#tryinclude",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(
+        etc.join("pjsip.conf"),
+        lab_pjsip_conf(&pjsip).replace("\n#tryinclude", &tls),
+    )
+    .unwrap();
+    let ast = support::standin(&etc, Options::default()).await;
+    for (k, v) in support::ami_vars(&ast) {
+        scratch.set(&k, &v);
+    }
+    scratch.set("PORTAL_PJSIP_TRANSPORTS", transports);
+    assert!(scratch.run(&["migrate"]).await.status.success());
+    (scratch, ast)
+}
+
+/// `check`'s exit status and its lines by name.
+async fn check(s: &support::process::Scratch) -> (bool, Vec<(String, String, String)>) {
+    let out = s.run(&["check"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines = text
+        .lines()
+        .map(|l| {
+            // "{mark:<4} {name:<16} {detail}"
+            let (mark, rest) = l.split_at(5);
+            let (name, detail) = rest.split_at(17.min(rest.len()));
+            (
+                mark.trim().to_owned(),
+                name.trim().to_owned(),
+                detail.to_owned(),
+            )
+        })
+        .collect();
+    (out.status.success(), lines)
+}
+
+/// The mark and detail of the line `name`.
+fn line_of<'a>(lines: &'a [(String, String, String)], name: &str) -> (&'a str, &'a str) {
+    let (mark, _, detail) = lines
+        .iter()
+        .find(|(_, n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} line: {lines:?}"));
+    (mark, detail)
+}
+
+#[tokio::test]
+async fn check_passes_with_a_tls_transport_its_files_and_res_srtp() {
+    let (mut s, ast) = tls_lab("transport-udp,transport-tls").await;
+    let (ok, lines) = check(&s).await;
+    assert!(ok, "{lines:?}");
+    assert!(lines.iter().all(|(m, _, _)| m == "ok"), "{lines:?}");
+    assert_eq!(
+        line_of(&lines, "transports").1,
+        "transport-udp (udp), transport-tls (tls) in pjsip.conf"
+    );
+    assert_eq!(
+        line_of(&lines, "transports live").1,
+        "Asterisk has transport-udp (udp), transport-tls (tls) loaded"
+    );
+    let files = line_of(&lines, "tls files").1;
+    assert!(
+        files.contains("keys/asterisk.crt") && files.contains("keys/asterisk.key"),
+        "{files}"
+    );
+    assert!(line_of(&lines, "res_srtp").1.contains("running"));
+    assert!(
+        !format!("{lines:?}").contains("placeholder"),
+        "no file content"
+    );
+    assert!(ast
+        .actions()
+        .contains(&"AMI Command: module show like res_srtp".to_owned()));
+
+    // Without AMI, what only Asterisk knows is skipped, not claimed ok.
+    s.set("PORTAL_RELOAD", "none");
+    let (ok, lines) = check(&s).await;
+    assert!(ok, "{lines:?}");
+    for name in ["transports live", "res_srtp"] {
+        let (mark, detail) = line_of(&lines, name);
+        assert_eq!(mark, "skip", "{name}: {detail}");
+        assert!(detail.contains("PORTAL_RELOAD"), "{detail}");
+    }
+    assert_eq!(line_of(&lines, "tls files").0, "ok");
+}
+
+#[tokio::test]
+async fn check_names_a_listed_transport_that_pjsip_conf_or_asterisk_lacks() {
+    let (s, ast) = tls_lab("transport-udp,transport-wss").await;
+    let (ok, lines) = check(&s).await;
+    assert!(!ok);
+    assert_eq!(
+        line_of(&lines, "transports"),
+        (
+            "FAIL",
+            "PORTAL_PJSIP_TRANSPORTS lists 'transport-wss' but pjsip.conf has no [transport-wss] transport"
+        )
+    );
+    let (mark, live) = line_of(&lines, "transports live");
+    assert!(
+        mark == "FAIL" && live.contains("'transport-wss'") && live.contains("restart Asterisk"),
+        "{live}"
+    );
+
+    // Defined after Asterisk started: in pjsip.conf, not loaded until a restart (F-TLS-5).
+    let conf = s.etc().join("pjsip.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace(
+            "\n#tryinclude",
+            "\n[transport-wss]\ntype = transport\nprotocol = wss\nbind = 127.0.0.1:8089\n\n#tryinclude",
+        ),
+    )
+    .unwrap();
+    let (ok, lines) = check(&s).await;
+    assert!(!ok);
+    assert_eq!(line_of(&lines, "transports").0, "ok", "{lines:?}");
+    let (mark, live) = line_of(&lines, "transports live");
+    assert!(
+        mark == "FAIL" && live.contains("restart Asterisk"),
+        "{live}"
+    );
+    ast.restart().await.unwrap();
+    let (ok, lines) = check(&s).await;
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        line_of(&lines, "transports live").1,
+        "Asterisk has transport-udp (udp), transport-wss (wss) loaded"
+    );
+}
+
+#[tokio::test]
+async fn check_fails_on_a_tls_key_file_it_cannot_read() {
+    let (s, _ast) = tls_lab("transport-udp,transport-tls").await;
+    let key = s.etc().join("keys/asterisk.key");
+    std::fs::remove_file(&key).unwrap();
+    let (ok, lines) = check(&s).await;
+    assert!(!ok);
+    let (mark, detail) = line_of(&lines, "tls files");
+    assert_eq!(mark, "FAIL");
+    assert!(
+        detail.contains("priv_key_file") && detail.contains(&key.display().to_string()),
+        "{detail}"
+    );
+    let failed: Vec<&str> = lines
+        .iter()
+        .filter(|(m, _, _)| m != "ok")
+        .map(|(_, n, _)| n.as_str())
+        .collect();
+    assert_eq!(failed, ["tls files"]);
+}
+
+#[tokio::test]
+async fn check_fails_when_res_srtp_is_not_loaded() {
+    let (s, ast) = tls_lab("transport-tls,transport-udp").await;
+    ast.set_srtp_loaded(false);
+    let (ok, lines) = check(&s).await;
+    assert!(!ok);
+    let (mark, detail) = line_of(&lines, "res_srtp");
+    assert_eq!(mark, "FAIL");
+    assert!(
+        detail.contains("488 Not Acceptable Here") && detail.contains("libsrtp2"),
+        "{detail}"
+    );
+    // Loaded again over the CLI: passes.
+    assert_eq!(ast.cli("module load res_srtp.so"), "Loaded res_srtp.so\n");
+    let (ok, lines) = check(&s).await;
+    assert!(ok, "{lines:?}");
+    // No TLS transport listed: res_srtp is not needed, and not asked for.
+    let (s, ast) = tls_lab("transport-udp").await;
+    ast.set_srtp_loaded(false);
+    let (ok, lines) = check(&s).await;
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        line_of(&lines, "res_srtp"),
+        ("ok", "not needed: no listed transport is TLS")
+    );
+    assert!(!ast.actions().iter().any(|a| a.contains("res_srtp")));
 }
 
 #[tokio::test]

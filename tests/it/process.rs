@@ -204,7 +204,7 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
     let etc = s.etc();
     std::fs::write(
         etc.join("pjsip.conf"),
-        "[global]\ntype=global\n#tryinclude pjsip.d/synergycall/*.conf\n",
+        "[global]\ntype=global\n[transport-udp]\ntype=transport\nprotocol=udp\n#tryinclude pjsip.d/synergycall/*.conf\n",
     )
     .unwrap();
     std::fs::write(
@@ -231,7 +231,13 @@ async fn check_reports_one_line_per_check_and_fails_on_any() {
         line("extensions.conf").starts_with("FAIL") && line("extensions.conf").contains("#include")
     );
     assert!(line("pjsip dir").starts_with("ok") && line("fastagi").starts_with("ok"));
-    assert_eq!(text.lines().count(), 9);
+    assert!(line("transports").starts_with("ok") && line("transport-udp (udp)").starts_with("ok"));
+    assert!(
+        line("transports live").starts_with("skip"),
+        "PORTAL_RELOAD=none: {text}"
+    );
+    assert!(line("tls files").starts_with("ok") && line("res_srtp").starts_with("ok"));
+    assert_eq!(text.lines().count(), 13);
 
     assert!(s.run(&["migrate"]).await.status.success());
     std::fs::write(

@@ -271,7 +271,7 @@ async fn check_says_whether_the_session_is_encrypted() {
     let etc = s.etc().to_owned();
     std::fs::write(
         etc.join("pjsip.conf"),
-        "#tryinclude pjsip.d/synergycall/*.conf\n",
+        "[transport-udp]\ntype=transport\n#tryinclude pjsip.d/synergycall/*.conf\n",
     )
     .unwrap();
     std::fs::write(
