@@ -1378,7 +1378,7 @@ async fn faults_refuse_reject_command_error_stall_drop() {
     lab.ast.set_fault(Fault::CommandError);
     assert_eq!(
         lab.command(&mut a, "module reload res_pjsip.so").await,
-        "Response: Error\r\nMessage: Command output follows\r\nOutput: No such command 'module reload res_pjsip.so' (type 'core show help module reload' for other possible commands)\r\n\r\n"
+        "Response: Error\r\nMessage: Command output follows\r\nOutput: No such command 'module reload res_pjsip.so' (type 'core show help module reload res_pjsip.so' for other possible commands)\r\n\r\n"
     );
     a.send("Action: Reload\r\nModule: res_pjsip.so\r\n\r\n")
         .await;
