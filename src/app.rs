@@ -179,8 +179,9 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
 /// Connects, migrates, recovers, binds and serves.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
-    resolve_transports(&mut config)?;
     let store = open_store(&config).await?;
+    // After the database: a bad DATABASE_URL stays the one line start-up prints.
+    resolve_transports(&mut config)?;
     let node = register_node(&config, &store).await?;
     let interrupted = store.recover_interrupted(&node).await?;
     if interrupted > 0 {
