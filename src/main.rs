@@ -195,10 +195,6 @@ async fn migrate(config: Config) -> ExitCode {
 /// The health probe needs the FastAGI address, so it is bound here for the duration;
 /// when `serve` holds it, use POST /apply instead.
 async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
-    if let Err(e) = app::resolve_transports(&mut config) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
     let prepared = async {
         let store = app::open_store(&config).await?;
         let node = app::register_node(&config, &store).await?;
@@ -211,6 +207,11 @@ async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // After the database: a bad DATABASE_URL stays the one line the command prints.
+    if let Err(e) = app::resolve_transports(&mut config) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     let (server, applier) = if config.asterisk.health_check && !dry_run {
         match app::probe_and_applier(&mut config, store, node).await {
             Ok((server, applier)) => (Some(server), applier),
