@@ -196,9 +196,14 @@ async fn migrate(config: Config) -> ExitCode {
 /// when `serve` holds it, use POST /apply instead.
 async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
     let prepared = async {
-        let store = app::open_store(&config).await?;
-        let node = app::register_node(&config, &store).await?;
-        Ok::<_, StoreError>((store, node))
+        let store = app::open_store(&config).await.map_err(|e| e.to_string())?;
+        // After the database (a bad DATABASE_URL stays the one line printed), before the
+        // node row (it keeps which transports are TLS).
+        app::resolve_transports(&mut config).map_err(|e| e.to_string())?;
+        let node = app::register_node(&config, &store)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((store, node))
     };
     let (store, node) = match prepared.await {
         Ok(s) => s,
@@ -207,11 +212,6 @@ async fn apply(mut config: Config, dry_run: bool, choice: Choice) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // After the database: a bad DATABASE_URL stays the one line the command prints.
-    if let Err(e) = app::resolve_transports(&mut config) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
     let (server, applier) = if config.asterisk.health_check && !dry_run {
         match app::probe_and_applier(&mut config, store, node).await {
             Ok((server, applier)) => (Some(server), applier),
