@@ -465,17 +465,7 @@ async fn tls_lab(transports: &str) -> (support::process::Scratch, FakeAsterisk) 
     let etc = scratch.etc().to_owned();
     let (pjsip, _) = support::process::include_dirs(&etc);
     std::fs::create_dir_all(etc.join("keys")).unwrap();
-    let (cert, key) = (etc.join("keys/asterisk.crt"), etc.join("keys/asterisk.key"));
-    std::fs::write(
-        &cert,
-        "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &key,
-        "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n",
-    )
-    .unwrap();
+    let (cert, key) = support::asterisk::placeholder_tls_files(&etc.join("keys"));
     let tls = format!(
         "\n[transport-tls]\ntype = transport\nprotocol = tls\nbind = 127.0.0.1:5061\ncert_file = {}\npriv_key_file = {}\nmethod = tlsv1_2\n\n#tryinclude",
         cert.display(),

@@ -61,6 +61,18 @@ fn natted_phone(ext: &str) -> Registration {
     r
 }
 
+async fn patch(app: &TestApp, id: i64, body: Value) -> crate::support::app::Resp {
+    let body = Some(("application/json", body.to_string().into()));
+    app.send(
+        hyper::Method::PATCH,
+        &format!("/users/{id}"),
+        body,
+        &[],
+        true,
+    )
+    .await
+}
+
 fn answered(outcome: &CallOutcome) -> (String, bool) {
     match outcome {
         CallOutcome::Answered {
@@ -230,18 +242,7 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
         )
     );
     let id = alice["id"].as_i64().unwrap();
-    let r = app
-        .send(
-            hyper::Method::PATCH,
-            &format!("/users/{id}"),
-            Some((
-                "application/json",
-                json!({"transport": "udp"}).to_string().into(),
-            )),
-            &[],
-            true,
-        )
-        .await;
+    let r = patch(&app, id, json!({"transport": "udp"})).await;
     assert_eq!(
         r.refusal(),
         (
@@ -254,18 +255,7 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
     assert_eq!(app.get("/apply/pending").await.body["pending"], false);
 
     // A move to another transport is an edit like any other: pending, audited, applied.
-    let r = app
-        .send(
-            hyper::Method::PATCH,
-            &format!("/users/{id}"),
-            Some((
-                "application/json",
-                json!({"transport": "transport-tcp"}).to_string().into(),
-            )),
-            &[],
-            true,
-        )
-        .await;
+    let r = patch(&app, id, json!({"transport": "transport-tcp"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["transport"], "transport-tcp");
     assert_eq!(

@@ -606,17 +606,7 @@ mod tests {
         let (pjsip, dial) = (etc.join("pjsip.d"), etc.join("extensions.d"));
         std::fs::create_dir_all(&pjsip).unwrap();
         std::fs::create_dir_all(&dial).unwrap();
-        let (cert, key) = (etc.join("asterisk.crt"), etc.join("asterisk.key"));
-        std::fs::write(
-            &cert,
-            "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        std::fs::write(
-            &key,
-            "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
+        let (cert, key) = super::super::placeholder_tls_files(etc);
         let conf = super::super::lab_pjsip_conf(&pjsip)
             .replace("127.0.0.1:5060", "0.0.0.0:5070")
             .replace(

@@ -615,6 +615,17 @@ pub struct FakeAsterisk {
 }
 
 /// The lab's pjsip.conf (README section 3) with the include pointing at `pjsip_dir`.
+/// A certificate and key for a TLS transport of the stand-in, in `dir`: placeholders,
+/// since Asterisk's loader only needs them to exist and `check` reads a byte of each.
+pub fn placeholder_tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("asterisk.crt"), dir.join("asterisk.key"));
+    for (path, kind) in [(&cert, "CERTIFICATE"), (&key, "PRIVATE KEY")] {
+        let pem = format!("-----BEGIN {kind}-----\nplaceholder\n-----END {kind}-----\n");
+        std::fs::write(path, pem).expect("a placeholder PEM file");
+    }
+    (cert, key)
+}
+
 pub fn lab_pjsip_conf(pjsip_dir: &Path) -> String {
     format!(
         "; Synergy lab pjsip.conf (loopback only)\n[global]\ntype = global\nuser_agent = Asterisk-Lab\n\n[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5060\n\n[transport-tcp]\ntype = transport\nprotocol = tcp\nbind = 127.0.0.1:5060\n\n#tryinclude {}/*.conf\n",
