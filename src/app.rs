@@ -236,7 +236,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         cluster: Cluster::new(applier.clone(), config.node_timeout, outcomes),
         applier,
         streams: crate::http::Streams::new(shutdown.clone()),
-        openapi: crate::http::openapi_document(config.range),
+        openapi: crate::http::openapi_document(config.user_rules()),
         metrics,
         config,
         token,

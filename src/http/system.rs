@@ -16,7 +16,7 @@ use super::error::{json_response, ApiError};
 use super::{App, Resp};
 use crate::asterisk::ami;
 use crate::config::{AmiSettings, ReloadMode};
-use crate::domain::ExtensionRange;
+use crate::domain::UserRules;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -55,19 +55,29 @@ pub async fn healthz(app: &App) -> Resp {
     }
 }
 
-/// The OpenAPI document, with this instance's extension range as the bounds of
-/// `NewUser.extension`: the range is configuration, and a client (or a schema-driven test
-/// tool) must see the rule the server applies. Built once, at start-up.
-pub fn openapi_document(range: ExtensionRange) -> Bytes {
+/// The OpenAPI document, with this instance's rules for a user: the extension range as the
+/// bounds of `extension` and the offered transports as the `enum` of `transport`, in the
+/// request schemas. Both are configuration, and a client (or a schema-driven test tool) must
+/// see the rule the server applies. Answers keep the document's pattern: a stored transport
+/// a node no longer offers is still shown as it is. Built once, at start-up.
+pub fn openapi_document(rules: UserRules<'_>) -> Bytes {
     let Ok(mut doc) = serde_json::from_str::<Value>(OPENAPI) else {
         // Unreachable: a unit test parses the embedded document.
         return Bytes::from_static(OPENAPI.as_bytes());
     };
+    let transports: Vec<Value> = rules
+        .transports
+        .iter()
+        .map(|t| Value::from(t.as_str()))
+        .collect();
     for schema in ["NewUser", "UserPatch", "ImportUser"] {
-        let at = format!("/components/schemas/{schema}/properties/extension");
-        if let Some(ext) = doc.pointer_mut(&at) {
-            ext["minimum"] = range.min().into();
-            ext["maximum"] = range.max().into();
+        let props = format!("/components/schemas/{schema}/properties");
+        if let Some(ext) = doc.pointer_mut(&format!("{props}/extension")) {
+            ext["minimum"] = rules.range.min().into();
+            ext["maximum"] = rules.range.max().into();
+        }
+        if let Some(transport) = doc.pointer_mut(&format!("{props}/transport")) {
+            transport["enum"] = Value::Array(transports.clone());
         }
     }
     serde_json::to_vec(&doc).map_or_else(|_| Bytes::from_static(OPENAPI.as_bytes()), Bytes::from)

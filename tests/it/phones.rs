@@ -211,6 +211,15 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
     let (app, ast) = portal(&vars).await;
     let alice = app.create_user("Alice", "alice@x.org").await;
     assert_eq!(alice["transport"], "transport-udp", "the first listed");
+    // The served document states the rule the server applies (schemathesis reads it).
+    let doc = app.get("/openapi.json").await.body;
+    for schema in ["NewUser", "UserPatch", "ImportUser"] {
+        assert_eq!(
+            doc["components"]["schemas"][schema]["properties"]["transport"]["enum"],
+            json!(["transport-udp", "transport-tcp"]),
+            "{schema}"
+        );
+    }
     let r = app
         .post(
             "/users",
