@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::app::{TestApp, TestDb};
-use crate::support::asterisk::{lab_pjsip_conf, FakeAsterisk, Fault, Options};
+use crate::support::asterisk::{FakeAsterisk, Fault, Options};
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
@@ -464,18 +464,7 @@ async fn tls_lab(transports: &str) -> (support::process::Scratch, FakeAsterisk) 
     let mut scratch = support::process::Scratch::new().await;
     let etc = scratch.etc().to_owned();
     let (pjsip, _) = support::process::include_dirs(&etc);
-    std::fs::create_dir_all(etc.join("keys")).unwrap();
-    let (cert, key) = support::asterisk::placeholder_tls_files(&etc.join("keys"));
-    let tls = format!(
-        "\n[transport-tls]\ntype = transport\nprotocol = tls\nbind = 127.0.0.1:5061\ncert_file = {}\npriv_key_file = {}\nmethod = tlsv1_2\n\n#tryinclude",
-        cert.display(),
-        key.display()
-    );
-    std::fs::write(
-        etc.join("pjsip.conf"),
-        lab_pjsip_conf(&pjsip).replace("\n#tryinclude", &tls),
-    )
-    .unwrap();
+    support::asterisk::write_tls_lab_pjsip_conf(&etc, &pjsip);
     let ast = support::standin(&etc, Options::default()).await;
     for (k, v) in support::ami_vars(&ast) {
         scratch.set(&k, &v);

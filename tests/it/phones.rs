@@ -11,15 +11,19 @@ use serde_json::{json, Value};
 
 use crate::support;
 use crate::support::app::{TestApp, TestDb};
-use crate::support::asterisk::call::{CallOutcome, Offer};
+use crate::support::asterisk::call::{CallOutcome, Offer, PhoneMedia};
 use crate::support::asterisk::{FakeAsterisk, Options, Registration};
 
 const LAN: &str = "127.0.0.1";
 
 /// A portal with `vars` against its own stand-in, whose clocks run fast.
 async fn portal(vars: &[(&str, &str)]) -> (TestApp, FakeAsterisk) {
+    portal_in(tempfile::tempdir().unwrap(), vars).await
+}
+
+/// [`portal`] in `dirs`, where a test may have written the stand-in's pjsip.conf.
+async fn portal_in(dirs: tempfile::TempDir, vars: &[(&str, &str)]) -> (TestApp, FakeAsterisk) {
     let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
     let opts = Options {
         qualify_time_scale: 0.002,
         ..Options::default()
@@ -290,5 +294,87 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
     assert_eq!(
         ast.field("endpoint", "1000", "transport").as_deref(),
         Some("transport-tcp")
+    );
+}
+
+#[tokio::test]
+async fn a_user_on_the_tls_transport_calls_encrypted_and_a_phone_without_srtp_is_refused() {
+    let dirs = tempfile::tempdir().unwrap();
+    let etc = dirs.path().join("etc");
+    let (pjsip, _) = support::process::include_dirs(&etc);
+    support::asterisk::write_tls_lab_pjsip_conf(&etc, &pjsip);
+    let vars = [("PORTAL_PJSIP_TRANSPORTS", "transport-udp,transport-tls")];
+    let (app, ast) = portal_in(dirs, &vars).await;
+    app.create_user("Alice", "alice@x.org").await;
+    let r = app
+        .post(
+            "/users",
+            json!({"name": "Bob", "email": "bob@x.org", "transport": "transport-tls"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    app.create_user("Carol", "carol@x.org").await;
+    // The probe reads the encryption back for every endpoint (each is new).
+    let rec = apply(&app).await;
+    assert_eq!(rec["health"]["checked"], 3, "{rec}");
+    for (ext, transport, encryption) in [
+        ("1000", "transport-udp", "no"),
+        ("1001", "transport-tls", "sdes"),
+    ] {
+        assert_eq!(
+            (
+                ast.field("endpoint", ext, "transport").as_deref(),
+                ast.field("endpoint", ext, "media_encryption").as_deref(),
+                ast.field("endpoint", ext, "media_encryption_optimistic")
+                    .as_deref(),
+            ),
+            (Some(transport), Some(encryption), Some("false")),
+            "{ext}"
+        );
+    }
+    lan_phone(&ast, "1000", 5101);
+    lan_phone(&ast, "1001", 5102);
+    lan_phone(&ast, "1002", 5103);
+
+    // Both legs of a call to the TLS user: the UDP phone in the clear, the TLS phone with
+    // SRTP, answered in HD audio (F-TLS-2).
+    let mixed = Offer {
+        caller: PhoneMedia::rtp(&["g722", "ulaw"]),
+        callee: PhoneMedia::srtp(&["g722", "ulaw"]),
+    };
+    assert_eq!(
+        answered(&ast.call("1000", "1001", &mixed)),
+        ("g722".into(), true)
+    );
+    assert_eq!(
+        answered(&ast.call(
+            "1001",
+            "1000",
+            &Offer {
+                caller: mixed.callee.clone(),
+                callee: mixed.caller.clone()
+            }
+        )),
+        ("g722".into(), true)
+    );
+    // A TLS phone that offers no crypto is refused, not downgraded (optimistic=no).
+    let plain = ast.call("1001", "1000", &Offer::rtp(&["g722"]));
+    assert_eq!(
+        plain.status_line().as_deref(),
+        Some("SIP/2.0 488 Not Acceptable Here"),
+        "{plain:?}"
+    );
+    // Without res_srtp every SDES call fails the same way (F-TLS-1).
+    ast.set_srtp_loaded(false);
+    let no_srtp = ast.call("1000", "1001", &mixed);
+    assert_eq!(
+        no_srtp.status_line().as_deref(),
+        Some("SIP/2.0 488 Not Acceptable Here"),
+        "{no_srtp:?}"
+    );
+    // Calls between UDP users are unaffected.
+    assert_eq!(
+        answered(&ast.call("1000", "1002", &Offer::rtp(&["ulaw"]))),
+        ("ulaw".into(), true)
     );
 }

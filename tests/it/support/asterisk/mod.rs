@@ -626,6 +626,22 @@ pub fn placeholder_tls_files(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// Writes into `etc` the lab's pjsip.conf with a TLS transport besides UDP and TCP:
+/// `transport-tls` on 5061 with placeholder PEM files under `etc/keys` (the stand-in never
+/// opens them; `pbx-portal check` only reads them). Written before the stand-in starts,
+/// which keeps a pjsip.conf it finds; its include names `pjsip_dir`.
+pub fn write_tls_lab_pjsip_conf(etc: &Path, pjsip_dir: &Path) {
+    std::fs::create_dir_all(etc.join("keys")).expect("a folder for the keys");
+    let (cert, key) = placeholder_tls_files(&etc.join("keys"));
+    let tls = format!(
+        "\n[transport-tls]\ntype = transport\nprotocol = tls\nbind = 127.0.0.1:5061\ncert_file = {}\npriv_key_file = {}\nmethod = tlsv1_2\n\n#tryinclude",
+        cert.display(),
+        key.display()
+    );
+    let conf = lab_pjsip_conf(pjsip_dir).replace("\n#tryinclude", &tls);
+    std::fs::write(etc.join("pjsip.conf"), conf).expect("pjsip.conf written");
+}
+
 pub fn lab_pjsip_conf(pjsip_dir: &Path) -> String {
     format!(
         "; Synergy lab pjsip.conf (loopback only)\n[global]\ntype = global\nuser_agent = Asterisk-Lab\n\n[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5060\n\n[transport-tcp]\ntype = transport\nprotocol = tcp\nbind = 127.0.0.1:5060\n\n#tryinclude {}/*.conf\n",
