@@ -40,7 +40,9 @@
 //! `Cluster::apply` with the default choice (what POST /apply runs: choose the nodes, take
 //! the coordination lock, the same pipeline), alternated round by round, with the
 //! difference of their medians next to the 5 ms limit.
-//! `LOAD_BENCH=nodes cargo bench --bench load` runs only that part.
+//! `LOAD_BENCH=nodes cargo bench --bench load` runs only that part;
+//! `LOAD_BENCH=render cargo bench --bench load` only the render with and without the NAT
+//! options and G.722 (in process).
 
 use std::time::{Duration, Instant};
 
@@ -99,6 +101,16 @@ async fn drop_db(admin: &str, db: &str) {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// One line of the table: the measure, its rate, p50 and p99.
+fn row(name: &str, s: &Stats) {
+    println!(
+        "{name:<52} {:>10.0}/s {:>10} {:>10}",
+        s.rate,
+        ms(s.p50),
+        ms(s.p99)
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -631,6 +643,58 @@ impl Service {
 
 /// `n` applies, each after changing the secret of `number` so that it has work to do;
 /// `check` looks at each answer.
+/// 1000 users as the renderer gets them: extensions 1000–1999, one device, UDP.
+fn bench_subscribers() -> Vec<Subscriber> {
+    (0..1000)
+        .map(|i| Subscriber {
+            extension: Extension::from_stored(1000 + i),
+            name: format!("User Number {i}"),
+            secret: SipSecret::generate(),
+            devices: Devices::ONE,
+            transport: Some("transport-udp".into()),
+        })
+        .collect()
+}
+
+/// Rendering 1000 users before the NAT options (PORTAL_NAT=off, PORTAL_CODECS=ulaw,alaw:
+/// what every endpoint was rendered with before) against today's defaults, in process, in
+/// alternating rounds, with their ratio next to the 1.1x limit.
+/// `LOAD_BENCH=render cargo bench --bench load` runs only this.
+fn render_with_and_without_nat() {
+    let subs = bench_subscribers();
+    let before = bench_policy(false, "ulaw,alaw");
+    let now = bench_policy(true, "g722,ulaw,alaw");
+    let mut lats = [Vec::new(), Vec::new()];
+    let t0 = Instant::now();
+    for round in 0..600 {
+        let policy = if round % 2 == 0 { &before } else { &now };
+        let settings = render::Settings {
+            policy,
+            agi_addr: "127.0.0.1:4573".parse().unwrap(),
+        };
+        let t = Instant::now();
+        std::hint::black_box(render::render(&subs, &settings).unwrap());
+        lats[round % 2].push(t.elapsed());
+    }
+    let [lat_before, lat_now] = lats;
+    let (render_before, render_now) = (
+        stats(lat_before, t0.elapsed() / 2),
+        stats(lat_now, t0.elapsed() / 2),
+    );
+    row(
+        "render 1000 users, options before NAT (in process)",
+        &render_before,
+    );
+    row(
+        "render 1000 users, NAT options + g722 (in process)",
+        &render_now,
+    );
+    println!(
+        "render with the new options / before: {:.2}x (limit 1.1x)",
+        render_now.p50.as_secs_f64() / render_before.p50.as_secs_f64()
+    );
+}
+
 async fn applies(
     http: &Http,
     base: &str,
@@ -675,6 +739,10 @@ fn free_port() -> u16 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var("LOAD_BENCH").as_deref() == Ok("render") {
+        render_with_and_without_nat();
+        return;
+    }
     let admin = admin_url();
     let db = format!("pbx_portal_bench_{}", std::process::id());
     pg(&admin)
@@ -713,15 +781,6 @@ async fn main() {
         "{:<52} {:>12} {:>10} {:>10}",
         "measure", "rate", "p50", "p99"
     );
-    let row = |name: &str, s: &Stats| {
-        println!(
-            "{name:<52} {:>10.0}/s {:>10} {:>10}",
-            s.rate,
-            ms(s.p50),
-            ms(s.p99)
-        )
-    };
-
     if std::env::var("LOAD_BENCH").as_deref() == Ok("bulk") {
         bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
         drop(child);
@@ -927,48 +986,7 @@ async fn main() {
     row("POST /apply, 1000 users, PORTAL_RELOAD=none", &files_only);
     let files_only_p50 = files_only.p50;
 
-    let subs: Vec<Subscriber> = (0..1000)
-        .map(|i| Subscriber {
-            extension: Extension::from_stored(1000 + i),
-            name: format!("User Number {i}"),
-            secret: SipSecret::generate(),
-            devices: Devices::ONE,
-            transport: Some("transport-udp".into()),
-        })
-        .collect();
-    // Before the NAT options (PORTAL_NAT=off, PORTAL_CODECS=ulaw,alaw: what every endpoint
-    // was rendered with before) against today's defaults, in alternating rounds.
-    let before = bench_policy(false, "ulaw,alaw");
-    let now = bench_policy(true, "g722,ulaw,alaw");
-    let mut lats = [Vec::new(), Vec::new()];
-    let t0 = Instant::now();
-    for round in 0..600 {
-        let policy = if round % 2 == 0 { &before } else { &now };
-        let settings = render::Settings {
-            policy,
-            agi_addr: "127.0.0.1:4573".parse().unwrap(),
-        };
-        let t = Instant::now();
-        std::hint::black_box(render::render(&subs, &settings).unwrap());
-        lats[round % 2].push(t.elapsed());
-    }
-    let [lat_before, lat_now] = lats;
-    let (render_before, render_now) = (
-        stats(lat_before, t0.elapsed() / 2),
-        stats(lat_now, t0.elapsed() / 2),
-    );
-    row(
-        "render 1000 users, options before NAT (in process)",
-        &render_before,
-    );
-    row(
-        "render 1000 users, NAT options + g722 (in process)",
-        &render_now,
-    );
-    println!(
-        "render with the new options / before: {:.2}x (limit 1.1x)",
-        render_now.p50.as_secs_f64() / render_before.p50.as_secs_f64()
-    );
+    render_with_and_without_nat();
 
     // The metrics in process: counting one request (what every request pays), from one
     // thread and from two at once on the same series, and encoding a scrape of a
@@ -1061,6 +1079,7 @@ async fn main() {
         );
     }
     // The probe alone, in process: Originate → FastAGI session → verdict, 1000 extensions.
+    let (subs, now) = (bench_subscribers(), bench_policy(true, "g722,ulaw,alaw"));
     let probe_server = ProbeServer::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
