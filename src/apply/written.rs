@@ -6,6 +6,10 @@
 //! configuration the portal never recorded. That one rule lives here: [`Written::keep`]
 //! when the apply succeeded, [`Written::roll_back`] when it failed after a reload was
 //! attempted, and a drop without either (a bug, a panic) still restores the old files.
+//!
+//! A file whose bytes are already on disk is neither written nor restored: a secret
+//! rotated changes the endpoints file alone, and each write costs two fsyncs (the file and
+//! its directory), the largest part of a files-only apply.
 
 use std::io;
 
@@ -42,28 +46,39 @@ impl Current {
             && self.routing.before.as_deref() == Some(rendered.routing.as_bytes())
     }
 
-    /// Writes both files (endpoints first: the dialplan routes to them). When the second
-    /// write fails the first is restored; the error says which file failed and whether
-    /// the restore worked.
+    /// Writes the files that differ from `rendered` (endpoints first: the dialplan routes
+    /// to them). When the second write fails the first is restored; the error says which
+    /// file failed and whether the restore worked.
     pub fn write(self, rendered: &Rendered) -> Result<Written, WriteFailure> {
         let mut written = Written {
             files: self,
+            touched: [false; 2],
             settled: false,
         };
-        let steps = [
-            (&written.files.endpoints, rendered.endpoints.as_bytes()),
-            (&written.files.routing, rendered.routing.as_bytes()),
-        ];
-        let failed = steps.into_iter().find_map(|(file, bytes)| {
-            let e = file.write(bytes).err()?;
-            Some(format!("cannot write {}: {e}", file.path().display()))
-        });
-        match failed {
-            None => Ok(written),
-            Some(message) => {
-                let restored = written.restore().is_ok();
-                Err(WriteFailure { message, restored })
+        let contents = [rendered.endpoints.as_bytes(), rendered.routing.as_bytes()];
+        for (i, bytes) in contents.into_iter().enumerate() {
+            let file = written.files.get(i);
+            if file.before.as_deref() == Some(bytes) {
+                continue;
             }
+            // Touched before the attempt: a write that fails after its rename (the
+            // directory's fsync) has changed the file all the same.
+            written.touched[i] = true;
+            if let Err(e) = file.write(bytes) {
+                let message = format!("cannot write {}: {e}", file.path().display());
+                let restored = written.restore().is_ok();
+                return Err(WriteFailure { message, restored });
+            }
+        }
+        Ok(written)
+    }
+
+    /// The endpoints file (0) or the routing file (1), in the order they are written.
+    fn get(&self, i: usize) -> &Managed {
+        if i == 0 {
+            &self.endpoints
+        } else {
+            &self.routing
         }
     }
 }
@@ -78,6 +93,8 @@ pub struct WriteFailure {
 /// Files written by an apply that has not settled yet.
 pub struct Written {
     files: Current,
+    /// Which of [`Current::get`]'s files this apply wrote (or tried to).
+    touched: [bool; 2],
     settled: bool,
 }
 
@@ -87,12 +104,13 @@ impl Written {
         self.settled = true;
     }
 
-    /// Restores the previous files (routing first, the reverse of writing); tries both
-    /// and reports the first failure.
+    /// Restores the previous files it wrote (routing first, the reverse of writing); tries
+    /// both and reports the first failure.
     fn restore(&mut self) -> io::Result<()> {
         self.settled = true;
         let mut result = Ok(());
-        for f in [&self.files.routing, &self.files.endpoints] {
+        for i in [1, 0].into_iter().filter(|&i| self.touched[i]) {
+            let f = self.files.get(i);
             if let Err(e) = f.restore() {
                 let e = io::Error::new(
                     e.kind(),
@@ -213,6 +231,35 @@ mod tests {
         assert_eq!(
             read(dir.path()),
             ("endpoints new".into(), "routing new".into())
+        );
+    }
+
+    #[test]
+    fn a_file_already_holding_its_bytes_is_neither_written_nor_restored() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, cfg) = setup();
+        let inode = |d: &str, f: &str| std::fs::metadata(dir.path().join(d).join(f)).unwrap().ino();
+        let routing = inode("dialplan", ROUTING_FILE);
+        let endpoints = inode("pjsip", ENDPOINTS_FILE);
+        let mut only_endpoints = rendered("new");
+        only_endpoints.routing = "routing old".into();
+        let written = Current::load(&cfg).unwrap().write(&only_endpoints).unwrap();
+        assert_eq!(inode("dialplan", ROUTING_FILE), routing, "not rewritten");
+        assert_ne!(
+            inode("pjsip", ENDPOINTS_FILE),
+            endpoints,
+            "replaced by a rename"
+        );
+        // An admin edits the routing file meanwhile: the rollback leaves it alone.
+        std::fs::write(
+            dir.path().join("dialplan").join(ROUTING_FILE),
+            "routing admin",
+        )
+        .unwrap();
+        drop(written);
+        assert_eq!(
+            read(dir.path()),
+            ("endpoints old".into(), "routing admin".into())
         );
     }
 
