@@ -16,7 +16,7 @@
 #     relations; the shipped unit, env file and snippets are the repository's.
 #     (That the env file is the one src/config/variables.rs generates, naming
 #     every variable the configuration reads, is a test of `cargo test`.)
-#  3. lintian: no error, and no warning but the ones README explains.
+#  3. lintian: no error, and no warning but the ones CONTRIBUTING.md explains.
 #  4. scripts/check-systemd.sh on the unit and binary taken out of the .deb.
 #  5. A Debian root of this host's release (debootstrap --variant=minbase from
 #     apt's own mirror, cached as a tarball under target/deb-test/) with an
@@ -43,8 +43,8 @@ set -euo pipefail
 
 # cargo-deb version the package is built with: installed when missing or different.
 CARGO_DEB_VERSION=3.8.0
-# lintian warnings that stay, each explained in README ("Install on a Debian/Ubuntu
-# Asterisk host"). Any other warning, or any error, fails the check.
+# lintian warnings that stay, each explained in CONTRIBUTING.md ("lintian"). Any
+# other warning, or any error, fails the check.
 ALLOWED_LINTIAN_WARNINGS="initial-upload-closes-no-bugs non-standard-file-perm"
 # Bump when the root's content changes (debootstrap options, packages).
 CHROOT_FORMAT=2
@@ -197,6 +197,13 @@ expected=$(sort <<'EOF'
 -rw-r----- 0/0 ./etc/pbx-portal/pbx-portal.env
 -rw-r--r-- 0/0 ./usr/lib/systemd/system/pbx-portal.service
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/README.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/api.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/configuration.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/install.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/nodes.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/operations.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/postgres-tls.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/README.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/extensions.conf
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/manager.conf
@@ -249,7 +256,7 @@ rm -rf "$lintian_dir"
 ! grep -q '^E: ' <<<"$lintian_out" || die "lintian reports errors"
 while read -r tag; do
     [[ -z "$tag" || " $ALLOWED_LINTIAN_WARNINGS " == *" $tag "* ]] \
-        || die "lintian warning $tag is new: fix it, or explain it in README and ALLOWED_LINTIAN_WARNINGS"
+        || die "lintian warning $tag is new: fix it, or explain it in CONTRIBUTING.md and ALLOWED_LINTIAN_WARNINGS"
 done < <(grep '^W: ' <<<"$lintian_out" | awk '{ print $3 }' | sort -u)
 say "lintian ok: no errors, warnings only the explained ones"
 
@@ -275,7 +282,7 @@ fi
 [[ -f "$cache" ]] || die "no root tarball $cache"
 in_root() { chroot "$root" "$@"; }
 # A fresh root from the cache, with what Asterisk's packages leave (mode 2770:
-# group asterisk writes the include dirs; README says what the admin must ensure)
+# group asterisk writes the include dirs; docs/install.md says what the admin must ensure)
 # and the snippets' lines.
 new_root() {
     rm -rf --one-file-system "$root"
@@ -302,7 +309,7 @@ say "root ready: $(in_root sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), aste
 # --- 6. install -----------------------------------------------------------------
 step "6. install"
 cp "$deb" "$root/tmp/"
-# As README tells the admin: apt installs the file with its dependencies (all in
+# As docs/install.md tells the admin: apt installs the file with its dependencies (all in
 # the root already: no download). No pty in the root for apt's log.
 install_out=$(in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 \
     "/tmp/$(basename "$deb")" </dev/null 2>&1) || { printf '%s\n' "$install_out"; die "apt-get install failed"; }
@@ -326,6 +333,7 @@ check_stat /etc/pbx-portal root:pbx-portal 750
 check_stat /etc/pbx-portal/pbx-portal.env root:pbx-portal 640
 check_stat /usr/lib/systemd/system/pbx-portal.service root:root 644
 check_stat /usr/share/doc/pbx-portal/README.md root:root 644
+check_stat /usr/share/doc/pbx-portal/configuration.md root:root 644
 check_stat /usr/share/doc/pbx-portal/copyright root:root 644
 check_stat /usr/share/doc/pbx-portal/changelog.Debian.gz root:root 644
 check_stat /usr/share/doc/pbx-portal/asterisk-snippets/pjsip.conf root:root 644
@@ -362,7 +370,7 @@ token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     echo "PORTAL_AMI_USERNAME=portal"
     echo "PORTAL_AMI_SECRET=not-$token"
 } >>"$root/etc/pbx-portal/pbx-portal.env"
-as_portal() { # the command README gives the admin
+as_portal() { # the command docs/install.md gives the admin
     in_root runuser -u pbx-portal -- sh -c "set -a; . /etc/pbx-portal/pbx-portal.env; exec pbx-portal $1" 2>&1
 }
 migrate_out=$(as_portal migrate) || { printf '%s\n' "$migrate_out"; die "pbx-portal migrate failed"; }
