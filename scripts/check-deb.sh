@@ -12,24 +12,24 @@
 # is skipped.
 #
 #  1. shellcheck on the project's shell scripts and the maintainer scripts.
-#  2. The env file lists, commented, exactly the variables of README's
-#     Configuration table, which covers every variable src/config.rs reads.
-#  3. cargo deb (release build): the .deb's name, files, modes, conffiles and
+#  2. cargo deb (release build): the .deb's name, files, modes, conffiles and
 #     relations; the shipped unit, env file and snippets are the repository's.
-#  4. lintian: no error, and no warning but the ones README explains.
-#  5. scripts/check-systemd.sh on the unit and binary taken out of the .deb.
-#  6. A Debian root of this host's release (debootstrap --variant=minbase from
+#     (That the env file is the one src/config/variables.rs generates, naming
+#     every variable the configuration reads, is a test of `cargo test`.)
+#  3. lintian: no error, and no warning but the ones CONTRIBUTING.md explains.
+#  4. scripts/check-systemd.sh on the unit and binary taken out of the .deb.
+#  5. A Debian root of this host's release (debootstrap --variant=minbase from
 #     apt's own mirror, cached as a tarball under target/deb-test/) with an
 #     asterisk user, /etc/asterisk files and include dirs planted in it.
-#  7. apt-get install of the .deb in that root: the pbx-portal user and group,
+#  6. apt-get install of the .deb in that root: the pbx-portal user and group,
 #     membership of asterisk, owners and modes, the unit enabled, not started;
 #     `pbx-portal --version`; `pbx-portal migrate` and `check` as pbx-portal
 #     against a throwaway database on the local PostgreSQL (check's lines).
-#  8. Upgrade to the same package rebuilt with a higher version: the edited env
+#  7. Upgrade to the same package rebuilt with a higher version: the edited env
 #     file is kept byte for byte, owners and modes too.
-#  9. Purge: user, group, /etc/pbx-portal and the unit gone; /etc/asterisk
+#  8. Purge: user, group, /etc/pbx-portal and the unit gone; /etc/asterisk
 #     (content, owners, modes) exactly as planted; the database still there.
-# 10. The same under systemd: a fresh root booted with systemd-nspawn (host
+#  9. The same under systemd: a fresh root booted with systemd-nspawn (host
 #     network, nothing else shared). Installed: enabled, not started. Configured
 #     and started: the service runs as pbx-portal with group asterisk inside the
 #     unit's sandbox, answers /healthz, and an apply (PORTAL_RELOAD=none) writes
@@ -43,8 +43,8 @@ set -euo pipefail
 
 # cargo-deb version the package is built with: installed when missing or different.
 CARGO_DEB_VERSION=3.8.0
-# lintian warnings that stay, each explained in README ("Install on a Debian/Ubuntu
-# Asterisk host"). Any other warning, or any error, fails the check.
+# lintian warnings that stay, each explained in CONTRIBUTING.md ("lintian"). Any
+# other warning, or any error, fails the check.
 ALLOWED_LINTIAN_WARNINGS="initial-upload-closes-no-bugs non-standard-file-perm"
 # Bump when the root's content changes (debootstrap options, packages).
 CHROOT_FORMAT=2
@@ -130,23 +130,7 @@ shellcheck -x scripts/check-deb.sh scripts/check-systemd.sh scripts/test.sh \
     debian/postinst debian/prerm debian/postrm || die "shellcheck found problems"
 say "shellcheck ok"
 
-# --- 2. the env file against README and the code ------------------------------
-step "2. env file"
-env_src=systemd/pbx-portal.env.example
-readme_vars=$(awk '/^## Configuration/ { on = 1; next } /^## / { on = 0 } on && /^\| `/' README.md \
-    | awk -F'|' '{ print $2 }' | grep -oE '`[A-Z][A-Z0-9_]*`' | tr -d '`' | sort -u)
-env_vars=$(grep -oE '^#?[A-Z][A-Z0-9_]*=' "$env_src" | tr -d '#=' | sort -u)
-code_vars=$(grep -oE 'rename = "[A-Z][A-Z0-9_]*"' src/config.rs | cut -d'"' -f2 | sort -u)
-[[ -n "$readme_vars" && -n "$env_vars" && -n "$code_vars" ]] || die "could not read the variable lists"
-[[ "$readme_vars" == "$env_vars" ]] || die "$env_src and README's Configuration table differ:
-$(diff <(echo "$readme_vars") <(echo "$env_vars") | grep '^[<>]' | sed 's/^</  README only:/; s/^>/  env file only:/')"
-not_documented=$(comm -23 <(echo "$code_vars") <(echo "$readme_vars"))
-[[ -z "$not_documented" ]] || die "read by src/config.rs but not in README/env file: $not_documented"
-assigned=$(grep -nE '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' "$env_src" || true)
-[[ -z "$assigned" ]] || die "$env_src must set nothing (every variable commented): $assigned"
-say "env file ok: $(wc -l <<<"$env_vars") variables, all commented, same as README"
-
-# The Debian root's cache (step 6): this host's release and architecture.
+# The Debian root's cache (step 5): this host's release and architecture.
 arch=$(dpkg --print-architecture)
 # shellcheck disable=SC1091 # /etc/os-release
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
@@ -171,7 +155,7 @@ apt_mirror() {
 }
 cache="$work/chroot-$suite-$arch-v$CHROOT_FORMAT.tar.gz"
 # Made once, in the background while cargo builds (network and disk against CPU);
-# step 6 waits for it.
+# step 5 waits for it.
 bootstrap_pid=
 if [[ ! -f "$cache" ]]; then
     mirror=$(apt_mirror)
@@ -190,8 +174,9 @@ if [[ ! -f "$cache" ]]; then
     bootstrap_pid=$!
 fi
 
-# --- 3. build -----------------------------------------------------------------
-step "3. cargo deb"
+# --- 2. build -----------------------------------------------------------------
+step "2. cargo deb"
+env_src=systemd/pbx-portal.env.example
 version=$(cargo pkgid | sed 's/.*[#@]//')
 deb_version="$version-1"
 changelog_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
@@ -212,6 +197,13 @@ expected=$(sort <<'EOF'
 -rw-r----- 0/0 ./etc/pbx-portal/pbx-portal.env
 -rw-r--r-- 0/0 ./usr/lib/systemd/system/pbx-portal.service
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/README.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/api.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/configuration.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/install.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/nodes.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/operations.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/postgres-tls.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/README.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/extensions.conf
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/manager.conf
@@ -246,8 +238,8 @@ done
 ! readelf -S "$work/x/usr/bin/pbx-portal" | grep -qE '\.debug_(info|line)' || die "the packaged binary is not stripped"
 say "package contents ok (Depends: $depends)"
 
-# --- 4. lintian ---------------------------------------------------------------
-step "4. lintian"
+# --- 3. lintian ---------------------------------------------------------------
+step "3. lintian"
 # As an unprivileged user, as lintian wants: a copy it can read wherever the
 # clone is (its parents may be closed to others).
 lintian_dir=$(mktemp -d)
@@ -264,12 +256,12 @@ rm -rf "$lintian_dir"
 ! grep -q '^E: ' <<<"$lintian_out" || die "lintian reports errors"
 while read -r tag; do
     [[ -z "$tag" || " $ALLOWED_LINTIAN_WARNINGS " == *" $tag "* ]] \
-        || die "lintian warning $tag is new: fix it, or explain it in README and ALLOWED_LINTIAN_WARNINGS"
+        || die "lintian warning $tag is new: fix it, or explain it in CONTRIBUTING.md and ALLOWED_LINTIAN_WARNINGS"
 done < <(grep '^W: ' <<<"$lintian_out" | awk '{ print $3 }' | sort -u)
 say "lintian ok: no errors, warnings only the explained ones"
 
-# --- 5. the packaged unit -----------------------------------------------------
-step "5. systemd unit from the package"
+# --- 4. the packaged unit -----------------------------------------------------
+step "4. systemd unit from the package"
 for line in 'ExecStart=/usr/bin/pbx-portal serve' 'User=pbx-portal' 'Group=asterisk' \
     'EnvironmentFile=/etc/pbx-portal/pbx-portal.env' \
     'ReadWritePaths=/etc/asterisk/pjsip.d/synergycall /etc/asterisk/extensions.d/synergycall'; do
@@ -277,8 +269,8 @@ for line in 'ExecStart=/usr/bin/pbx-portal serve' 'User=pbx-portal' 'Group=aster
 done
 scripts/check-systemd.sh "$work/x/usr/bin/pbx-portal" "$work/x/usr/lib/systemd/system/pbx-portal.service"
 
-# --- 6. a throwaway Debian root -------------------------------------------------
-step "6. Debian root"
+# --- 5. a throwaway Debian root -------------------------------------------------
+step "5. Debian root"
 if [[ -n "$bootstrap_pid" ]]; then
     if ! wait "$bootstrap_pid"; then
         bootstrap_pid=
@@ -290,7 +282,7 @@ fi
 [[ -f "$cache" ]] || die "no root tarball $cache"
 in_root() { chroot "$root" "$@"; }
 # A fresh root from the cache, with what Asterisk's packages leave (mode 2770:
-# group asterisk writes the include dirs; README says what the admin must ensure)
+# group asterisk writes the include dirs; docs/install.md says what the admin must ensure)
 # and the snippets' lines.
 new_root() {
     rm -rf --one-file-system "$root"
@@ -314,10 +306,10 @@ asterisk_state() {
 asterisk_before=$(asterisk_state)
 say "root ready: $(in_root sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), asterisk user, /etc/asterisk planted"
 
-# --- 7. install -----------------------------------------------------------------
-step "7. install"
+# --- 6. install -----------------------------------------------------------------
+step "6. install"
 cp "$deb" "$root/tmp/"
-# As README tells the admin: apt installs the file with its dependencies (all in
+# As docs/install.md tells the admin: apt installs the file with its dependencies (all in
 # the root already: no download). No pty in the root for apt's log.
 install_out=$(in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 \
     "/tmp/$(basename "$deb")" </dev/null 2>&1) || { printf '%s\n' "$install_out"; die "apt-get install failed"; }
@@ -341,6 +333,7 @@ check_stat /etc/pbx-portal root:pbx-portal 750
 check_stat /etc/pbx-portal/pbx-portal.env root:pbx-portal 640
 check_stat /usr/lib/systemd/system/pbx-portal.service root:root 644
 check_stat /usr/share/doc/pbx-portal/README.md root:root 644
+check_stat /usr/share/doc/pbx-portal/configuration.md root:root 644
 check_stat /usr/share/doc/pbx-portal/copyright root:root 644
 check_stat /usr/share/doc/pbx-portal/changelog.Debian.gz root:root 644
 check_stat /usr/share/doc/pbx-portal/asterisk-snippets/pjsip.conf root:root 644
@@ -377,7 +370,7 @@ token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     echo "PORTAL_AMI_USERNAME=portal"
     echo "PORTAL_AMI_SECRET=not-$token"
 } >>"$root/etc/pbx-portal/pbx-portal.env"
-as_portal() { # the command README gives the admin
+as_portal() { # the command docs/install.md gives the admin
     in_root runuser -u pbx-portal -- sh -c "set -a; . /etc/pbx-portal/pbx-portal.env; exec pbx-portal $1" 2>&1
 }
 migrate_out=$(as_portal migrate) || { printf '%s\n' "$migrate_out"; die "pbx-portal migrate failed"; }
@@ -395,8 +388,8 @@ for re in '^ok +database +reachable and migrated$' \
 done
 say "pbx-portal check as pbx-portal: database, include dirs and lines ok; AMI fails as it must"
 
-# --- 8. upgrade -----------------------------------------------------------------
-step "8. upgrade"
+# --- 7. upgrade -----------------------------------------------------------------
+step "7. upgrade"
 up_version="$deb_version+upgradetest1"
 up_out=$(cargo deb --no-build --no-dbgsym --strip --fast --deb-version "$up_version" --output "$work/pkg/up.deb" 2>&1) \
     || { printf '%s\n' "$up_out"; die "cargo deb --deb-version $up_version failed"; }
@@ -422,8 +415,8 @@ check_stat /etc/pbx-portal root:pbx-portal 750
 [[ "$(asterisk_state)" == "$asterisk_before" ]] || die "upgrading changed /etc/asterisk"
 say "upgraded to $up_version: edited env file kept byte for byte, 0640 root:pbx-portal"
 
-# --- 9. purge -------------------------------------------------------------------
-step "9. purge"
+# --- 8. purge -------------------------------------------------------------------
+step "8. purge"
 # A file the service would have written (pbx-portal:asterisk 0640): Asterisk's now.
 gen=/etc/asterisk/pjsip.d/synergycall/generated_endpoints.conf
 echo "; generated — do not edit" >"$root$gen"
@@ -452,8 +445,8 @@ migrations=$(psql "${PG_ADMIN_URL%/*}/$db_name" -XAtqc 'SELECT count(*) FROM sch
 ((migrations > 0)) || die "the database lost its migrations"
 say "purged: user, group, /etc/pbx-portal, unit gone; /etc/asterisk untouched; database kept"
 
-# --- 10. under systemd ----------------------------------------------------------
-step "10. under systemd (systemd-nspawn)"
+# --- 9. under systemd ----------------------------------------------------------
+step "9. under systemd (systemd-nspawn)"
 new_root
 # Not /tmp: systemd-nspawn mounts a fresh tmpfs there.
 cp "$deb" "$work/pkg/up.deb" "$root/root/"

@@ -6,7 +6,7 @@
 //! variable. Secrets are `secrecy` strings: they cannot be printed by `Debug`, and no
 //! error line ever echoes them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ExtensionRange, NodeName, TransportId, Transports, UserRules};
 
 mod database_url;
+pub mod variables;
 pub use database_url::{DatabaseUrl, RootCert, SslMode, Tls, Verify};
 
 /// A variable that could not be used, and why.
@@ -348,7 +349,8 @@ fn host_name() -> Result<NodeName, String> {
 /// The variables whose values are secrets (the database URL may hold a password).
 const SECRET_VARS: [&str; 3] = ["DATABASE_URL", "PORTAL_API_TOKEN", "PORTAL_AMI_SECRET"];
 
-/// Every variable the portal reads, as written in the environment.
+/// Every variable the portal reads, as written in the environment; [`variables::VARIABLES`]
+/// documents each (a test holds the two to the same names, defaults and ranges).
 #[derive(Deserialize)]
 struct Vars {
     #[serde(rename = "DATABASE_URL")]
@@ -404,9 +406,6 @@ struct Vars {
     node: Option<NodeName>,
     #[serde(rename = "PORTAL_NODE_TIMEOUT_MS", default = "default_node_timeout")]
     node_timeout: Millis,
-    /// Any other `PORTAL_` variable: refused, it is most likely a typo.
-    #[serde(flatten)]
-    unknown: BTreeMap<String, String>,
 }
 
 /// How to log in to AMI; the one place an AMI client is built from.
@@ -477,6 +476,14 @@ impl Config {
             .filter(|(k, v)| !v.is_empty() && (*k == "DATABASE_URL" || k.starts_with("PORTAL_")))
             .map(|(k, v)| (k.clone(), v.as_str().into()))
             .collect();
+        // Any other `PORTAL_` variable is refused (once every value has been read): it is
+        // most likely a typo. serde skips it; the names `Vars` knows are its fields.
+        let known = variables::serde_fields::<Vars>();
+        let unknown = ours
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .min()
+            .cloned();
         let v: Vars =
             serde_path_to_error::deserialize(serde_json::Value::Object(ours)).map_err(|e| {
                 let var = e.path().to_string();
@@ -493,8 +500,8 @@ impl Config {
                 }
                 bad(&var, reason)
             })?;
-        if let Some(name) = v.unknown.keys().next() {
-            return Err(bad(name, "is not a variable pbx-portal reads (misspelt?)"));
+        if let Some(name) = unknown {
+            return Err(bad(&name, "is not a variable pbx-portal reads (misspelt?)"));
         }
 
         let database = v
