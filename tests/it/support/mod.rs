@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use app::{TestApp, TestDb};
 use asterisk::{FakeAsterisk, Options};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -37,6 +38,30 @@ pub fn ami_vars(ast: &FakeAsterisk) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// A portal in this process wired to its own Asterisk stand-in, on a fresh database and
+/// folder: the one test-app builder of the tests that apply against Asterisk.
+pub struct Stand {
+    pub app: TestApp,
+    pub ast: FakeAsterisk,
+}
+
+/// The probe's deadline the apply tests run with: room for a loaded machine, short
+/// enough that a probe that cannot succeed ends the test quickly.
+pub const PROBE_3S: (&str, &str) = ("PORTAL_HEALTH_TIMEOUT_MS", "3000");
+
+/// A [`Stand`] whose stand-in runs with `opts` and whose portal reloads over AMI first,
+/// the stand-in's CLI script as fallback ([`ami_vars`]); `extra` sets or replaces
+/// variables, a later pair over an earlier one.
+pub async fn stand(opts: Options, extra: &[(&str, &str)]) -> Stand {
+    let db = TestDb::create().await;
+    let dirs = tempfile::tempdir().unwrap();
+    let ast = standin(&dirs.path().join("etc"), opts).await;
+    let mut vars = ami_vars(&ast);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let app = TestApp::start_on(db, dirs, &pairs(&vars)).await;
+    Stand { app, ast }
 }
 
 /// `(key, value)` pairs as the `&str` pairs the spawners take.
