@@ -17,17 +17,6 @@ use tokio::time::timeout;
 // Recorded transcripts ('>>>' sent, '<<<' received; CR/LF written as \r\n), in
 // tests/fixtures/asterisk: its README.md says which recording each file is.
 
-/// A file of tests/fixtures/asterisk, compiled in.
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/",
-            $name
-        ))
-    };
-}
-
 const T_AMI_01: &str = fixture!("ami_01_login_ok_noactionid.txt");
 const T_AMI_02: &str = fixture!("ami_02_login_fail.txt");
 const T_AMI_03: &str = fixture!("ami_03_login_unknown_user.txt");
