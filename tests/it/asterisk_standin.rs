@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support;
 use crate::support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -422,8 +423,10 @@ impl AgiConn {
 }
 
 /// Test contexts calling a FastAGI server on `port`: `synergy-portal-probe` is the
-/// portal's probe context (the token in the extension, a routing marker after it).
+/// portal's probe context (the token in the extension, a routing marker after it);
+/// `synergy-test-down` calls one on a port where none listens first.
 fn probe_dialplan(port: u16) -> String {
+    let down = support::closed_port();
     format!(
         "[synergy-test]\n\
 exten => check,1,AGI(agi://127.0.0.1:{port}/health?token=abc)\n \
@@ -434,7 +437,7 @@ exten => _probe-.,1,AGI(agi://127.0.0.1:{port}/health,${{EXTEN:6}},marker-1)\n \
 same => n,Hangup()\n\
 \n\
 [synergy-test-down]\n\
-exten => check,1,AGI(agi://127.0.0.1:1/health)\n \
+exten => check,1,AGI(agi://127.0.0.1:{down}/health)\n \
 same => n,AGI(agi://127.0.0.1:{port}/after-failure)\n \
 same => n,Hangup()\n\
 \n\
@@ -1239,7 +1242,8 @@ async fn fastagi_server_down_continues_with_agistatus_failure() {
         "200 result=1 (FAILURE)\n"
     );
     let log = lab.ast.log();
-    assert!(log.contains(&"WARNING res_agi.c: Connecting to '127.0.0.1:1' failed for url 'agi://127.0.0.1:1/health': Connection refused".to_string()), "{log:?}");
+    let down = support::closed_port();
+    assert!(log.contains(&format!("WARNING res_agi.c: Connecting to '127.0.0.1:{down}' failed for url 'agi://127.0.0.1:{down}/health': Connection refused")), "{log:?}");
     assert!(log.contains(
         &"WARNING res_agi.c: Couldn't connect to any host.  FastAGI failed.".to_string()
     ));
@@ -1330,12 +1334,12 @@ async fn faults_hangup_mid_probe_and_never_call_back() {
 
 #[tokio::test]
 async fn ami_sync_originate_without_answer_transcript() {
-    // ami_15 against the lab's [synergy-health] (its FastAGI port has no server here): a
-    // call nothing answers fails although its dialplan ran (F-AMI-12).
+    // ami_15 against the lab's [synergy-health], its FastAGI port one where no server
+    // listens: a call nothing answers fails although its dialplan ran (F-AMI-12).
     let lab = Lab::start_with(Options::default(), |etc, _, dial| {
         std::fs::write(
             etc.join("extensions.conf"),
-            lab_extensions_conf(dial).replace("4573", "1"),
+            lab_extensions_conf(dial).replace("4573", &support::closed_port().to_string()),
         )
         .unwrap();
     })

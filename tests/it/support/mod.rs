@@ -71,6 +71,21 @@ pub fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// A loopback port that refuses every connection for as long as the tests run: bound
+/// by this process and never listened on, so nothing else can take it. For a server
+/// that must be down, instead of a fixed port that is merely usually free.
+pub fn closed_port() -> u16 {
+    static HELD: std::sync::OnceLock<(tokio::net::TcpSocket, u16)> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let s = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        s.bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a loopback port");
+        let port = s.local_addr().expect("its address").port();
+        (s, port)
+    })
+    .1
+}
+
 /// How often [`eventually`] looks.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -119,6 +134,17 @@ pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> 
 pub fn instant(v: &serde_json::Value) -> OffsetDateTime {
     let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+#[tokio::test]
+async fn the_closed_port_refuses_and_stays_taken() {
+    let port = closed_port();
+    assert_eq!(closed_port(), port, "one port for the whole run");
+    let err = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
 }
 
 #[test]
