@@ -151,6 +151,18 @@ impl Lab {
         )
     }
 
+    /// What `asterisk -rx cmd` printed on standard output.
+    async fn cli_out(&self, cmd: &str) -> String {
+        let (_, out, _) = self.cli_async(cmd).await;
+        out
+    }
+
+    /// The exit code of `asterisk -rx cmd`.
+    async fn cli_rc(&self, cmd: &str) -> i32 {
+        let (rc, _, _) = self.cli_async(cmd).await;
+        rc
+    }
+
     /// Sends one action (no ActionID added) and returns the first message.
     async fn command(&self, a: &mut Ami, cmd: &str) -> String {
         a.send(&format!("Action: Command\r\nCommand: {cmd}\r\n\r\n"))
@@ -853,10 +865,7 @@ async fn config_removal_no_equal_sign_and_leading_lines() {
         "",
     ));
     lab.ast.cli("module reload res_pjsip.so");
-    assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
-        "Dialplan reloaded.\n"
-    );
+    assert_eq!(lab.cli_out("dialplan reload").await, "Dialplan reloaded.\n");
     assert!(!lab.ast.endpoints().contains_key("1001"));
     assert!(!lab.ast.auths().contains_key("1001") && !lab.ast.aors().contains_key("1001"));
     assert_eq!(lab.ast.cli("dialplan show synergy-internal"), T_DP1_SHOW);
@@ -966,15 +975,15 @@ async fn config_include_with_empty_dir_invalidates_the_file() {
         "no transports at all"
     );
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
+        lab.cli_out("dialplan reload").await,
         "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
     );
     assert_eq!(
-        lab.cli_async("pjsip show transports").await.1,
+        lab.cli_out("pjsip show transports").await,
         "No objects found.\n\n"
     );
     assert_eq!(
-        lab.cli_async("module reload res_pjsip.so").await.1,
+        lab.cli_out("module reload res_pjsip.so").await,
         "Module 'res_pjsip.so' reloaded successfully.\n"
     );
     // G1 at runtime: booted with the files there, an emptied directory keeps the old
@@ -997,15 +1006,12 @@ async fn config_tryinclude_with_empty_or_missing_dir() {
     std::fs::remove_file(lab.pjsip.join("generated_endpoints.conf")).unwrap();
     std::fs::remove_file(lab.dial.join("generated_routing.conf")).unwrap();
     assert_eq!(
-        lab.cli_async("module reload res_pjsip.so").await.1,
+        lab.cli_out("module reload res_pjsip.so").await,
         "Module 'res_pjsip.so' reloaded successfully.\n"
     );
+    assert_eq!(lab.cli_out("dialplan reload").await, "Dialplan reloaded.\n");
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
-        "Dialplan reloaded.\n"
-    );
-    assert_eq!(
-        lab.cli_async("pjsip show endpoints").await.1,
+        lab.cli_out("pjsip show endpoints").await,
         "No objects found.\n\n"
     );
     assert!(lab
@@ -1103,7 +1109,7 @@ async fn cli_running_and_down() {
         (1, String::new(), down.to_string())
     );
     lab.ast.clear_faults();
-    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    assert_eq!(lab.cli_rc("core waitfullybooted").await, 0);
     let mut open = lab.login_quiet().await;
     lab.ast.stop().await;
     assert!(open.eof().await, "stop drops open AMI sessions");
@@ -1116,7 +1122,7 @@ async fn cli_running_and_down() {
         "AMI refused too"
     );
     lab.ast.restart().await.unwrap();
-    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    assert_eq!(lab.cli_rc("core waitfullybooted").await, 0);
     assert!(lab
         .ast
         .actions()
@@ -1361,7 +1367,7 @@ async fn faults_refuse_reject_command_error_stall_drop() {
     lab.ast.set_fault(Fault::RefuseConnections);
     assert!(TcpStream::connect(lab.ast.ami_addr()).await.is_err());
     assert_eq!(
-        lab.cli_async("core waitfullybooted").await.0,
+        lab.cli_rc("core waitfullybooted").await,
         0,
         "the CLI still works"
     );
@@ -1380,7 +1386,7 @@ async fn faults_refuse_reject_command_error_stall_drop() {
         "Response: Error\r\nMessage: Invalid/unknown command: Reload. Use Action: ListCommands to show available commands.\r\n\r\n"
     );
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
+        lab.cli_out("dialplan reload").await,
         "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
     );
     assert!(lab.ast.endpoints().is_empty(), "nothing was reloaded");
