@@ -24,7 +24,9 @@
 #  6. apt-get install of the .deb in that root: the pbx-portal user and group,
 #     membership of asterisk, owners and modes, the unit enabled, not started;
 #     `pbx-portal --version`; `pbx-portal migrate` and `check` as pbx-portal
-#     against a throwaway database on the local PostgreSQL (check's lines).
+#     against a throwaway database on the local PostgreSQL (check's lines; AMI
+#     unreachable on a port this script holds closed, so an Asterisk or anything
+#     else on this host's 5038, 4573 or 8080 changes nothing).
 #  7. Upgrade to the same package rebuilt with a higher version: the edited env
 #     file is kept byte for byte, owners and modes too.
 #  8. Purge: user, group, /etc/pbx-portal and the unit gone; /etc/asterisk
@@ -82,10 +84,45 @@ stop_container() {
     wait "$nspawn_pid" 2>/dev/null || true
     nspawn_pid=
 }
+# Loopback ports for the installed service, never a well-known one: whatever runs on
+# this host (an Asterisk on 5038, a web server on 8080) must not change the outcome.
+# `free_ports N`: N ports that were free a moment ago (the kernel's choice).
+free_ports() {
+    python3 -c 'import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' "$1"
+}
+# `hold_closed_port`: sets closed_port to a loopback port that a child of this script
+# holds bound without listening, until release_closed_port: a connection to it is
+# refused, and nothing else can take it meanwhile.
+closed_port=
+closed_port_pid=
+hold_closed_port() {
+    local fifo="$work/closed-port"
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    python3 -c 'import signal, socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+signal.pause()' >"$fifo" &
+    closed_port_pid=$!
+    read -r closed_port <"$fifo" || die "could not reserve a closed port"
+    rm -f "$fifo"
+    [[ "$closed_port" =~ ^[0-9]+$ ]] || die "could not reserve a closed port: $closed_port"
+}
+release_closed_port() {
+    [[ -n "$closed_port_pid" ]] || return 0
+    kill "$closed_port_pid" 2>/dev/null || true
+    wait "$closed_port_pid" 2>/dev/null || true
+    closed_port_pid=
+}
 bootstrap_pid=
 lintian_dir=
 cleanup() {
     stop_container
+    release_closed_port
     [[ -z "$lintian_dir" ]] || rm -rf "$lintian_dir"
     # A debootstrap still running (an earlier step failed): let it finish rather
     # than leave it writing into target/.
@@ -354,7 +391,11 @@ reconf_out=$(in_root /var/lib/dpkg/info/pbx-portal.postinst configure "$deb_vers
 grep -q 'pbx-portal: enabled but not started' <<<"$reconf_out" || die "the postinst took empty values for configuration"
 
 # The admin's edit: a throwaway database on the local PostgreSQL (pg.sh), a token,
-# AMI credentials; nothing listens on the AMI port, so that check line must fail.
+# AMI credentials, and addresses of this check's own. There is no Asterisk in the
+# root, so the ami line must fail as unreachable; the AMI address is a port this
+# script holds bound without listening (refused, whatever listens on the default
+# 127.0.0.1:5038 of this host: a real Asterisk would answer the login). The HTTP and
+# FastAGI addresses are free ports, so the fastagi line finds its port free.
 # shellcheck source=scripts/pg.sh
 . scripts/pg.sh
 ensure_postgres
@@ -362,13 +403,18 @@ ensure_postgres
 db_name="pbx_portal_deb_$$"
 psql "$PG_ADMIN_URL" -XAtqc "CREATE DATABASE \"$db_name\"" >/dev/null
 token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+hold_closed_port
+read -r check_http_port check_agi_port < <(free_ports 2)
 {
     echo
     echo "# edited by the admin"
     echo "DATABASE_URL=${PG_ADMIN_URL%/*}/$db_name"
     echo "PORTAL_API_TOKEN=$token"
+    echo "PORTAL_AMI_ADDR=127.0.0.1:$closed_port"
     echo "PORTAL_AMI_USERNAME=portal"
     echo "PORTAL_AMI_SECRET=not-$token"
+    echo "PORTAL_LISTEN=127.0.0.1:$check_http_port"
+    echo "PORTAL_AGI_LISTEN=127.0.0.1:$check_agi_port"
 } >>"$root/etc/pbx-portal/pbx-portal.env"
 as_portal() { # the command docs/install.md gives the admin
     in_root runuser -u pbx-portal -- sh -c "set -a; . /etc/pbx-portal/pbx-portal.env; exec pbx-portal $1" 2>&1
@@ -383,9 +429,11 @@ printf '%s\n' "$check_out" | sed 's/^/  /'
 for re in '^ok +database +reachable and migrated$' \
     '^ok +pjsip dir +/etc/asterisk/pjsip.d/synergycall is writable$' \
     '^ok +dialplan dir +/etc/asterisk/extensions.d/synergycall is writable$' \
-    '^ok +pjsip.conf +' '^ok +extensions.conf +' '^FAIL +ami +AMI unreachable' '^(ok|FAIL) +fastagi +'; do
+    '^ok +pjsip.conf +' '^ok +extensions.conf +' "^FAIL +ami +AMI unreachable: connect to 127\\.0\\.0\\.1:$closed_port: " \
+    "^ok +fastagi +127\\.0\\.0\\.1:$check_agi_port is free\$"; do
     grep -qE "$re" <<<"$check_out" || die "pbx-portal check: no line matching /$re/"
 done
+release_closed_port
 say "pbx-portal check as pbx-portal: database, include dirs and lines ok; AMI fails as it must"
 
 # --- 7. upgrade -----------------------------------------------------------------
@@ -493,10 +541,7 @@ grep -q 'pbx-portal: enabled but not started' <<<"$out" || { printf '%s\n' "$out
 [[ "$(in_box systemctl is-enabled pbx-portal.service)" == enabled ]] || die "not enabled under systemd"
 [[ "$(unit_state)" == inactive ]] || die "started before it was configured: $(unit_state)"
 
-read -r http_port agi_port < <(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
+read -r http_port agi_port < <(free_ports 2)
 token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 {
     echo "DATABASE_URL=${PG_ADMIN_URL%/*}/$db_name"

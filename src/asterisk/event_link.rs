@@ -358,7 +358,7 @@ impl Session<'_> {
     /// Applies one pushed message; true when the view needs a snapshot.
     fn event(&self, m: &Message) -> bool {
         match m.get("Event") {
-            Some("ContactStatus") => StatusEvent::parse(m).map_or(true, |e| self.regs.apply(&e)),
+            Some("ContactStatus") => StatusEvent::parse(m).is_none_or(|e| self.regs.apply(&e)),
             // Asterisk (re)started or reloaded PJSIP: what it holds may have changed
             // without a ContactStatus (F-REG-24).
             Some("FullyBooted") | Some("Reload") => true,

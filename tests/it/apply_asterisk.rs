@@ -5,32 +5,13 @@ use crate::support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::app::{TestApp, TestDb};
+use crate::support::app::TestApp;
 use crate::support::asterisk::{FakeAsterisk, Fault, Options};
+use crate::support::{stand, Stand, PROBE_3S};
 use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Stand {
-    app: TestApp,
-    ast: FakeAsterisk,
-}
-
-/// A portal wired to a fresh stand-in: AMI first, the stand-in's CLI script as fallback.
-async fn stand(extra: &[(&str, &str)]) -> Stand {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
-    let mut vars = support::ami_vars(&ast);
-    vars.push(("PORTAL_HEALTH_TIMEOUT_MS".into(), "3000".into()));
-    for (k, v) in extra {
-        vars.retain(|(key, _)| key != k);
-        vars.push((k.to_string(), v.to_string()));
-    }
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
-    Stand { app, ast }
-}
 
 fn ids(
     map: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
@@ -62,7 +43,7 @@ async fn baseline(s: &Stand) -> (Vec<u8>, Vec<u8>) {
 
 #[tokio::test]
 async fn a_healthy_apply_reloads_over_ami_and_the_probe_proves_it() {
-    let s = stand(&[]).await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     s.app.create_user("Alice Example", "alice@x.org").await;
     s.app.create_user("Bob", "bob@x.org").await;
     let (status, rec) = apply(&s.app).await;
@@ -113,7 +94,8 @@ async fn a_healthy_apply_reloads_over_ami_and_the_probe_proves_it() {
 
     // Nothing changed: no reload at all.
     let reloads = s.ast.reloads();
-    assert_eq!(apply(&s.app).await.1["status"], "unchanged");
+    let (_, rec) = apply(&s.app).await;
+    assert_eq!(rec["status"], "unchanged");
     assert_eq!(s.ast.reloads(), reloads);
 
     // A removed user disappears from the live Asterisk, and the probe checked it is gone.
@@ -142,7 +124,7 @@ async fn ami_unreachable_falls_back_to_the_cli() {
         Fault::RejectLogin,
         Fault::DropMidReply,
     ] {
-        let s = stand(&[]).await;
+        let s = stand(Options::default(), &[PROBE_3S]).await;
         s.app.create_user("Alice", "alice@x.org").await;
         s.ast.set_fault(fault.clone());
         let (status, rec) = apply(&s.app).await;
@@ -174,7 +156,7 @@ async fn a_refused_reload_rolls_back_to_the_old_files_and_objects() {
         vec![Fault::CommandError],
         vec![Fault::RefuseConnections, Fault::CliDown],
     ] {
-        let s = stand(&[]).await;
+        let s = stand(Options::default(), &[PROBE_3S]).await;
         let before = baseline(&s).await;
         let live = s.ast.endpoints();
         s.app.create_user("Carol", "carol@x.org").await;
@@ -207,7 +189,11 @@ async fn a_refused_reload_rolls_back_to_the_old_files_and_objects() {
 
 #[tokio::test]
 async fn a_stalled_asterisk_times_out_into_a_rollback() {
-    let s = stand(&[("PORTAL_AMI_TIMEOUT_MS", "300")]).await;
+    let s = stand(
+        Options::default(),
+        &[PROBE_3S, ("PORTAL_AMI_TIMEOUT_MS", "300")],
+    )
+    .await;
     let before = baseline(&s).await;
     s.app.create_user("Carol", "carol@x.org").await;
     s.ast.set_fault(Fault::Stall(Duration::from_secs(3)));
@@ -227,7 +213,7 @@ async fn a_stalled_asterisk_times_out_into_a_rollback() {
 
 #[tokio::test]
 async fn an_object_asterisk_silently_dropped_fails_the_probe_and_rolls_back() {
-    let s = stand(&[]).await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     let before = baseline(&s).await;
     let live = s.ast.endpoints();
     let bob = s.app.get("/users?q=bob").await.body["users"][0]["id"].clone();
@@ -268,7 +254,7 @@ async fn an_object_asterisk_silently_dropped_fails_the_probe_and_rolls_back() {
 #[tokio::test]
 async fn a_probe_that_never_arrives_or_hangs_up_fails_and_rolls_back() {
     for fault in [Fault::NeverCallBack, Fault::HangupMidProbe(0)] {
-        let s = stand(&[("PORTAL_HEALTH_TIMEOUT_MS", "800")]).await;
+        let s = stand(Options::default(), &[("PORTAL_HEALTH_TIMEOUT_MS", "800")]).await;
         let before = baseline(&s).await;
         s.app.create_user("Carol", "carol@x.org").await;
         s.ast.set_fault(fault.clone());
@@ -293,7 +279,11 @@ async fn a_probe_that_never_arrives_or_hangs_up_fails_and_rolls_back() {
 
 #[tokio::test]
 async fn health_check_off_skips_the_probe() {
-    let s = stand(&[("PORTAL_HEALTH_CHECK", "off")]).await;
+    let s = stand(
+        Options::default(),
+        &[PROBE_3S, ("PORTAL_HEALTH_CHECK", "off")],
+    )
+    .await;
     s.app.create_user("Alice", "alice@x.org").await;
     let (status, rec) = apply(&s.app).await;
     assert_eq!(
@@ -305,7 +295,7 @@ async fn health_check_off_skips_the_probe() {
 
 #[tokio::test]
 async fn cli_only_mode_reloads_and_probes_through_asterisk_rx() {
-    let s = stand(&[("PORTAL_RELOAD", "cli")]).await;
+    let s = stand(Options::default(), &[PROBE_3S, ("PORTAL_RELOAD", "cli")]).await;
     s.app.create_user("Alice", "alice@x.org").await;
     let (status, rec) = apply(&s.app).await;
     assert_eq!(status, StatusCode::OK, "{rec}");
@@ -336,7 +326,7 @@ async fn agi_session(addr: std::net::SocketAddr, script: &str, arg: Option<&str>
 
 #[tokio::test]
 async fn fastagi_tells_clients_without_a_valid_token_nothing() {
-    let s = stand(&[]).await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     baseline(&s).await;
     let token = s
         .ast
@@ -390,10 +380,13 @@ async fn fastagi_tells_clients_without_a_valid_token_nothing() {
 
 #[tokio::test]
 async fn the_probe_of_a_thousand_extensions_stays_under_asterisks_line_limit() {
-    let s = stand(&[
-        ("PORTAL_EXTENSION_MAX", "2999"),
-        ("PORTAL_HEALTH_TIMEOUT_MS", "10000"),
-    ])
+    let s = stand(
+        Options::default(),
+        &[
+            ("PORTAL_EXTENSION_MAX", "2999"),
+            ("PORTAL_HEALTH_TIMEOUT_MS", "10000"),
+        ],
+    )
     .await;
     let c = s.app.db().client().await;
     c.execute(
@@ -417,7 +410,7 @@ async fn the_probe_of_a_thousand_extensions_stays_under_asterisks_line_limit() {
 
 #[tokio::test]
 async fn generated_files_are_intact_whole_files() {
-    let s = stand(&[]).await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     let (e, r) = baseline(&s).await;
     assert!(
         is_intact(std::str::from_utf8(&e).unwrap()) && is_intact(std::str::from_utf8(&r).unwrap())
@@ -503,6 +496,18 @@ fn line_of<'a>(lines: &'a [(String, String, String)], name: &str) -> (&'a str, &
     (mark, detail)
 }
 
+/// The mark of the line `name`: ok, warn, skip or FAIL.
+fn mark_of<'a>(lines: &'a [(String, String, String)], name: &str) -> &'a str {
+    let (mark, _) = line_of(lines, name);
+    mark
+}
+
+/// The detail of the line `name`.
+fn detail_of<'a>(lines: &'a [(String, String, String)], name: &str) -> &'a str {
+    let (_, detail) = line_of(lines, name);
+    detail
+}
+
 #[tokio::test]
 async fn check_passes_with_a_tls_transport_its_files_and_res_srtp() {
     let (mut s, ast) = tls_lab("transport-udp,transport-tls").await;
@@ -510,19 +515,19 @@ async fn check_passes_with_a_tls_transport_its_files_and_res_srtp() {
     assert!(ok, "{lines:?}");
     assert!(lines.iter().all(|(m, _, _)| m == "ok"), "{lines:?}");
     assert_eq!(
-        line_of(&lines, "transports").1,
+        detail_of(&lines, "transports"),
         "transport-udp (udp), transport-tls (tls) in pjsip.conf"
     );
     assert_eq!(
-        line_of(&lines, "transports live").1,
+        detail_of(&lines, "transports live"),
         "Asterisk has transport-udp (udp), transport-tls (tls) loaded"
     );
-    let files = line_of(&lines, "tls files").1;
+    let files = detail_of(&lines, "tls files");
     assert!(
         files.contains("keys/asterisk.crt") && files.contains("keys/asterisk.key"),
         "{files}"
     );
-    assert!(line_of(&lines, "res_srtp").1.contains("running"));
+    assert!(detail_of(&lines, "res_srtp").contains("running"));
     assert!(
         !format!("{lines:?}").contains("placeholder"),
         "no file content"
@@ -540,7 +545,7 @@ async fn check_passes_with_a_tls_transport_its_files_and_res_srtp() {
         assert_eq!(mark, "skip", "{name}: {detail}");
         assert!(detail.contains("PORTAL_RELOAD"), "{detail}");
     }
-    assert_eq!(line_of(&lines, "tls files").0, "ok");
+    assert_eq!(mark_of(&lines, "tls files"), "ok");
 }
 
 #[tokio::test]
@@ -574,7 +579,7 @@ async fn check_names_a_listed_transport_that_pjsip_conf_or_asterisk_lacks() {
     .unwrap();
     let (ok, lines) = check(&s).await;
     assert!(!ok);
-    assert_eq!(line_of(&lines, "transports").0, "ok", "{lines:?}");
+    assert_eq!(mark_of(&lines, "transports"), "ok", "{lines:?}");
     let (mark, live) = line_of(&lines, "transports live");
     assert!(
         mark == "FAIL" && live.contains("restart Asterisk"),
@@ -584,7 +589,7 @@ async fn check_names_a_listed_transport_that_pjsip_conf_or_asterisk_lacks() {
     let (ok, lines) = check(&s).await;
     assert!(ok, "{lines:?}");
     assert_eq!(
-        line_of(&lines, "transports live").1,
+        detail_of(&lines, "transports live"),
         "Asterisk has transport-udp (udp), transport-wss (wss) loaded"
     );
 }
@@ -640,7 +645,7 @@ async fn check_fails_when_res_srtp_is_not_loaded() {
 
 #[tokio::test]
 async fn a_dialplan_that_asterisk_kept_from_before_fails_the_probe() {
-    let s = stand(&[]).await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     let before = baseline(&s).await;
     // A parse error in the main extensions.conf: `dialplan reload` says "Dialplan
     // reloaded." but keeps the old dialplan whole (DP3), probe context included.

@@ -9,12 +9,19 @@ use hyper::StatusCode;
 use pbx_portal::asterisk::render::is_intact;
 use serde_json::{json, Value};
 
-fn files(app: &TestApp) -> (String, String) {
-    (
-        std::fs::read_to_string(app.pjsip_dir.join("generated_endpoints.conf")).unwrap_or_default(),
-        std::fs::read_to_string(app.dialplan_dir.join("generated_routing.conf"))
-            .unwrap_or_default(),
-    )
+/// The two generated files as they are on disk (empty when missing).
+#[derive(Debug, PartialEq)]
+struct Files {
+    endpoints: String,
+    routing: String,
+}
+
+fn files(app: &TestApp) -> Files {
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    Files {
+        endpoints: read(app.pjsip_dir.join("generated_endpoints.conf")),
+        routing: read(app.dialplan_dir.join("generated_routing.conf")),
+    }
 }
 
 #[tokio::test]
@@ -46,7 +53,7 @@ async fn apply_writes_both_files_0640_and_audits_it() {
     assert_eq!(rec["rolled_back"], false);
     assert!(rec.get("error").is_none());
 
-    let (endpoints, routing) = files(&app);
+    let Files { endpoints, routing } = files(&app);
     assert!(is_intact(&endpoints) && is_intact(&routing));
     assert!(endpoints.contains(&format!(
         "password={}",
@@ -101,7 +108,7 @@ async fn nothing_changed_means_unchanged_and_no_write() {
         app.post("/apply", json!({})).await.body["status"],
         "applied"
     );
-    assert!(is_intact(&files(&app).0));
+    assert!(is_intact(&files(&app).endpoints));
 }
 
 #[tokio::test]
@@ -146,7 +153,7 @@ async fn pending_and_dry_run_report_added_removed_and_changed() {
         r["changes"],
         json!({"added": [], "removed": [1001], "changed": []})
     );
-    assert!(!files(&app).0.contains("[1001]"));
+    assert!(!files(&app).endpoints.contains("[1001]"));
 
     let statuses: Vec<String> = app.get("/applies?limit=10").await.body["applies"]
         .as_array()
@@ -187,7 +194,11 @@ async fn a_write_failure_is_500_write_failed_and_keeps_the_old_files() {
         (r.body["status"].as_str(), r.body["error"]["code"].as_str()),
         (Some("failed"), Some("write_failed"))
     );
-    assert_eq!(files(&app).0, before.0, "endpoints file restored");
+    assert_eq!(
+        files(&app).endpoints,
+        before.endpoints,
+        "endpoints file restored"
+    );
     let audit = &app.get("/applies?limit=1").await.body["applies"][0];
     assert_eq!(audit["error"]["code"], "write_failed");
     assert_eq!(app.get("/apply/pending").await.body["added"], json!([1001]));
@@ -204,8 +215,8 @@ async fn a_row_that_cannot_render_safely_is_refused_not_written() {
         .unwrap();
     let r = app.post("/apply", json!({})).await;
     assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("write_failed"))
+        r.error(),
+        (StatusCode::INTERNAL_SERVER_ERROR, "write_failed")
     );
     assert!(r.body["error"]["message"]
         .as_str()

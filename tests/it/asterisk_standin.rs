@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support;
 use crate::support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,17 +17,6 @@ use tokio::time::timeout;
 // ---------------------------------------------------------------------------------
 // Recorded transcripts ('>>>' sent, '<<<' received; CR/LF written as \r\n), in
 // tests/fixtures/asterisk: its README.md says which recording each file is.
-
-/// A file of tests/fixtures/asterisk, compiled in.
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/",
-            $name
-        ))
-    };
-}
 
 const T_AMI_01: &str = fixture!("ami_01_login_ok_noactionid.txt");
 const T_AMI_02: &str = fixture!("ami_02_login_fail.txt");
@@ -159,6 +149,18 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout).to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
+    }
+
+    /// What `asterisk -rx cmd` printed on standard output.
+    async fn cli_out(&self, cmd: &str) -> String {
+        let (_, out, _) = self.cli_async(cmd).await;
+        out
+    }
+
+    /// The exit code of `asterisk -rx cmd`.
+    async fn cli_rc(&self, cmd: &str) -> i32 {
+        let (rc, _, _) = self.cli_async(cmd).await;
+        rc
     }
 
     /// Sends one action (no ActionID added) and returns the first message.
@@ -433,8 +435,10 @@ impl AgiConn {
 }
 
 /// Test contexts calling a FastAGI server on `port`: `synergy-portal-probe` is the
-/// portal's probe context (the token in the extension, a routing marker after it).
+/// portal's probe context (the token in the extension, a routing marker after it);
+/// `synergy-test-down` calls one on a port where none listens first.
 fn probe_dialplan(port: u16) -> String {
+    let down = support::closed_port();
     format!(
         "[synergy-test]\n\
 exten => check,1,AGI(agi://127.0.0.1:{port}/health?token=abc)\n \
@@ -445,7 +449,7 @@ exten => _probe-.,1,AGI(agi://127.0.0.1:{port}/health,${{EXTEN:6}},marker-1)\n \
 same => n,Hangup()\n\
 \n\
 [synergy-test-down]\n\
-exten => check,1,AGI(agi://127.0.0.1:1/health)\n \
+exten => check,1,AGI(agi://127.0.0.1:{down}/health)\n \
 same => n,AGI(agi://127.0.0.1:{port}/after-failure)\n \
 same => n,Hangup()\n\
 \n\
@@ -861,10 +865,7 @@ async fn config_removal_no_equal_sign_and_leading_lines() {
         "",
     ));
     lab.ast.cli("module reload res_pjsip.so");
-    assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
-        "Dialplan reloaded.\n"
-    );
+    assert_eq!(lab.cli_out("dialplan reload").await, "Dialplan reloaded.\n");
     assert!(!lab.ast.endpoints().contains_key("1001"));
     assert!(!lab.ast.auths().contains_key("1001") && !lab.ast.aors().contains_key("1001"));
     assert_eq!(lab.ast.cli("dialplan show synergy-internal"), T_DP1_SHOW);
@@ -974,15 +975,15 @@ async fn config_include_with_empty_dir_invalidates_the_file() {
         "no transports at all"
     );
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
+        lab.cli_out("dialplan reload").await,
         "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
     );
     assert_eq!(
-        lab.cli_async("pjsip show transports").await.1,
+        lab.cli_out("pjsip show transports").await,
         "No objects found.\n\n"
     );
     assert_eq!(
-        lab.cli_async("module reload res_pjsip.so").await.1,
+        lab.cli_out("module reload res_pjsip.so").await,
         "Module 'res_pjsip.so' reloaded successfully.\n"
     );
     // G1 at runtime: booted with the files there, an emptied directory keeps the old
@@ -1005,15 +1006,12 @@ async fn config_tryinclude_with_empty_or_missing_dir() {
     std::fs::remove_file(lab.pjsip.join("generated_endpoints.conf")).unwrap();
     std::fs::remove_file(lab.dial.join("generated_routing.conf")).unwrap();
     assert_eq!(
-        lab.cli_async("module reload res_pjsip.so").await.1,
+        lab.cli_out("module reload res_pjsip.so").await,
         "Module 'res_pjsip.so' reloaded successfully.\n"
     );
+    assert_eq!(lab.cli_out("dialplan reload").await, "Dialplan reloaded.\n");
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
-        "Dialplan reloaded.\n"
-    );
-    assert_eq!(
-        lab.cli_async("pjsip show endpoints").await.1,
+        lab.cli_out("pjsip show endpoints").await,
         "No objects found.\n\n"
     );
     assert!(lab
@@ -1111,7 +1109,7 @@ async fn cli_running_and_down() {
         (1, String::new(), down.to_string())
     );
     lab.ast.clear_faults();
-    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    assert_eq!(lab.cli_rc("core waitfullybooted").await, 0);
     let mut open = lab.login_quiet().await;
     lab.ast.stop().await;
     assert!(open.eof().await, "stop drops open AMI sessions");
@@ -1124,7 +1122,7 @@ async fn cli_running_and_down() {
         "AMI refused too"
     );
     lab.ast.restart().await.unwrap();
-    assert_eq!(lab.cli_async("core waitfullybooted").await.0, 0);
+    assert_eq!(lab.cli_rc("core waitfullybooted").await, 0);
     assert!(lab
         .ast
         .actions()
@@ -1250,7 +1248,8 @@ async fn fastagi_server_down_continues_with_agistatus_failure() {
         "200 result=1 (FAILURE)\n"
     );
     let log = lab.ast.log();
-    assert!(log.contains(&"WARNING res_agi.c: Connecting to '127.0.0.1:1' failed for url 'agi://127.0.0.1:1/health': Connection refused".to_string()), "{log:?}");
+    let down = support::closed_port();
+    assert!(log.contains(&format!("WARNING res_agi.c: Connecting to '127.0.0.1:{down}' failed for url 'agi://127.0.0.1:{down}/health': Connection refused")), "{log:?}");
     assert!(log.contains(
         &"WARNING res_agi.c: Couldn't connect to any host.  FastAGI failed.".to_string()
     ));
@@ -1341,12 +1340,12 @@ async fn faults_hangup_mid_probe_and_never_call_back() {
 
 #[tokio::test]
 async fn ami_sync_originate_without_answer_transcript() {
-    // ami_15 against the lab's [synergy-health] (its FastAGI port has no server here): a
-    // call nothing answers fails although its dialplan ran (F-AMI-12).
+    // ami_15 against the lab's [synergy-health], its FastAGI port one where no server
+    // listens: a call nothing answers fails although its dialplan ran (F-AMI-12).
     let lab = Lab::start_with(Options::default(), |etc, _, dial| {
         std::fs::write(
             etc.join("extensions.conf"),
-            lab_extensions_conf(dial).replace("4573", "1"),
+            lab_extensions_conf(dial).replace("4573", &support::closed_port().to_string()),
         )
         .unwrap();
     })
@@ -1368,7 +1367,7 @@ async fn faults_refuse_reject_command_error_stall_drop() {
     lab.ast.set_fault(Fault::RefuseConnections);
     assert!(TcpStream::connect(lab.ast.ami_addr()).await.is_err());
     assert_eq!(
-        lab.cli_async("core waitfullybooted").await.0,
+        lab.cli_rc("core waitfullybooted").await,
         0,
         "the CLI still works"
     );
@@ -1387,7 +1386,7 @@ async fn faults_refuse_reject_command_error_stall_drop() {
         "Response: Error\r\nMessage: Invalid/unknown command: Reload. Use Action: ListCommands to show available commands.\r\n\r\n"
     );
     assert_eq!(
-        lab.cli_async("dialplan reload").await.1,
+        lab.cli_out("dialplan reload").await,
         "No such command 'dialplan reload' (type 'core show help dialplan reload' for other possible commands)\n"
     );
     assert!(lab.ast.endpoints().is_empty(), "nothing was reloaded");

@@ -82,17 +82,10 @@ async fn id_of(app: &TestApp, email: &str) -> i64 {
         .get(0)
 }
 
-fn code(r: &Resp) -> (StatusCode, &str) {
-    (
-        r.status,
-        r.body["error"]["code"].as_str().unwrap_or("<none>"),
-    )
-}
-
 /// `(row, field, code)` of every error of a 422 `import_invalid`.
 fn row_errors(r: &Resp) -> Vec<(Option<i64>, Option<&str>, &str)> {
     assert_eq!(
-        code(r),
+        r.error(),
         (StatusCode::UNPROCESSABLE_ENTITY, "import_invalid"),
         "{}",
         r.body
@@ -424,7 +417,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
         &[],
     )
     .await;
-    assert_eq!(code(&r), (StatusCode::BAD_REQUEST, "invalid_json"));
+    assert_eq!(r.error(), (StatusCode::BAD_REQUEST, "invalid_json"));
 
     // JSON: the shape.
     for (body, want) in [
@@ -450,7 +443,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
     for bad in ["", "{", "{\"users\": [}", "[1, }", "{\"users\": []} x"] {
         let r = import(&app, "", "application/json", bad, &[]).await;
         assert_eq!(
-            code(&r),
+            r.error(),
             (StatusCode::BAD_REQUEST, "invalid_json"),
             "{bad:?}"
         );
@@ -465,7 +458,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
     ] {
         let r = import(&app, "", ct, "name,email\nA,a@x.org\n", &[]).await;
         assert_eq!(
-            code(&r),
+            r.error(),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             "{ct}"
         );
@@ -474,7 +467,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
         .send(Method::POST, "/users/import", None, &[], true)
         .await;
     assert_eq!(
-        code(&r),
+        r.error(),
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
     );
 
@@ -488,7 +481,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
     )
     .await;
     assert_eq!(
-        (code(&r), r.body["error"]["field"].as_str()),
+        (r.error(), r.body["error"]["field"].as_str()),
         (
             (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Some("dry_run")
@@ -523,7 +516,7 @@ async fn the_shape_of_the_file_and_the_request_are_checked() {
             false,
         )
         .await;
-    assert_eq!(code(&r), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert_eq!(r.error(), (StatusCode::UNAUTHORIZED, "unauthorized"));
     assert_eq!(state(&app).await, before);
 }
 
@@ -561,7 +554,7 @@ async fn limits_ten_thousand_rows_and_eight_mib() {
     big.push_str(&" ".repeat(8 * 1024 * 1024));
     let r = csv(&app, &big).await;
     assert_eq!(
-        code(&r),
+        r.error(),
         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
     );
     assert!(r.body["error"]["message"]
@@ -615,7 +608,10 @@ async fn more_rows_than_free_numbers_is_409_and_creates_nothing() {
     // 3 free; 1 explicit + 3 to allocate need 4.
     let file = "name,email,extension\nC,c@x.org,5004\nD,d@x.org,\nE,e@x.org,\nF,f@x.org,\n";
     let r = csv(&app, file).await;
-    assert_eq!(code(&r), (StatusCode::CONFLICT, "extension_pool_exhausted"));
+    assert_eq!(
+        r.error(),
+        (StatusCode::CONFLICT, "extension_pool_exhausted")
+    );
     assert_eq!(
         r.body["error"]["message"],
         "the file needs 3 new extensions but only 2 are free in the range; nothing was imported"
@@ -634,7 +630,10 @@ async fn more_rows_than_free_numbers_is_409_and_creates_nothing() {
     let r = app
         .post("/users", json!({"name": "G", "email": "g@x.org"}))
         .await;
-    assert_eq!(code(&r), (StatusCode::CONFLICT, "extension_pool_exhausted"));
+    assert_eq!(
+        r.error(),
+        (StatusCode::CONFLICT, "extension_pool_exhausted")
+    );
 }
 
 #[tokio::test]
@@ -791,7 +790,7 @@ async fn an_idempotency_key_replays_the_first_import() {
         ("application/json", json!({"users": [{"name": "A", "email": "a@x.org"}, {"name": "B", "email": "b@x.org"}]}).to_string()),
     ] {
         let r = import(&app, "", ct, body, &key).await;
-        assert_eq!(code(&r), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+        assert_eq!(r.error(), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
     }
     let r = app
         .post_with(
@@ -810,7 +809,7 @@ async fn an_idempotency_key_replays_the_first_import() {
     )
     .await;
     assert_eq!(
-        code(&r),
+        r.error(),
         (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
     );
     // JSON is compared as JSON (as on POST /users): another encoder's spelling of the
@@ -995,7 +994,7 @@ async fn the_export_streams_every_user_as_json_or_csv() {
     ] {
         let r = app.get(&format!("/users/export{query}")).await;
         assert_eq!(
-            (code(&r), r.body["error"]["field"].as_str()),
+            (r.error(), r.body["error"]["field"].as_str()),
             (
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
                 Some(field)
@@ -1129,7 +1128,7 @@ async fn an_export_waits_for_its_reader_and_ends_when_the_reader_goes_away() {
     let started = std::time::Instant::now();
     let r = app.get("/users/export").await;
     assert_eq!(
-        code(&r),
+        r.error(),
         (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
     );
     assert!(started.elapsed() >= Duration::from_secs(5));

@@ -6,31 +6,11 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support;
-use crate::support::app::{Resp, TestApp, TestDb};
+use crate::support::app::TestApp;
 use crate::support::asterisk::Options;
-
-async fn patch(app: &TestApp, id: &Value, body: Value) -> Resp {
-    let bytes = Bytes::from(body.to_string());
-    app.send(
-        Method::PATCH,
-        &format!("/users/{id}"),
-        Some(("application/json", bytes)),
-        &[],
-        true,
-    )
-    .await
-}
-
-fn code(r: &Resp) -> (StatusCode, &str, &str) {
-    (
-        r.status,
-        r.body["error"]["code"].as_str().unwrap_or("<none>"),
-        r.body["error"]["field"].as_str().unwrap_or(""),
-    )
-}
+use crate::support::{self, Stand};
 
 fn endpoints_file(app: &TestApp) -> String {
     std::fs::read_to_string(app.pjsip_dir.join("generated_endpoints.conf")).unwrap_or_default()
@@ -68,7 +48,7 @@ async fn devices_default_to_one_and_are_rendered_as_max_contacts() {
             )
             .await;
         assert_eq!(
-            code(&r),
+            r.refusal(),
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
@@ -103,10 +83,10 @@ async fn a_patch_changes_what_it_names_and_pending_shows_it() {
     let app = TestApp::spawn().await;
     let alice = app.create_user("Alice", "alice@x.org").await;
     let id = &alice["id"];
-    let secret_before = app.db_users().await[0].3.clone();
+    let secret_before = app.db_users().await[0].secret.clone();
     assert_eq!(app.post("/apply", json!({})).await.status, StatusCode::OK);
 
-    let r = patch(&app, id, json!({})).await;
+    let r = app.patch_user(id, json!({})).await;
     assert_eq!(
         (r.status, r.body["name"].clone()),
         (StatusCode::OK, json!("Alice"))
@@ -117,12 +97,12 @@ async fn a_patch_changes_what_it_names_and_pending_shows_it() {
         "an empty patch changes nothing"
     );
 
-    let r = patch(
-        &app,
-        id,
-        json!({"name": "Alice Liddell", "email": "ALICE@Wonder.Land", "devices": 2}),
-    )
-    .await;
+    let r = app
+        .patch_user(
+            id,
+            json!({"name": "Alice Liddell", "email": "ALICE@Wonder.Land", "devices": 2}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
         (
@@ -147,13 +127,13 @@ async fn a_patch_changes_what_it_names_and_pending_shows_it() {
     );
 
     // A move: the old number is free at once, the secret stays, pending = removed + added.
-    let r = patch(&app, id, json!({"extension": 1500})).await;
+    let r = app.patch_user(id, json!({"extension": 1500})).await;
     assert_eq!(
         (r.status, r.body["extension"].clone()),
         (StatusCode::OK, json!(1500))
     );
     assert_eq!(
-        app.db_users().await[0].3,
+        app.db_users().await[0].secret,
         secret_before,
         "a move keeps the secret"
     );
@@ -260,32 +240,32 @@ async fn every_bad_patch_gets_its_error_and_changes_nothing() {
         (json!([1]), (unprocessable, "validation_failed", "body")),
         (
             json!({"email": "BOB@x.org"}),
-            (StatusCode::CONFLICT, "email_taken", ""),
+            (StatusCode::CONFLICT, "email_taken", "<none>"),
         ),
         (
             json!({"extension": 1001}),
-            (StatusCode::CONFLICT, "extension_taken", ""),
+            (StatusCode::CONFLICT, "extension_taken", "<none>"),
         ),
         (
             json!({"name": "Alice Changed", "extension": 1001}),
-            (StatusCode::CONFLICT, "extension_taken", ""),
+            (StatusCode::CONFLICT, "extension_taken", "<none>"),
         ),
     ] {
-        let r = patch(&app, id, body.clone()).await;
-        assert_eq!(code(&r), expect, "{body}: {}", r.body);
+        let r = app.patch_user(id, body.clone()).await;
+        assert_eq!(r.refusal(), expect, "{body}: {}", r.body);
     }
     let raw = |ct: &str, bytes: &'static [u8]| (ct.to_owned(), Bytes::from_static(bytes));
     for ((ct, bytes), expect) in [
         (
             raw("application/json", b"{\"name\": "),
-            (StatusCode::BAD_REQUEST, "invalid_json", ""),
+            (StatusCode::BAD_REQUEST, "invalid_json", "<none>"),
         ),
         (
             raw("text/plain", b"{}"),
             (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "",
+                "<none>",
             ),
         ),
     ] {
@@ -298,7 +278,7 @@ async fn every_bad_patch_gets_its_error_and_changes_nothing() {
                 true,
             )
             .await;
-        assert_eq!(code(&r), expect);
+        assert_eq!(r.refusal(), expect);
     }
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
     let r = app
@@ -311,11 +291,13 @@ async fn every_bad_patch_gets_its_error_and_changes_nothing() {
         )
         .await;
     assert_eq!(
-        code(&r),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "")
+        r.refusal(),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "<none>")
     );
-    let r = patch(&app, &json!(999_999), json!({"name": "Ghost"})).await;
-    assert_eq!(code(&r), (StatusCode::NOT_FOUND, "not_found", ""));
+    let r = app
+        .patch_user(&json!(999_999), json!({"name": "Ghost"}))
+        .await;
+    assert_eq!(r.refusal(), (StatusCode::NOT_FOUND, "not_found", "<none>"));
     let r = app
         .send(
             Method::PATCH,
@@ -325,7 +307,10 @@ async fn every_bad_patch_gets_its_error_and_changes_nothing() {
             false,
         )
         .await;
-    assert_eq!(code(&r), (StatusCode::UNAUTHORIZED, "unauthorized", ""));
+    assert_eq!(
+        r.refusal(),
+        (StatusCode::UNAUTHORIZED, "unauthorized", "<none>")
+    );
     assert_eq!(app.db_users().await, before, "nothing changed");
 }
 
@@ -350,7 +335,7 @@ async fn moves_and_creates_at_once_never_collide_and_never_fail_while_numbers_re
     for (i, id) in ids.into_iter().enumerate() {
         let (mover, creator) = (app.clone(), app.clone());
         tasks.push(tokio::spawn(async move {
-            patch(&mover, &id, json!({"extension": 1020 + i})).await
+            mover.patch_user(&id, json!({"extension": 1020 + i})).await
         }));
         tasks.push(tokio::spawn(async move {
             let app = creator;
@@ -365,7 +350,7 @@ async fn moves_and_creates_at_once_never_collide_and_never_fail_while_numbers_re
         let r = t.await.unwrap();
         assert!(r.status.is_success(), "{} {}", r.status, r.body);
     }
-    let numbers: BTreeSet<i32> = app.db_users().await.iter().map(|u| u.2).collect();
+    let numbers: BTreeSet<i32> = app.db_users().await.iter().map(|u| u.extension).collect();
     assert_eq!(numbers.len(), 20, "distinct numbers: {numbers:?}");
     assert!(numbers.iter().all(|n| (1000..=1029).contains(n)));
     assert!(
@@ -376,15 +361,11 @@ async fn moves_and_creates_at_once_never_collide_and_never_fail_while_numbers_re
 
 #[tokio::test]
 async fn more_devices_pass_the_probe_of_a_real_apply() {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
-    let vars = support::ami_vars(&ast);
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
+    let Stand { app, ast } = support::stand(Options::default(), &[]).await;
     let alice = app.create_user("Alice", "alice@x.org").await;
     assert_eq!(app.post("/apply", json!({})).await.status, StatusCode::OK);
     assert_eq!(
-        patch(&app, &alice["id"], json!({"devices": 4}))
+        app.patch_user(&alice["id"], json!({"devices": 4}))
             .await
             .status,
         StatusCode::OK

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support;
-use crate::support::app::{TestApp, TestDb};
+use crate::support::app::TestApp;
 use crate::support::asterisk::Options;
 use crate::support::sse::{Frame, Sse};
+use crate::support::{self, Stand};
 
 const SOON: Duration = Duration::from_secs(10);
 
@@ -74,11 +74,7 @@ async fn users_and_applies_arrive_as_they_happen_without_a_secret() {
 
 #[tokio::test]
 async fn a_registration_change_arrives_on_the_stream() {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
-    let vars = support::ami_vars(&ast);
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
+    let Stand { app, ast } = support::stand(Options::default(), &[]).await;
     app.create_user("Alice", "alice@x.org").await;
     assert_eq!(app.post("/apply", json!({})).await.status, StatusCode::OK);
     support::eventually("the view is live", SOON, || async {
@@ -113,8 +109,8 @@ async fn at_most_64_streams_and_a_closed_one_frees_its_place() {
     }
     let r = app.get("/events").await;
     assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("too_many_streams"))
+        r.error(),
+        (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams")
     );
     drop(open.pop());
     support::eventually("a place is free again", SOON, || async {

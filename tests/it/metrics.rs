@@ -11,8 +11,9 @@ use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::json;
 
 use crate::support;
-use crate::support::app::{TestApp, TestDb, TOKEN};
-use crate::support::asterisk::{FakeAsterisk, Fault, Options};
+use crate::support::app::{TestApp, TOKEN};
+use crate::support::asterisk::{Fault, Options};
+use crate::support::{stand, PROBE_3S};
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -151,24 +152,9 @@ fn request(route: &str, method: &str, status: u16) -> [String; 2] {
     ]
 }
 
-struct Stand {
-    app: TestApp,
-    ast: FakeAsterisk,
-}
-
-async fn stand() -> Stand {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
-    let mut vars = support::ami_vars(&ast);
-    vars.push(("PORTAL_HEALTH_TIMEOUT_MS".into(), "3000".into()));
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
-    Stand { app, ast }
-}
-
 #[tokio::test]
 async fn a_create_an_apply_and_a_failed_apply_move_exactly_their_series_by_one() {
-    let s = stand().await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     let app = &s.app;
 
     let before = scrape(app).await;
@@ -297,7 +283,7 @@ async fn an_apply_interrupted_by_a_crash_is_counted_by_the_next_start() {
 
 #[tokio::test]
 async fn registrations_the_link_and_the_pool_are_read_at_scrape_time() {
-    let s = stand().await;
+    let s = stand(Options::default(), &[PROBE_3S]).await;
     s.app.create_user("Alice", "alice@x.org").await;
     s.app.create_user("Bob", "bob@x.org").await;
     let r = s.app.post("/apply", json!({})).await;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support;
 use crate::support::app::{TestApp, TestDb, TOKEN};
 use crate::support::asterisk::{Fault, Options};
 use crate::support::process::Portal;
 use crate::support::proxy::Proxy;
+use crate::support::{self, Stand};
 
 /// The PostgreSQL server behind a test database URL.
 async fn server_of(url: &str) -> (String, SocketAddr) {
@@ -82,11 +82,7 @@ async fn healthz_and_status_answer_within_a_second_while_the_database_hangs() {
 
 #[tokio::test]
 async fn status_answers_within_a_second_while_asterisk_hangs() {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), Options::default()).await;
-    let vars = support::ami_vars(&ast);
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
+    let Stand { app, ast } = support::stand(Options::default(), &[]).await;
     assert_eq!(app.get("/status").await.body["ami"], "ok");
     ast.set_fault(Fault::Stall(Duration::from_secs(5)));
     let t = Instant::now();

@@ -9,10 +9,10 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support;
-use crate::support::app::{TestApp, TestDb};
+use crate::support::app::TestApp;
 use crate::support::asterisk::call::{CallOutcome, Offer, PhoneMedia};
 use crate::support::asterisk::{FakeAsterisk, Options, Registration};
+use crate::support::{self, Stand};
 
 const LAN: &str = "127.0.0.1";
 
@@ -23,15 +23,11 @@ async fn portal(vars: &[(&str, &str)]) -> (TestApp, FakeAsterisk) {
 
 /// [`portal`] in `dirs`, where a test may have written the stand-in's pjsip.conf.
 async fn portal_in(dirs: tempfile::TempDir, vars: &[(&str, &str)]) -> (TestApp, FakeAsterisk) {
-    let db = TestDb::create().await;
     let opts = Options {
         qualify_time_scale: 0.002,
         ..Options::default()
     };
-    let ast = support::standin(&dirs.path().join("etc"), opts).await;
-    let mut all = support::ami_vars(&ast);
-    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let app = TestApp::start_on(db, dirs, &support::pairs(&all)).await;
+    let Stand { app, ast } = support::stand_in(dirs, opts, vars).await;
     (app, ast)
 }
 
@@ -63,18 +59,6 @@ fn natted_phone(ext: &str) -> Registration {
     );
     r.expires = Some(Duration::from_secs(3600));
     r
-}
-
-async fn patch(app: &TestApp, id: i64, body: Value) -> crate::support::app::Resp {
-    let body = Some(("application/json", body.to_string().into()));
-    app.send(
-        hyper::Method::PATCH,
-        &format!("/users/{id}"),
-        body,
-        &[],
-        true,
-    )
-    .await
 }
 
 fn answered(outcome: &CallOutcome) -> (String, bool) {
@@ -255,7 +239,7 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
         )
     );
     let id = alice["id"].as_i64().unwrap();
-    let r = patch(&app, id, json!({"transport": "udp"})).await;
+    let r = app.patch_user(id, json!({"transport": "udp"})).await;
     assert_eq!(
         r.refusal(),
         (
@@ -268,7 +252,9 @@ async fn a_users_transport_is_chosen_edited_audited_and_refused_when_unknown() {
     assert_eq!(app.get("/apply/pending").await.body["pending"], false);
 
     // A move to another transport is an edit like any other: pending, audited, applied.
-    let r = patch(&app, id, json!({"transport": "transport-tcp"})).await;
+    let r = app
+        .patch_user(id, json!({"transport": "transport-tcp"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["transport"], "transport-tcp");
     assert_eq!(

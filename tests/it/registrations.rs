@@ -9,29 +9,13 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::app::{TestApp, TestDb};
-use crate::support::asterisk::{FakeAsterisk, Fault, Options, Registration};
+use crate::support::app::TestApp;
+use crate::support::asterisk::{Fault, Options, Registration};
+use crate::support::{stand, Stand};
 
 /// How long a test waits for the view to catch up (events arrive in milliseconds; a
 /// reconnect after a fault takes the backoff, at most a few seconds here).
 const CATCH_UP: Duration = Duration::from_secs(10);
-
-struct Stand {
-    app: TestApp,
-    ast: FakeAsterisk,
-}
-
-async fn stand(opts: Options, extra: &[(&str, &str)]) -> Stand {
-    let db = TestDb::create().await;
-    let dirs = tempfile::tempdir().unwrap();
-    let ast = support::standin(&dirs.path().join("etc"), opts).await;
-    let mut vars = support::ami_vars(&ast);
-    for (k, v) in extra {
-        vars.push((k.to_string(), v.to_string()));
-    }
-    let app = TestApp::start_on(db, dirs, &support::pairs(&vars)).await;
-    Stand { app, ast }
-}
 
 /// Alice on 1000 and Bob on 1001, applied; the view live.
 async fn two_applied(s: &Stand) -> (Value, Value) {

@@ -50,13 +50,6 @@ async fn create_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     r.body["token"].as_str().unwrap().to_owned()
 }
 
-fn code(r: &Resp) -> (StatusCode, &str) {
-    (
-        r.status,
-        r.body["error"]["code"].as_str().unwrap_or("<none>"),
-    )
-}
-
 #[tokio::test]
 async fn every_operation_answers_2xx_or_403_exactly_as_the_scope_table_says() {
     let app = TestApp::spawn().await;
@@ -129,7 +122,7 @@ async fn every_operation_answers_2xx_or_403_exactly_as_the_scope_table_says() {
                     );
                 } else {
                     assert_eq!(
-                        code(&r),
+                        r.error(),
                         (StatusCode::FORBIDDEN, "forbidden"),
                         "{m} {path} with {scope}"
                     );
@@ -265,7 +258,7 @@ async fn tokens_are_created_once_listed_without_secrets_and_revoked_at_once() {
     ];
     for (body, status, c_, field) in cases {
         let r = app.post("/tokens", body.clone()).await;
-        assert_eq!(code(&r), (status, c_), "{body}");
+        assert_eq!(r.error(), (status, c_), "{body}");
         if let Some(f) = field {
             assert_eq!(r.body["error"]["field"], f, "{body}");
         }
@@ -283,13 +276,13 @@ async fn tokens_are_created_once_listed_without_secrets_and_revoked_at_once() {
         StatusCode::NO_CONTENT
     );
     let r = call(&app, &token, Method::GET, "/users", None).await;
-    assert_eq!(code(&r), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert_eq!(r.error(), (StatusCode::UNAUTHORIZED, "unauthorized"));
     assert_eq!(
-        code(&app.delete("/tokens/dash").await),
+        app.delete("/tokens/dash").await.error(),
         (StatusCode::NOT_FOUND, "not_found")
     );
     assert_eq!(
-        code(&app.delete("/tokens/no%20such").await),
+        app.delete("/tokens/no%20such").await.error(),
         (StatusCode::NOT_FOUND, "not_found")
     );
 
@@ -301,7 +294,7 @@ async fn tokens_are_created_once_listed_without_secrets_and_revoked_at_once() {
         StatusCode::OK
     );
     let r = call(&app, &token, Method::GET, "/users", None).await;
-    assert_eq!(code(&r), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert_eq!(r.error(), (StatusCode::UNAUTHORIZED, "unauthorized"));
 }
 
 #[tokio::test]
@@ -369,7 +362,7 @@ async fn bad_or_dead_credentials_are_401_and_change_nothing() {
         ] {
             let r = send_raw(&app, method.clone(), &path, body, value.clone()).await;
             assert_eq!(
-                code(&r),
+                r.error(),
                 (StatusCode::UNAUTHORIZED, "unauthorized"),
                 "{what}: {method} {path}"
             );
@@ -561,7 +554,7 @@ async fn the_audit_names_who_changed_what_newest_first() {
     assert_eq!(bob["entries"][0]["user_id"], other);
     let r = app.get("/audit?limit=0").await;
     assert_eq!(
-        (code(&r), r.body["error"]["field"].as_str()),
+        (r.error(), r.body["error"]["field"].as_str()),
         (
             (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Some("limit")

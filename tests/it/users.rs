@@ -1,7 +1,7 @@
 //! The users API over real HTTP against a real PostgreSQL.
 
 use crate::support;
-use crate::support::app::{TestApp, TOKEN};
+use crate::support::app::{error_code, TestApp, TOKEN};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -9,10 +9,6 @@ use serde_json::{json, Value};
 /// A 422 `validation_failed` naming `field`, as `Resp::refusal` reads it.
 fn invalid(field: &str) -> (StatusCode, &'static str, &str) {
     (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", field)
-}
-
-fn err_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
 #[tokio::test]
@@ -53,7 +49,7 @@ async fn create_returns_the_secret_once_and_get_never_does() {
         assert!(!String::from_utf8_lossy(body).contains("sip_password"));
     }
     assert_eq!(got.body["extension"], 1000);
-    assert_eq!(app.db_users().await[0].3, secret);
+    assert_eq!(app.db_users().await[0].secret, secret);
 }
 
 #[tokio::test]
@@ -96,7 +92,7 @@ async fn conflicts_are_409_and_change_nothing() {
         .post("/users", json!({"name": "B", "email": "A@X.ORG"}))
         .await;
     assert_eq!(
-        (r.status, err_code(&r.body)),
+        (r.status, error_code(&r.body)),
         (StatusCode::CONFLICT, "email_taken")
     );
     let r = app
@@ -106,7 +102,7 @@ async fn conflicts_are_409_and_change_nothing() {
         )
         .await;
     assert_eq!(
-        (r.status, err_code(&r.body)),
+        (r.status, error_code(&r.body)),
         (StatusCode::CONFLICT, "extension_taken")
     );
     assert_eq!(app.db_users().await, before);
@@ -137,7 +133,7 @@ async fn a_full_range_answers_pool_exhausted_until_a_number_is_freed() {
         .post("/users", json!({"name": "X", "email": "x@x.org"}))
         .await;
     assert_eq!(
-        (r.status, err_code(&r.body)),
+        (r.status, error_code(&r.body)),
         (StatusCode::CONFLICT, "extension_pool_exhausted")
     );
     assert_eq!(app.db_users().await.len(), 3);
@@ -254,7 +250,7 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
     for (body, field) in cases {
         let r = app.post("/users", body.clone()).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(err_code(&r.body), "validation_failed", "{body}");
+        assert_eq!(error_code(&r.body), "validation_failed", "{body}");
         assert_eq!(r.body["error"]["field"], field, "{body}");
     }
 
@@ -298,7 +294,7 @@ async fn every_bad_input_gets_its_error_and_loses_nothing() {
     ];
     for (body, status, code) in transport_cases {
         let r = app.send(Method::POST, "/users", body, &[], true).await;
-        assert_eq!((r.status, err_code(&r.body)), (status, code));
+        assert_eq!((r.status, error_code(&r.body)), (status, code));
     }
     // Exactly at the limit is still read (and then refused for its unknown field).
     let pad = 64 * 1024 - "{\"name\":\"Bob\",\"email\":\"b@x.org\",\"pad\":\"\"}".len();
@@ -434,7 +430,7 @@ async fn nul_and_control_characters_are_refused_with_the_field_named() {
     .await;
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
-        (status, err_code(&body), body["error"]["field"].as_str()),
+        (status, error_code(&body), body["error"]["field"].as_str()),
         (422, "validation_failed", Some("name"))
     );
 
@@ -464,7 +460,7 @@ async fn nul_and_control_characters_are_refused_with_the_field_named() {
         if status == 422 {
             let body: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(
-                (err_code(&body), body["error"]["field"].as_str()),
+                (error_code(&body), body["error"]["field"].as_str()),
                 ("validation_failed", Some("Idempotency-Key")),
                 "{key:?}"
             );
@@ -641,7 +637,7 @@ async fn list_filters_sorts_pages_and_counts() {
         let r = app.get(&format!("/users?{query}")).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
         assert_eq!(
-            (err_code(&r.body), r.body["error"]["field"].as_str()),
+            (error_code(&r.body), r.body["error"]["field"].as_str()),
             ("validation_failed", Some(field)),
             "{query}"
         );
@@ -656,7 +652,7 @@ async fn get_delete_and_rotate_answer_404_for_unknown_users() {
     for path in ["/users/999999", "/users/abc", "/users/0"] {
         let r = app.get(path).await;
         assert_eq!(
-            (r.status, err_code(&r.body)),
+            (r.status, error_code(&r.body)),
             (StatusCode::NOT_FOUND, "not_found"),
             "{path}"
         );
@@ -675,7 +671,7 @@ async fn get_delete_and_rotate_answer_404_for_unknown_users() {
     let new = r.body["sip_password"].as_str().unwrap().to_owned();
     assert_eq!(r.body["sip_username"], "1000");
     assert_ne!(new, u["sip_password"].as_str().unwrap());
-    assert_eq!(app.db_users().await[0].3, new);
+    assert_eq!(app.db_users().await[0].secret, new);
 
     let r = app.delete(&format!("/users/{id}")).await;
     assert_eq!((r.status, r.raw.len()), (StatusCode::NO_CONTENT, 0));
@@ -718,7 +714,7 @@ async fn auth_routing_and_methods() {
     ] {
         let r = app.send(Method::GET, path, None, &[], false).await;
         assert_eq!(
-            (r.status, err_code(&r.body)),
+            (r.status, error_code(&r.body)),
             (StatusCode::UNAUTHORIZED, "unauthorized"),
             "{path}"
         );
@@ -770,7 +766,7 @@ async fn auth_routing_and_methods() {
 
     let r = app.get("/no/such/route").await;
     assert_eq!(
-        (r.status, err_code(&r.body)),
+        (r.status, error_code(&r.body)),
         (StatusCode::NOT_FOUND, "not_found")
     );
     for (method, path, allow) in [
@@ -783,7 +779,7 @@ async fn auth_routing_and_methods() {
     ] {
         let r = app.send(method.clone(), path, None, &[], true).await;
         assert_eq!(
-            (r.status, err_code(&r.body)),
+            (r.status, error_code(&r.body)),
             (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             "{method} {path}"
         );
@@ -815,7 +811,7 @@ async fn idempotency_key_replays_the_first_response() {
         )
         .await;
     assert_eq!(
-        (other.status, err_code(&other.body)),
+        (other.status, error_code(&other.body)),
         (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
     );
     assert_eq!(app.db_users().await.len(), 1);
@@ -825,7 +821,7 @@ async fn idempotency_key_replays_the_first_response() {
     let r = app
         .post_with("/users", dup.clone(), &[("Idempotency-Key", "key-2")])
         .await;
-    assert_eq!(err_code(&r.body), "email_taken");
+    assert_eq!(error_code(&r.body), "email_taken");
     let bad = app
         .post_with("/users", body.clone(), &[("Idempotency-Key", "")])
         .await;
@@ -905,7 +901,7 @@ async fn healthz_reports_a_lost_database_with_503() {
         .post("/users", json!({"name": "A", "email": "a@x.org"}))
         .await;
     assert_eq!(
-        (r.status, err_code(&r.body)),
+        (r.status, error_code(&r.body)),
         (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
     );
     c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))

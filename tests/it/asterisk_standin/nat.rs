@@ -13,22 +13,12 @@ use crate::support::asterisk::{
 };
 use crate::support::wait_until;
 
-macro_rules! nat_recording {
-    ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/nat/",
-            $name
-        ))
-    };
-}
-
-const CONTACTLIST_PLAIN: &[u8] = nat_recording!("ami_contactlist_nat_plain.bin");
-const CONTACTLIST_REWRITE: &[u8] = nat_recording!("ami_contactlist_nat_rewrite.bin");
-const EVENTS_PLAIN: &[u8] = nat_recording!("ami_events_nat_plain.bin");
-const EVENTS_REWRITE: &[u8] = nat_recording!("ami_events_nat_rewrite.bin");
-const CALL_PLAIN: &[u8] = nat_recording!("sip_call_to_nat_phone_plain.txt");
-const CALL_REWRITE: &[u8] = nat_recording!("sip_call_to_nat_phone_rewrite.txt");
+const CONTACTLIST_PLAIN: &[u8] = fixture_bytes!("nat/ami_contactlist_nat_plain.bin");
+const CONTACTLIST_REWRITE: &[u8] = fixture_bytes!("nat/ami_contactlist_nat_rewrite.bin");
+const EVENTS_PLAIN: &[u8] = fixture_bytes!("nat/ami_events_nat_plain.bin");
+const EVENTS_REWRITE: &[u8] = fixture_bytes!("nat/ami_events_nat_rewrite.bin");
+const CALL_PLAIN: &[u8] = fixture_bytes!("nat/sip_call_to_nat_phone_plain.txt");
+const CALL_REWRITE: &[u8] = fixture_bytes!("nat/sip_call_to_nat_phone_rewrite.txt");
 
 /// The three options of F-NAT-3.
 const NAT_OPTIONS: &str = "rtp_symmetric=yes\nforce_rport=yes\nrewrite_contact=yes\n";

@@ -14,43 +14,22 @@ use crate::support::asterisk::{
 };
 use crate::support::wait_until;
 
-/// A file of tests/fixtures/asterisk/registration, compiled in.
-macro_rules! recording {
-    ($name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/registration/",
-            $name
-        ))
-    };
-}
-
-macro_rules! recorded_bytes {
-    ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/registration/",
-            $name
-        ))
-    };
-}
-
-const T_REG_01: &str = recording!("ami_reg_01_showcontacts_empty.txt");
-const T_REG_01B: &str = recording!("ami_reg_01b_lists_empty.txt");
-const T_REG_02: &str = recording!("ami_reg_02_showcontacts_one.txt");
-const T_REG_03: &str = recording!("ami_reg_03_events_live.txt");
-const T_REG_03_SYSTEM: &str = recording!("ami_reg_03_events_live_system.txt");
-const T_REG_04B: &str = recording!("ami_reg_04b_command_action.txt");
-const T_REG_05: &str = recording!("ami_reg_05_permissions.txt");
-const T_REG_06: &str = recording!("ami_reg_06_interleave.txt");
-const T_QUAL_01_SYSTEM: &str = recording!("ami_qual_01_reachable_system.txt");
-const T_QUAL_02: &str = recording!("ami_qual_02_unreachable.txt");
-const T_QUAL_03: &str = recording!("ami_qual_03_register_no_options.txt");
-const CLI_REG_CONTACTS: &[u8] = recorded_bytes!("ami_reg_04_cli.1.stdout.bin");
-const CLI_REG_AORS: &[u8] = recorded_bytes!("ami_reg_04_cli.2.stdout.bin");
-const CLI_REG_ENDPOINT_1903: &[u8] = recorded_bytes!("ami_reg_04_cli.3.stdout.bin");
-const CLI_QUAL_CONTACTS: &[u8] = recorded_bytes!("ami_qual_04_cli.1.stdout.bin");
-const CLI_QUAL_ENDPOINTS: &[u8] = recorded_bytes!("ami_qual_04_cli.4.stdout.bin");
+const T_REG_01: &str = fixture!("registration/ami_reg_01_showcontacts_empty.txt");
+const T_REG_01B: &str = fixture!("registration/ami_reg_01b_lists_empty.txt");
+const T_REG_02: &str = fixture!("registration/ami_reg_02_showcontacts_one.txt");
+const T_REG_03: &str = fixture!("registration/ami_reg_03_events_live.txt");
+const T_REG_03_SYSTEM: &str = fixture!("registration/ami_reg_03_events_live_system.txt");
+const T_REG_04B: &str = fixture!("registration/ami_reg_04b_command_action.txt");
+const T_REG_05: &str = fixture!("registration/ami_reg_05_permissions.txt");
+const T_REG_06: &str = fixture!("registration/ami_reg_06_interleave.txt");
+const T_QUAL_01_SYSTEM: &str = fixture!("registration/ami_qual_01_reachable_system.txt");
+const T_QUAL_02: &str = fixture!("registration/ami_qual_02_unreachable.txt");
+const T_QUAL_03: &str = fixture!("registration/ami_qual_03_register_no_options.txt");
+const CLI_REG_CONTACTS: &[u8] = fixture_bytes!("registration/ami_reg_04_cli.1.stdout.bin");
+const CLI_REG_AORS: &[u8] = fixture_bytes!("registration/ami_reg_04_cli.2.stdout.bin");
+const CLI_REG_ENDPOINT_1903: &[u8] = fixture_bytes!("registration/ami_reg_04_cli.3.stdout.bin");
+const CLI_QUAL_CONTACTS: &[u8] = fixture_bytes!("registration/ami_qual_04_cli.1.stdout.bin");
+const CLI_QUAL_ENDPOINTS: &[u8] = fixture_bytes!("registration/ami_qual_04_cli.4.stdout.bin");
 
 /// One lab extension as FACTS.md's setup describes it (zz-lab-reg.conf / zz-lab-qual.conf:
 /// ulaw+alaw, direct_media off, the lab context and transport).

@@ -120,13 +120,24 @@ pub struct Resp {
     pub raw: Bytes,
 }
 
+/// The code of an error body (`{"error": {"code": …}}`), `<none>` when it has none: the
+/// one way tests read it, from a response or from an outcome inside one.
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
 impl Resp {
+    /// The status with the error's code (`<none>` when there is none).
+    pub fn error(&self) -> (StatusCode, &str) {
+        (self.status, error_code(&self.body))
+    }
+
     /// The status with the error's code and field (`<none>` for what is missing): what a
-    /// refusal is asserted by.
+    /// refusal of a field is asserted by.
     pub fn refusal(&self) -> (StatusCode, &str, &str) {
         (
             self.status,
-            self.body["error"]["code"].as_str().unwrap_or("<none>"),
+            error_code(&self.body),
             self.body["error"]["field"].as_str().unwrap_or("<none>"),
         )
     }
@@ -203,6 +214,19 @@ impl Http {
             path,
             Some(("application/json", bytes)),
             headers,
+            true,
+        )
+        .await
+    }
+
+    /// `PATCH /users/{id}` with a JSON body.
+    pub async fn patch_user(&self, id: impl std::fmt::Display, body: Value) -> Resp {
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+        self.send(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            Some(("application/json", bytes)),
+            &[],
             true,
         )
         .await
@@ -315,16 +339,31 @@ impl TestApp {
         self.db.as_ref().unwrap()
     }
 
-    /// Every user as the database has it: (email, name, extension, secret).
-    pub async fn db_users(&self) -> Vec<(String, String, i32, String)> {
+    /// Every user as the database has it, by extension.
+    pub async fn db_users(&self) -> Vec<DbUser> {
         let c = self.db().client().await;
         c.query("SELECT u.email, u.name, e.number, e.secret FROM users u JOIN extensions e ON e.user_id = u.id ORDER BY e.number", &[])
             .await
             .unwrap()
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| DbUser {
+                email: r.get(0),
+                name: r.get(1),
+                extension: r.get(2),
+                secret: r.get(3),
+            })
             .collect()
     }
+}
+
+/// A user as the database has it, read around the API: what a refused request must
+/// leave as it was, and the secret the API shows only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbUser {
+    pub email: String,
+    pub name: String,
+    pub extension: i32,
+    pub secret: String,
 }
 
 impl Drop for TestApp {

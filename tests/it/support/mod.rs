@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use app::{TestApp, TestDb};
 use asterisk::{FakeAsterisk, Options};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -39,11 +40,55 @@ pub fn ami_vars(ast: &FakeAsterisk) -> Vec<(String, String)> {
     .collect()
 }
 
+/// A portal in this process wired to its own Asterisk stand-in, on a fresh database and
+/// folder: the one test-app builder of the tests that apply against Asterisk.
+pub struct Stand {
+    pub app: TestApp,
+    pub ast: FakeAsterisk,
+}
+
+/// The probe's deadline the apply tests run with: room for a loaded machine, short
+/// enough that a probe that cannot succeed ends the test quickly.
+pub const PROBE_3S: (&str, &str) = ("PORTAL_HEALTH_TIMEOUT_MS", "3000");
+
+/// A [`Stand`] whose stand-in runs with `opts` and whose portal reloads over AMI first,
+/// the stand-in's CLI script as fallback ([`ami_vars`]); `extra` sets or replaces
+/// variables, a later pair over an earlier one.
+pub async fn stand(opts: Options, extra: &[(&str, &str)]) -> Stand {
+    stand_in(tempfile::tempdir().unwrap(), opts, extra).await
+}
+
+/// [`stand`] in `dirs`, where a test may have written the stand-in's pjsip.conf first
+/// (`dirs/etc`: the stand-in keeps one it finds).
+pub async fn stand_in(dirs: tempfile::TempDir, opts: Options, extra: &[(&str, &str)]) -> Stand {
+    let db = TestDb::create().await;
+    let ast = standin(&dirs.path().join("etc"), opts).await;
+    let mut vars = ami_vars(&ast);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let app = TestApp::start_on(db, dirs, &pairs(&vars)).await;
+    Stand { app, ast }
+}
+
 /// `(key, value)` pairs as the `&str` pairs the spawners take.
 pub fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter()
         .map(|(k, val)| (k.as_str(), val.as_str()))
         .collect()
+}
+
+/// A loopback port that refuses every connection for as long as the tests run: bound
+/// by this process and never listened on, so nothing else can take it. For a server
+/// that must be down, instead of a fixed port that is merely usually free.
+pub fn closed_port() -> u16 {
+    static HELD: std::sync::OnceLock<(tokio::net::TcpSocket, u16)> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let s = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        s.bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a loopback port");
+        let port = s.local_addr().expect("its address").port();
+        (s, port)
+    })
+    .1
 }
 
 /// How often [`eventually`] looks.
@@ -94,6 +139,17 @@ pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> 
 pub fn instant(v: &serde_json::Value) -> OffsetDateTime {
     let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+#[tokio::test]
+async fn the_closed_port_refuses_and_stays_taken() {
+    let port = closed_port();
+    assert_eq!(closed_port(), port, "one port for the whole run");
+    let err = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
 }
 
 #[test]

@@ -652,14 +652,8 @@ mod tests {
                 assert_eq!(got, want);
             }
         };
-        const LOADED: &[u8] = include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/tls/ami_command_transports_srtp_loaded.recv.bin"
-        ));
-        const NOT_LOADED: &[u8] = include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/asterisk/tls/ami_command_srtp_not_loaded.recv.bin"
-        ));
+        const LOADED: &[u8] = fixture_bytes!("tls/ami_command_transports_srtp_loaded.recv.bin");
+        const NOT_LOADED: &[u8] = fixture_bytes!("tls/ami_command_srtp_not_loaded.recv.bin");
         session(
             &["pjsip show transports", "module show like res_srtp"],
             LOADED,
