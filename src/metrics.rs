@@ -203,7 +203,7 @@ impl Metrics {
         for s in FINAL_STATUSES {
             drop(m.applies.get_or_create(&StatusLabel { status: s.as_str() }));
         }
-        for c in FailureCode::ALL {
+        for c in FailureCode::all() {
             drop(
                 m.apply_failures
                     .get_or_create(&CodeLabel { code: c.as_str() }),

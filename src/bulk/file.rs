@@ -74,8 +74,9 @@ impl Format {
 }
 
 /// What is wrong with a row (or with the file as a whole).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RowCode {
     /// A value breaks a rule of `POST /users`, or the file's shape is wrong.
     ValidationFailed,
@@ -90,14 +91,9 @@ pub enum RowCode {
 }
 
 impl RowCode {
+    /// As serialised.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ValidationFailed => "validation_failed",
-            Self::DuplicateEmail => "duplicate_email",
-            Self::DuplicateExtension => "duplicate_extension",
-            Self::EmailTaken => "email_taken",
-            Self::ExtensionTaken => "extension_taken",
-        }
+        self.into()
     }
 }
 
@@ -291,7 +287,9 @@ fn too_many(field: Option<&str>) -> RowError {
 // ---------------------------------------------------------------------------------------
 // CSV
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A CSV column; its name, in snake case, is the header (in any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case", ascii_case_insensitive)]
 enum Column {
     Name,
     Email,
@@ -305,33 +303,12 @@ enum Column {
 }
 
 impl Column {
-    const ALL: [Self; 7] = [
-        Self::Name,
-        Self::Email,
-        Self::Extension,
-        Self::Devices,
-        Self::Transport,
-        Self::Id,
-        Self::CreatedAt,
-    ];
-
     fn as_str(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::Email => "email",
-            Self::Extension => "extension",
-            Self::Devices => "devices",
-            Self::Transport => "transport",
-            Self::Id => "id",
-            Self::CreatedAt => "created_at",
-        }
+        self.into()
     }
 
     fn parse(header: &str) -> Option<Self> {
-        let h = header.trim();
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(h))
+        header.trim().parse().ok()
     }
 }
 
@@ -699,6 +676,15 @@ mod tests {
             .iter()
             .map(|e| (e.row, e.field.as_deref(), e.code.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn row_codes_read_as_serialised() {
+        for c in <RowCode as strum::IntoEnumIterator>::iter() {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        assert_eq!(Column::parse(" Created_AT "), Some(Column::CreatedAt));
+        assert_eq!(Column::parse("extention"), None);
     }
 
     #[test]
