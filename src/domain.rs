@@ -818,6 +818,32 @@ mod tests {
     }
 
     #[test]
+    fn every_field_error_of_a_new_user_is_reported_in_order() {
+        let (range, transports) = (range(), transports());
+        let r = UserRules {
+            range: &range,
+            transports: &transports,
+        };
+        let body = json!({"zz":1,"id":7,"name":"","devices":0,"transport":"x"});
+        let mut seen = Vec::new();
+        let parts = NewUser::parse_fields(body.as_object().unwrap(), &["id"], r, &mut |e| {
+            seen.push(e.field)
+        });
+        assert_eq!(seen, ["zz", "name", "email", "devices", "transport"]);
+        assert_eq!(
+            parts.extension,
+            Some(None),
+            "absent: the lowest free number"
+        );
+        assert!(parts.complete().is_none());
+        assert_eq!(
+            NewUser::parse(&body, r).unwrap_err().field,
+            "id",
+            "POST: the first"
+        );
+    }
+
+    #[test]
     fn transports_are_ids_listed_once_the_first_the_default() {
         let t = transports();
         assert_eq!(t.default_id().as_str(), "transport-udp");

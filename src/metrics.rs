@@ -174,8 +174,6 @@ const FINAL_STATUSES: [ApplyStatus; 5] = [
     ApplyStatus::Failed,
     ApplyStatus::Interrupted,
 ];
-const RELOAD_METHODS: [ReloadMethod; 3] =
-    [ReloadMethod::Ami, ReloadMethod::Cli, ReloadMethod::None];
 
 impl Metrics {
     /// The registry of a running service; `live` is called on every scrape.
@@ -209,7 +207,7 @@ impl Metrics {
                     .get_or_create(&CodeLabel { code: c.as_str() }),
             );
         }
-        for r in RELOAD_METHODS {
+        for r in <ReloadMethod as strum::IntoEnumIterator>::iter() {
             drop(m.reloads.get_or_create(&MethodLabel { method: r.as_str() }));
         }
 
