@@ -17,8 +17,24 @@ use std::fmt;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-/// What a token may do. Each route needs exactly one (see `http::Route::access`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What a token may do. Each route's method needs exactly one (see `http::Route::methods`).
+/// Its name, lower-case, is written once here: `as_str`, `Display`, `FromStr` and
+/// `Scope::iter()` (in this order, the canonical one) are derived.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Scope {
     /// Every GET but /metrics; /events.
     Read,
@@ -33,36 +49,16 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
-        Scope::Read,
-        Scope::Write,
-        Scope::Apply,
-        Scope::Metrics,
-        Scope::Admin,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Apply => "apply",
-            Self::Metrics => "metrics",
-            Self::Admin => "admin",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 
     fn bit(self) -> u8 {
         1 << (self as u8)
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -87,8 +83,7 @@ impl Scopes {
 
     /// In the canonical order (read, write, apply, metrics, admin).
     pub fn names(self) -> Vec<&'static str> {
-        Scope::ALL
-            .into_iter()
+        <Scope as strum::IntoEnumIterator>::iter()
             .filter(|s| self.contains(*s))
             .map(Scope::as_str)
             .collect()

@@ -22,26 +22,23 @@ use crate::asterisk::pjsip_conf::{self, PjsipConfError, TransportSection};
 use crate::config::{Config, EndpointPolicy, ReloadMode, Tls, Verify};
 use crate::store::{self, SessionTls, Store};
 
-/// The verdict of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The verdict of one check; its name, lower-case (`FAIL` in capitals), starts the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Mark {
     Ok,
     /// Works, but an admin should look: does not change the exit code.
     Warn,
     /// Not checked here (Asterisk not reachable by AMI): does not change the exit code.
     Skip,
+    #[strum(serialize = "FAIL")]
     Fail,
 }
 
 impl Mark {
     /// As printed at the start of the line.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Warn => "warn",
-            Self::Skip => "skip",
-            Self::Fail => "FAIL",
-        }
+        self.into()
     }
 }
 

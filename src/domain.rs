@@ -489,6 +489,42 @@ fn required<T>(field: &str, v: Option<T>) -> Result<T, ValidationError> {
     v.ok_or_else(|| ValidationError::new(field, "is required"))
 }
 
+/// A new user's values, each parsed on its own: `None` where a value was refused (its
+/// error went to the caller's `refuse`). What an import keeps of a row with errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUserParts {
+    pub name: Option<Name>,
+    pub email: Option<Email>,
+    /// `Some(None)`: the lowest free number.
+    pub extension: Option<Option<Extension>>,
+    pub devices: Option<Devices>,
+    pub transport: Option<TransportId>,
+}
+
+impl NewUserParts {
+    /// The defaults of the optional values, the required ones not given yet.
+    pub fn new(rules: UserRules<'_>) -> Self {
+        Self {
+            name: None,
+            email: None,
+            extension: Some(None),
+            devices: Some(Devices::ONE),
+            transport: Some(rules.transports.default_id().clone()),
+        }
+    }
+
+    /// The user, when every value was parsed.
+    pub fn complete(&self) -> Option<NewUser> {
+        Some(NewUser {
+            name: self.name.clone()?,
+            email: self.email.clone()?,
+            extension: self.extension?,
+            devices: self.devices?,
+            transport: self.transport.clone()?,
+        })
+    }
+}
+
 /// A validated `POST /users` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
@@ -510,28 +546,66 @@ pub struct UserRules<'a> {
 impl NewUser {
     const FIELDS: [&'static str; 5] = ["name", "email", "extension", "devices", "transport"];
 
-    /// Parses a JSON body; unknown fields and wrong types are refused with the field named.
+    /// Parses a JSON body; unknown fields and wrong types are refused with the field named:
+    /// the first error that [`NewUser::parse_fields`] finds.
     pub fn parse(body: &Value, rules: UserRules<'_>) -> Result<Self, ValidationError> {
-        let range = rules.range;
-        let obj = fields(body, &Self::FIELDS)?;
-        let name = Name::parse(required("name", text(obj, "name")?)?)?;
-        let email = Email::parse(required("email", text(obj, "email")?)?)?;
-        let extension = match obj.get("extension") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(range.parse(v)?),
-        };
-        let devices = obj.get("devices").map(Devices::parse).transpose()?;
-        let transport = match obj.get("transport") {
-            None | Some(Value::Null) => rules.transports.default_id().clone(),
-            Some(v) => rules.transports.parse(v)?,
-        };
-        Ok(Self {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ValidationError::new("body", "must be a JSON object"))?;
+        let mut first = None;
+        let parts = Self::parse_fields(obj, &[], rules, &mut |e| {
+            first.get_or_insert(e);
+        });
+        match (first, parts.complete()) {
+            (Some(e), _) => Err(e),
+            (None, Some(user)) => Ok(user),
+            // Every refused value is reported: unreachable, but never a panic.
+            (None, None) => Err(ValidationError::new("body", "is not a valid user")),
+        }
+    }
+
+    /// Parses the fields of one JSON object, reporting every refused value to `refuse`, in
+    /// this order: each field that is neither one of a user's nor in `ignored` (by name),
+    /// then name, email, extension, devices and transport. `POST /users` stops at the
+    /// first; an import reports them all. An absent or `null` extension is the lowest free
+    /// number, an absent devices 1, an absent or `null` transport the default.
+    pub fn parse_fields(
+        obj: &serde_json::Map<String, Value>,
+        ignored: &[&str],
+        rules: UserRules<'_>,
+        refuse: &mut dyn FnMut(ValidationError),
+    ) -> NewUserParts {
+        for key in obj.keys() {
+            if !Self::FIELDS.contains(&key.as_str()) && !ignored.contains(&key.as_str()) {
+                refuse(ValidationError::new(key.as_str(), "unknown field"));
+            }
+        }
+        fn ok<T>(
+            r: Result<T, ValidationError>,
+            refuse: &mut dyn FnMut(ValidationError),
+        ) -> Option<T> {
+            r.map_err(refuse).ok()
+        }
+        let given = |field: &str| obj.get(field).filter(|v| !v.is_null());
+        let name = text(obj, "name").and_then(|t| Name::parse(required("name", t)?));
+        let name = ok(name, refuse);
+        let email = text(obj, "email").and_then(|t| Email::parse(required("email", t)?));
+        let email = ok(email, refuse);
+        let extension = given("extension").map(|v| rules.range.parse(v)).transpose();
+        let extension = ok(extension, refuse);
+        let devices = ok(obj.get("devices").map(Devices::parse).transpose(), refuse);
+        let transport = given("transport").map_or_else(
+            || Ok(rules.transports.default_id().clone()),
+            |v| rules.transports.parse(v),
+        );
+        let transport = ok(transport, refuse);
+        NewUserParts {
             name,
             email,
             extension,
-            devices: devices.unwrap_or_default(),
+            devices: devices.map(Option::unwrap_or_default),
             transport,
-        })
+        }
     }
 }
 
@@ -741,6 +815,32 @@ mod tests {
         for (body, field) in cases {
             assert_eq!(NewUser::parse(&body, r).unwrap_err().field, field, "{body}");
         }
+    }
+
+    #[test]
+    fn every_field_error_of_a_new_user_is_reported_in_order() {
+        let (range, transports) = (range(), transports());
+        let r = UserRules {
+            range: &range,
+            transports: &transports,
+        };
+        let body = json!({"zz":1,"id":7,"name":"","devices":0,"transport":"x"});
+        let mut seen = Vec::new();
+        let parts = NewUser::parse_fields(body.as_object().unwrap(), &["id"], r, &mut |e| {
+            seen.push(e.field)
+        });
+        assert_eq!(seen, ["zz", "name", "email", "devices", "transport"]);
+        assert_eq!(
+            parts.extension,
+            Some(None),
+            "absent: the lowest free number"
+        );
+        assert!(parts.complete().is_none());
+        assert_eq!(
+            NewUser::parse(&body, r).unwrap_err().field,
+            "id",
+            "POST: the first"
+        );
     }
 
     #[test]

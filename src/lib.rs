@@ -24,6 +24,7 @@ pub mod app;
 pub mod apply;
 pub mod asterisk;
 pub mod auth;
+pub mod backoff;
 pub mod bulk;
 pub mod check;
 pub mod config;

@@ -27,6 +27,7 @@ use super::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome,
 use super::{Applier, ApplyError, Held};
 use crate::asterisk::contacts::Summary;
 use crate::auth::Actor;
+use crate::backoff::Backoff;
 use crate::domain::NodeName;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -446,11 +447,11 @@ pub fn listen(
     let store = applier.store().clone();
     let me = applier.node().name.to_string();
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(250);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
             let session = async {
                 let (client, mut rx) = store.listen(&[APPLY_CHANNEL, APPLIED_CHANNEL]).await?;
-                pause = Duration::from_millis(250);
+                backoff.reset();
                 bump.send_modify(|n| *n += 1);
                 requests.notify_one();
                 loop {
@@ -478,10 +479,9 @@ pub fn listen(
                 _ = shutdown.wait() => return,
             }
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(backoff.pause()) => {}
                 _ = shutdown.wait() => return,
             }
-            pause = (pause * 2).min(Duration::from_secs(10));
         }
     });
     outcomes

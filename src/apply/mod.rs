@@ -30,6 +30,7 @@ use crate::asterisk::probe::{Expectation, Probes};
 use crate::asterisk::reload::{Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, EndpointOptions, Rendered};
 use crate::auth::Actor;
+use crate::backoff::Backoff;
 use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
 use crate::metrics::Metrics;
@@ -605,13 +606,12 @@ where
     Fut: Future<Output = Result<(), StoreError>>,
 {
     let give_up = Instant::now() + RECORD_PATIENCE;
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     loop {
         match write().await {
             Err(e) if e.is_unavailable() && Instant::now() < give_up => {
                 tracing::debug!(error = %e, "database unavailable: retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.pause()).await;
             }
             other => return other,
         }

@@ -7,8 +7,6 @@
 //! reload output.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -52,8 +50,11 @@ impl Changes {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ReloadMethod {
     Ami,
     Cli,
@@ -63,11 +64,7 @@ pub enum ReloadMethod {
 impl ReloadMethod {
     /// As serialised.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ami => "ami",
-            Self::Cli => "cli",
-            Self::None => "none",
-        }
+        self.into()
     }
 }
 
@@ -114,8 +111,11 @@ impl Health {
 
 /// Why an apply failed. Serialised as the snake_case `error.code` of the record; the one
 /// mapping to an HTTP status is in `http::error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum FailureCode {
     /// The database could not be read or written during the apply.
     DatabaseUnavailable,
@@ -138,33 +138,14 @@ pub enum FailureCode {
 }
 
 impl FailureCode {
-    /// Every code (`/metrics` shows each from the start). The match in `as_str` makes a
-    /// new code fail to compile until it is named there; list it here too.
-    pub const ALL: [Self; 9] = [
-        Self::DatabaseUnavailable,
-        Self::WriteFailed,
-        Self::ReloadFailed,
-        Self::HealthCheckFailed,
-        Self::Interrupted,
-        Self::Internal,
-        Self::NodeUnreachable,
-        Self::NodeTimeout,
-        Self::ApplyInProgress,
-    ];
+    /// Every code, in the order declared (`/metrics` shows each from the start).
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
     /// As serialised (the record's `error.code`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DatabaseUnavailable => "database_unavailable",
-            Self::WriteFailed => "write_failed",
-            Self::ReloadFailed => "reload_failed",
-            Self::HealthCheckFailed => "health_check_failed",
-            Self::Interrupted => "interrupted",
-            Self::Internal => "internal",
-            Self::NodeUnreachable => "node_unreachable",
-            Self::NodeTimeout => "node_timeout",
-            Self::ApplyInProgress => "apply_in_progress",
-        }
+        self.into()
     }
 }
 
@@ -175,8 +156,27 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialised, stored and shown as its snake-case name: serde's and strum's derives both
+/// read it from the variant, and a test holds them equal.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = UnknownStatus::of
+)]
 pub enum ApplyStatus {
     Running,
     Applied,
@@ -190,15 +190,7 @@ pub enum ApplyStatus {
 
 impl ApplyStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::DryRun => "dry_run",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-            Self::Skipped => "skipped",
-        }
+        self.into()
     }
 
     /// Whether a node in this state holds what the database held when it applied.
@@ -212,26 +204,9 @@ impl ApplyStatus {
 #[error("unknown apply status {0:?}")]
 pub struct UnknownStatus(pub String);
 
-impl FromStr for ApplyStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "running" => Self::Running,
-            "applied" => Self::Applied,
-            "unchanged" => Self::Unchanged,
-            "dry_run" => Self::DryRun,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            "skipped" => Self::Skipped,
-            other => return Err(UnknownStatus(other.to_owned())),
-        })
-    }
-}
-
-impl fmt::Display for ApplyStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl UnknownStatus {
+    fn of(s: &str) -> Self {
+        Self(s.to_owned())
     }
 }
 
@@ -430,16 +405,9 @@ mod tests {
 
     #[test]
     fn every_status_reads_back_and_an_unknown_one_is_an_error() {
-        for s in [
-            ApplyStatus::Running,
-            ApplyStatus::Applied,
-            ApplyStatus::Unchanged,
-            ApplyStatus::DryRun,
-            ApplyStatus::Failed,
-            ApplyStatus::Interrupted,
-            ApplyStatus::Skipped,
-        ] {
+        for s in <ApplyStatus as strum::IntoEnumIterator>::iter() {
             assert_eq!(s.as_str().parse::<ApplyStatus>(), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
             assert_eq!(
                 serde_json::to_value(s).unwrap(),
                 serde_json::Value::from(s.as_str())
@@ -469,10 +437,10 @@ mod tests {
 
     #[test]
     fn codes_and_methods_read_as_serialised() {
-        for c in FailureCode::ALL {
+        for c in FailureCode::all() {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
-        for m in [ReloadMethod::Ami, ReloadMethod::Cli, ReloadMethod::None] {
+        for m in <ReloadMethod as strum::IntoEnumIterator>::iter() {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
         }
     }

@@ -26,6 +26,7 @@ use tokio::time::{timeout, Instant};
 
 use super::ami::{encode, Connection, Message};
 use super::contacts::{Contact, Registration, StatusEvent, Summary, View};
+use crate::backoff::Backoff;
 use crate::config::{AmiSettings, ReloadMode};
 use crate::events::Hub;
 use crate::shutdown::Shutdown;
@@ -35,8 +36,8 @@ pub const RESYNC: Duration = Duration::from_secs(60);
 /// How long after an event naming an unknown contact the snapshot is taken: a burst of
 /// registrations costs one snapshot.
 const SETTLE: Duration = Duration::from_millis(200);
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The pauses between reconnects: 0.5 s doubling up to 30 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -217,7 +218,7 @@ pub async fn run(
     regs: std::sync::Arc<Registrations>,
     mut shutdown: Shutdown,
 ) {
-    let mut backoff = BACKOFF_FIRST;
+    let mut backoff = BACKOFF;
     loop {
         let mut session = Session {
             settings: &settings,
@@ -230,21 +231,21 @@ pub async fn run(
             _ = shutdown.wait() => return,
         };
         if session.synced {
-            backoff = BACKOFF_FIRST;
+            backoff.reset();
         }
         let why = match result {
             Ok(()) => "the AMI connection was closed".to_owned(),
             Err(e) => e.to_string(),
         };
+        let pause = backoff.pause();
         if regs.down_because().as_deref() != Some(why.as_str()) {
-            tracing::warn!(error = %why, retry_in = ?backoff, "registration link down");
+            tracing::warn!(error = %why, retry_in = ?pause, "registration link down");
         }
         regs.lost(why);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

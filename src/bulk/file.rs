@@ -21,24 +21,16 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
-    Devices, Email, Extension, Name, NewUser, TransportId, UserRules, ValidationError,
+    Devices, Email, Extension, Name, NewUser, NewUserParts, UserRules, ValidationError,
 };
 use csv::ByteRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Fields of a JSON row; `id` and `created_at` are an export's, ignored.
-const FIELDS: [&str; 7] = [
-    "name",
-    "email",
-    "extension",
-    "devices",
-    "transport",
-    "id",
-    "created_at",
-];
+/// Fields of a JSON row besides a user's: an export's, ignored.
+const IGNORED: [&str; 2] = ["id", "created_at"];
 
 /// The most rows one file may hold.
 pub const MAX_ROWS: usize = 10_000;
@@ -74,8 +66,9 @@ impl Format {
 }
 
 /// What is wrong with a row (or with the file as a whole).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::EnumIter)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RowCode {
     /// A value breaks a rule of `POST /users`, or the file's shape is wrong.
     ValidationFailed,
@@ -90,14 +83,9 @@ pub enum RowCode {
 }
 
 impl RowCode {
+    /// As serialised.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ValidationFailed => "validation_failed",
-            Self::DuplicateEmail => "duplicate_email",
-            Self::DuplicateExtension => "duplicate_extension",
-            Self::EmailTaken => "email_taken",
-            Self::ExtensionTaken => "extension_taken",
-        }
+        self.into()
     }
 }
 
@@ -152,23 +140,14 @@ impl std::fmt::Display for RowError {
 pub struct Row {
     /// As in [`RowError::row`].
     pub row: u64,
-    pub name: Option<Name>,
-    pub email: Option<Email>,
-    /// `Some(None)`: the lowest free number.
-    pub extension: Option<Option<Extension>>,
-    pub devices: Option<Devices>,
-    pub transport: Option<TransportId>,
+    pub user: NewUserParts,
 }
 
 impl Row {
     fn new(row: u64, rules: UserRules<'_>) -> Self {
         Self {
             row,
-            name: None,
-            email: None,
-            extension: Some(None),
-            devices: Some(Devices::ONE),
-            transport: Some(rules.transports.default_id().clone()),
+            user: NewUserParts::new(rules),
         }
     }
 }
@@ -217,24 +196,12 @@ impl Parsed {
         let mut numbers = Vec::with_capacity(self.rows.len());
         let mut users = Vec::with_capacity(self.rows.len());
         for r in &self.rows {
-            let (Some(name), Some(email), Some(extension), Some(devices), Some(transport)) = (
-                r.name.clone(),
-                r.email.clone(),
-                r.extension,
-                r.devices,
-                r.transport.clone(),
-            ) else {
-                // A refused value always comes with its error: unreachable.
+            // A refused value always comes with its error: `None` is unreachable.
+            let Some(user) = r.user.complete() else {
                 return Err(self);
             };
             numbers.push(r.row);
-            users.push(NewUser {
-                name,
-                email,
-                extension,
-                devices,
-                transport,
-            });
+            users.push(user);
         }
         Ok((numbers, users))
     }
@@ -250,7 +217,7 @@ impl Parsed {
         let mut emails: HashMap<&str, u64> = HashMap::new();
         let mut numbers: HashMap<Extension, u64> = HashMap::new();
         for r in rows.iter() {
-            if let Some(email) = &r.email {
+            if let Some(email) = &r.user.email {
                 match emails.entry(email.as_str()) {
                     Entry::Occupied(first) => errors.push(RowError {
                         row: Some(r.row),
@@ -263,7 +230,7 @@ impl Parsed {
                     }
                 }
             }
-            if let Some(Some(ext)) = r.extension {
+            if let Some(Some(ext)) = r.user.extension {
                 match numbers.entry(ext) {
                     Entry::Occupied(first) => errors.push(RowError {
                         row: Some(r.row),
@@ -291,7 +258,9 @@ fn too_many(field: Option<&str>) -> RowError {
 // ---------------------------------------------------------------------------------------
 // CSV
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A CSV column; its name, in snake case, is the header (in any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case", ascii_case_insensitive)]
 enum Column {
     Name,
     Email,
@@ -305,33 +274,12 @@ enum Column {
 }
 
 impl Column {
-    const ALL: [Self; 7] = [
-        Self::Name,
-        Self::Email,
-        Self::Extension,
-        Self::Devices,
-        Self::Transport,
-        Self::Id,
-        Self::CreatedAt,
-    ];
-
     fn as_str(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::Email => "email",
-            Self::Extension => "extension",
-            Self::Devices => "devices",
-            Self::Transport => "transport",
-            Self::Id => "id",
-            Self::CreatedAt => "created_at",
-        }
+        self.into()
     }
 
     fn parse(header: &str) -> Option<Self> {
-        let h = header.trim();
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(h))
+        header.trim().parse().ok()
     }
 }
 
@@ -485,6 +433,7 @@ fn csv_row(
     errors: &mut Vec<RowError>,
 ) -> Row {
     let mut r = Row::new(at, rules);
+    let u = &mut r.user;
     if record.len() > columns.len() {
         errors.push(RowError::new(
             Some(at),
@@ -506,31 +455,31 @@ fn csv_row(
                 "is not valid UTF-8 (save the file as UTF-8)",
             ));
             match column {
-                Column::Extension => r.extension = None,
-                Column::Devices => r.devices = None,
-                Column::Transport => r.transport = None,
+                Column::Extension => u.extension = None,
+                Column::Devices => u.devices = None,
+                Column::Transport => u.transport = None,
                 _ => {}
             }
             continue;
         };
         let mut refuse = |e: ValidationError| errors.push(RowError::invalid(at, e));
         match column {
-            Column::Name => r.name = Name::parse(text).map_err(&mut refuse).ok(),
-            Column::Email => r.email = Email::parse(text).map_err(&mut refuse).ok(),
+            Column::Name => u.name = Name::parse(text).map_err(&mut refuse).ok(),
+            Column::Email => u.email = Email::parse(text).map_err(&mut refuse).ok(),
             Column::Extension => {
-                r.extension = match text.trim() {
+                u.extension = match text.trim() {
                     "" => Some(None),
                     t => rules.range.parse(&number(t)).map(Some).map_err(refuse).ok(),
                 }
             }
             Column::Devices => {
-                r.devices = match text.trim() {
+                u.devices = match text.trim() {
                     "" => Some(Devices::ONE),
                     t => Devices::parse(&number(t)).map_err(refuse).ok(),
                 }
             }
             Column::Transport => {
-                r.transport = match text.trim() {
+                u.transport = match text.trim() {
                     "" => Some(rules.transports.default_id().clone()),
                     t => rules.transports.parse(&Value::from(t)).map_err(refuse).ok(),
                 }
@@ -616,54 +565,25 @@ fn parse_json(bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
     Ok(parsed)
 }
 
-/// A string field of a row object: `Ok(None)` when absent.
-fn text<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ValidationError> {
-    match obj.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ValidationError::new(field, "must be a string")),
-        None => Err(ValidationError::new(field, "is required")),
-    }
-}
-
+/// A JSON row: an object read by the parser of `POST /users`, every error of it kept.
 fn json_row(at: u64, value: &Value, rules: UserRules<'_>, errors: &mut Vec<RowError>) -> Row {
-    let mut r = Row::new(at, rules);
     let Some(obj) = value.as_object() else {
         errors.push(RowError::new(
             Some(at),
             None,
             "must be a JSON object {\"name\", \"email\", \"extension\"?, \"devices\"?, \"transport\"?}",
         ));
-        r.extension = None;
-        r.devices = None;
-        r.transport = None;
+        let mut r = Row::new(at, rules);
+        r.user.extension = None;
+        r.user.devices = None;
+        r.user.transport = None;
         return r;
     };
-    for key in obj.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        errors.push(RowError::new(Some(at), Some(key), "unknown field"));
-    }
-    let mut refuse = |e: ValidationError| errors.push(RowError::invalid(at, e));
-    r.name = text(obj, "name")
-        .and_then(Name::parse)
-        .map_err(&mut refuse)
-        .ok();
-    r.email = text(obj, "email")
-        .and_then(Email::parse)
-        .map_err(&mut refuse)
-        .ok();
-    r.extension = match obj.get("extension") {
-        None | Some(Value::Null) => Some(None),
-        Some(v) => rules.range.parse(v).map(Some).map_err(&mut refuse).ok(),
-    };
-    r.devices = match obj.get("devices") {
-        None => Some(Devices::ONE),
-        Some(v) => Devices::parse(v).map_err(&mut refuse).ok(),
-    };
-    r.transport = match obj.get("transport") {
-        None | Some(Value::Null) => Some(rules.transports.default_id().clone()),
-        Some(v) => rules.transports.parse(v).map_err(&mut refuse).ok(),
-    };
     // `id` and `created_at` (of an export) are ignored, whatever they hold.
-    r
+    let user = NewUser::parse_fields(obj, &IGNORED, rules, &mut |e| {
+        errors.push(RowError::invalid(at, e))
+    });
+    Row { row: at, user }
 }
 
 #[cfg(test)]
@@ -672,7 +592,7 @@ mod tests {
     use std::sync::LazyLock;
 
     fn rules() -> UserRules<'static> {
-        use crate::domain::{ExtensionRange, Transports};
+        use crate::domain::{ExtensionRange, TransportId, Transports};
         static RANGE: LazyLock<ExtensionRange> =
             LazyLock::new(|| ExtensionRange::new(1000, 1999).unwrap());
         static TRANSPORTS: LazyLock<Transports> = LazyLock::new(|| {
@@ -702,6 +622,15 @@ mod tests {
     }
 
     #[test]
+    fn row_codes_read_as_serialised() {
+        for c in <RowCode as strum::IntoEnumIterator>::iter() {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        assert_eq!(Column::parse(" Created_AT "), Some(Column::CreatedAt));
+        assert_eq!(Column::parse("extention"), None);
+    }
+
+    #[test]
     fn csv_reads_any_header_order_and_case_with_defaults() {
         let p = csv("EMAIL,Devices,Name,extension\r\nA@X.org,,Alice,\r\nb@x.org,3,Bob,1005\r\n");
         assert!(p.errors.is_empty(), "{:?}", p.errors);
@@ -728,7 +657,7 @@ mod tests {
                 (Some(5), Some("name"), "validation_failed")
             ]
         );
-        assert_eq!(p.rows[0].name.as_ref().unwrap().as_str(), "Smith, Pat");
+        assert_eq!(p.rows[0].user.name.as_ref().unwrap().as_str(), "Smith, Pat");
     }
 
     #[test]

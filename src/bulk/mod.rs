@@ -115,11 +115,11 @@ async fn with_clashes(store: &Store, parsed: Parsed) -> Result<Vec<RowError>, St
     if !rows.is_empty() {
         let emails: Vec<Option<&str>> = rows
             .iter()
-            .map(|r| r.email.as_ref().map(Email::as_str))
+            .map(|r| r.user.email.as_ref().map(Email::as_str))
             .collect();
         let numbers: Vec<Option<i32>> = rows
             .iter()
-            .map(|r| r.extension.flatten().map(Extension::as_db))
+            .map(|r| r.user.extension.flatten().map(Extension::as_db))
             .collect();
         let clashes = store.import_conflicts(&emails, &numbers).await?;
         let row_numbers: Vec<u64> = rows.iter().map(|r| r.row).collect();

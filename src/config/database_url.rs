@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tokio_postgres::config::Host;
 
-/// libpq's `sslmode`, without `allow`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// libpq's `sslmode`, without `allow`; each variant's name, in kebab case, is the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "kebab-case")]
 pub enum SslMode {
     /// Never TLS.
     Disable,
@@ -39,28 +40,13 @@ pub enum SslMode {
 
 impl SslMode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
+        self.into()
     }
 
     fn parse(value: &str) -> Result<Self, &'static str> {
-        Ok(match value {
-            "disable" => Self::Disable,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            "allow" => return Err("sslmode=allow is not supported: use prefer or disable"),
-            _ => {
-                return Err(
-                    "sslmode must be one of disable, prefer, require, verify-ca, verify-full",
-                )
-            }
+        value.parse().map_err(|_| match value {
+            "allow" => "sslmode=allow is not supported: use prefer or disable",
+            _ => "sslmode must be one of disable, prefer, require, verify-ca, verify-full",
         })
     }
 }

@@ -1,15 +1,14 @@
 //! Response bodies. Every route answers with one boxed body type, so that most routes can
-//! send a whole buffer while one (`GET /users/export`) streams what it reads from the
-//! database chunk by chunk, without ever holding the whole answer in memory.
+//! send a whole buffer while a few (`GET /users/export`, `GET /events`) stream chunk by
+//! chunk, without ever holding the whole answer in memory.
 
 use std::convert::Infallible;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 
 /// The body of every response. An error ends a streamed body early: hyper then closes
@@ -24,31 +23,11 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// Something that produces a streamed body one chunk at a time.
-pub trait Chunks: Send + Sync + 'static {
-    /// The next chunk; `Ready(None)` when the body is complete.
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>>;
+/// A streamed body: each item of `chunks` is sent as one data frame when the client is
+/// ready for it; the body is complete when the stream ends.
+pub fn streamed<S>(chunks: S) -> Body
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + Sync + 'static,
+{
+    StreamBody::new(chunks.map_ok(Frame::data)).boxed()
 }
-
-/// A streamed body made from [`Chunks`].
-pub fn streamed(chunks: impl Chunks) -> Body {
-    Streamed(chunks).boxed()
-}
-
-struct Streamed<C>(C);
-
-impl<C: Chunks> hyper::body::Body for Streamed<C> {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        // Streamed<C> is Unpin whenever C is, and Chunks takes &mut self.
-        let this = Pin::into_inner(self);
-        this.0.poll_chunk(cx).map(|c| c.map(|r| r.map(Frame::data)))
-    }
-}
-
-impl<C> Unpin for Streamed<C> {}

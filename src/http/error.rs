@@ -25,7 +25,8 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("method not allowed; allowed: {0}")]
-    MethodNotAllowed(&'static str),
+    /// The route's methods, as its `Allow` header lists them.
+    MethodNotAllowed(String),
     #[error("{0}")]
     Validation(#[from] ValidationError),
     #[error("request body is not valid JSON: {0}")]
@@ -147,7 +148,12 @@ impl ApiError {
                 error["message"] = v.message.clone().into();
             }
             Self::ImportInvalid(rows) => error["errors"] = json!(rows),
-            Self::MethodNotAllowed(allow) => headers.push((ALLOW, HeaderValue::from_static(allow))),
+            Self::MethodNotAllowed(allow) => {
+                // Method names are tokens: always a valid header value.
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    headers.push((ALLOW, v))
+                }
+            }
             Self::Unauthorized => {
                 headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }

@@ -9,7 +9,6 @@
 //! client slows nothing else. At most [`MAX_STREAMS`] at once.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::body::{streamed, Chunks};
+use super::body::streamed;
 use super::error::ApiError;
 use super::{App, Resp};
 use crate::shutdown::Shutdown;
@@ -49,15 +48,6 @@ impl Streams {
     }
 }
 
-/// The body side: what the stream's task forwards.
-struct Frames(mpsc::Receiver<Bytes>);
-
-impl Chunks for Frames {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
-        self.0.poll_recv(cx).map(|f| f.map(Ok))
-    }
-}
-
 pub fn open(app: &App) -> Result<Resp, ApiError> {
     let slot = app
         .streams
@@ -65,10 +55,12 @@ pub fn open(app: &App) -> Result<Resp, ApiError> {
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyStreams(MAX_STREAMS))?;
-    let (tx, rx) = mpsc::channel(BUFFER);
+    let (tx, mut rx) = mpsc::channel(BUFFER);
     let events = app.hub.subscribe();
     tokio::spawn(forward(events, tx, app.streams.shutdown.clone(), slot));
-    let mut resp = Response::new(streamed(Frames(rx)));
+    // The body side: what the stream's task forwards.
+    let frames = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|f| f.map(Ok)));
+    let mut resp = Response::new(streamed(frames));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -3,6 +3,7 @@
 //! client a chunk at a time (the client's reading paces the database reads).
 
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use super::body::{full, streamed, Chunks};
+use super::body::{full, streamed};
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{body_within, content_type, query, Flag};
@@ -292,28 +293,32 @@ struct Export {
     span: tracing::Span,
 }
 
-impl Chunks for Export {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        if self.finished {
+impl futures_util::Stream for Export {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Export is Unpin: every field is.
+        let this = self.get_mut();
+        if this.finished {
             return Poll::Ready(None);
         }
-        let chunk = match self.rows.poll_next(cx) {
+        let chunk = match this.rows.poll_next(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(rows))) => self.writer.rows(&rows),
+            Poll::Ready(Some(Ok(rows))) => this.writer.rows(&rows),
             Poll::Ready(None) => {
-                self.finished = true;
-                self.writer.finish()
+                this.finished = true;
+                this.writer.finish()
             }
             Poll::Ready(Some(Err(e))) => {
-                self.finished = true;
-                self.span.in_scope(|| {
+                this.finished = true;
+                this.span.in_scope(|| {
                     tracing::error!(error = %e, "export stopped; the client gets a cut-off body")
                 });
                 return Poll::Ready(Some(Err(io::Error::other(e))));
             }
         };
         Poll::Ready(Some(chunk.map(Bytes::from).map_err(|e| {
-            self.finished = true;
+            this.finished = true;
             io::Error::other(e)
         })))
     }

@@ -1,9 +1,10 @@
 //! The HTTP API: accept loop, routing, authentication and authorization. Handlers live in
 //! the submodules.
 //!
-//! Authorization happens here and only here: [`Route::scope`] maps every route and method
-//! to the one scope it needs in a match without a wildcard, so a new route does not
-//! compile until someone decides its scope.
+//! Authorization happens here and only here: [`Route::methods`] lists, for every route in
+//! a match without a wildcard, each method it serves with its handler and the one scope
+//! it needs, so a new route does not compile until someone decides its scopes. The
+//! dispatch, the scope check and a 405's `Allow` header all read that one list.
 
 mod apply;
 mod audit;
@@ -67,6 +68,47 @@ enum Route {
     Audit,
 }
 
+/// What a method of a route runs, and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    /// Anyone, without a token.
+    Public(Open),
+    /// A caller whose token holds the scope.
+    Scoped(Scope, Op),
+}
+
+/// The public handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Healthz,
+    OpenApi,
+}
+
+/// The handlers that need a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Status,
+    Events,
+    Metrics,
+    ListUsers,
+    CreateUser,
+    Import,
+    Export,
+    GetUser,
+    UpdateUser,
+    DeleteUser,
+    RotateSecret,
+    Available,
+    Apply,
+    Pending,
+    Applies,
+    Nodes,
+    ListTokens,
+    CreateToken,
+    RevokeToken,
+    Audit,
+}
+
 impl Route {
     /// `None` for unknown paths. A user id that is not a number names no user.
     fn parse(path: &str) -> Option<Self> {
@@ -95,46 +137,77 @@ impl Route {
         })
     }
 
-    fn allow(self) -> &'static str {
+    /// Every method this route serves, in the order `Allow` lists them, each with what
+    /// it runs and who may call it: the one list that the dispatch, the scope check and
+    /// a 405's `Allow` header all read. A match without a wildcard, so a new route does
+    /// not compile until someone decides its methods and their scopes.
+    fn methods(self) -> &'static [(Method, Handler)] {
+        use Handler::{Public, Scoped};
+        use Scope::{Admin, Apply, Metrics, Read, Write};
         match self {
-            Self::Users | Self::Tokens => "GET, POST",
-            Self::User(_) => "GET, PATCH, DELETE",
-            Self::Token => "DELETE",
-            Self::UserSecret(_) | Self::Apply | Self::UsersImport => "POST",
-            _ => "GET",
+            Self::Healthz => const { &[(Method::GET, Public(Open::Healthz))] },
+            Self::OpenApi => const { &[(Method::GET, Public(Open::OpenApi))] },
+            Self::Users => {
+                const {
+                    &[
+                        (Method::GET, Scoped(Read, Op::ListUsers)),
+                        (Method::POST, Scoped(Write, Op::CreateUser)),
+                    ]
+                }
+            }
+            Self::UsersImport => const { &[(Method::POST, Scoped(Write, Op::Import))] },
+            Self::UsersExport => const { &[(Method::GET, Scoped(Read, Op::Export))] },
+            Self::User(_) => {
+                const {
+                    &[
+                        (Method::GET, Scoped(Read, Op::GetUser)),
+                        (Method::PATCH, Scoped(Write, Op::UpdateUser)),
+                        (Method::DELETE, Scoped(Write, Op::DeleteUser)),
+                    ]
+                }
+            }
+            Self::UserSecret(_) => const { &[(Method::POST, Scoped(Write, Op::RotateSecret))] },
+            Self::Available => const { &[(Method::GET, Scoped(Read, Op::Available))] },
+            Self::Apply => const { &[(Method::POST, Scoped(Apply, Op::Apply))] },
+            Self::ApplyPending => const { &[(Method::GET, Scoped(Read, Op::Pending))] },
+            Self::Applies => const { &[(Method::GET, Scoped(Read, Op::Applies))] },
+            Self::Nodes => const { &[(Method::GET, Scoped(Read, Op::Nodes))] },
+            Self::Status => const { &[(Method::GET, Scoped(Read, Op::Status))] },
+            Self::Events => const { &[(Method::GET, Scoped(Read, Op::Events))] },
+            Self::Metrics => const { &[(Method::GET, Scoped(Metrics, Op::Metrics))] },
+            Self::Tokens => {
+                const {
+                    &[
+                        (Method::GET, Scoped(Admin, Op::ListTokens)),
+                        (Method::POST, Scoped(Admin, Op::CreateToken)),
+                    ]
+                }
+            }
+            Self::Token => const { &[(Method::DELETE, Scoped(Admin, Op::RevokeToken))] },
+            Self::Audit => const { &[(Method::GET, Scoped(Read, Op::Audit))] },
         }
     }
 
-    /// The scope `method` on this route needs; `None` for the public routes. A method the
-    /// route does not serve is answered 405 before any scope is asked for.
-    fn scope(self, method: &Method) -> Option<Scope> {
-        let read_else = |other| {
-            if method == Method::GET {
-                Scope::Read
-            } else {
-                other
-            }
-        };
-        Some(match self {
-            Self::Healthz | Self::OpenApi => return None,
-            Self::Users | Self::User(_) => read_else(Scope::Write),
-            Self::UserSecret(_) | Self::UsersImport => Scope::Write,
-            Self::UsersExport
-            | Self::Available
-            | Self::ApplyPending
-            | Self::Applies
-            | Self::Nodes
-            | Self::Status
-            | Self::Events
-            | Self::Audit => Scope::Read,
-            Self::Metrics => Scope::Metrics,
-            Self::Apply => Scope::Apply,
-            Self::Tokens | Self::Token => Scope::Admin,
-        })
+    /// The `Allow` header of a 405: the route's methods, as [`Route::methods`] lists them.
+    fn allow(self) -> String {
+        let names: Vec<&str> = self.methods().iter().map(|(m, _)| m.as_str()).collect();
+        names.join(", ")
     }
 
-    fn allows(self, method: &Method) -> bool {
-        self.allow().split(", ").any(|m| m == method.as_str())
+    /// Whether every method of the route is public: a request with another method is then
+    /// answered 405 without asking who calls (the other routes authenticate first).
+    fn is_public(self) -> bool {
+        self.methods()
+            .iter()
+            .all(|(_, h)| matches!(h, Handler::Public(_)))
+    }
+
+    /// The user id of `/users/{id}` and `/users/{id}/secret`.
+    fn user_id(self) -> Result<i64, ApiError> {
+        match self {
+            Self::User(id) | Self::UserSecret(id) => Ok(id),
+            _ => Err(ApiError::NotFound),
+        }
     }
 
     /// The route as the OpenAPI document names it: what the request log shows, so that
@@ -163,50 +236,53 @@ impl Route {
     }
 }
 
-/// Authenticates (401), refuses a method the route does not serve (405), checks the
-/// route's scope (403), then calls the handler with the caller in a [`caller::Ctx`].
+/// Authenticates (401; not on a public route), refuses a method the route does not serve
+/// (405), checks the method's scope (403), then calls the handler with the caller in a
+/// [`caller::Ctx`].
 async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let route = route.ok_or(ApiError::NotFound)?;
-    let method = req.method().clone();
-    let ctx = match route.scope(&method) {
-        None => None,
-        Some(scope) => {
-            let caller = caller::authenticate(app, &req).await?;
-            if !route.allows(&method) {
-                return Err(ApiError::MethodNotAllowed(route.allow()));
+    let handler = route
+        .methods()
+        .iter()
+        .find(|(m, _)| m == req.method())
+        .map(|(_, h)| *h);
+    let (scope, op) = match handler {
+        Some(Handler::Public(open)) => {
+            return Ok(match open {
+                Open::Healthz => system::healthz(app).await,
+                Open::OpenApi => system::openapi(&app.openapi),
+            })
+        }
+        Some(Handler::Scoped(scope, op)) => (scope, op),
+        None => {
+            if !route.is_public() {
+                caller::authenticate(app, &req).await?;
             }
-            Some(caller.require(scope)?)
+            return Err(ApiError::MethodNotAllowed(route.allow()));
         }
     };
-    let Some(ctx) = ctx else {
-        return match (route, &method) {
-            (Route::Healthz, &Method::GET) => Ok(system::healthz(app).await),
-            (Route::OpenApi, &Method::GET) => Ok(system::openapi(&app.openapi)),
-            (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
-        };
-    };
-    match (route, &method) {
-        (Route::Status, &Method::GET) => system::status(app).await,
-        (Route::Events, &Method::GET) => events::open(app),
-        (Route::Metrics, &Method::GET) => system::metrics(app),
-        (Route::Users, &Method::POST) => users::create(app, &ctx, req).await,
-        (Route::Users, &Method::GET) => users::list(app, &req).await,
-        (Route::UsersImport, &Method::POST) => import::import(app, &ctx, req).await,
-        (Route::UsersExport, &Method::GET) => import::export(app, &req).await,
-        (Route::User(id), &Method::GET) => users::get(app, id).await,
-        (Route::User(id), &Method::PATCH) => users::update(app, &ctx, id, req).await,
-        (Route::User(id), &Method::DELETE) => users::delete(app, &ctx, id).await,
-        (Route::UserSecret(id), &Method::POST) => users::rotate_secret(app, &ctx, id).await,
-        (Route::Available, &Method::GET) => users::available(app).await,
-        (Route::Apply, &Method::POST) => apply::apply(app, &ctx, &req).await,
-        (Route::ApplyPending, &Method::GET) => apply::pending(app).await,
-        (Route::Applies, &Method::GET) => apply::list(app, &req).await,
-        (Route::Nodes, &Method::GET) => apply::nodes(app).await,
-        (Route::Tokens, &Method::POST) => tokens::create(app, &ctx, req).await,
-        (Route::Tokens, &Method::GET) => tokens::list(app).await,
-        (Route::Token, &Method::DELETE) => tokens::revoke(app, &ctx, &req).await,
-        (Route::Audit, &Method::GET) => audit::list(app, &req).await,
-        (r, _) => Err(ApiError::MethodNotAllowed(r.allow())),
+    let ctx = caller::authenticate(app, &req).await?.require(scope)?;
+    match op {
+        Op::Status => system::status(app).await,
+        Op::Events => events::open(app),
+        Op::Metrics => system::metrics(app),
+        Op::CreateUser => users::create(app, &ctx, req).await,
+        Op::ListUsers => users::list(app, &req).await,
+        Op::Import => import::import(app, &ctx, req).await,
+        Op::Export => import::export(app, &req).await,
+        Op::GetUser => users::get(app, route.user_id()?).await,
+        Op::UpdateUser => users::update(app, &ctx, route.user_id()?, req).await,
+        Op::DeleteUser => users::delete(app, &ctx, route.user_id()?).await,
+        Op::RotateSecret => users::rotate_secret(app, &ctx, route.user_id()?).await,
+        Op::Available => users::available(app).await,
+        Op::Apply => apply::apply(app, &ctx, &req).await,
+        Op::Pending => apply::pending(app).await,
+        Op::Applies => apply::list(app, &req).await,
+        Op::Nodes => apply::nodes(app).await,
+        Op::CreateToken => tokens::create(app, &ctx, req).await,
+        Op::ListTokens => tokens::list(app).await,
+        Op::RevokeToken => tokens::revoke(app, &ctx, &req).await,
+        Op::Audit => audit::list(app, &req).await,
     }
 }
 
@@ -281,7 +357,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: Shutdown)
 
 #[cfg(test)]
 mod tests {
-    use super::Route;
+    use super::{Handler, Method, Route, Scope};
 
     #[test]
     fn routes_parse_and_refuse_garbage_ids() {
@@ -305,17 +381,43 @@ mod tests {
         assert_eq!(Route::parse("/tokens/a/b"), None);
     }
 
+    /// The scope `method` on `route` needs; `None` for a public or unserved method.
+    fn scope(route: Route, method: &Method) -> Option<Scope> {
+        route
+            .methods()
+            .iter()
+            .find(|(m, _)| m == method)
+            .and_then(|(_, h)| match h {
+                Handler::Scoped(s, _) => Some(*s),
+                Handler::Public(_) => None,
+            })
+    }
+
     #[test]
     fn every_route_needs_its_scope() {
-        use super::{Method, Scope};
         let get = Method::GET;
-        assert_eq!(Route::Healthz.scope(&get), None);
-        assert_eq!(Route::OpenApi.scope(&get), None);
-        assert_eq!(Route::User(1).scope(&get), Some(Scope::Read));
-        assert_eq!(Route::User(1).scope(&Method::PATCH), Some(Scope::Write));
-        assert_eq!(Route::Users.scope(&Method::POST), Some(Scope::Write));
-        assert_eq!(Route::Apply.scope(&Method::POST), Some(Scope::Apply));
-        assert_eq!(Route::Tokens.scope(&get), Some(Scope::Admin));
-        assert_eq!(Route::Audit.scope(&get), Some(Scope::Read));
+        assert_eq!(scope(Route::Healthz, &get), None);
+        assert_eq!(scope(Route::OpenApi, &get), None);
+        assert_eq!(scope(Route::User(1), &get), Some(Scope::Read));
+        assert_eq!(scope(Route::User(1), &Method::PATCH), Some(Scope::Write));
+        assert_eq!(scope(Route::Users, &Method::POST), Some(Scope::Write));
+        assert_eq!(scope(Route::Apply, &Method::POST), Some(Scope::Apply));
+        assert_eq!(scope(Route::Tokens, &get), Some(Scope::Admin));
+        assert_eq!(scope(Route::Audit, &get), Some(Scope::Read));
+        assert_eq!(scope(Route::Users, &Method::PUT), None);
+    }
+
+    #[test]
+    fn allow_lists_the_methods_in_order() {
+        assert_eq!(Route::Users.allow(), "GET, POST");
+        assert_eq!(Route::Tokens.allow(), "GET, POST");
+        assert_eq!(Route::User(1).allow(), "GET, PATCH, DELETE");
+        assert_eq!(Route::Token.allow(), "DELETE");
+        for r in [Route::UserSecret(1), Route::Apply, Route::UsersImport] {
+            assert_eq!(r.allow(), "POST");
+        }
+        assert_eq!(Route::Status.allow(), "GET");
+        assert!(Route::Healthz.is_public() && Route::OpenApi.is_public());
+        assert!(!Route::Metrics.is_public());
     }
 }

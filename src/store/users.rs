@@ -54,7 +54,9 @@ fn created_body(user: &UserRow, secret: &SipSecret) -> Value {
     body
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The order of `GET /users` (`order=`): each variant's snake-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum Order {
     Extension,
     Name,
@@ -64,13 +66,7 @@ pub enum Order {
 
 impl Order {
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "extension" => Self::Extension,
-            "name" => Self::Name,
-            "email" => Self::Email,
-            "created_at" => Self::CreatedAt,
-            _ => return None,
-        })
+        s.parse().ok()
     }
 
     fn column(self) -> &'static str {
@@ -403,6 +399,14 @@ fn no_row() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orders_are_the_snake_case_names() {
+        assert_eq!(Order::parse("created_at"), Some(Order::CreatedAt));
+        assert_eq!(Order::parse("extension"), Some(Order::Extension));
+        assert_eq!(Order::parse("Name"), None);
+        assert_eq!(Order::parse("createdAt"), None);
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {
