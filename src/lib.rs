@@ -15,7 +15,7 @@
 //! (a reload's [`asterisk::reload::Via`], a probe's [`asterisk::probe::Verdict`]) and
 //! [`apply`] maps them into the apply record. The leaves every layer may use are
 //! [`domain`] (parsed user input), [`auth`] (scopes, actors, the token format), [`config`],
-//! [`apply::record`] (what an apply did, which `store` persists and `http` answers),
+//! [`record`] (what an apply did, which `store` persists and `http` answers),
 //! [`metrics`] (the Prometheus registry `http` and `apply` update) and [`shutdown`]. [`app`]
 //! is the composition root that wires them for `serve`; [`check`] is the doctor. [`bulk`]
 //! is shared by the HTTP routes and the `import` / `export` commands.
@@ -31,5 +31,6 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod record;
 pub mod shutdown;
 pub mod store;

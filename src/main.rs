@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pbx_portal::apply::cluster::{self, Choice, Cluster, ClusterError};
-use pbx_portal::apply::record::{ApplyRecord, Strategy};
 use pbx_portal::apply::{Applier, ApplyError};
 use pbx_portal::auth::{parse_expires_in, Actor, Scopes, TokenName};
 use pbx_portal::config::Config;
 use pbx_portal::domain::NodeName;
+use pbx_portal::record::{ApplyRecord, Strategy};
 use pbx_portal::shutdown::Shutdown;
 use pbx_portal::store::{self, Store, StoreError};
 use pbx_portal::{app, bulk, check};

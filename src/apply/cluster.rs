@@ -23,12 +23,12 @@ use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
 use super::{Applier, ApplyError, Held};
 use crate::asterisk::contacts::Summary;
 use crate::auth::Actor;
 use crate::domain::NodeName;
 use crate::metrics::Metrics;
+use crate::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
 use crate::shutdown::Shutdown;
 use crate::store::nodes::{self, Claimed, NodeRow, APPLIED_CHANNEL, APPLY_CHANNEL};
 use crate::store::StoreError;
@@ -378,7 +378,7 @@ impl Cluster {
             let current = self.applier.fingerprints_for(&users, &row.policy);
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);
-            let pending = !super::record::Changes::between(&current, theirs).is_empty();
+            let pending = !crate::record::Changes::between(&current, theirs).is_empty();
             views.push(self.view(row, pending, last_apply, &here));
         }
         Ok(views)

@@ -12,7 +12,6 @@
 //! writing the files and reloading them, and shutdown waits for it ([`Applier::drain`]).
 
 pub mod cluster;
-pub mod record;
 mod written;
 
 use std::future::Future;
@@ -33,12 +32,12 @@ use crate::auth::Actor;
 use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
 use crate::metrics::Metrics;
-use crate::store::nodes::{self, Node};
-use crate::store::{applies, Snapshot, Store, StoreError};
-use record::{
+use crate::record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
     HealthStatus, NodeOutcome, Reload, ReloadMethod,
 };
+use crate::store::nodes::{self, Node};
+use crate::store::{applies, Snapshot, Store, StoreError};
 use written::{Current, Written};
 
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,11 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use super::nodes::{self, Node};
 use super::{Store, StoreError};
-use crate::apply::record::{
-    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
-};
 use crate::auth::Actor;
 use crate::domain::{Devices, Extension, SipSecret, Subscriber};
+use crate::record::{
+    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
+};
 
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
      changes, reload, health, rolled_back, error, content_hash, actor, node, requested_by, nodes";

@@ -17,9 +17,9 @@ use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{Store, StoreError};
-use crate::apply::record::{Fingerprint, NodeOutcome};
 use crate::config::{Codecs, EndpointPolicy};
 use crate::domain::{NodeName, TransportId, Transports};
+use crate::record::{Fingerprint, NodeOutcome};
 
 /// A node unseen for this long is not alive.
 pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
