@@ -138,13 +138,11 @@ impl Cluster {
             )))
             .into());
         }
-        let mut conn = store.conn().await?;
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let mut conn = store.lock_conn().await?;
         let ids: Vec<i32> = chosen.iter().map(|c| c.id).collect();
-        if !nodes::try_coordinate(&tx, &ids).await? {
-            let _ = tx.rollback().await;
+        let Some(coordination) = conn.try_coordinate(&ids).await? else {
             return Err(ApplyError::InProgress.into());
-        }
+        };
         // This node's record: its own apply's, or (not chosen) one for the request it runs.
         let coordinating = match includes_me {
             true => None,
@@ -155,7 +153,7 @@ impl Cluster {
             Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
             Strategy::Rolling => self.rolling(actor, batch, &chosen).await?,
         };
-        let _ = tx.rollback().await;
+        coordination.release().await;
         let ordered: Vec<NodeOutcome> = chosen
             .iter()
             .map(|c| match outcomes.get(&c.name) {
