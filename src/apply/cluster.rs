@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
@@ -76,18 +75,13 @@ struct Chosen {
     alive: bool,
 }
 
-/// A node as `GET /nodes` answers it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    pub name: String,
-    pub alive: bool,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_seen: Option<OffsetDateTime>,
-    pub version: String,
-    pub pending: Option<bool>,
+/// A node as the database knows it, with whether it has changes to apply (by its own
+/// rendering settings) and its last apply: what `GET /nodes` answers.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub row: NodeRow,
+    pub pending: bool,
     pub last_apply: Option<ApplyRecord>,
-    pub ami: Option<String>,
-    pub registrations: Option<Value>,
 }
 
 /// Runs applies across nodes. Cheap to clone.
@@ -364,9 +358,8 @@ impl Cluster {
     }
 
     /// Every node with its pending changes (by its own rendering settings) and its last
-    /// apply. This node's Asterisk and registrations come from `here`, the others' from
-    /// their last heartbeat.
-    pub async fn nodes(&self, here: (String, Summary)) -> Result<Vec<NodeView>, StoreError> {
+    /// apply.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, StoreError> {
         let store = self.applier.store();
         let (rows, applied, users) =
             tokio::try_join!(store.nodes(), store.applied_by_node(), store.snapshot())?;
@@ -377,34 +370,13 @@ impl Cluster {
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);
             let pending = !crate::record::Changes::between(&current, theirs).is_empty();
-            views.push(self.view(row, pending, last_apply, &here));
+            views.push(NodeState {
+                row,
+                pending,
+                last_apply,
+            });
         }
         Ok(views)
-    }
-
-    fn view(
-        &self,
-        row: NodeRow,
-        pending: bool,
-        last_apply: Option<ApplyRecord>,
-        here: &(String, Summary),
-    ) -> NodeView {
-        let mine = row.name == self.me();
-        let (ami, registrations) = if mine {
-            (Some(here.0.clone()), serde_json::to_value(&here.1).ok())
-        } else {
-            (row.ami, row.registrations)
-        };
-        NodeView {
-            name: row.name,
-            alive: row.alive,
-            last_seen: row.last_seen,
-            version: row.version,
-            pending: Some(pending),
-            last_apply,
-            ami,
-            registrations,
-        }
     }
 }
 
