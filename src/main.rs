@@ -14,6 +14,10 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Man = cli.command {
+        // Needs no configuration: the package build runs it.
+        return exit(cli::man::print());
+    }
     init_logging();
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             Command::Import { file, dry_run } => cli::import::run(config, &file, dry_run).await,
             Command::Export { format } => cli::export::run(config, format).await,
             Command::Token { command } => cli::token::run(config, command).await,
+            Command::Man => cli::man::print(),
         }
     }))
 }

@@ -1,5 +1,5 @@
-//! The command line: its definition (clap, from which `--help` is generated) and one
-//! module per command. `main.rs` only parses and dispatches.
+//! The command line: its definition (clap, from which `--help` and the man page are both
+//! generated) and one module per command. `main.rs` only parses and dispatches.
 //!
 //! Every command builds what it needs through the composition root ([`pbx_portal::app`]),
 //! as `serve` does. Errors are `anyhow`: a command that fails prints one line, the error's
@@ -10,6 +10,7 @@ pub mod apply;
 pub mod check;
 pub mod export;
 pub mod import;
+pub mod man;
 pub mod migrate;
 pub mod serve;
 pub mod token;
@@ -108,6 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Write the man page (roff) to standard output; the package is built with it.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
