@@ -1559,10 +1559,10 @@ fn median_ms(v: &[i64]) -> f64 {
 /// each with its own Asterisk stand-in, then the node machinery in process.
 async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
     use pbx_portal::apply::cluster::{self, Choice, Cluster};
-    use pbx_portal::apply::record::ApplyStatus;
     use pbx_portal::apply::{Applier, Held};
     use pbx_portal::auth::Actor;
     use pbx_portal::config::Config;
+    use pbx_portal::record::ApplyStatus;
     use pbx_portal::shutdown::Shutdown;
 
     println!();

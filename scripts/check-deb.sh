@@ -12,7 +12,8 @@
 # is skipped.
 #
 #  1. shellcheck on the project's shell scripts and the maintainer scripts.
-#  2. cargo deb (release build): the .deb's name, files, modes, conffiles and
+#  2. scripts/build-deb.sh (release build, the generated man page, cargo deb):
+#     the man page names every command; the .deb's name, files, modes, conffiles and
 #     relations; the shipped unit, env file and snippets are the repository's.
 #     (That the env file is the one src/config/variables.rs generates, naming
 #     every variable the configuration reads, is a test of `cargo test`.)
@@ -163,7 +164,7 @@ say "$(cargo deb --version), $(lintian --version), shellcheck $(shellcheck --ver
 
 # --- 1. shellcheck ------------------------------------------------------------
 step "1. shellcheck"
-shellcheck -x scripts/check-deb.sh scripts/check-systemd.sh scripts/test.sh \
+shellcheck -x scripts/check-deb.sh scripts/check-systemd.sh scripts/test.sh scripts/build-deb.sh \
     debian/postinst debian/prerm debian/postrm || die "shellcheck found problems"
 say "shellcheck ok"
 
@@ -219,7 +220,10 @@ deb_version="$version-1"
 changelog_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 [[ "$changelog_version" == "$deb_version" ]] \
     || die "debian/changelog is at $changelog_version, the package at $deb_version: add a changelog entry"
-deb_out=$(cargo deb 2>&1) || { printf '%s\n' "$deb_out"; die "cargo deb failed"; }
+deb_out=$(scripts/build-deb.sh 2>&1) || { printf '%s\n' "$deb_out"; die "scripts/build-deb.sh failed"; }
+for c in serve migrate apply check import export "token create" "token list" "token revoke"; do
+    grep -q "^\.SS \"pbx-portal $c\"" target/man/pbx-portal.1 || die "the man page lacks pbx-portal $c"
+done
 deb="$target/debian/pbx-portal_${deb_version}_${arch}.deb"
 [[ -f "$deb" ]] || { printf '%s\n' "$deb_out"; die "cargo deb did not make $deb"; }
 say "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"

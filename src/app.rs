@@ -1,4 +1,6 @@
-//! The composition root: start-up and explicit shutdown of a running service.
+//! The composition root: start-up and explicit shutdown of a running service, and the
+//! one path by which both `serve` and the `apply` command build what an apply needs
+//! ([`prepare`], [`probe_and_applier`], [`cluster`]).
 //!
 //! [`start`] migrates the database, marks applies a crash interrupted, binds HTTP and
 //! FastAGI and returns a [`Running`] handle; tests call it with port 0. Shutdown is
@@ -51,6 +53,24 @@ impl From<StoreError> for StartError {
         match e {
             StoreError::Connect(c) => Self::Connect(c),
             other => Self::Store(other),
+        }
+    }
+}
+
+/// Why [`prepare`] failed: the line names the variable or says what the database said.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PrepareError> for StartError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Config(e) => e.into(),
+            PrepareError::Store(e) => e.into(),
         }
     }
 }
@@ -127,6 +147,17 @@ pub async fn register_node(config: &Config, store: &Store) -> Result<Node, Store
         .await
 }
 
+/// What every apply stands on, built the same way for `serve` and the `apply` command:
+/// the migrated store, the transports pjsip.conf says are TLS (read after the database,
+/// so that a bad DATABASE_URL stays the one line printed, and before the node row, which
+/// keeps them) and this host's node row.
+pub async fn prepare(config: &mut Config) -> Result<(Store, Node), PrepareError> {
+    let store = open_store(config).await?;
+    resolve_transports(config)?;
+    let node = register_node(config, &store).await?;
+    Ok((store, node))
+}
+
 /// Binds the FastAGI server for the health probe and an applier that uses it; the
 /// configuration's FastAGI address becomes the one actually bound (port 0 in tests).
 pub async fn probe_and_applier(
@@ -145,6 +176,23 @@ pub async fn probe_and_applier(
     config.asterisk.agi_addr = server.addr();
     let applier = Applier::new(store, config.asterisk.clone(), server.probes(), node);
     Ok((server, applier))
+}
+
+/// An applier without a probe server: for a dry run, or when the probe is off.
+pub fn applier_without_probe(config: &Config, store: Store, node: Node) -> Applier {
+    Applier::new(store, config.asterisk.clone(), Arc::default(), node)
+}
+
+/// Applies across nodes with `applier`: its LISTEN connection (which wakes `requests`
+/// when another node asks this one) runs until `shutdown`.
+pub fn cluster(
+    applier: &Applier,
+    config: &Config,
+    requests: Arc<Notify>,
+    shutdown: Shutdown,
+) -> Cluster {
+    let outcomes = cluster::listen(applier, requests, shutdown);
+    Cluster::new(applier.clone(), config.node_timeout, outcomes)
 }
 
 /// The metrics of a running service: what it counts, and what a scrape reads from the
@@ -179,10 +227,7 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
 /// Connects, migrates, recovers, binds and serves.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
-    let store = open_store(&config).await?;
-    // After the database: a bad DATABASE_URL stays the one line start-up prints.
-    resolve_transports(&mut config)?;
-    let node = register_node(&config, &store).await?;
+    let (store, node) = prepare(&mut config).await?;
     let interrupted = store.recover_interrupted(&node).await?;
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "marked applies interrupted by a crash");
@@ -219,7 +264,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let applier = applier.with_live(registrations.clone(), hub.clone(), metrics.clone());
     let (stop_node, node_shutdown) = Shutdown::new();
     let requests = Arc::new(Notify::new());
-    let outcomes = cluster::listen(&applier, requests.clone(), node_shutdown.clone());
+    let cluster = cluster(&applier, &config, requests.clone(), node_shutdown.clone());
     let report: cluster::Report = {
         let (registrations, mode) = (registrations.clone(), config.asterisk.reload);
         Box::new(move || (registrations.link_state(mode), registrations.summary()))
@@ -233,7 +278,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     ));
     let (stop_http, shutdown) = Shutdown::new();
     let app = Arc::new(App {
-        cluster: Cluster::new(applier.clone(), config.node_timeout, outcomes),
+        cluster,
         applier,
         streams: crate::http::Streams::new(shutdown.clone()),
         openapi: crate::http::openapi_document(config.user_rules()),

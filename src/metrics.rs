@@ -3,7 +3,7 @@
 //!
 //! Why it is shaped like this:
 //!
-//! - **A leaf.** No I/O, and nothing of the crate but [`crate::apply::record`] (another
+//! - **A leaf.** No I/O, and nothing of the crate but [`crate::record`] (another
 //!   leaf): `http` records requests, `apply` records applies, reloads and probes, the
 //!   composition root (`app`) wires it. What only the running service knows — the live
 //!   registrations, the registration link, the database pool — comes in through a
@@ -36,7 +36,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::apply::record::{ApplyStatus, FailureCode, ReloadMethod};
+use crate::record::{ApplyStatus, FailureCode, ReloadMethod};
 
 /// The content type of [`Metrics::encode`]: prometheus-client writes OpenMetrics 1.0 text,
 /// which Prometheus asks for first and parses natively.

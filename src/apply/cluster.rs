@@ -17,19 +17,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
 use super::{Applier, ApplyError, Held};
 use crate::asterisk::contacts::Summary;
 use crate::auth::Actor;
 use crate::backoff::Backoff;
 use crate::domain::NodeName;
 use crate::metrics::Metrics;
+use crate::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
 use crate::shutdown::Shutdown;
 use crate::store::nodes::{self, Claimed, NodeRow, APPLIED_CHANNEL, APPLY_CHANNEL};
 use crate::store::StoreError;
@@ -77,18 +76,13 @@ struct Chosen {
     alive: bool,
 }
 
-/// A node as `GET /nodes` answers it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    pub name: String,
-    pub alive: bool,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_seen: Option<OffsetDateTime>,
-    pub version: String,
-    pub pending: Option<bool>,
+/// A node as the database knows it, with whether it has changes to apply (by its own
+/// rendering settings) and its last apply: what `GET /nodes` answers.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub row: NodeRow,
+    pub pending: bool,
     pub last_apply: Option<ApplyRecord>,
-    pub ami: Option<String>,
-    pub registrations: Option<Value>,
 }
 
 /// Runs applies across nodes. Cheap to clone.
@@ -139,13 +133,11 @@ impl Cluster {
             )))
             .into());
         }
-        let mut conn = store.conn().await?;
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let mut conn = store.lock_conn().await?;
         let ids: Vec<i32> = chosen.iter().map(|c| c.id).collect();
-        if !nodes::try_coordinate(&tx, &ids).await? {
-            let _ = tx.rollback().await;
+        let Some(coordination) = conn.try_coordinate(&ids).await? else {
             return Err(ApplyError::InProgress.into());
-        }
+        };
         // This node's record: its own apply's, or (not chosen) one for the request it runs.
         let coordinating = match includes_me {
             true => None,
@@ -156,7 +148,7 @@ impl Cluster {
             Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
             Strategy::Rolling => self.rolling(actor, batch, &chosen).await?,
         };
-        let _ = tx.rollback().await;
+        coordination.release().await;
         let ordered: Vec<NodeOutcome> = chosen
             .iter()
             .map(|c| match outcomes.get(&c.name) {
@@ -367,9 +359,8 @@ impl Cluster {
     }
 
     /// Every node with its pending changes (by its own rendering settings) and its last
-    /// apply. This node's Asterisk and registrations come from `here`, the others' from
-    /// their last heartbeat.
-    pub async fn nodes(&self, here: (String, Summary)) -> Result<Vec<NodeView>, StoreError> {
+    /// apply.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, StoreError> {
         let store = self.applier.store();
         let (rows, applied, users) =
             tokio::try_join!(store.nodes(), store.applied_by_node(), store.snapshot())?;
@@ -379,35 +370,14 @@ impl Cluster {
             let current = self.applier.fingerprints_for(&users, &row.policy);
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);
-            let pending = !super::record::Changes::between(&current, theirs).is_empty();
-            views.push(self.view(row, pending, last_apply, &here));
+            let pending = !crate::record::Changes::between(&current, theirs).is_empty();
+            views.push(NodeState {
+                row,
+                pending,
+                last_apply,
+            });
         }
         Ok(views)
-    }
-
-    fn view(
-        &self,
-        row: NodeRow,
-        pending: bool,
-        last_apply: Option<ApplyRecord>,
-        here: &(String, Summary),
-    ) -> NodeView {
-        let mine = row.name == self.me();
-        let (ami, registrations) = if mine {
-            (Some(here.0.clone()), serde_json::to_value(&here.1).ok())
-        } else {
-            (row.ami, row.registrations)
-        };
-        NodeView {
-            name: row.name,
-            alive: row.alive,
-            last_seen: row.last_seen,
-            version: row.version,
-            pending: Some(pending),
-            last_apply,
-            ami,
-            registrations,
-        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! ([`cluster`] runs it on several nodes.)
 //!
 //! Serialised across processes by the node's transaction-level advisory lock (it cannot
-//! outlive the apply). Audited from its first moment: the `running` row is committed before any
+//! outlive the apply), held through the store's handle ([`crate::store::ApplyLock`]): what
+//! is read and saved under the lock goes through it. Audited from its first moment: the `running` row is committed before any
 //! file is touched, so a crash leaves a row that the next start marks `interrupted`.
 //! Under the lock the apply reads as its steps — read → render → write → reload → probe
 //! → record — each returning `Result<_, ApplyFailure>`; the files are owned by one guard
@@ -12,7 +13,6 @@
 //! writing the files and reloading them, and shutdown waits for it ([`Applier::drain`]).
 
 pub mod cluster;
-pub mod record;
 mod written;
 
 use std::future::Future;
@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
-use tokio_postgres::Transaction;
 use tracing::Instrument;
 
 use crate::asterisk::event_link::Registrations;
@@ -34,12 +33,12 @@ use crate::backoff::Backoff;
 use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
 use crate::metrics::Metrics;
-use crate::store::nodes::{self, Node};
-use crate::store::{applies, Snapshot, Store, StoreError};
-use record::{
+use crate::record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
     HealthStatus, NodeOutcome, Reload, ReloadMethod,
 };
+use crate::store::nodes::Node;
+use crate::store::{ApplyLock, ApplyLockKind, Snapshot, Store, StoreError};
 use written::{Current, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -296,26 +295,22 @@ impl Applier {
 
     async fn apply_locked(&self, actor: &Actor, lock: Held) -> Result<ApplyRecord, ApplyError> {
         let clock = Instant::now();
-        let mut conn = self.store.conn().await?;
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
-        let locked = match lock {
-            Held::Alone => nodes::try_execute_alone(&tx, &self.node).await?,
-            Held::ByThisRequest | Held::By(_) => nodes::try_execute(&tx, &self.node).await?,
+        let mut conn = self.store.lock_conn().await?;
+        let kind = match lock {
+            Held::Alone => ApplyLockKind::Alone,
+            Held::ByThisRequest | Held::By(_) => ApplyLockKind::Execute,
         };
-        if !locked {
-            // Awaited: alone, the apply lock may be held while the coordination lock was not
-            // to be had, and a dropped transaction only queues its ROLLBACK.
-            let _ = tx.rollback().await;
+        let Some(locked) = conn.try_apply_lock(&self.node, kind).await? else {
             return Err(ApplyError::InProgress);
-        }
+        };
         let requested_by = lock.requested_by();
         // Holding the lock, no apply runs on this node: a `running` row is a crashed one.
-        let crashed = applies::mark_interrupted(&*self.store.conn().await?, &self.node).await?;
+        let crashed = locked.mark_interrupted().await?;
         self.metrics.applies_interrupted(crashed);
         let mut rec = self.start(actor, false, requested_by).await?;
         tracing::info!(apply = rec.id, "apply started");
 
-        let outcome = self.steps(&tx, &mut rec).await;
+        let outcome = self.steps(&locked, &mut rec).await;
         rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
         let applied = match outcome {
             Ok(Some(fingerprints)) => Some(fingerprints),
@@ -330,8 +325,8 @@ impl Applier {
         match &applied {
             Some(fingerprints) => {
                 let first = async {
-                    self.save(&tx, &rec, fingerprints).await?;
-                    tx.commit().await.map_err(StoreError::from)
+                    locked.save(&rec, fingerprints).await?;
+                    locked.commit().await
                 }
                 .await;
                 if let Err(e) = first {
@@ -341,9 +336,7 @@ impl Applier {
                     .set_applied(fingerprints.keys().copied().collect());
             }
             None => {
-                // Awaited, not dropped: a dropped transaction's ROLLBACK is only queued, and
-                // the next apply could find the lock still held.
-                let _ = tx.rollback().await;
+                locked.release().await;
                 if let Err(e) = self.store.finish_apply(&rec).await {
                     self.record_later(e, &rec, None).await?;
                 }
@@ -357,24 +350,6 @@ impl Applier {
             return Err(ApplyError::Failed(Box::new(rec)));
         }
         Ok(rec)
-    }
-
-    /// Records a successful apply: the node's applied state and its audit row.
-    async fn save(
-        &self,
-        tx: &Transaction<'_>,
-        rec: &ApplyRecord,
-        fingerprints: &Fingerprints,
-    ) -> Result<(), StoreError> {
-        applies::save_applied_state(
-            tx,
-            self.node.name.as_str(),
-            &rec.changes,
-            fingerprints,
-            rec.content_hash.as_deref(),
-        )
-        .await?;
-        applies::finish_apply(tx, rec).await
     }
 
     /// The database went away after the apply had done its work on this host (a restart,
@@ -391,20 +366,7 @@ impl Applier {
             return Err(first);
         }
         tracing::warn!(apply = rec.id, error = %first, "cannot record the apply yet: retrying");
-        persist(|| async {
-            let mut conn = self.store.conn().await?;
-            let tx = conn.transaction().await?;
-            let locked = match applied {
-                Some(_) => nodes::try_execute(&tx, &self.node).await?,
-                None => false,
-            };
-            match applied {
-                Some(prints) if locked => self.save(&tx, rec, prints).await?,
-                _ => applies::finish_apply(&tx, rec).await?,
-            }
-            tx.commit().await.map_err(StoreError::from)
-        })
-        .await?;
+        persist(|| self.store.record_finished(&self.node, rec, applied)).await?;
         tracing::info!(
             apply = rec.id,
             "apply recorded after the database came back"
@@ -416,10 +378,10 @@ impl Applier {
     /// files were applied, `None` when nothing changed.
     async fn steps(
         &self,
-        tx: &Transaction<'_>,
+        locked: &ApplyLock<'_>,
         rec: &mut ApplyRecord,
     ) -> Result<Option<Fingerprints>, ApplyFailure> {
-        let (snap, applied) = read(tx, self.node.name.as_str()).await?;
+        let (snap, applied) = locked.read().await?;
         rec.endpoints = snap.len() as i32;
         let rendered = self.render(&snap)?;
         rec.changes = Changes::between(&rendered.fingerprints, &applied.fingerprints);
@@ -588,14 +550,6 @@ impl Applier {
             ),
         ))
     }
-}
-
-/// The users to render and the last applied state, read in the apply's transaction.
-async fn read(tx: &Transaction<'_>, node: &str) -> Result<(Snapshot, AppliedState), ApplyFailure> {
-    Ok((
-        applies::snapshot(tx).await?,
-        applies::applied_state(tx, node).await?,
-    ))
 }
 
 /// Runs `write` until it succeeds, while the database is unavailable, for at most

@@ -2,15 +2,59 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{query, AppliesQuery, ApplyQuery};
 use super::App;
 use super::Resp;
-use crate::apply::cluster::Choice;
+use crate::apply::cluster::{Choice, NodeState};
 use crate::domain::ValidationError;
+use crate::record::ApplyRecord;
+
+/// A node as `GET /nodes` answers it.
+#[derive(Debug, Clone, Serialize)]
+struct NodeView {
+    name: String,
+    alive: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_seen: Option<OffsetDateTime>,
+    version: String,
+    pending: Option<bool>,
+    last_apply: Option<ApplyRecord>,
+    ami: Option<String>,
+    registrations: Option<Value>,
+}
+
+impl NodeView {
+    /// `here` is this node's AMI link state and registrations, from its own live view;
+    /// the other nodes' come from their last heartbeat.
+    fn new(node: NodeState, me: &str, here: &(String, Option<Value>)) -> Self {
+        let NodeState {
+            row,
+            pending,
+            last_apply,
+        } = node;
+        let (ami, registrations) = if row.name == me {
+            (Some(here.0.clone()), here.1.clone())
+        } else {
+            (row.ami, row.registrations)
+        };
+        Self {
+            name: row.name,
+            alive: row.alive,
+            last_seen: row.last_seen,
+            version: row.version,
+            pending: Some(pending),
+            last_apply,
+            ami,
+            registrations,
+        }
+    }
+}
 
 pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let ApplyQuery {
@@ -41,9 +85,16 @@ pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp
 pub async fn nodes(app: &App) -> Result<Resp, ApiError> {
     let here = (
         app.registrations.link_state(app.config.asterisk.reload),
-        app.registrations.summary(),
+        serde_json::to_value(app.registrations.summary()).ok(),
     );
-    let nodes = app.cluster.nodes(here).await?;
+    let me = app.cluster.applier().node().name.as_str();
+    let nodes: Vec<NodeView> = app
+        .cluster
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| NodeView::new(n, me, &here))
+        .collect();
     Ok(json_response(StatusCode::OK, &json!({ "nodes": nodes })))
 }
 

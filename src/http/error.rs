@@ -7,11 +7,11 @@ use serde_json::json;
 use super::body::full;
 use super::Resp;
 use crate::apply::cluster::ClusterError;
-use crate::apply::record::{ApplyRecord, FailureCode};
 use crate::apply::ApplyError;
 use crate::bulk::file::RowError;
 use crate::bulk::ImportError;
 use crate::domain::ValidationError;
+use crate::record::{ApplyRecord, FailureCode};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

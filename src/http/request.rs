@@ -12,8 +12,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::apply::record::Strategy;
 use crate::domain::{NodeName, ValidationError};
+use crate::record::Strategy;
 use crate::store::Order;
 
 pub const MAX_BODY: usize = 64 * 1024;

@@ -6,6 +6,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
@@ -13,7 +14,7 @@ use super::request::{json_body, query, UsersQuery};
 use super::App;
 use super::Resp;
 use crate::asterisk::contacts::Registration;
-use crate::domain::{NewUser, Search, UserPatch, ValidationError};
+use crate::domain::{Devices, Extension, NewUser, Search, SipSecret, UserPatch, ValidationError};
 use crate::store::{ListQuery, Order, UserRow};
 
 /// A user as every answer shows it: what is stored, and whether its phones are online.
@@ -28,6 +29,42 @@ fn shown<'a>(app: &App, user: &'a UserRow) -> Shown<'a> {
     Shown {
         user,
         registration: app.registrations.registration(user.extension.get()),
+    }
+}
+
+/// What `POST /users` answers (and replays for a repeated Idempotency-Key): the user as
+/// shown, with its SIP credentials, the only answer that holds the secret. Its members
+/// are in the order this answer has always had, alphabetical (it was once built as a JSON
+/// map), `registration`'s too.
+#[derive(Serialize)]
+struct Created<'a> {
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    devices: Devices,
+    email: &'a str,
+    extension: Extension,
+    id: i64,
+    name: &'a str,
+    registration: Value,
+    sip_password: &'a str,
+    sip_username: String,
+    transport: Option<&'a str>,
+}
+
+impl<'a> Created<'a> {
+    fn new(user: &'a UserRow, secret: &'a SipSecret, registration: &Registration) -> Self {
+        Self {
+            created_at: user.created_at,
+            devices: user.devices,
+            email: &user.email,
+            extension: user.extension,
+            id: user.id,
+            name: &user.name,
+            registration: serde_json::to_value(registration).unwrap_or(Value::Null),
+            sip_password: secret.expose(),
+            sip_username: user.extension.to_string(),
+            transport: user.transport.as_deref(),
+        }
     }
 }
 
@@ -62,21 +99,12 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
             &ctx.actor,
         )
         .await?;
-    let mut body = outcome.body;
-    let registration = body["extension"]
-        .as_u64()
-        .and_then(|e| u32::try_from(e).ok())
-        .map(|e| app.registrations.registration(e));
-    body["registration"] = json!(registration);
+    let user = shown(app, &outcome.user);
     if !outcome.replayed {
-        let mut user = body.clone();
-        if let Value::Object(fields) = &mut user {
-            fields.remove("sip_password");
-            fields.remove("sip_username");
-        }
         publish(app, "created", &user);
     }
-    let mut resp = json_response(StatusCode::CREATED, &body);
+    let answer = Created::new(&outcome.user, &outcome.secret, &user.registration);
+    let mut resp = json_response(StatusCode::CREATED, &answer);
     if outcome.replayed {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -211,7 +239,36 @@ pub async fn available(app: &App) -> Result<Resp, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::free_ranges;
+    use super::*;
+
+    /// The answer to `POST /users`, byte for byte as it was when it was built as a JSON
+    /// map from the stored user.
+    #[test]
+    fn the_created_answer_keeps_its_bytes() {
+        let user = UserRow {
+            id: 7,
+            name: "Alice \u{e9}".into(),
+            email: "alice@x.org".into(),
+            extension: Extension::from_stored(1000),
+            devices: Devices::from_stored(2),
+            created_at: time::macros::datetime!(2026-01-02 03:04:05.678 UTC),
+            transport: Some("transport-udp".into()),
+        };
+        let secret = SipSecret::from_stored("abcdefghijklmnopqrstuvwx".into());
+        let registration = Registration {
+            state: crate::asterisk::contacts::RegistrationState::Offline,
+            contacts: Vec::new(),
+        };
+        let mut before = serde_json::to_value(&user).unwrap();
+        before["sip_username"] = Value::String(user.extension.to_string());
+        before["sip_password"] = Value::String(secret.expose().to_owned());
+        before["registration"] = json!(Some(&registration));
+        let answer = serde_json::to_vec(&Created::new(&user, &secret, &registration)).unwrap();
+        assert_eq!(
+            String::from_utf8(answer).unwrap(),
+            serde_json::to_string(&before).unwrap()
+        );
+    }
 
     #[test]
     fn free_ranges_are_the_gaps() {

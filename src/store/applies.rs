@@ -1,16 +1,21 @@
 //! The apply side of the database: the consistent read of what to render, and per node
-//! the last applied state and the audit log (the node's lock is in [`super::nodes`]).
+//! the last applied state and the audit log (the node's lock is in [`super::nodes`], the
+//! handle an apply holds it by in [`super::locks`]).
+//!
+//! The free functions here are the statements; the API is [`Store`]'s methods and the
+//! lock handle's ([`super::ApplyLock`]), which run them on a pooled connection or in the
+//! lock's transaction.
 
 use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::nodes::{self, Node};
 use super::{Store, StoreError};
-use crate::apply::record::{
-    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
-};
 use crate::auth::Actor;
 use crate::domain::{Devices, Extension, SipSecret, Subscriber};
+use crate::record::{
+    AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
+};
 
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
      changes, reload, health, rolled_back, error, content_hash, actor, node, requested_by, nodes";
@@ -44,7 +49,10 @@ pub type Snapshot = Vec<Subscriber>;
 
 /// Marks the node's applies that were running when their process died. Only call it
 /// while holding the node's apply lock: then no apply is running on that node.
-pub async fn mark_interrupted(client: &impl GenericClient, node: &Node) -> Result<u64, StoreError> {
+pub(super) async fn mark_interrupted(
+    client: &impl GenericClient,
+    node: &Node,
+) -> Result<u64, StoreError> {
     Ok(client
         .execute(
             "UPDATE apply_audit_log
@@ -57,7 +65,7 @@ pub async fn mark_interrupted(client: &impl GenericClient, node: &Node) -> Resul
         .await?)
 }
 
-pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
+pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let rows = client
         .query(
             "SELECT e.number, u.name, e.secret, e.devices, e.transport
@@ -78,7 +86,7 @@ pub async fn snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreErro
         .collect())
 }
 
-pub async fn applied_state(
+pub(super) async fn read_applied_state(
     client: &impl GenericClient,
     node: &str,
 ) -> Result<AppliedState, StoreError> {
@@ -111,7 +119,7 @@ pub async fn applied_state(
 
 /// Records what a successful apply wrote on `node` (inside its transaction): only the
 /// rows that `changes` says differ from the state read under the same lock.
-pub async fn save_applied_state(
+pub(super) async fn save_applied_state(
     tx: &Transaction<'_>,
     node: &str,
     changes: &Changes,
@@ -150,7 +158,7 @@ pub async fn save_applied_state(
 }
 
 /// Writes an apply's final state.
-pub async fn finish_apply(
+pub(super) async fn write_finished(
     client: &impl GenericClient,
     row: &ApplyRecord,
 ) -> Result<(), StoreError> {
@@ -210,8 +218,43 @@ impl Store {
         record_from_row(&row)
     }
 
+    /// Writes an apply's final state (an apply that saves no applied state, a dry run,
+    /// the row of a cluster apply).
     pub async fn finish_apply(&self, row: &ApplyRecord) -> Result<(), StoreError> {
-        finish_apply(&*self.conn().await?, row).await
+        write_finished(&*self.conn().await?, row).await
+    }
+
+    /// Records an apply whose lock went with its connection (the database restarted after
+    /// the apply had done its work): the node's applied state is saved only under the
+    /// node's lock, taken again here, and otherwise left for the next apply to find
+    /// different; the audit row is written in any case.
+    pub async fn record_finished(
+        &self,
+        node: &Node,
+        rec: &ApplyRecord,
+        applied: Option<&Fingerprints>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let locked = match applied {
+            Some(_) => nodes::try_execute(&tx, node).await?,
+            None => false,
+        };
+        match applied {
+            Some(prints) if locked => {
+                save_applied_state(
+                    &tx,
+                    node.name.as_str(),
+                    &rec.changes,
+                    prints,
+                    rec.content_hash.as_deref(),
+                )
+                .await?;
+                write_finished(&tx, rec).await?;
+            }
+            _ => write_finished(&tx, rec).await?,
+        }
+        Ok(tx.commit().await?)
     }
 
     /// The node's audit log, newest first (with the rows no node has taken over yet).
@@ -266,7 +309,7 @@ impl Store {
 
     /// Every user as an apply renders them.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        snapshot(&*self.conn().await?).await
+        read_snapshot(&*self.conn().await?).await
     }
 
     pub async fn snapshot_and_applied(
@@ -274,8 +317,8 @@ impl Store {
         node: &str,
     ) -> Result<(Snapshot, AppliedState), StoreError> {
         let conn = self.conn().await?;
-        let snap = snapshot(&*conn).await?;
-        let applied = applied_state(&*conn, node).await?;
+        let snap = read_snapshot(&*conn).await?;
+        let applied = read_applied_state(&*conn, node).await?;
         Ok((snap, applied))
     }
 }

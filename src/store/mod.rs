@@ -8,10 +8,11 @@
 //! wrong CA, a certificate for another host or a server without TLS must stop start-up
 //! with the reason ([`ConnectError`]).
 
-pub mod applies;
+mod applies;
 pub mod audit;
 mod idempotency;
 mod import;
+mod locks;
 mod migrate;
 pub mod nodes;
 pub mod tls;
@@ -36,6 +37,7 @@ pub use import::{
     Conflict, ConflictKind, CreatedAnswer, CreatedUser, ExportRows, ImportFailure, Imported,
     PlannedUser,
 };
+pub use locks::{ApplyLock, ApplyLockKind, Coordination, LockConn};
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
 pub use tokens::{FoundToken, TokenInfo};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};

@@ -17,9 +17,9 @@ use tokio_postgres::types::{Json, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{Store, StoreError};
-use crate::apply::record::{Fingerprint, NodeOutcome};
 use crate::config::{Codecs, EndpointPolicy};
 use crate::domain::{NodeName, TransportId, Transports};
+use crate::record::{Fingerprint, NodeOutcome};
 
 /// A node unseen for this long is not alive.
 pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
@@ -358,7 +358,7 @@ impl Store {
 
 /// Takes the coordination lock of every node in `ids` for the life of `tx`; false (and
 /// none held once `tx` ends) when another request coordinates one of them.
-pub async fn try_coordinate(tx: &Transaction<'_>, ids: &[i32]) -> Result<bool, StoreError> {
+pub(super) async fn try_coordinate(tx: &Transaction<'_>, ids: &[i32]) -> Result<bool, StoreError> {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let row = tx
@@ -372,7 +372,7 @@ pub async fn try_coordinate(tx: &Transaction<'_>, ids: &[i32]) -> Result<bool, S
 }
 
 /// Takes this node's apply lock for the life of `tx`; false when an apply holds it.
-pub async fn try_execute(tx: &impl GenericClient, node: &Node) -> Result<bool, StoreError> {
+pub(super) async fn try_execute(tx: &impl GenericClient, node: &Node) -> Result<bool, StoreError> {
     let row = tx
         .query_one(
             "SELECT pg_try_advisory_xact_lock($1, $2)",
@@ -385,7 +385,10 @@ pub async fn try_execute(tx: &impl GenericClient, node: &Node) -> Result<bool, S
 /// Takes this node's apply lock and its coordination lock for the life of `tx` (an apply
 /// of this node alone: one transaction, one connection); false when either is held —
 /// then roll `tx` back, which frees the one that was taken.
-pub async fn try_execute_alone(tx: &impl GenericClient, node: &Node) -> Result<bool, StoreError> {
+pub(super) async fn try_execute_alone(
+    tx: &impl GenericClient,
+    node: &Node,
+) -> Result<bool, StoreError> {
     let row = tx
         .query_one(
             "SELECT CASE WHEN pg_try_advisory_xact_lock($1, $3)

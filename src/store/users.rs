@@ -1,6 +1,6 @@
 //! Users and their extensions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -40,18 +40,68 @@ impl UserRow {
     }
 }
 
-/// What `POST /users` answers: the first response, replayed when an Idempotency-Key repeats.
+/// A created user with its new SIP secret (the only time the store hands a secret out
+/// with a user), or the first ones again when an Idempotency-Key repeats.
 #[derive(Debug, Clone)]
 pub struct CreateOutcome {
-    pub body: Value,
+    pub user: UserRow,
+    pub secret: SipSecret,
+    /// The user was created by an earlier request with the same key and body.
     pub replayed: bool,
 }
 
-fn created_body(user: &UserRow, secret: &SipSecret) -> Value {
-    let mut body = serde_json::to_value(user).unwrap_or_default();
-    body["sip_username"] = Value::String(user.extension.to_string());
-    body["sip_password"] = Value::String(secret.expose().to_owned());
-    body
+/// A create as an Idempotency-Key keeps it (JSON in `idempotency_keys.response`): the
+/// user's fields with its SIP username and password. Every version has stored this shape,
+/// and a node of an earlier version replays it as its answer, so it stays this shape.
+#[derive(Serialize)]
+struct StoredCreate<'a> {
+    #[serde(flatten)]
+    user: &'a UserRow,
+    sip_username: String,
+    sip_password: &'a str,
+}
+
+/// [`StoredCreate`] read back.
+#[derive(Deserialize)]
+struct StoredCreated {
+    id: i64,
+    name: String,
+    email: String,
+    extension: i32,
+    devices: i16,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// Absent, or null, from a create stored before transports were per user.
+    #[serde(default)]
+    transport: Option<String>,
+    sip_password: String,
+}
+
+fn stored_create(user: &UserRow, secret: &SipSecret) -> Result<String, StoreError> {
+    let stored = StoredCreate {
+        user,
+        sip_username: user.extension.to_string(),
+        sip_password: secret.expose(),
+    };
+    serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))
+}
+
+fn replayed_create(text: &str) -> Result<CreateOutcome, StoreError> {
+    let s: StoredCreated = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))?;
+    Ok(CreateOutcome {
+        user: UserRow {
+            id: s.id,
+            name: s.name,
+            email: s.email,
+            extension: Extension::from_stored(s.extension),
+            devices: Devices::from_stored(s.devices),
+            created_at: s.created_at,
+            transport: s.transport,
+        },
+        secret: SipSecret::from_stored(s.sip_password),
+        replayed: true,
+    })
 }
 
 /// The order of `GET /users` (`order=`): each variant's snake-case name.
@@ -145,31 +195,27 @@ impl Store {
                 .map_err(map_db_error)?;
             let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
             return Ok(CreateOutcome {
-                body: created_body(&user, &secret),
+                user,
+                secret,
                 replayed: false,
             });
         };
 
         let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default()).to_vec();
         let tx = conn.transaction().await?;
-        if let Claim::Replay(body) = idempotency::claim(&tx, key, &hash).await? {
-            let body = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))?;
-            return Ok(CreateOutcome {
-                body,
-                replayed: true,
-            });
+        if let Claim::Replay(stored) = idempotency::claim(&tx, key, &hash).await? {
+            return replayed_create(&stored);
         }
         let row = tx
             .query_typed(create, &params)
             .await
             .map_err(map_db_error)?;
         let user = UserRow::from_row(row.first().ok_or_else(no_row)?);
-        let body = created_body(&user, &secret);
-        idempotency::record(&tx, key, &body.to_string()).await?;
+        idempotency::record(&tx, key, &stored_create(&user, &secret)?).await?;
         tx.commit().await?;
         Ok(CreateOutcome {
-            body,
+            user,
+            secret,
             replayed: false,
         })
     }
@@ -411,5 +457,44 @@ mod tests {
     #[test]
     fn like_patterns_escape_wildcards() {
         assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+
+    fn alice(transport: Option<&str>) -> UserRow {
+        UserRow {
+            id: 7,
+            name: "Alice".into(),
+            email: "alice@x.org".into(),
+            extension: Extension::from_stored(1000),
+            devices: Devices::from_stored(2),
+            created_at: time::macros::datetime!(2026-01-02 03:04:05.678 UTC),
+            transport: transport.map(str::to_owned),
+        }
+    }
+
+    /// The stored shape is what earlier versions stored (and replay verbatim): the user's
+    /// fields with `sip_username` and `sip_password`.
+    #[test]
+    fn a_stored_create_keeps_its_shape_and_reads_back() {
+        let secret = SipSecret::from_stored("abcdefghijklmnopqrstuvwx".into());
+        let user = alice(Some("transport-udp"));
+        let text = stored_create(&user, &secret).unwrap();
+        let mut before = serde_json::to_value(&user).unwrap();
+        before["sip_username"] = Value::String("1000".into());
+        before["sip_password"] = Value::String(secret.expose().into());
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), before);
+
+        let back = replayed_create(&text).unwrap();
+        assert!(back.replayed);
+        assert_eq!(back.secret, secret);
+        assert_eq!(
+            serde_json::to_value(&back.user).unwrap(),
+            serde_json::to_value(&user).unwrap()
+        );
+
+        // Stored before transports were per user: no transport at all.
+        let mut old = before.clone();
+        old.as_object_mut().unwrap().remove("transport");
+        let back = replayed_create(&old.to_string()).unwrap();
+        assert_eq!(back.user.transport, None);
     }
 }
