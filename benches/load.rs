@@ -42,7 +42,8 @@
 //! difference of their medians next to the 5 ms limit.
 //! `LOAD_BENCH=nodes cargo bench --bench load` runs only that part;
 //! `LOAD_BENCH=render cargo bench --bench load` only the render with and without the NAT
-//! options and G.722 (in process).
+//! options and G.722 (in process); `LOAD_BENCH=core cargo bench --bench load` everything
+//! but bulk and nodes (the main performance table).
 
 use std::time::{Duration, Instant};
 
@@ -1158,8 +1159,11 @@ async fn main() {
         "RSS of pbx-portal, after the load above", rss_loaded
     );
 
-    bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
-    nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+    // LOAD_BENCH=core: the figures above only (the main performance table).
+    if std::env::var("LOAD_BENCH").as_deref() != Ok("core") {
+        bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+        nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+    }
 
     drop(child);
     drop(admin_db);
