@@ -240,9 +240,13 @@ pub struct ApplyRecord {
     pub nodes: Vec<NodeOutcome>,
 }
 
-/// How a cluster apply runs its nodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// How a cluster apply runs its nodes. Its names (`?strategy=`, `--strategy`) are serde's
+/// and strum's, held equal by a test.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, strum::EnumString, strum::EnumIter,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Strategy {
     /// Every node at once.
     #[default]
@@ -443,6 +447,16 @@ mod tests {
         for m in <ReloadMethod as strum::IntoEnumIterator>::iter() {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
         }
+    }
+
+    #[test]
+    fn strategies_parse_as_serde_reads_them() {
+        for s in <Strategy as strum::IntoEnumIterator>::iter() {
+            let name = format!("{s:?}").to_lowercase();
+            assert_eq!(name.parse::<Strategy>(), Ok(s));
+            assert_eq!(serde_json::from_value::<Strategy>(name.into()).unwrap(), s);
+        }
+        assert!("Rolling".parse::<Strategy>().is_err());
     }
 
     #[test]

@@ -62,11 +62,8 @@ fn print(rec: &ApplyRecord) {
     println!("{}", serde_json::to_string_pretty(rec).unwrap_or_default());
 }
 
-/// `--strategy`.
+/// `--strategy`: a [`Strategy`]'s name.
 pub fn parse_strategy(raw: &str) -> Result<Strategy, String> {
-    match raw {
-        "parallel" => Ok(Strategy::Parallel),
-        "rolling" => Ok(Strategy::Rolling),
-        _ => Err("must be parallel or rolling".into()),
-    }
+    raw.parse()
+        .map_err(|_| "must be parallel or rolling".to_owned())
 }
