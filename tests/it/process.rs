@@ -40,6 +40,26 @@ async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     assert_ne!(out.status.code(), Some(0));
 }
 
+#[test]
+fn a_bad_strategy_is_refused_by_the_command_line_naming_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = env(
+        "postgres://u@127.0.0.1:1/db",
+        dir.path(),
+        free_addr(),
+        free_addr(),
+    );
+    for bad in ["sideways", "Rolling", ""] {
+        let out = command(dir.path(), &vars)
+            .args(["apply", "--strategy", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("must be parallel or rolling"), "{bad}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_nothing_secret_is_logged() {
     let db = TestDb::create().await;
