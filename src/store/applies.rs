@@ -54,20 +54,20 @@ pub(super) async fn mark_interrupted(
     node: &Node,
 ) -> Result<u64, StoreError> {
     Ok(client
-        .execute(
+        .execute_typed(
             "UPDATE apply_audit_log
                 SET status = 'interrupted', finished_at = now(),
                     duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint,
                     error = '{\"code\": \"interrupted\", \"message\": \"the apply stopped before it finished (the portal was stopped or killed, or the apply task failed: see the log); the files are either the old or the new version\"}'
               WHERE status = 'running' AND node = $1",
-            &[&node.name.as_str()],
+            &[(&node.name.as_str(), Type::TEXT)],
         )
         .await?)
 }
 
 pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT e.number, u.name, e.secret, e.devices, e.transport
                FROM extensions e JOIN users u ON u.id = e.user_id
               ORDER BY e.number",
@@ -91,9 +91,9 @@ pub(super) async fn read_applied_state(
     node: &str,
 ) -> Result<AppliedState, StoreError> {
     let fingerprints = client
-        .query(
+        .query_typed(
             "SELECT number, fingerprint FROM applied_extensions WHERE node = $1",
-            &[&node],
+            &[(&node, Type::TEXT)],
         )
         .await?
         .iter()
@@ -107,7 +107,10 @@ pub(super) async fn read_applied_state(
         })
         .collect();
     let content_hash = client
-        .query("SELECT applied_hash FROM nodes WHERE name = $1", &[&node])
+        .query_typed(
+            "SELECT applied_hash FROM nodes WHERE name = $1",
+            &[(&node, Type::TEXT)],
+        )
         .await?
         .first()
         .and_then(|r| r.get(0));
@@ -134,24 +137,28 @@ pub(super) async fn save_applied_state(
         .map(|f| f.as_slice())
         .collect();
     if !removed.is_empty() {
-        tx.execute(
+        tx.execute_typed(
             "DELETE FROM applied_extensions WHERE node = $1 AND number = ANY($2)",
-            &[&node, &removed],
+            &[(&node, Type::TEXT), (&removed, Type::INT4_ARRAY)],
         )
         .await?;
     }
     if !numbers.is_empty() {
-        tx.execute(
+        tx.execute_typed(
             "INSERT INTO applied_extensions (node, number, fingerprint)
              SELECT $1, * FROM unnest($2::integer[], $3::bytea[])
              ON CONFLICT (node, number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
-            &[&node, &numbers, &prints],
+            &[
+                (&node, Type::TEXT),
+                (&numbers, Type::INT4_ARRAY),
+                (&prints, Type::BYTEA_ARRAY),
+            ],
         )
         .await?;
     }
-    tx.execute(
+    tx.execute_typed(
         "UPDATE nodes SET applied_hash = $2 WHERE name = $1",
-        &[&node, &content_hash],
+        &[(&node, Type::TEXT), (&content_hash, Type::TEXT)],
     )
     .await?;
     Ok(())
@@ -202,7 +209,7 @@ impl Store {
         let conn = self.conn().await?;
         let action = if dry_run { "apply.dry_run" } else { "apply" };
         let row = conn
-            .query_one(
+            .query_typed_one(
                 &format!(
                     "WITH r AS (
                         INSERT INTO apply_audit_log (status, actor, node, requested_by)
@@ -212,7 +219,12 @@ impl Store {
                            SELECT $1, $2, r.id FROM r)
                      SELECT {APPLY_COLUMNS} FROM r"
                 ),
-                &[&actor.as_str(), &action, &node, &requested_by],
+                &[
+                    (&actor.as_str(), Type::TEXT),
+                    (&action, Type::TEXT),
+                    (&node, Type::TEXT),
+                    (&requested_by, Type::TEXT),
+                ],
             )
             .await?;
         record_from_row(&row)

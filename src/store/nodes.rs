@@ -374,9 +374,9 @@ pub(super) async fn try_coordinate(tx: &Transaction<'_>, ids: &[i32]) -> Result<
 /// Takes this node's apply lock for the life of `tx`; false when an apply holds it.
 pub(super) async fn try_execute(tx: &impl GenericClient, node: &Node) -> Result<bool, StoreError> {
     let row = tx
-        .query_one(
+        .query_typed_one(
             "SELECT pg_try_advisory_xact_lock($1, $2)",
-            &[&EXECUTE_LOCK, &node.id],
+            &[(&EXECUTE_LOCK, Type::INT4), (&node.id, Type::INT4)],
         )
         .await?;
     Ok(row.try_get(0)?)
@@ -390,10 +390,14 @@ pub(super) async fn try_execute_alone(
     node: &Node,
 ) -> Result<bool, StoreError> {
     let row = tx
-        .query_one(
+        .query_typed_one(
             "SELECT CASE WHEN pg_try_advisory_xact_lock($1, $3)
                          THEN pg_try_advisory_xact_lock($2, $3) ELSE false END",
-            &[&EXECUTE_LOCK, &COORDINATE_LOCK, &node.id],
+            &[
+                (&EXECUTE_LOCK, Type::INT4),
+                (&COORDINATE_LOCK, Type::INT4),
+                (&node.id, Type::INT4),
+            ],
         )
         .await?;
     Ok(row.try_get(0)?)
