@@ -2,7 +2,7 @@
 //! back unless the apply keeps the new files.
 //!
 //! Both files are written atomically (see [`crate::asterisk::files`]), but an apply that
-//! fails after writing them must restore both and reload Asterisk, or Asterisk runs a
+//! fails after writing them must restore what it wrote and reload Asterisk, or Asterisk runs a
 //! configuration the portal never recorded. That one rule lives here: [`Written::keep`]
 //! when the apply succeeded, [`Written::roll_back`] when it failed after a reload was
 //! attempted, and a drop without either (a bug, a panic) still restores the old files.
@@ -18,10 +18,15 @@ use crate::asterisk::reload::Link;
 use crate::asterisk::render::{Rendered, ENDPOINTS_FILE, ROUTING_FILE};
 use crate::config::AsteriskConfig;
 
-/// The two managed files as they are before the apply.
+/// The two managed files as they are before the apply, in the order they are written
+/// (endpoints first: the dialplan routes to them).
 pub struct Current {
-    endpoints: Managed,
-    routing: Managed,
+    files: [Managed; 2],
+}
+
+/// What `rendered` puts in [`Current`]'s files, in the same order.
+fn contents(rendered: &Rendered) -> [&[u8]; 2] {
+    [rendered.endpoints.as_bytes(), rendered.routing.as_bytes()]
 }
 
 /// How a rollback went, for the record.
@@ -35,51 +40,45 @@ pub struct RolledBack {
 impl Current {
     pub fn load(cfg: &AsteriskConfig) -> io::Result<Self> {
         Ok(Self {
-            endpoints: Managed::load(&cfg.pjsip_dir, ENDPOINTS_FILE)?,
-            routing: Managed::load(&cfg.dialplan_dir, ROUTING_FILE)?,
+            files: [
+                Managed::load(&cfg.pjsip_dir, ENDPOINTS_FILE)?,
+                Managed::load(&cfg.dialplan_dir, ROUTING_FILE)?,
+            ],
         })
     }
 
     /// Whether the files on disk already are `rendered`, byte for byte.
     pub fn hold(&self, rendered: &Rendered) -> bool {
-        self.endpoints.before.as_deref() == Some(rendered.endpoints.as_bytes())
-            && self.routing.before.as_deref() == Some(rendered.routing.as_bytes())
+        self.files
+            .iter()
+            .zip(contents(rendered))
+            .all(|(file, bytes)| file.holds(bytes))
     }
 
-    /// Writes the files that differ from `rendered` (endpoints first: the dialplan routes
-    /// to them). When the second write fails the first is restored; the error says which
-    /// file failed and whether the restore worked.
+    /// Writes the files that differ from `rendered`, in order. When the second write
+    /// fails the first is restored; the error says which file failed and whether the
+    /// restore worked.
     pub fn write(self, rendered: &Rendered) -> Result<Written, WriteFailure> {
         let mut written = Written {
-            files: self,
-            touched: [false; 2],
+            touched: Vec::new(),
             settled: false,
         };
-        let contents = [rendered.endpoints.as_bytes(), rendered.routing.as_bytes()];
-        for (i, bytes) in contents.into_iter().enumerate() {
-            let file = written.files.get(i);
-            if file.before.as_deref() == Some(bytes) {
+        for (file, bytes) in self.files.into_iter().zip(contents(rendered)) {
+            if file.holds(bytes) {
                 continue;
             }
-            // Touched before the attempt: a write that fails after its rename (the
+            let result = file.write(bytes);
+            // Touched even when the write failed: one that fails after its rename (the
             // directory's fsync) has changed the file all the same.
-            written.touched[i] = true;
-            if let Err(e) = file.write(bytes) {
-                let message = format!("cannot write {}: {e}", file.path().display());
+            let path = file.path();
+            written.touched.push(file);
+            if let Err(e) = result {
+                let message = format!("cannot write {}: {e}", path.display());
                 let restored = written.restore().is_ok();
                 return Err(WriteFailure { message, restored });
             }
         }
         Ok(written)
-    }
-
-    /// The endpoints file (0) or the routing file (1), in the order they are written.
-    fn get(&self, i: usize) -> &Managed {
-        if i == 0 {
-            &self.endpoints
-        } else {
-            &self.routing
-        }
     }
 }
 
@@ -92,9 +91,8 @@ pub struct WriteFailure {
 
 /// Files written by an apply that has not settled yet.
 pub struct Written {
-    files: Current,
-    /// Which of [`Current::get`]'s files this apply wrote (or tried to).
-    touched: [bool; 2],
+    /// The files this apply wrote (or tried to), in the order it wrote them.
+    touched: Vec<Managed>,
     settled: bool,
 }
 
@@ -104,13 +102,12 @@ impl Written {
         self.settled = true;
     }
 
-    /// Restores the previous files it wrote (routing first, the reverse of writing); tries
-    /// both and reports the first failure.
+    /// Restores the previous files it wrote, in the reverse order of writing; tries each
+    /// and reports the first failure.
     fn restore(&mut self) -> io::Result<()> {
         self.settled = true;
         let mut result = Ok(());
-        for i in [1, 0].into_iter().filter(|&i| self.touched[i]) {
-            let f = self.files.get(i);
+        for f in self.touched.iter().rev() {
             if let Err(e) = f.restore() {
                 let e = io::Error::new(
                     e.kind(),

@@ -69,6 +69,11 @@ impl Managed {
         self.dir.join(self.name)
     }
 
+    /// Whether the file already held `contents` before the apply.
+    pub fn holds(&self, contents: &[u8]) -> bool {
+        self.before.as_deref() == Some(contents)
+    }
+
     pub fn write(&self, contents: &[u8]) -> io::Result<()> {
         replace(&self.dir, self.name, Some(contents))
     }
