@@ -516,12 +516,24 @@ mod tests {
         };
     }
 
+    /// The phone's contact as `ContactList` lists it (recording `list`) and as the
+    /// registration view holds it after the `ContactStatus` event of recording `events`.
+    fn listed_and_live(list: &str, events: &str) -> (Contact, Contact) {
+        let listed = Contact::from_list(&recorded(list, "Event: ContactList\r\n")).unwrap();
+        let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
+        let mut v = live(&[1001], vec![]);
+        v.apply(&e);
+        (listed, v.registration(1001).contacts[0].clone())
+    }
+
     #[test]
     fn a_nated_phone_with_rewrite_contact_is_where_its_packets_come_from() {
         // F-NAT-3: Uri host:port is the public address; ViaAddr/ViaPort and
         // x-ast-orig-host the private one the phone claims.
-        let bytes = nat_recording!("ami_contactlist_nat_rewrite.bin");
-        let c = Contact::from_list(&recorded(bytes, "Event: ContactList\r\n")).unwrap();
+        let (c, from_event) = listed_and_live(
+            nat_recording!("ami_contactlist_nat_rewrite.bin"),
+            nat_recording!("ami_events_nat_rewrite.bin"),
+        );
         assert_eq!(
             (c.source.as_str(), c.reported.as_deref()),
             ("10.97.0.2:5062", Some("10.99.0.2:5062"))
@@ -539,11 +551,6 @@ mod tests {
             )
         );
         // The events carry only the URI: the same answer from it.
-        let events = nat_recording!("ami_events_nat_rewrite.bin");
-        let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
-        let mut v = live(&[1001], vec![]);
-        v.apply(&e);
-        let from_event = &v.registration(1001).contacts[0];
         assert_eq!(
             (from_event.source.as_str(), from_event.reported.as_deref()),
             ("10.97.0.2:5062", Some("10.99.0.2:5062"))
@@ -554,8 +561,10 @@ mod tests {
     fn a_nated_phone_without_nat_options_reports_only_what_it_claims() {
         // F-NAT-1: stored as the phone wrote it; Asterisk knows no other address, so
         // source is the Via and nothing is `reported` (and so not serialized).
-        let bytes = nat_recording!("ami_contactlist_nat_plain.bin");
-        let c = Contact::from_list(&recorded(bytes, "Event: ContactList\r\n")).unwrap();
+        let (c, from_event) = listed_and_live(
+            nat_recording!("ami_contactlist_nat_plain.bin"),
+            nat_recording!("ami_events_nat_plain.bin"),
+        );
         assert_eq!(
             (c.source.as_str(), c.reported.as_deref()),
             ("10.99.0.2:5062", None)
@@ -563,11 +572,6 @@ mod tests {
         assert_eq!(c.status, ContactStatus::Unreachable);
         let json = serde_json::to_value(&c).unwrap();
         assert!(json.get("reported").is_none(), "{json}");
-        let events = nat_recording!("ami_events_nat_plain.bin");
-        let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
-        let mut v = live(&[1001], vec![]);
-        v.apply(&e);
-        let from_event = &v.registration(1001).contacts[0];
         assert_eq!(
             (from_event.source.as_str(), from_event.reported.as_deref()),
             ("10.99.0.2:5062", None)
