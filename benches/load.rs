@@ -1122,7 +1122,9 @@ async fn main() {
         let (token, verdict) = probes.register(Expectation {
             present: (1000..2000).map(|e| (e, 1, None)).collect(),
             absent: Vec::new(),
+            unvisited: 0,
             marker: files.marker.clone(),
+            sentinel: files.sentinel.clone(),
         });
         let channel = format!("Local/probe-{token}@{}", render::PROBE_CONTEXT);
         let t = Instant::now();

@@ -95,8 +95,13 @@ pub enum HealthStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub status: HealthStatus,
+    /// Extensions proven: those the probe asked about one by one and those the whole-file
+    /// proof covers.
     pub checked: u32,
     pub missing: Vec<String>,
+    /// How they were proven; absent when no probe ran (and in records from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
 }
 
 impl Health {
@@ -105,8 +110,62 @@ impl Health {
             status: HealthStatus::Skipped,
             checked: 0,
             missing: Vec::new(),
+            proof: None,
         }
     }
+}
+
+/// How a probe proved what Asterisk holds (ARCHITECTURE.md, "What the probe proves").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    pub scope: ProofScope,
+    /// Why every extension was visited (scope `all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub because: Option<FullProofReason>,
+    /// Extensions asked about one by one (endpoint, aor, and for a removed one its
+    /// dialplan entry; for an added or changed one its options too).
+    pub visited: u32,
+    /// Generated files proven read whole: the endpoints file by its sentinel object, the
+    /// routing file by the marker its probe context passes.
+    pub whole_files: u32,
+    /// Extensions proven in all (`checked`).
+    pub total: u32,
+}
+
+/// Which extensions the probe visits one by one.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ProofScope {
+    /// Only those the apply added, changed or removed: the rest is what the previous
+    /// proof saw, in a file Asterisk read whole.
+    Changed,
+    /// Every one.
+    All,
+}
+
+/// Why a probe visited every extension instead of only the changed ones.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum FullProofReason {
+    /// This process has not proven this node's Asterisk since it started, or its last
+    /// apply was not proven (failed, rolled back, probe off).
+    NoEarlierProof,
+    /// Another process applied to this node since (its applied state is not the one
+    /// proven).
+    AppliedElsewhere,
+    /// Asterisk started since the last proof: it loaded every object afresh.
+    AsteriskRestarted,
+    /// A module was reloaded since the last proof by someone else than the portal.
+    ReloadedOutside,
+    /// Asterisk's core status could not be read (reloads over the CLI, or `CoreStatus`
+    /// refused): nothing says the objects are as last proven.
+    NoCoreStatus,
 }
 
 /// Why an apply failed. Serialised as the snake_case `error.code` of the record; the one
@@ -446,6 +505,37 @@ mod tests {
         }
         for m in <ReloadMethod as strum::IntoEnumIterator>::iter() {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
+
+    #[test]
+    fn the_document_names_every_proof_scope_reason_and_failure_code() {
+        fn names<T: strum::IntoEnumIterator + Serialize>() -> Vec<serde_json::Value> {
+            T::iter()
+                .map(|v| serde_json::to_value(v).unwrap())
+                .collect()
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("http/openapi.json")).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let proof = &schemas["ApplyProof"]["properties"];
+        assert_eq!(
+            proof["scope"]["enum"].as_array().unwrap(),
+            &names::<ProofScope>()
+        );
+        assert_eq!(
+            proof["because"]["enum"].as_array().unwrap(),
+            &names::<FullProofReason>()
+        );
+        assert_eq!(
+            schemas["FailureCode"]["enum"].as_array().unwrap(),
+            &names::<FailureCode>()
+        );
+        for s in <ProofScope as strum::IntoEnumIterator>::iter() {
+            assert_eq!(serde_json::to_value(s).unwrap(), <&str>::from(s));
+        }
+        for r in <FullProofReason as strum::IntoEnumIterator>::iter() {
+            assert_eq!(serde_json::to_value(r).unwrap(), <&str>::from(r));
         }
     }
 

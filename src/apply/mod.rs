@@ -16,7 +16,7 @@ pub mod cluster;
 mod written;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::{Expectation, Probes};
-use crate::asterisk::reload::{Link, ReloadFailure, Via};
+use crate::asterisk::reload::{Generation, Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, EndpointOptions, Rendered};
 use crate::auth::Actor;
 use crate::backoff::Backoff;
@@ -34,11 +34,11 @@ use crate::config::{AsteriskConfig, EndpointPolicy};
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::record::{
-    AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, Health,
-    HealthStatus, NodeOutcome, Reload, ReloadMethod,
+    AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, FullProofReason,
+    Health, HealthStatus, NodeOutcome, Proof, ProofScope, Reload, ReloadMethod,
 };
 use crate::store::nodes::Node;
-use crate::store::{ApplyLock, ApplyLockKind, Snapshot, Store, StoreError};
+use crate::store::{ApplyLockKind, Snapshot, Store, StoreError};
 use written::{Current, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,27 @@ pub struct Applier {
     metrics: Arc<Metrics>,
     /// The node this applier writes and reloads (its lock, state and audit log).
     node: Node,
+    /// What this process's last apply left on this node: see [`Known`].
+    known: Arc<Mutex<Known>>,
+}
+
+/// What the last apply of this process saved and proved on its node. It spares the next
+/// apply reading back the state it saved (while the node's applied hash is still its own)
+/// and visiting the extensions it proved (ARCHITECTURE.md, "What the probe proves").
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// The applied state it saved.
+    applied: Option<AppliedState>,
+    /// Asterisk's generation once it had proven that state live (`None`: not proven, or
+    /// files written since).
+    proven: Option<Generation>,
+}
+
+/// What a successful apply hands to its record: the fingerprints to save, and the
+/// generation its proof was made in.
+struct Applied {
+    fingerprints: Fingerprints,
+    proven: Option<Generation>,
 }
 
 /// Who holds this node's coordination lock while it applies.
@@ -142,6 +163,7 @@ impl Applier {
             registrations: Arc::default(),
             hub: Hub::default(),
             metrics: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -307,13 +329,23 @@ impl Applier {
         // Holding the lock, no apply runs on this node: a `running` row is a crashed one.
         let crashed = locked.mark_interrupted().await?;
         self.metrics.applies_interrupted(crashed);
-        let mut rec = self.start(actor, false, requested_by).await?;
+        // The running row commits on its own connection while the lock's reads what to
+        // render: both are done before any file is touched.
+        let known = self.known();
+        let (started, read) = tokio::join!(
+            self.start(actor, false, requested_by),
+            locked.read(known.applied.as_ref())
+        );
+        let mut rec = started?;
         tracing::info!(apply = rec.id, "apply started");
 
-        let outcome = self.steps(&locked, &mut rec).await;
+        let outcome = match read {
+            Ok(state) => self.steps(state, known, &mut rec).await,
+            Err(e) => Err(e.into()),
+        };
         rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
         let applied = match outcome {
-            Ok(Some(fingerprints)) => Some(fingerprints),
+            Ok(Some(applied)) => Some(applied),
             Ok(None) => None,
             Err(failure) => {
                 rec.rolled_back = failure.rolled_back;
@@ -322,18 +354,34 @@ impl Applier {
             }
         };
         rec.nodes = vec![NodeOutcome::of(&rec)];
-        match &applied {
-            Some(fingerprints) => {
+        match applied {
+            Some(Applied {
+                fingerprints,
+                proven,
+            }) => {
                 let first = async {
-                    locked.save(&rec, fingerprints).await?;
+                    locked.save(&rec, &fingerprints).await?;
                     locked.commit().await
                 }
                 .await;
-                if let Err(e) = first {
-                    self.record_later(e, &rec, Some(fingerprints)).await?;
-                }
                 self.registrations
                     .set_applied(fingerprints.keys().copied().collect());
+                match first {
+                    Ok(()) => {
+                        *self.lock_known() = Known {
+                            applied: Some(AppliedState {
+                                fingerprints,
+                                content_hash: rec.content_hash.clone(),
+                            }),
+                            proven,
+                        }
+                    }
+                    Err(e) => {
+                        // Whether the state is saved is the database's word now.
+                        *self.lock_known() = Known::default();
+                        self.record_later(e, &rec, Some(&fingerprints)).await?;
+                    }
+                }
             }
             None => {
                 locked.release().await;
@@ -374,14 +422,14 @@ impl Applier {
         Ok(())
     }
 
-    /// The steps under the lock. Fills `rec`; returns the fingerprints to record when new
-    /// files were applied, `None` when nothing changed.
+    /// The steps under the lock, from what it read. Fills `rec`; returns what to record
+    /// when new files were applied, `None` when nothing changed.
     async fn steps(
         &self,
-        locked: &ApplyLock<'_>,
+        (snap, applied): (Snapshot, AppliedState),
+        known: Known,
         rec: &mut ApplyRecord,
-    ) -> Result<Option<Fingerprints>, ApplyFailure> {
-        let (snap, applied) = locked.read().await?;
+    ) -> Result<Option<Applied>, ApplyFailure> {
         rec.endpoints = snap.len() as i32;
         let rendered = self.render(&snap)?;
         rec.changes = Changes::between(&rendered.fingerprints, &applied.fingerprints);
@@ -391,26 +439,47 @@ impl Applier {
             rec.status = ApplyStatus::Unchanged;
             return Ok(None);
         };
+        // From here Asterisk may hold something else than the last proof saw.
+        self.lock_known().proven = None;
         let reload_started = Instant::now();
         let Some(mut link) = Link::open(&self.cfg).await else {
             self.metrics.reload(ReloadMethod::None, None);
             rec.reload = Reload::none("PORTAL_RELOAD=none: files written, Asterisk not reloaded");
             written.keep();
             rec.status = ApplyStatus::Applied;
-            return Ok(Some(rendered.fingerprints));
+            return Ok(Some(Applied {
+                fingerprints: rendered.fingerprints,
+                proven: None,
+            }));
+        };
+        let scope = match self.cfg.health_check {
+            true => Some(self.proof_scope(&mut link, known, &applied).await),
+            false => None,
         };
         let reloaded = self.reload(&mut link, rec).await;
         self.metrics
             .reload(rec.reload.method, Some(reload_started.elapsed()));
-        let live = match reloaded {
-            Ok(()) => self.probe(&mut link, &snap, &rendered, rec).await,
-            Err(f) => Err(f),
+        let live = match (reloaded, scope) {
+            (Ok(()), Some(scope)) => self.probe(&mut link, &snap, &rendered, scope, rec).await,
+            (Ok(()), None) => {
+                rec.health = Health::skipped();
+                Ok(())
+            }
+            (Err(f), _) => Err(f),
         };
         let result = match live {
             Ok(()) => {
+                // The generation the next apply compares with: read after the reload.
+                let proven = match rec.health.status {
+                    HealthStatus::Ok => link.generation().await,
+                    _ => None,
+                };
                 written.keep();
                 rec.status = ApplyStatus::Applied;
-                Ok(Some(rendered.fingerprints))
+                Ok(Some(Applied {
+                    fingerprints: rendered.fingerprints,
+                    proven,
+                }))
             }
             Err(mut failure) => {
                 let back = written.roll_back(&mut link).await;
@@ -481,18 +550,49 @@ impl Applier {
         }
     }
 
-    /// Proves that Asterisk holds what was written (or records that the probe is off).
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, Known> {
+        // One assignment per use: a holder that panicked left it consistent.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn known(&self) -> Known {
+        self.lock_known().clone()
+    }
+
+    /// Whether the probe may visit only what this apply changes: when this process proved
+    /// the applied state the database holds, and Asterisk has neither started nor
+    /// reloaded a module since (ARCHITECTURE.md, "What the probe proves"). Asked before
+    /// the reload, which changes the generation.
+    async fn proof_scope(
+        &self,
+        link: &mut Link,
+        known: Known,
+        applied: &AppliedState,
+    ) -> Result<(), FullProofReason> {
+        let (Some(saved), Some(proven)) = (known.applied, known.proven) else {
+            return Err(FullProofReason::NoEarlierProof);
+        };
+        if applied.content_hash.is_none() || applied.content_hash != saved.content_hash {
+            return Err(FullProofReason::AppliedElsewhere);
+        }
+        match link.generation().await {
+            None => Err(FullProofReason::NoCoreStatus),
+            Some(now) if now.started != proven.started => Err(FullProofReason::AsteriskRestarted),
+            Some(now) if now.reloaded != proven.reloaded => Err(FullProofReason::ReloadedOutside),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Proves that Asterisk holds what was written: every file whole, and one by one the
+    /// extensions `scope` says (`Err`: every one, and why).
     async fn probe(
         &self,
         link: &mut Link,
         snap: &Snapshot,
         rendered: &Rendered,
+        scope: Result<(), FullProofReason>,
         rec: &mut ApplyRecord,
     ) -> Result<(), ApplyFailure> {
-        if !self.cfg.health_check {
-            rec.health = Health::skipped();
-            return Ok(());
-        }
         // Added and changed endpoints are read back option by option too.
         let touched: std::collections::BTreeSet<u32> = rec
             .changes
@@ -501,19 +601,23 @@ impl Applier {
             .chain(&rec.changes.changed)
             .copied()
             .collect();
+        let present: Vec<_> = snap
+            .iter()
+            .filter(|s| scope.is_err() || touched.contains(&s.extension.get()))
+            .map(|s| {
+                let ext = s.extension.get();
+                let options = touched
+                    .contains(&ext)
+                    .then(|| EndpointOptions::of(s, &self.cfg.policy));
+                (ext, s.devices.get(), options)
+            })
+            .collect();
         let expect = Expectation {
-            present: snap
-                .iter()
-                .map(|s| {
-                    let ext = s.extension.get();
-                    let options = touched
-                        .contains(&ext)
-                        .then(|| EndpointOptions::of(s, &self.cfg.policy));
-                    (ext, s.devices.get(), options)
-                })
-                .collect(),
+            unvisited: (snap.len() - present.len()) as u32,
+            present,
             absent: rec.changes.removed.clone(),
             marker: rendered.marker.clone(),
+            sentinel: rendered.sentinel.clone(),
         };
         let cfg = &self.cfg;
         let probe_started = Instant::now();
@@ -537,6 +641,16 @@ impl Applier {
             },
             checked: verdict.checked,
             missing: verdict.missing,
+            proof: Some(Proof {
+                scope: match scope {
+                    Ok(()) => ProofScope::Changed,
+                    Err(_) => ProofScope::All,
+                },
+                because: scope.err(),
+                visited: verdict.visited,
+                whole_files: verdict.whole_files,
+                total: verdict.checked,
+            }),
         };
         if ok {
             return Ok(());

@@ -178,6 +178,7 @@ mod tests {
             fingerprints: Default::default(),
             content_hash: String::new(),
             marker: String::new(),
+            sentinel: String::new(),
         }
     }
 

@@ -9,14 +9,18 @@
 //! command (section 6 of the lab notes: 1000 extensions cost 415 ms one function per
 //! command and 109 ms batched), kept under Asterisk's 8192-byte command limit.
 //!
-//! The dialplan is proven as a whole: the probe context is the last section of the
-//! routing file and passes the routing marker (a hash of the `synergy-internal` context
+//! Each generated file is proven read whole by its last object. The dialplan's is the
+//! probe context: it passes the routing marker (a hash of the `synergy-internal` context
 //! as rendered) as its second AGI argument. Asterisk drops everything after a parse error
 //! in an include (F-CFG-3), so a call that arrives with the right marker proves every
 //! extension of the file is live; one with another marker means Asterisk kept an older
 //! dialplan (a parse error in extensions.conf itself). A `DIALPLAN_EXISTS` per extension
-//! would prove no more and cost 43 µs each. PJSIP objects are rejected one by one
-//! (F-CFG-4), so every endpoint and aor is checked individually.
+//! would prove no more and cost 43 µs each. The endpoints file's is the sentinel aor
+//! ([`super::render::Rendered::sentinel`]), read back first.
+//!
+//! PJSIP objects are rejected one by one (F-CFG-4), so an endpoint and aor the apply
+//! added or changed is checked individually, and so is every one when the apply cannot
+//! trust the previous proof (the [`Expectation`] says which: `apply` decides).
 //!
 //! An endpoint the apply added or changed is also read back option by option: the NAT
 //! options, the codecs, the transport and the media encryption it was rendered with
@@ -37,15 +41,19 @@ use tokio::sync::{oneshot, watch};
 use super::agi::{self, AgiError, Reply, Session, MAX_COMMAND};
 use super::reload::Link;
 use super::render::{
-    EndpointOptions, INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE,
+    EndpointOptions, ENDPOINTS_FILE, INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX,
+    ROUTING_FILE, SENTINEL_OPTION,
 };
 use crate::shutdown::Shutdown;
 
-/// What the probe found: how many extensions it checked and what is wrong (nothing, when
-/// Asterisk holds exactly what was applied).
+/// What the probe found: how many extensions it proved, how many of them it asked about
+/// one by one, and what is wrong (nothing, when Asterisk holds exactly what was applied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
     pub checked: u32,
+    pub visited: u32,
+    /// Generated files found read whole (0 to 2).
+    pub whole_files: u32,
     pub missing: Vec<String>,
 }
 
@@ -54,9 +62,11 @@ impl Verdict {
         self.missing.is_empty()
     }
 
-    fn failed(checked: u32, why: String) -> Self {
+    fn failed(expect: &Expectation, why: String) -> Self {
         Self {
-            checked,
+            checked: expect.checked(),
+            visited: expect.visited(),
+            whole_files: 0,
             missing: vec![why],
         }
     }
@@ -65,27 +75,46 @@ impl Verdict {
 /// What the live Asterisk must hold after an apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectation {
-    /// Extensions whose endpoint and aor must exist, with the aor's `max_contacts`, and
-    /// for those the apply added or changed, the endpoint options to read back.
+    /// Extensions visited whose endpoint and aor must exist, with the aor's
+    /// `max_contacts`, and for those the apply added or changed, the endpoint options to
+    /// read back.
     pub present: Vec<(u32, u8, Option<EndpointOptions>)>,
     /// Extensions that must be gone: endpoint, aor and dialplan entry.
     pub absent: Vec<u32>,
+    /// Extensions proven without a visit: unchanged since the previous proof, in files
+    /// proven read whole.
+    pub unvisited: u32,
     /// The routing marker the probe call must carry (see the module doc).
     pub marker: String,
+    /// The endpoints file's last object, an aor (see the module doc).
+    pub sentinel: String,
 }
 
-/// What one extension is checked for.
+impl Expectation {
+    fn visited(&self) -> u32 {
+        (self.present.len() + self.absent.len()) as u32
+    }
+
+    fn checked(&self) -> u32 {
+        self.visited() + self.unvisited
+    }
+}
+
+/// What one object is checked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
+    /// The sentinel aor, with [`SENTINEL_OPTION`].
+    Sentinel(String),
     /// Endpoint with the expected context, and aor with this `max_contacts`.
-    Present { max_contacts: u8 },
+    Present { ext: u32, max_contacts: u8 },
     /// As `Present`, and the endpoint holds these options.
     Changed {
+        ext: u32,
         max_contacts: u8,
         options: EndpointOptions,
     },
     /// No endpoint, no aor, no dialplan entry.
-    Absent,
+    Absent { ext: u32 },
 }
 
 /// The endpoint options read back from a changed endpoint, in the order of the reply.
@@ -122,64 +151,80 @@ const COMMAND_PREFIX: &str = "GET FULL VARIABLE ";
 /// Room for the prefix and the newline below Asterisk's limit, with margin.
 const BATCH_BYTES: usize = MAX_COMMAND - 200;
 
-fn fragment(ext: u32, check: &Check) -> String {
-    let mut pjsip =
-        format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
+fn fragment(check: &Check) -> String {
+    let pjsip =
+        |ext| format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
     match check {
-        Check::Present { .. } => pjsip,
-        Check::Changed { .. } => {
+        Check::Sentinel(name) => format!("${{PJSIP_AOR({name},{})}}", SENTINEL_OPTION.0),
+        Check::Present { ext, .. } => pjsip(ext),
+        Check::Changed { ext, .. } => {
+            let mut f = pjsip(ext);
             for option in OPTIONS {
-                pjsip.push_str(&format!(",${{PJSIP_ENDPOINT({ext},{option})}}"));
+                f.push_str(&format!(",${{PJSIP_ENDPOINT({ext},{option})}}"));
             }
-            pjsip
+            f
         }
-        Check::Absent => format!("{pjsip},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}"),
+        Check::Absent { ext } => {
+            format!(
+                "{},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}",
+                pjsip(ext)
+            )
+        }
     }
 }
 
-/// One probe command and the extensions it asks about, in order.
+/// One probe command and the objects it asks about, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub command: String,
-    pub checks: Vec<(u32, Check)>,
+    pub checks: Vec<Check>,
 }
 
-/// Splits the checks into as few commands as fit under the line limit. Values are
-/// separated by `,` within an extension and `;` between extensions: neither can occur in
-/// a context name, a number or a 0/1 flag.
+/// Splits the checks, the sentinel first, into as few commands as fit under the line
+/// limit. Values are separated by `,` within an extension and `;` between extensions:
+/// neither can occur in a context name, a number, an option we read or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let present = exp.present.iter().map(|(e, max_contacts, options)| {
-        let max_contacts = *max_contacts;
-        let check = match options {
-            None => Check::Present { max_contacts },
+    let present = exp.present.iter().map(|(ext, max_contacts, options)| {
+        let (ext, max_contacts) = (*ext, *max_contacts);
+        match options {
+            None => Check::Present { ext, max_contacts },
             Some(options) => Check::Changed {
+                ext,
                 max_contacts,
                 options: options.clone(),
             },
-        };
-        (*e, check)
+        }
     });
-    let all = present.chain(exp.absent.iter().map(|&e| (e, Check::Absent)));
+    let all = std::iter::once(Check::Sentinel(exp.sentinel.clone()))
+        .chain(present)
+        .chain(exp.absent.iter().map(|&ext| Check::Absent { ext }));
     let mut out: Vec<Batch> = Vec::new();
-    for (ext, check) in all {
-        let frag = fragment(ext, &check);
+    for check in all {
+        let frag = fragment(&check);
         match out.last_mut() {
             Some(b) if b.command.len() + 1 + frag.len() <= BATCH_BYTES => {
                 b.command.push(';');
                 b.command.push_str(&frag);
-                b.checks.push((ext, check));
+                b.checks.push(check);
             }
             _ => out.push(Batch {
                 command: format!("{COMMAND_PREFIX}{frag}"),
-                checks: vec![(ext, check)],
+                checks: vec![check],
             }),
         }
     }
     out
 }
 
-/// Compares one reply value with its batch; returns what is wrong.
-pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
+/// What one reply says: what is wrong, and whether it proved the endpoints file whole.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub wrong: Vec<String>,
+    pub whole_file: bool,
+}
+
+/// Compares one reply value with its batch.
+pub fn evaluate(batch: &Batch, value: &str) -> Result<Findings, String> {
     let groups: Vec<&str> = value.split(';').collect();
     if groups.len() != batch.checks.len() {
         return Err(format!(
@@ -188,36 +233,60 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
             batch.checks.len()
         ));
     }
-    let mut wrong = Vec::new();
-    for ((ext, check), group) in batch.checks.iter().zip(groups) {
-        let ext = *ext;
+    let (mut wrong, mut whole_file) = (Vec::new(), false);
+    for (check, group) in batch.checks.iter().zip(groups) {
         let parts: Vec<&str> = group.split(',').collect();
-        let present = |wrong: &mut Vec<String>, context: &str, max_contacts: &str, want: u8| {
-            match context {
-                INTERNAL_CONTEXT => {}
-                "" => wrong.push(format!("endpoint {ext} is missing")),
-                other => wrong.push(format!("endpoint {ext} has context {other:?}")),
-            }
-            match max_contacts {
-                "" => wrong.push(format!("aor {ext} is missing")),
-                m if m == want.to_string() => {}
-                m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
-            }
-            !context.is_empty()
-        };
+        let present =
+            |wrong: &mut Vec<String>, ext: u32, context: &str, max_contacts: &str, want: u8| {
+                match context {
+                    INTERNAL_CONTEXT => {}
+                    "" => wrong.push(format!("endpoint {ext} is missing")),
+                    other => wrong.push(format!("endpoint {ext} has context {other:?}")),
+                }
+                match max_contacts {
+                    "" => wrong.push(format!("aor {ext} is missing")),
+                    m if m == want.to_string() => {}
+                    m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
+                }
+                !context.is_empty()
+            };
         match (check, parts.as_slice()) {
-            (&Check::Present { max_contacts: want }, &[context, max_contacts]) => {
-                present(&mut wrong, context, max_contacts, want);
+            (Check::Sentinel(name), &[value]) => {
+                let (option, want) = SENTINEL_OPTION;
+                whole_file = value == want;
+                if !whole_file {
+                    let got = if value.is_empty() {
+                        "is missing".to_owned()
+                    } else {
+                        format!("has {option} {value}, rendered {want}")
+                    };
+                    wrong.push(format!(
+                        "Asterisk did not read {ENDPOINTS_FILE} whole: its last object, aor \
+                         {name}, {got} (a parse error, a file cut short or an older file: \
+                         what comes after the break is not live)"
+                    ));
+                }
+            }
+            (
+                &Check::Present {
+                    ext,
+                    max_contacts: want,
+                },
+                &[context, max_contacts],
+            ) => {
+                present(&mut wrong, ext, context, max_contacts, want);
             }
             (
                 Check::Changed {
+                    ext,
                     max_contacts: want,
                     options,
                 },
                 [context, max_contacts, values @ ..],
             ) if values.len() == OPTIONS.len() => {
+                let ext = *ext;
                 // A missing endpoint is said once, not once per option.
-                if present(&mut wrong, context, max_contacts, *want) {
+                if present(&mut wrong, ext, context, max_contacts, *want) {
                     for ((option, got), expected) in
                         OPTIONS.iter().zip(values).zip(expected_values(options))
                     {
@@ -229,7 +298,7 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
                     }
                 }
             }
-            (Check::Absent, &[context, max_contacts, in_dialplan]) => {
+            (&Check::Absent { ext }, &[context, max_contacts, in_dialplan]) => {
                 if !context.is_empty() {
                     wrong.push(format!("endpoint {ext} was removed but is still live"));
                 }
@@ -242,10 +311,10 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Vec<String>, String> {
                     ));
                 }
             }
-            _ => return Err(format!("unexpected probe reply for {ext}: {group:?}")),
+            _ => return Err(format!("unexpected probe reply for {check:?}: {group:?}")),
         }
     }
-    Ok(wrong)
+    Ok(Findings { wrong, whole_file })
 }
 
 struct Pending {
@@ -298,19 +367,18 @@ impl Probes {
         dialplan_dir: &std::path::Path,
         agi_addr: SocketAddr,
     ) -> Verdict {
-        let checked = (expect.present.len() + expect.absent.len()) as u32;
-        let (token, verdict) = self.register(expect);
+        let (token, verdict) = self.register(expect.clone());
         let channel = format!("Local/{PROBE_EXTEN_PREFIX}{token}@{PROBE_CONTEXT}");
         if let Err(e) = link.originate_probe(&channel, limit.as_secs() + 2).await {
             self.cancel(&token);
-            return Verdict::failed(checked, format!("could not start the probe call: {e}"));
+            return Verdict::failed(&expect, format!("could not start the probe call: {e}"));
         }
         match tokio::time::timeout(limit, verdict).await {
             Ok(Ok(v)) => v,
             Ok(Err(_)) | Err(_) => {
                 self.cancel(&token);
                 Verdict::failed(
-                    checked,
+                    &expect,
                     format!(
                         "no health probe call arrived within {} ms: check that extensions.conf \
                          has `#tryinclude {}/*.conf` and that Asterisk reaches the FastAGI \
@@ -348,7 +416,7 @@ impl Probes {
             run_checks(session, &pending.expect).await
         } else {
             Verdict::failed(
-                0,
+                &pending.expect,
                 format!(
                     "the probe ran in an older dialplan (marker {marker:?}, expected {:?}): \
                      `dialplan reload` did not load the new {ROUTING_FILE}",
@@ -360,9 +428,10 @@ impl Probes {
     }
 }
 
+/// Runs the checks in a session whose call carried the right marker: the routing file is
+/// proven whole already.
 async fn run_checks(session: &mut Session, expect: &Expectation) -> Verdict {
-    let checked = (expect.present.len() + expect.absent.len()) as u32;
-    let mut missing = Vec::new();
+    let (mut missing, mut whole_files) = (Vec::new(), 1);
     let mut failure = None;
     for batch in batches(expect) {
         let value = match session.command(&batch.command).await {
@@ -381,7 +450,10 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Verdict {
             }
         };
         match evaluate(&batch, &value) {
-            Ok(wrong) => missing.extend(wrong),
+            Ok(found) => {
+                missing.extend(found.wrong);
+                whole_files += u32::from(found.whole_file);
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -394,7 +466,12 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Verdict {
         missing.push(format!("... and {extra} more"));
     }
     missing.extend(failure);
-    Verdict { checked, missing }
+    Verdict {
+        checked: expect.checked(),
+        visited: expect.visited(),
+        whole_files,
+        missing,
+    }
 }
 
 /// The FastAGI server answering health probes: bound by `serve` for its lifetime and by
@@ -464,45 +541,70 @@ mod tests {
         let exp = Expectation {
             present: (1000..2000).map(|e| (e, 1, None)).collect(),
             absent: vec![5000, 5001],
-            marker: String::new(),
+            sentinel: "portal-proof-0123456789abcdef".into(),
+            ..Expectation::default()
         };
         let b = batches(&exp);
         assert!(b.iter().all(|b| b.command.len() + 1 < MAX_COMMAND));
         assert!(b.len() <= 10, "{} commands", b.len());
         let all: Vec<_> = b.iter().flat_map(|b| b.checks.clone()).collect();
-        assert_eq!(all.len(), 1002);
+        assert_eq!(all.len(), 1003);
         assert_eq!(
-            (all[0].clone(), all[999].clone(), all[1001].clone()),
-            (
-                (1000, Check::Present { max_contacts: 1 }),
-                (1999, Check::Present { max_contacts: 1 }),
-                (5001, Check::Absent)
-            )
+            [&all[0], &all[1], &all[1000], &all[1002]],
+            [
+                &Check::Sentinel("portal-proof-0123456789abcdef".into()),
+                &Check::Present {
+                    ext: 1000,
+                    max_contacts: 1
+                },
+                &Check::Present {
+                    ext: 1999,
+                    max_contacts: 1
+                },
+                &Check::Absent { ext: 5001 }
+            ]
         );
         assert!(b[0].command.starts_with(
-            "GET FULL VARIABLE ${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)};${PJSIP_ENDPOINT(1001,"
+            "GET FULL VARIABLE ${PJSIP_AOR(portal-proof-0123456789abcdef,max_contacts)};\
+             ${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)};${PJSIP_ENDPOINT(1001,"
         ));
         assert!(b.last().unwrap().command.ends_with(
             ";${PJSIP_ENDPOINT(5001,context)},${PJSIP_AOR(5001,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,5001,1)}"
         ));
-        assert!(batches(&Expectation::default()).is_empty());
+        let nothing_changed = batches(&Expectation {
+            sentinel: "portal-proof-0".into(),
+            unvisited: 1000,
+            ..Expectation::default()
+        });
+        assert_eq!(
+            nothing_changed,
+            [Batch {
+                command: "GET FULL VARIABLE ${PJSIP_AOR(portal-proof-0,max_contacts)}".into(),
+                checks: vec![Check::Sentinel("portal-proof-0".into())]
+            }],
+            "the whole-file proof is always asked"
+        );
     }
 
     #[test]
     fn evaluation_names_what_is_missing_or_still_live() {
+        let present = |ext| Check::Present {
+            ext,
+            max_contacts: 1,
+        };
         let b = Batch {
             command: String::new(),
             checks: vec![
-                (1000, Check::Present { max_contacts: 1 }),
-                (1001, Check::Present { max_contacts: 1 }),
-                (1002, Check::Present { max_contacts: 1 }),
-                (1003, Check::Absent),
-                (1004, Check::Absent),
+                present(1000),
+                present(1001),
+                present(1002),
+                Check::Absent { ext: 1003 },
+                Check::Absent { ext: 1004 },
             ],
         };
         let reply = "synergy-internal,1;,;default,1;,,0;synergy-internal,1,1";
         assert_eq!(
-            evaluate(&b, reply).unwrap(),
+            evaluate(&b, reply).unwrap().wrong,
             [
                 "endpoint 1001 is missing",
                 "aor 1001 is missing",
@@ -519,13 +621,53 @@ mod tests {
         assert!(evaluate(&b, "a;b;c;d;e").is_err(), "too few values");
         let b = Batch {
             command: String::new(),
-            checks: vec![(1000, Check::Present { max_contacts: 1 })],
+            checks: vec![present(1000)],
         };
         assert!(
             evaluate(&b, "synergy-internal,1,1").is_err(),
             "a value more than asked for"
         );
-        assert!(evaluate(&b, "synergy-internal,1").unwrap().is_empty());
+        assert_eq!(
+            evaluate(&b, "synergy-internal,1").unwrap(),
+            Findings::default()
+        );
+    }
+
+    #[test]
+    fn the_sentinel_proves_the_endpoints_file_whole_or_says_how_it_was_not() {
+        let b = Batch {
+            command: String::new(),
+            checks: vec![Check::Sentinel("portal-proof-ab".into())],
+        };
+        assert_eq!(
+            evaluate(&b, "1").unwrap(),
+            Findings {
+                wrong: vec![],
+                whole_file: true
+            }
+        );
+        // Cut off or not parsed to the end: the aor of this content is not there.
+        let missing = evaluate(&b, "").unwrap();
+        assert_eq!(
+            missing.wrong,
+            [
+                "Asterisk did not read generated_endpoints.conf whole: its last object, aor \
+              portal-proof-ab, is missing (a parse error, a file cut short or an older file: \
+              what comes after the break is not live)"
+            ]
+        );
+        assert!(!missing.whole_file);
+        // Cut inside the section: Asterisk's default.
+        let cut = evaluate(&b, "0").unwrap();
+        assert_eq!(
+            cut.wrong,
+            [
+                "Asterisk did not read generated_endpoints.conf whole: its last object, aor \
+              portal-proof-ab, has max_contacts 0, rendered 1 (a parse error, a file cut short \
+              or an older file: what comes after the break is not live)"
+            ]
+        );
+        assert!(evaluate(&b, "1,1").is_err());
     }
 
     #[test]
@@ -538,14 +680,14 @@ mod tests {
         };
         let exp = Expectation {
             present: vec![(4001, 1, Some(tls.clone())), (4002, 2, None)],
-            absent: vec![],
-            marker: String::new(),
+            sentinel: "s".into(),
+            ..Expectation::default()
         };
         let b = batches(&exp);
         assert_eq!(b.len(), 1);
         assert_eq!(
             b[0].command,
-            "GET FULL VARIABLE ${PJSIP_ENDPOINT(4001,context)},${PJSIP_AOR(4001,max_contacts)},\
+            "GET FULL VARIABLE ${PJSIP_AOR(s,max_contacts)};${PJSIP_ENDPOINT(4001,context)},${PJSIP_AOR(4001,max_contacts)},\
              ${PJSIP_ENDPOINT(4001,transport)},${PJSIP_ENDPOINT(4001,allow)},\
              ${PJSIP_ENDPOINT(4001,rtp_symmetric)},${PJSIP_ENDPOINT(4001,force_rport)},\
              ${PJSIP_ENDPOINT(4001,rewrite_contact)},${PJSIP_ENDPOINT(4001,media_encryption)},\
@@ -554,12 +696,14 @@ mod tests {
         );
         // As Asterisk 22.7 reads them back (agi_endpoint_options, F-TLS-6/7).
         let live = "synergy-internal,1,transport-tls,(g722|ulaw|alaw),true,true,true,sdes,false";
-        let ok = format!("{live};synergy-internal,2");
-        assert!(evaluate(&b[0], &ok).unwrap().is_empty());
+        let ok = format!("1;{live};synergy-internal,2");
+        assert!(evaluate(&b[0], &ok).unwrap().wrong.is_empty());
         // An old template or a typo: Asterisk keeps the option at its default.
         let plain = "synergy-internal,1,transport-tls,(ulaw|alaw),false,true,false,no,false";
         assert_eq!(
-            evaluate(&b[0], &format!("{plain};synergy-internal,2")).unwrap(),
+            evaluate(&b[0], &format!("1;{plain};synergy-internal,2"))
+                .unwrap()
+                .wrong,
             [
                 "endpoint 4001 has allow=\"(ulaw|alaw)\", rendered \"(g722|ulaw|alaw)\"",
                 "endpoint 4001 has rtp_symmetric=\"false\", rendered \"true\"",
@@ -569,10 +713,12 @@ mod tests {
         );
         // A missing endpoint is said once; its empty options are not listed.
         assert_eq!(
-            evaluate(&b[0], ",,,,,,,,;synergy-internal,2").unwrap(),
+            evaluate(&b[0], "1;,,,,,,,,;synergy-internal,2")
+                .unwrap()
+                .wrong,
             ["endpoint 4001 is missing", "aor 4001 is missing"]
         );
-        assert!(evaluate(&b[0], "synergy-internal,1;synergy-internal,2").is_err());
+        assert!(evaluate(&b[0], "1;synergy-internal,1;synergy-internal,2").is_err());
         // PORTAL_NAT=off on plain UDP: the defaults read back.
         let off = EndpointOptions {
             transport: "transport-udp".into(),

@@ -20,6 +20,32 @@ pub const COMMANDS: [(&str, &str); 2] = [
     ("dialplan reload", "Dialplan reloaded."),
 ];
 
+/// When Asterisk started and when a module was last reloaded, as AMI `CoreStatus` says
+/// (main/manager.c `action_corestatus`, to the second). Asterisk loads PJSIP objects afresh
+/// only at those moments (`ast_module_reload` sets the reload time, main/loader.c), so an
+/// unchanged generation since a proof means nobody else loaded them since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// `CoreStartupDate` and `CoreStartupTime`.
+    pub started: String,
+    /// `CoreReloadDate` and `CoreReloadTime`.
+    pub reloaded: String,
+}
+
+impl Generation {
+    /// Reads a `CoreStatus` reply; `None` when it is not one.
+    pub fn of(reply: &ami::Message) -> Option<Self> {
+        if !reply.is_success() {
+            return None;
+        }
+        let at = |date, time| Some(format!("{} {}", reply.get(date)?, reply.get(time)?));
+        Some(Self {
+            started: at("CoreStartupDate", "CoreStartupTime")?,
+            reloaded: at("CoreReloadDate", "CoreReloadTime")?,
+        })
+    }
+}
+
 /// Which way a command reached Asterisk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -189,9 +215,50 @@ impl Link {
         }
     }
 
+    /// Asterisk's generation, over AMI; `None` over the CLI (it answers only relative
+    /// seconds) or when the action fails.
+    pub async fn generation(&mut self) -> Option<Generation> {
+        match self {
+            Self::Ami(client, _) => match client.action("CoreStatus", &[]).await {
+                Ok(reply) => Generation::of(&reply),
+                Err(e) => {
+                    tracing::warn!(error = %e, "CoreStatus failed");
+                    None
+                }
+            },
+            Self::Cli(_) => None,
+        }
+    }
+
     pub async fn close(self) {
         if let Self::Ami(client, _) = self {
             client.logoff().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_core_status_reply_gives_the_generation() {
+        // As main/manager.c `action_corestatus` writes it.
+        let reply = ami::Message::parse(
+            "Response: Success\r\nActionID: portal-2\r\nCoreStartupDate: 2026-12-07\r\n\
+             CoreStartupTime: 17:14:36\r\nCoreReloadDate: 2026-12-07\r\nCoreReloadTime: 17:20:01\r\n\
+             CoreCurrentCalls: 0\r\nCoreProcessedCalls: 12",
+        );
+        assert_eq!(
+            Generation::of(&reply),
+            Some(Generation {
+                started: "2026-12-07 17:14:36".into(),
+                reloaded: "2026-12-07 17:20:01".into(),
+            })
+        );
+        let refused = ami::Message::parse("Response: Error\r\nMessage: Permission denied");
+        assert_eq!(Generation::of(&refused), None);
+        let partial = ami::Message::parse("Response: Success\r\nCoreStartupDate: 2026-12-07");
+        assert_eq!(Generation::of(&partial), None);
     }
 }

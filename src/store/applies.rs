@@ -90,12 +90,28 @@ pub(super) async fn read_applied_state(
     client: &impl GenericClient,
     node: &str,
 ) -> Result<AppliedState, StoreError> {
-    let fingerprints = client
+    let (fingerprints, content_hash) = tokio::try_join!(
+        read_applied_fingerprints(client, node),
+        read_applied_hash(client, node)
+    )?;
+    Ok(AppliedState {
+        fingerprints,
+        content_hash,
+    })
+}
+
+/// The fingerprint of every extension last applied on `node`.
+pub(super) async fn read_applied_fingerprints(
+    client: &impl GenericClient,
+    node: &str,
+) -> Result<Fingerprints, StoreError> {
+    let rows = client
         .query_typed(
             "SELECT number, fingerprint FROM applied_extensions WHERE node = $1",
             &[(&node, Type::TEXT)],
         )
-        .await?
+        .await?;
+    Ok(rows
         .iter()
         .map(|r| {
             // A malformed stored fingerprint reads as all zeroes: that extension shows as changed.
@@ -105,19 +121,21 @@ pub(super) async fn read_applied_state(
                 bytes.try_into().unwrap_or([0; 32]),
             )
         })
-        .collect();
-    let content_hash = client
+        .collect())
+}
+
+/// The hash of the files last applied on `node`, if any.
+pub(super) async fn read_applied_hash(
+    client: &impl GenericClient,
+    node: &str,
+) -> Result<Option<String>, StoreError> {
+    let rows = client
         .query_typed(
             "SELECT applied_hash FROM nodes WHERE name = $1",
             &[(&node, Type::TEXT)],
         )
-        .await?
-        .first()
-        .and_then(|r| r.get(0));
-    Ok(AppliedState {
-        fingerprints,
-        content_hash,
-    })
+        .await?;
+    Ok(rows.first().and_then(|r| r.get(0)))
 }
 
 /// Records what a successful apply wrote on `node` (inside its transaction): only the

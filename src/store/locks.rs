@@ -107,10 +107,28 @@ impl ApplyLock<'_> {
     }
 
     /// The users to render and the node's last applied state, read in the lock's
-    /// transaction.
-    pub async fn read(&self) -> Result<(Snapshot, AppliedState), StoreError> {
-        let snap = applies::read_snapshot(&self.tx).await?;
-        let applied = applies::read_applied_state(&self.tx, self.node.name.as_str()).await?;
+    /// transaction. `known`: an applied state this process saved; while the node's
+    /// applied hash is still its hash, its fingerprints are not read again (only applies
+    /// write them, each with its hash, under this lock).
+    pub async fn read(
+        &self,
+        known: Option<&AppliedState>,
+    ) -> Result<(Snapshot, AppliedState), StoreError> {
+        let node = self.node.name.as_str();
+        // Pipelined on the transaction's connection: one round trip.
+        let (snap, content_hash) = tokio::try_join!(
+            applies::read_snapshot(&self.tx),
+            applies::read_applied_hash(&self.tx, node)
+        )?;
+        let applied = match known {
+            Some(known) if content_hash.is_some() && known.content_hash == content_hash => {
+                known.clone()
+            }
+            _ => AppliedState {
+                fingerprints: applies::read_applied_fingerprints(&self.tx, node).await?,
+                content_hash,
+            },
+        };
         Ok((snap, applied))
     }
 

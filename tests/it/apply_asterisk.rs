@@ -54,14 +54,21 @@ async fn a_healthy_apply_reloads_over_ami_and_the_probe_proves_it() {
         rec["reload"]["output"],
         "Module 'res_pjsip.so' reloaded successfully.\nDialplan reloaded."
     );
+    // The first apply of a process visits every extension.
     assert_eq!(
         rec["health"],
-        json!({"status": "ok", "checked": 2, "missing": []})
+        json!({"status": "ok", "checked": 2, "missing": [], "proof": {
+            "scope": "all", "because": "no_earlier_proof", "visited": 2, "whole_files": 2,
+            "total": 2
+        }})
     );
 
-    // What Asterisk now runs is what was applied.
+    // What Asterisk now runs is what was applied, and the sentinel closing the file.
     assert_eq!(ids(&s.ast.endpoints()), ["1000", "1001"]);
-    assert_eq!(ids(&s.ast.aors()), ["1000", "1001"]);
+    assert_eq!(
+        ids(&s.ast.aors()),
+        ["1000".into(), "1001".into(), s.app.sentinel()]
+    );
     assert_eq!(
         s.ast.field("endpoint", "1000", "callerid").as_deref(),
         Some("\"Alice Example\" <1000>")
@@ -398,9 +405,11 @@ async fn the_probe_of_a_thousand_extensions_stays_under_asterisks_line_limit() {
     let (status, rec) = apply(&s.app).await;
     assert_eq!(status, StatusCode::OK, "{rec}");
     assert_eq!(
-        rec["health"],
-        json!({"status": "ok", "checked": 1000, "missing": []})
+        (&rec["health"]["status"], &rec["health"]["checked"]),
+        (&json!("ok"), &json!(1000)),
+        "{rec}"
     );
+    assert_eq!(rec["health"]["proof"]["visited"], 1000);
     assert_eq!(s.ast.endpoints().len(), 1000);
     assert!(
         !s.ast.log().iter().any(|l| l.contains("510")),

@@ -250,6 +250,18 @@ impl std::ops::Deref for TestApp {
 }
 
 impl TestApp {
+    /// The name of the sentinel aor closing the generated endpoints file on disk.
+    pub fn sentinel(&self) -> String {
+        let text = std::fs::read_to_string(self.pjsip_dir.join("generated_endpoints.conf"))
+            .expect("the endpoints file");
+        let at = text.rfind("[portal-proof-").expect("a sentinel section");
+        text[at + 1..]
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub fn client_for(addr: SocketAddr) -> Http {
         Http {
             addr,
