@@ -4,6 +4,14 @@
 //! `key => value`, `key += value`, `;` comments with `\;`, `;-- --;` block comments,
 //! `#include` / `#tryinclude` with globs (relative to astetcdir, sorted), the include
 //! level limit, and the two failure kinds: "missing" (NULL) and "invalid" (parse error).
+//!
+//! A file cut anywhere reads as config_text_file_load reads it (checked against
+//! `config_text_file_load` and `process_text_line` of 22.7.0): the last line counts
+//! without its newline; inside a category a line without `=` is skipped with `No '='
+//! (equal sign) in line N of FILE` and the parse goes on; an unclosed `[` is a parse
+//! error that drops the rest (F-CFG-3). One difference remains: lines are decoded as
+//! UTF-8, so a byte sequence cut in the middle of a character becomes U+FFFD where
+//! Asterisk keeps the bytes.
 
 use std::path::{Path, PathBuf};
 
