@@ -294,16 +294,19 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
         "core waitfullybooted" => ok("Asterisk has fully booted.\n"),
         "core show uptime [seconds]" => {
             // cli.c handle_showuptime: `seconds` as the fourth word, or nothing after
-            // `uptime`; ast_startuptime and ast_lastreloadtime are always set here.
+            // `uptime`; both spans from one `curtime`; ast_startuptime and
+            // ast_lastreloadtime are always set here.
             let seconds = match argc {
                 4 if arg(3).eq_ignore_ascii_case("seconds") => true,
                 3 => false,
                 _ => return usage(),
             };
+            let now = std::time::Instant::now();
+            let since = |at: super::Moment| now.saturating_duration_since(at.mono);
             ok(format!(
                 "{}{}",
-                uptime_str(inner.uptime(), "System uptime: ", seconds),
-                uptime_str(inner.since_reload(), "Last reload: ", seconds)
+                uptime_str(since(inner.started_at()), "System uptime: ", seconds),
+                uptime_str(since(inner.last_reload_at()), "Last reload: ", seconds)
             ))
         }
         "module reload" => {
@@ -573,6 +576,25 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptime_strings_as_print_uptimestr() {
+        let up = |secs: u64| uptime_str(std::time::Duration::from_secs(secs), "U: ", false);
+        assert_eq!(up(0), "U: 0 seconds\n");
+        assert_eq!(up(1), "U: 1 second\n");
+        // Units are taken only when more than one of them remains (`>`).
+        assert_eq!(up(60), "U: 60 seconds\n");
+        assert_eq!(up(61), "U: 1 minute, 1 second\n");
+        assert_eq!(up(3_600), "U: 60 minutes\n");
+        assert_eq!(up(7_260), "U: 2 hours, 60 seconds\n");
+        assert_eq!(up(7_261), "U: 2 hours, 1 minute, 1 second\n");
+        assert_eq!(
+            up(86_400 * 365 + 86_400 * 8 + 1),
+            "U: 1 year, 1 week, 1 day, 1 second\n"
+        );
+        let secs = uptime_str(std::time::Duration::from_millis(61_900), "U: ", true);
+        assert_eq!(secs, "U: 61\n");
+    }
 
     fn table() -> Vec<Vec<String>> {
         COMMANDS

@@ -282,7 +282,9 @@ impl Moment {
 /// is re-read and every object rebuilt and compared, README section 6). With the dialplan
 /// part taken off, `1000a + 10⁶b = 185 ms` and `3000a + 9·10⁶b = 740 ms`; three times the
 /// first subtracted from the second gives `6·10⁶b = 185 ms`, so `b = 185/6 ns ≈ 30.83 ns`
-/// and `a = (185 ms − 10⁶b)/1000 = 925/6 µs ≈ 154.17 µs`.
+/// and `a = (185 ms − 10⁶b)/1000 = 925/6 µs ≈ 154.17 µs`. (The lab's earlier timing over
+/// `asterisk -rx`, 234-266 ms for the PJSIP reload alone at 1000 endpoints, README
+/// section 6, is higher; the model follows the bare measurement of both reloads.)
 pub mod reload_cost {
     use std::cell::Cell;
     use std::time::Duration;
