@@ -226,8 +226,9 @@ async fn an_object_asterisk_silently_dropped_fails_the_probe_and_rolls_back() {
     let bob = s.app.get("/users?q=bob").await.body["users"][0]["id"].clone();
     s.app.post(&format!("/users/{bob}/secret"), json!({})).await;
     s.app.create_user("Carol", "carol@x.org").await;
-    s.ast
-        .set_fault(Fault::DropObjectsOnReload(vec!["1002".into()]));
+    // Carol (1002) is new: Asterisk fails to create her objects and has no previous
+    // version to retain, so they are missing.
+    s.ast.set_fault(Fault::RefuseObjects(vec!["1002".into()]));
     let (status, rec) = apply(&s.app).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{rec}");
     assert_eq!(rec["error"]["code"], "health_check_failed");

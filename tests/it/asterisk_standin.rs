@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support;
-use crate::support::asterisk::{lab_extensions_conf, lab_pjsip_conf, FakeAsterisk, Fault, Options};
+use crate::support::asterisk::{
+    lab_extensions_conf, lab_pjsip_conf, reload_cost, FakeAsterisk, Fault, Options, Tamper,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -86,6 +88,13 @@ impl Lab {
     fn endpoints_file(&self) -> String {
         self.pjsip
             .join("generated_endpoints.conf")
+            .display()
+            .to_string()
+    }
+
+    fn routing_file(&self) -> String {
+        self.dial
+            .join("generated_routing.conf")
             .display()
             .to_string()
     }
@@ -1392,14 +1401,16 @@ async fn faults_refuse_reject_command_error_stall_drop() {
     assert!(lab.ast.endpoints().is_empty(), "nothing was reloaded");
     lab.ast.clear_faults();
 
-    lab.ast
-        .set_fault(Fault::DropObjectsOnReload(vec!["1001".into()]));
+    // Nothing was loaded before: the refused objects have no previous version.
+    lab.ast.set_fault(Fault::RefuseObjects(vec!["1001".into()]));
+    lab.ast.clear_log();
     assert!(lab
         .command(&mut a, "module reload res_pjsip.so")
         .await
         .starts_with("Response: Success"));
     assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
     assert!(!lab.ast.aors().contains_key("1001") && !lab.ast.auths().contains_key("1001"));
+    assert_eq!(lab.ast.log(), refused_log("1001", false, true));
     lab.ast.clear_faults();
 
     lab.ast.set_fault(Fault::Stall(Duration::from_millis(300)));
@@ -1431,4 +1442,479 @@ async fn faults_refuse_reject_command_error_stall_drop() {
         .unwrap();
     let full = "Response: Success\r\nActionID: d1\r\nMessage: Command output follows\r\nOutput: Dialplan reloaded.\r\n\r\n";
     assert!(!got.is_empty() && got.len() < full.len() && full.as_bytes().starts_with(&got));
+}
+
+/// The log of a PJSIP load that refuses endpoint, auth and aor `id`
+/// (`Fault::RefuseObjects`): res_sorcery_config.c's ERROR for each, and its NOTICE when
+/// the previous load held the object (`held`). A reload starts with the F-CFG-10 notice.
+fn refused_log(id: &str, held: bool, reload: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if reload {
+        out.push(
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"
+                .to_string(),
+        );
+    }
+    for t in ["endpoint", "auth", "aor"] {
+        out.push(format!("ERROR res_sorcery_config.c: Could not create an object of type '{t}' with id '{id}' from configuration file 'pjsip.conf'"));
+        if held {
+            out.push(format!("NOTICE res_sorcery_config.c: Retaining existing configuration for object of type '{t}' with id '{id}'"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn faults_refused_objects_are_retained_on_reload_and_lost_at_a_restart() {
+    let lab = Lab::seeded().await;
+    let (endpoints, aors) = (lab.ast.endpoints(), lab.ast.aors());
+    // The file changes 1001's secret; Asterisk fails to create 1001 and keeps the
+    // objects it held, old secret included (F-CFG-4).
+    lab.write_endpoints(&SEED_ENDPOINTS.replace("SECRET1001", "NEWSECRET"));
+    lab.ast.set_fault(Fault::RefuseObjects(vec!["1001".into()]));
+    assert_eq!(
+        lab.cli_out("module reload res_pjsip.so").await,
+        "Module 'res_pjsip.so' reloaded successfully.\n"
+    );
+    assert_eq!(lab.ast.log(), refused_log("1001", true, true));
+    assert_eq!((lab.ast.endpoints(), lab.ast.aors()), (endpoints, aors));
+    assert_eq!(lab.ast.auths()["1001"]["password"], "SECRET1001");
+    assert_eq!(lab.ast.auths()["1000"]["password"], "SECRET1000");
+    // A restart holds nothing before its load: 1001 is lost, with no NOTICE.
+    lab.ast.clear_log();
+    lab.ast.restart().await.unwrap();
+    assert_eq!(lab.ast.log(), refused_log("1001", false, false));
+    assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
+    assert!(!lab.ast.auths().contains_key("1001") && !lab.ast.aors().contains_key("1001"));
+    // Still set, the fault refuses 1001 at every load, and nothing is retained now.
+    lab.ast.clear_log();
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(lab.ast.log(), refused_log("1001", false, true));
+    assert!(!lab.ast.endpoints().contains_key("1001"));
+    lab.ast.clear_faults();
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(lab.ast.auths()["1001"]["password"], "NEWSECRET");
+}
+
+// ---------------------------------------------------------------------------------
+// Tampering with a file right before a load reads it
+
+/// Where the tampers insert and cut in the seed files, by byte count (the tamper tests
+/// below rely on it).
+#[test]
+fn the_seed_middles_the_tamper_tests_rely_on() {
+    // 423 bytes: the line start nearest byte 211 is 209, line 18 (`max_contacts=1` of
+    // aor 1000); half is 211, inside that line.
+    assert_eq!(SEED_ENDPOINTS.len(), 423);
+    assert!(SEED_ENDPOINTS[..209].ends_with("[1000]\ntype=aor\n"));
+    assert_eq!(&SEED_ENDPOINTS[209..211], "ma");
+    // 131 bytes: line 3 (1000's Hangup) starts at 55; half (65) cuts it after ` same => n`.
+    assert_eq!(SEED_ROUTING.len(), 131);
+    assert!(SEED_ROUTING[..55].ends_with("Dial(PJSIP/1000,25)\n"));
+    assert_eq!(&SEED_ROUTING[55..65], " same => n");
+}
+
+#[tokio::test]
+async fn tamper_insert_mid_file_is_a_parse_error_mid_file() {
+    let lab = Lab::seeded().await;
+    lab.ast
+        .set_fault(Fault::TamperBeforeLoad(Tamper::insert_mid_file(
+            "generated_endpoints.conf",
+            "[broken",
+        )));
+    lab.ast
+        .set_fault(Fault::TamperBeforeLoad(Tamper::insert_mid_file(
+            "generated_routing.conf",
+            "[broken",
+        )));
+    lab.reload();
+    // F-CFG-3: what comes before line 18 loads (aor 1000 without its max_contacts),
+    // everything after is dropped.
+    assert_eq!(
+        lab.ast.log(),
+        [
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"
+                .to_string(),
+            format!(
+                "WARNING config.c: parse error: no closing ']', line 18 of {}",
+                lab.endpoints_file()
+            ),
+            format!(
+                "WARNING config.c: parse error: no closing ']', line 3 of {}",
+                lab.routing_file()
+            ),
+        ]
+    );
+    let on_disk = std::fs::read_to_string(lab.endpoints_file()).unwrap();
+    assert_eq!(
+        on_disk,
+        format!(
+            "{}[broken\n{}",
+            &SEED_ENDPOINTS[..209],
+            &SEED_ENDPOINTS[209..]
+        )
+    );
+    assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
+    assert_eq!(lab.ast.auths().keys().collect::<Vec<_>>(), ["1000"]);
+    assert_eq!(lab.ast.aors().keys().collect::<Vec<_>>(), ["1000"]);
+    assert_eq!(
+        lab.ast.field("aor", "1000", "max_contacts").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        lab.ast.cli("dialplan show synergy-internal"),
+        "[ Context 'synergy-internal' created by 'pbx_config' ]\n  '1000' =>         1. Dial(PJSIP/1000,25)                        [generated_routing.conf:2]\n\n-= 1 extension (1 priority) in 1 context. =-\n"
+    );
+    // One-shot: the next reload reads what is on disk, the endpoints file fixed and the
+    // routing file as the tamper left it.
+    lab.ast.clear_log();
+    std::fs::write(lab.endpoints_file(), SEED_ENDPOINTS).unwrap();
+    lab.reload();
+    assert_eq!(lab.ast.endpoints().len(), 2);
+    assert_eq!(
+        lab.ast.log(),
+        [
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"
+                .to_string(),
+            format!(
+                "WARNING config.c: parse error: no closing ']', line 3 of {}",
+                lab.routing_file()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn tamper_truncate_cuts_mid_line() {
+    let lab = Lab::seeded().await;
+    lab.ast.set_fault(Fault::TamperBeforeLoad(Tamper::truncate(
+        "generated_endpoints.conf",
+    )));
+    lab.ast.set_fault(Fault::TamperBeforeLoad(Tamper::truncate(
+        "generated_routing.conf",
+    )));
+    lab.reload();
+    // The last line, `ma` without a newline, is still a line: config.c warns and goes on.
+    assert_eq!(
+        lab.ast.log(),
+        [
+            "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"
+                .to_string(),
+            format!(
+                "WARNING config.c: No '=' (equal sign) in line 18 of {}",
+                lab.endpoints_file()
+            ),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(lab.endpoints_file()).unwrap(),
+        SEED_ENDPOINTS.as_bytes()[..211]
+    );
+    assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
+    assert_eq!(
+        lab.ast.field("aor", "1000", "max_contacts").as_deref(),
+        Some("0")
+    );
+    assert!(!lab.ast.auths().contains_key("1001"));
+    // ` same => n` is `same => n` with no application: priority 2, `()` (F-CFG-8).
+    assert_eq!(
+        lab.ast.cli("dialplan show synergy-internal"),
+        "[ Context 'synergy-internal' created by 'pbx_config' ]\n  '1000' =>         1. Dial(PJSIP/1000,25)                        [generated_routing.conf:2]\n                    2. ()                                         [generated_routing.conf:3]\n\n-= 1 extension (2 priorities) in 1 context. =-\n"
+    );
+}
+
+#[tokio::test]
+async fn tamper_restore_previous_reloads_the_old_file_once() {
+    let lab = Lab::seeded().await;
+    let with_1002 = format!(
+        "{SEED_ENDPOINTS}\n{}",
+        SEED_ENDPOINTS
+            .split("[1001]")
+            .skip(1)
+            .map(|s| format!("[1002]{}", s.replace("1001", "1002")))
+            .collect::<String>()
+    );
+    lab.write_endpoints(&with_1002);
+    let tamper = Fault::TamperBeforeLoad(Tamper::restore_previous("generated_endpoints.conf"));
+    lab.ast.set_fault(tamper.clone());
+    // A dialplan reload does not read the endpoints file: the tamper waits.
+    lab.ast.cli("dialplan reload");
+    assert_eq!(
+        std::fs::read_to_string(lab.endpoints_file()).unwrap(),
+        with_1002
+    );
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(
+        std::fs::read_to_string(lab.endpoints_file()).unwrap(),
+        SEED_ENDPOINTS
+    );
+    assert_eq!(
+        lab.ast.endpoints().keys().collect::<Vec<_>>(),
+        ["1000", "1001"]
+    );
+    assert_eq!(
+        lab.ast.log(),
+        ["NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values"]
+    );
+    // Gone after one use: the next reload reads what is on disk.
+    lab.write_endpoints(&with_1002);
+    lab.ast.cli("module reload res_pjsip.so");
+    assert_eq!(
+        lab.ast.endpoints().keys().collect::<Vec<_>>(),
+        ["1000", "1001", "1002"]
+    );
+    // Restoring a file the previous load did not read removes it: the dialplan of a lab
+    // booted without a routing file.
+    let lab = Lab::start().await;
+    lab.write_routing(SEED_ROUTING);
+    lab.ast
+        .set_fault(Fault::TamperBeforeLoad(Tamper::restore_previous(
+            "generated_routing.conf",
+        )));
+    lab.ast.cli("dialplan reload");
+    assert!(!Path::new(&lab.routing_file()).exists());
+    assert_eq!(
+        lab.ast.dialplan("synergy-internal"),
+        Some(Default::default())
+    );
+    lab.ast.cli("dialplan reload");
+    assert_eq!(
+        lab.ast.dialplan("synergy-internal"),
+        Some(Default::default())
+    );
+}
+
+#[tokio::test]
+async fn tamper_applies_at_a_boot_too() {
+    let lab = Lab::seeded().await;
+    lab.ast.set_fault(Fault::TamperBeforeLoad(Tamper::truncate(
+        "generated_endpoints.conf",
+    )));
+    lab.ast.restart().await.unwrap();
+    assert_eq!(
+        lab.ast.log(),
+        [format!(
+            "WARNING config.c: No '=' (equal sign) in line 18 of {}",
+            lab.endpoints_file()
+        )]
+    );
+    assert_eq!(lab.ast.endpoints().keys().collect::<Vec<_>>(), ["1000"]);
+}
+
+// ---------------------------------------------------------------------------------
+// CoreStatus, `core show uptime`, and what reloads cost
+
+/// The CoreStatus response's values (its lines checked in order, `ActionID: cs`).
+async fn core_status(a: &mut Ami) -> Vec<String> {
+    a.send("Action: CoreStatus\r\nActionID: cs\r\n\r\n").await;
+    let msg = a.msg().await;
+    let re = regex::Regex::new(
+        r"^Response: Success\r\nActionID: cs\r\nCoreStartupDate: (\d{4}-\d\d-\d\d)\r\nCoreStartupTime: (\d\d:\d\d:\d\d)\r\nCoreReloadDate: (\d{4}-\d\d-\d\d)\r\nCoreReloadTime: (\d\d:\d\d:\d\d)\r\nCoreCurrentCalls: (\d+)\r\nCoreProcessedCalls: (\d+)\r\n\r\n$",
+    )
+    .unwrap();
+    let caps = re.captures(&msg).unwrap_or_else(|| panic!("{msg:?}"));
+    (1..=6).map(|i| caps[i].to_string()).collect()
+}
+
+/// `System uptime` and `Last reload` of `core show uptime seconds` (its exact form checked).
+async fn uptime(lab: &Lab) -> (u64, u64) {
+    let out = lab.cli_out("core show uptime seconds").await;
+    let re = regex::Regex::new(r"^System uptime: (\d+)\nLast reload: (\d+)\n$").unwrap();
+    let caps = re.captures(&out).unwrap_or_else(|| panic!("{out:?}"));
+    (caps[1].parse().unwrap(), caps[2].parse().unwrap())
+}
+
+/// `%Y-%m-%d` and `%H:%M:%S` of now, in UTC.
+fn utc_now() -> (String, String) {
+    let t = time::OffsetDateTime::now_utc();
+    (
+        format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second()),
+    )
+}
+
+/// Whether `(date, time)` is within `[from, to]` (the strings compare in time order).
+fn between(at: (&str, &str), from: &(String, String), to: &(String, String)) -> bool {
+    let at = (at.0.to_string(), at.1.to_string());
+    *from <= at && at <= *to
+}
+
+#[tokio::test]
+async fn core_status_and_uptime_follow_start_and_module_reloads() {
+    let before = utc_now();
+    let lab = Lab::seeded().await;
+    let after = utc_now();
+    let mut a = lab.login_quiet().await;
+    let first = core_status(&mut a).await;
+    assert!(
+        between((&first[0], &first[1]), &before, &after),
+        "{first:?}"
+    );
+    assert_eq!((&first[2], &first[3]), (&first[0], &first[1]));
+    assert_eq!((first[4].as_str(), first[5].as_str()), ("0", "0"));
+    // Both from the start; without `seconds` in words (cli.c print_uptimestr; its cases
+    // are the unit test of cli.rs); a fourth word other than `seconds` is a usage error.
+    let (up, last) = uptime(&lab).await;
+    assert_eq!(last, up);
+    let words =
+        regex::Regex::new(r"^System uptime: (\d+) seconds?\nLast reload: (\d+) seconds?\n$")
+            .unwrap();
+    let out = lab.cli_out("core show uptime").await;
+    assert!(words.is_match(&out), "{out:?}");
+    assert_eq!(
+        lab.cli_out("core show uptime minutes").await,
+        "Usage: core show uptime [seconds]\n       Shows Asterisk uptime information.\n       The seconds word returns the uptime in seconds only.\n"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // `dialplan reload` runs pbx_load_module, not ast_module_reload: nothing moves.
+    lab.command(&mut a, "dialplan reload").await;
+    assert_eq!(core_status(&mut a).await, first);
+    let (up, last) = uptime(&lab).await;
+    assert!(up >= 1 && last == up, "{up} {last}");
+    let before = utc_now();
+    lab.command(&mut a, "module reload res_pjsip.so").await;
+    let after = utc_now();
+    let reloaded = core_status(&mut a).await;
+    assert_eq!(reloaded[..2], first[..2], "the start stays");
+    assert!(between((&reloaded[2], &reloaded[3]), &before, &after));
+    assert_ne!(reloaded[2..4], first[2..4]);
+    let (up, last) = uptime(&lab).await;
+    assert!(up >= 1 && last < up, "{up} {last}");
+    // AMI Reload, even of a module that does not exist, sets the reload time too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.send("Action: Reload\r\nModule: nosuch.so\r\n\r\n").await;
+    assert_eq!(
+        a.msg().await,
+        "Response: Error\r\nMessage: No such module\r\n\r\n"
+    );
+    let (up, last) = uptime(&lab).await;
+    assert!(up >= 2 && last < up - 1, "{up} {last}");
+    // A restart starts both over.
+    let before = utc_now();
+    lab.ast.restart().await.unwrap();
+    let after = utc_now();
+    let mut a = lab.login_quiet().await;
+    let restarted = core_status(&mut a).await;
+    assert!(between((&restarted[0], &restarted[1]), &before, &after));
+    assert_ne!(restarted[..2], first[..2]);
+    assert_eq!(restarted[2..4], restarted[..2]);
+}
+
+#[tokio::test]
+async fn core_status_needs_system_or_reporting() {
+    for (class, allowed) in [("reporting", true), ("system", true), ("command", false)] {
+        let lab = Lab::start_with(Options::writing(&[class]), |_, _, _| {}).await;
+        let mut a = lab.login_quiet().await;
+        a.send("Action: CoreStatus\r\n\r\n").await;
+        let got = a.msg().await;
+        if allowed {
+            assert!(
+                got.starts_with("Response: Success\r\nCoreStartupDate: "),
+                "{got}"
+            );
+        } else {
+            assert_eq!(got, "Response: Error\r\nMessage: Permission denied\r\n\r\n");
+        }
+    }
+}
+
+#[tokio::test]
+async fn core_status_counts_channels_and_pbx_runs() {
+    let lab = Lab::seeded().await;
+    let mut a = lab.login_quiet().await;
+    // The ;2 leg runs [synergy-health-down]: its AGI finds nothing listening and the
+    // call ends at the Verbose the stand-in does not model.
+    lab.ast
+        .cli("channel originate Local/check@synergy-health-down application Wait 1");
+    let mut status = core_status(&mut a).await;
+    for _ in 0..100 {
+        if status[4] == "0" {
+            break;
+        }
+        assert_eq!(status[4], "2", "a Local pair is two channels");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = core_status(&mut a).await;
+    }
+    assert_eq!((status[4].as_str(), status[5].as_str()), ("0", "1"));
+    // A Local channel to an extension that does not exist starts no pbx.
+    lab.ast
+        .cli("channel originate Local/nosuch@synergy-health-down application Wait 1");
+    assert_eq!(core_status(&mut a).await[5], "1");
+    lab.ast.restart().await.unwrap();
+    let mut a = lab.login_quiet().await;
+    assert_eq!(core_status(&mut a).await[4..], ["0", "0"]);
+}
+
+#[test]
+fn reload_cost_fits_the_two_measurements() {
+    let both = |n: usize| reload_cost::pjsip(n) + reload_cost::dialplan(n);
+    assert_eq!(both(1000), Duration::from_millis(207));
+    assert_eq!(both(3000), Duration::from_millis(806));
+    assert_eq!(reload_cost::dialplan(1000), Duration::from_millis(22));
+}
+
+/// `n` users as the portal renders them (endpoint, auth and aor; one extension each).
+fn many_users(n: usize) -> (String, String) {
+    let mut endpoints = String::new();
+    let mut routing = String::from("[synergy-internal]\n");
+    for i in 0..n {
+        let id = 2000 + i;
+        endpoints.push_str(&format!("[{id}]\ntype=endpoint\ncontext=synergy-internal\nauth={id}\naors={id}\n\n[{id}]\ntype=auth\nauth_type=userpass\nusername={id}\npassword=S{id}\n\n[{id}]\ntype=aor\nmax_contacts=1\n\n"));
+        routing.push_str(&format!("exten => {id},1,Dial(PJSIP/{id},25)\n"));
+    }
+    (endpoints, routing)
+}
+
+/// How long the reply to each of `module reload res_pjsip.so` (AMI Command), `dialplan
+/// reload` (the CLI script) and AMI `Reload` of pbx_config.so took, and the wait the
+/// stand-in charged in all.
+async fn reload_times(opts: Options, n: usize) -> ([Duration; 3], Duration) {
+    let lab = Lab::start_with(opts, |_, pjsip, dial| {
+        let (endpoints, routing) = many_users(n);
+        std::fs::write(pjsip.join("generated_endpoints.conf"), endpoints).unwrap();
+        std::fs::write(dial.join("generated_routing.conf"), routing).unwrap();
+    })
+    .await;
+    assert_eq!(lab.ast.endpoints().len(), n);
+    let mut a = lab.login_quiet().await;
+    let t = std::time::Instant::now();
+    lab.command(&mut a, "module reload res_pjsip.so").await;
+    let pjsip = t.elapsed();
+    let t = std::time::Instant::now();
+    assert_eq!(lab.cli_out("dialplan reload").await, "Dialplan reloaded.\n");
+    let dialplan = t.elapsed();
+    let t = std::time::Instant::now();
+    a.send("Action: Reload\r\nModule: pbx_config.so\r\n\r\n")
+        .await;
+    assert!(a.msg().await.starts_with("Response: Success"));
+    (
+        [pjsip, dialplan, t.elapsed()],
+        lab.ast.reload_time_charged(),
+    )
+}
+
+#[tokio::test]
+async fn reloads_take_the_modelled_time_only_with_reload_costs() {
+    const N: usize = 600;
+    // 600 endpoints, and the lab's 3 probe extensions besides the 600.
+    let (pjsip, dialplan) = (reload_cost::pjsip(N), reload_cost::dialplan(N + 3));
+    assert_eq!(pjsip, Duration::from_nanos(103_600_000));
+    let costs = Options {
+        reload_costs: true,
+        ..Options::default()
+    };
+    let ([p, d, r], charged) = reload_times(costs, N).await;
+    assert!(p >= pjsip, "{p:?}");
+    assert!(d >= dialplan && r >= dialplan, "{d:?} {r:?}");
+    // The stand-in's own work counts towards the modelled time.
+    assert!(
+        charged > Duration::ZERO && charged <= pjsip + dialplan * 2,
+        "{charged:?}"
+    );
+    let free = Options {
+        reload_costs: false,
+        ..Options::default()
+    };
+    let (_, charged) = reload_times(free, N).await;
+    assert_eq!(charged, Duration::ZERO);
 }

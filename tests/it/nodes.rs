@@ -429,9 +429,11 @@ async fn a_node_whose_asterisk_fails_its_reload_or_probe_rolls_back_alone() {
     assert!(!pending_everywhere(&c, "a").await);
     assert!(pending_everywhere(&c, "b").await);
 
-    // b's Asterisk loses Bob on reload: its probe fails; a has nothing to do.
-    b.ast
-        .set_fault(Fault::DropObjectsOnReload(vec!["1001".into()]));
+    // b's Asterisk fails to create Bob on reload: b never held him (its apply was rolled
+    // back), so there is no previous version to retain and he is missing; its probe
+    // fails; a has nothing to do.
+    assert!(!b.ast.endpoints().contains_key("1001"));
+    b.ast.set_fault(Fault::RefuseObjects(vec!["1001".into()]));
     let (status, rec) = apply(a, "").await;
     assert_eq!(
         (status, error_code(&rec)),

@@ -1,7 +1,8 @@
 //! The Asterisk Manager Interface (main/manager.c): banner, message framing, login and
 //! permissions, event delivery, and the actions the stand-in models: those the portal
 //! sends (Login, Logoff, Command, Originate, ListCommands, PJSIPShowContacts) and those
-//! of the recorded transcripts the tests replay (Ping, Reload, the other PJSIPShow*).
+//! of the recorded transcripts the tests replay (Ping, Reload, the other PJSIPShow*), and
+//! CoreStatus (the start and last reload instants, read in the source).
 //!
 //! Events: manager.c queues every event; a session thread writes the queued ones that
 //! its `read=` classes and its `Events:` mask both allow (all classes of the event, F-REG-28)
@@ -19,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{
-    channel, cli, perm, pjsip, pjsip_ami, Event, Fault, Inner, ReloadResult, SessionHandle,
+    channel, cli, perm, pjsip, pjsip_ami, reload_cost, Event, Fault, Inner, Moment, ReloadResult,
+    SessionHandle,
 };
 
 const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
@@ -407,7 +409,11 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             s.send(out);
             true
         }
-        "command" => command(s, m),
+        "command" => command(s, m).await,
+        "corestatus" => {
+            s.send(core_status(&inner, m.get("ActionID")));
+            true
+        }
         "reload" => {
             let module = m.get("Module");
             let res = inner.module_reload(if module.is_empty() {
@@ -415,6 +421,7 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
             } else {
                 Some(module)
             });
+            reload_cost::pay().await;
             s.send(match res {
                 ReloadResult::NotFound => error(m, "No such module"),
                 ReloadResult::Error => error(m, "An unknown error occurred"),
@@ -463,6 +470,11 @@ async fn process(s: &Arc<Session>, m: &Message) -> bool {
 /// none).
 const ACTIONS: &[(&str, &str, u32)] = &[
     ("Command", "Execute Asterisk CLI Command.", perm::COMMAND),
+    (
+        "CoreStatus",
+        "Show PBX core status variables.",
+        perm::SYSTEM | perm::REPORTING,
+    ),
     ("ListCommands", "List available manager commands.", 0),
     ("Login", "Login Manager.", 0),
     ("Logoff", "Logoff Manager.", 0),
@@ -594,7 +606,34 @@ fn term_strip(s: &str) -> String {
     out
 }
 
-fn command(s: &Arc<Session>, m: &Message) -> bool {
+/// `ast_localtime` + `ast_strftime` of `%Y-%m-%d` and `%H:%M:%S`, in UTC (the machine's
+/// zone, as the lab's).
+fn date_and_time(at: &Moment) -> (String, String) {
+    let t = time::OffsetDateTime::from(at.wall);
+    (
+        format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second()),
+    )
+}
+
+/// manager.c `action_corestatus`: when Asterisk started (`ast_startuptime`) and last
+/// reloaded (`ast_lastreloadtime`), `ast_active_channels()` and `ast_processed_calls()`.
+fn core_status(inner: &Inner, action_id: &str) -> String {
+    let (start_date, start_time) = date_and_time(&inner.started_at());
+    let (reload_date, reload_time) = date_and_time(&inner.last_reload_at());
+    let id = if action_id.is_empty() {
+        String::new()
+    } else {
+        format!("ActionID: {action_id}\r\n")
+    };
+    format!(
+        "Response: Success\r\n{id}CoreStartupDate: {start_date}\r\nCoreStartupTime: {start_time}\r\nCoreReloadDate: {reload_date}\r\nCoreReloadTime: {reload_time}\r\nCoreCurrentCalls: {}\r\nCoreProcessedCalls: {}\r\n\r\n",
+        inner.active_channels.load(std::sync::atomic::Ordering::SeqCst),
+        inner.processed_calls.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+async fn command(s: &Arc<Session>, m: &Message) -> bool {
     let inner = &s.inner;
     let cmd = m.get("Command");
     if cmd.is_empty() {
@@ -606,6 +645,7 @@ fn command(s: &Arc<Session>, m: &Message) -> bool {
         return true;
     }
     let res = cli::execute(inner, cmd);
+    reload_cost::pay().await;
     let mut out = response(m, if res.success { "Success" } else { "Error" }, None, None);
     out.truncate(out.len() - 2);
     out.push_str("Message: Command output follows\r\n");

@@ -207,15 +207,32 @@ fn any_contact(st: &State, ep: &Object) -> Option<Contact> {
 /// A call from a phone registered to `from` to the number `dialed`.
 pub(crate) fn call(inner: &Inner, from: &str, dialed: &str, offer: &Offer) -> CallOutcome {
     let mut log = Vec::new();
+    let mut pbx_started = false;
     let out = {
         let st = inner.state();
-        run(&st, from, dialed, offer, &mut log)
+        run(&st, from, dialed, offer, &mut pbx_started, &mut log)
     };
+    if pbx_started {
+        // The caller's channel ran the dialplan: ast_pbx_start's increase_call_count
+        // (main/pbx.c) counts it in ast_processed_calls() (AMI CoreStatus). The call
+        // has ended by now, so it counts in no `CoreCurrentCalls`.
+        inner
+            .processed_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     inner.log_lines(log);
     out
 }
 
-fn run(st: &State, from: &str, dialed: &str, offer: &Offer, log: &mut Vec<String>) -> CallOutcome {
+/// The call; `pbx_started` is set once the caller's channel starts running the dialplan.
+fn run(
+    st: &State,
+    from: &str,
+    dialed: &str,
+    offer: &Offer,
+    pbx_started: &mut bool,
+    log: &mut Vec<String>,
+) -> CallOutcome {
     let Some(caller_ep) = st.sorcery.get("endpoint", from) else {
         return CallOutcome::NotModelled(format!(
             "an INVITE from '{from}', which is no endpoint, is not modelled"
@@ -244,6 +261,7 @@ fn run(st: &State, from: &str, dialed: &str, offer: &Offer, log: &mut Vec<String
     if !st.dialplan.exists(&context, dialed, 1) {
         return refused(404, "Not Found", None);
     }
+    *pbx_started = true;
     let mut priority = 1;
     let mut hangup_cause: Option<u32> = None;
     loop {

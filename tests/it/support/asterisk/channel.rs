@@ -111,6 +111,30 @@ async fn run_dialplan(call: &Arc<Call>) {
     }
 }
 
+/// The two channels of a Local channel pair while they live, counted in
+/// `ast_active_channels()` (AMI CoreStatus `CoreCurrentCalls`); dropped when the call
+/// ends or the stand-in stops.
+struct Pair(Arc<Inner>);
+
+impl Pair {
+    fn new(inner: &Arc<Inner>) -> Pair {
+        inner.active_channels.fetch_add(2, Ordering::SeqCst);
+        Pair(inner.clone())
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // A restart zeroes the count after its stop has ended every call.
+        let _ = self
+            .0
+            .active_channels
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(2))
+            });
+    }
+}
+
 /// Originates a call to `channel` (`Local/<exten>@<context>`) in the background; the
 /// receiver fires when the call has ended.
 pub(crate) fn start(inner: Arc<Inner>, channel: &str) -> oneshot::Receiver<()> {
@@ -119,8 +143,13 @@ pub(crate) fn start(inner: Arc<Inner>, channel: &str) -> oneshot::Receiver<()> {
         let _ = ended.send(());
         return rx;
     };
+    let pair = Pair::new(&inner);
+    // core_local.c starts the pbx of the `;2` leg (ast_pbx_start), whose
+    // increase_call_count (main/pbx.c) counts it in ast_processed_calls().
+    inner.processed_calls.fetch_add(1, Ordering::SeqCst);
     inner.spawn(async move {
         run_dialplan(&call).await;
+        drop(pair);
         let _ = ended.send(());
     });
     rx

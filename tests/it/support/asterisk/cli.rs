@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{channel, dialplan, pjsip, Fault, Inner, ReloadResult};
+use super::{channel, dialplan, pjsip, reload_cost, Fault, Inner, ReloadResult};
 
 /// The CLI commands the stand-in answers, as `e->command` spells them. A lab build
 /// registers about 330; the others are left out, except `!` (the shell escape), which
@@ -20,6 +20,7 @@ use super::{channel, dialplan, pjsip, Fault, Inner, ReloadResult};
 pub const COMMANDS: &[&str] = &[
     "!",
     "channel originate",
+    "core show uptime [seconds]",
     "core waitfullybooted",
     "dialplan reload",
     "dialplan show",
@@ -197,6 +198,7 @@ const SHOWUSAGE: &str = "\u{0}showusage";
 
 fn usage_of(cmd: &str) -> &'static str {
     match cmd {
+        "core show uptime [seconds]" => "Usage: core show uptime [seconds]\n       Shows Asterisk uptime information.\n       The seconds word returns the uptime in seconds only.\n",
         "core waitfullybooted" => "Usage: core waitfullybooted\n\tWait until Asterisk has fully booted.\n",
         "dialplan reload" => "Usage: dialplan reload\n       Reload extensions.conf without reloading any other\n       modules.  This command does not delete global variables\n       unless clearglobalvars is set to yes in extensions.conf\n",
         "dialplan show" => "Usage: dialplan show [[exten@]context]\n       Show dialplan\n",
@@ -206,6 +208,37 @@ fn usage_of(cmd: &str) -> &'static str {
         "channel originate" => "  There are two ways to use this command. A call can be originated between a\nchannel and a specific application, or between a channel and an extension in\nthe dialplan. This is similar to call files or the manager originate action.\nCalls originated with this command are given a timeout of 30 seconds.\n\nUsage1: channel originate <tech/data> application <appname> [appdata]\n  This will originate a call between the specified channel tech/data and the\ngiven application. Arguments to the application are optional. If the given\narguments to the application include spaces, all of the arguments to the\napplication need to be placed in quotation marks.\n\nUsage2: channel originate <tech/data> extension [exten@][context]\n  This will originate a call between the specified channel tech/data and the\ngiven extension. If no context is specified, the 'default' context will be\nused. If no extension is given, the 's' extension will be used.\n",
         _ => "Invalid usage, but no usage information available.\n",
     }
+}
+
+/// cli.c `print_uptimestr`: whole seconds, or years, weeks, days, hours, minutes and
+/// seconds, each only when the rest is more than one of it (`>`, not `>=`), seconds when
+/// they are not zero or nothing else was printed.
+fn uptime_str(d: std::time::Duration, prefix: &str, seconds: bool) -> String {
+    let mut secs = d.as_secs();
+    if seconds {
+        return format!("{prefix}{secs}\n");
+    }
+    const UNITS: [(&str, u64); 5] = [
+        ("year", 86_400 * 365),
+        ("week", 86_400 * 7),
+        ("day", 86_400),
+        ("hour", 3_600),
+        ("minute", 60),
+    ];
+    let ess = |x: u64| if x == 1 { "" } else { "s" };
+    let mut out = String::new();
+    for (unit, len) in UNITS {
+        if secs > len {
+            let x = secs / len;
+            secs -= x * len;
+            let comma = if secs != 0 { ", " } else { "" };
+            out.push_str(&format!("{x} {unit}{}{comma}", ess(x)));
+        }
+    }
+    if secs > 0 || out.is_empty() {
+        out.push_str(&format!("{secs} second{}", ess(secs)));
+    }
+    format!("{prefix}{out}\n")
 }
 
 /// Runs one command line the way `ast_cli_command` does.
@@ -259,6 +292,23 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
     let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
     match entry {
         "core waitfullybooted" => ok("Asterisk has fully booted.\n"),
+        "core show uptime [seconds]" => {
+            // cli.c handle_showuptime: `seconds` as the fourth word, or nothing after
+            // `uptime`; both spans from one `curtime`; ast_startuptime and
+            // ast_lastreloadtime are always set here.
+            let seconds = match argc {
+                4 if arg(3).eq_ignore_ascii_case("seconds") => true,
+                3 => false,
+                _ => return usage(),
+            };
+            let now = std::time::Instant::now();
+            let since = |at: super::Moment| now.saturating_duration_since(at.mono);
+            ok(format!(
+                "{}{}",
+                uptime_str(since(inner.started_at()), "System uptime: ", seconds),
+                uptime_str(since(inner.last_reload_at()), "Last reload: ", seconds)
+            ))
+        }
         "module reload" => {
             if argc == 2 {
                 inner.module_reload(None);
@@ -306,6 +356,8 @@ fn handle(inner: &Arc<Inner>, entry: &str, argv: &[String]) -> CliResult {
             if argc != 2 {
                 return usage();
             }
+            // pbx_config.c handle_cli_dialplan_reload calls pbx_load_module itself, not
+            // ast_module_reload: ast_lastreloadtime stays and no Event: Reload is sent.
             inner.load_dialplan(false);
             ok("Dialplan reloaded.\n")
         }
@@ -512,6 +564,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 tokio::time::sleep(d).await;
             }
             let res = execute(&me, &cmd);
+            reload_cost::pay().await;
             let mut out = b"OK\n".to_vec();
             out.extend_from_slice(res.output.as_bytes());
             let _ = w.write_all(&out).await;
@@ -523,6 +576,25 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptime_strings_as_print_uptimestr() {
+        let up = |secs: u64| uptime_str(std::time::Duration::from_secs(secs), "U: ", false);
+        assert_eq!(up(0), "U: 0 seconds\n");
+        assert_eq!(up(1), "U: 1 second\n");
+        // Units are taken only when more than one of them remains (`>`).
+        assert_eq!(up(60), "U: 60 seconds\n");
+        assert_eq!(up(61), "U: 1 minute, 1 second\n");
+        assert_eq!(up(3_600), "U: 60 minutes\n");
+        assert_eq!(up(7_260), "U: 2 hours, 60 seconds\n");
+        assert_eq!(up(7_261), "U: 2 hours, 1 minute, 1 second\n");
+        assert_eq!(
+            up(86_400 * 365 + 86_400 * 8 + 1),
+            "U: 1 year, 1 week, 1 day, 1 second\n"
+        );
+        let secs = uptime_str(std::time::Duration::from_millis(61_900), "U: ", true);
+        assert_eq!(secs, "U: 61\n");
+    }
 
     fn table() -> Vec<Vec<String>> {
         COMMANDS

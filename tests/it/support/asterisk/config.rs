@@ -4,6 +4,14 @@
 //! `key => value`, `key += value`, `;` comments with `\;`, `;-- --;` block comments,
 //! `#include` / `#tryinclude` with globs (relative to astetcdir, sorted), the include
 //! level limit, and the two failure kinds: "missing" (NULL) and "invalid" (parse error).
+//!
+//! A file cut anywhere reads as config_text_file_load reads it (checked against
+//! `config_text_file_load` and `process_text_line` of 22.7.0): the last line counts
+//! without its newline; inside a category a line without `=` is skipped with `No '='
+//! (equal sign) in line N of FILE` and the parse goes on; an unclosed `[` is a parse
+//! error that drops the rest (F-CFG-3). One difference remains: lines are decoded as
+//! UTF-8, so a byte sequence cut in the middle of a character becomes U+FFFD where
+//! Asterisk keeps the bytes.
 
 use std::path::{Path, PathBuf};
 
@@ -72,17 +80,31 @@ enum FileResult {
     Ok,
 }
 
+/// How a load reads a file's bytes (the stand-in's reader may tamper with the file first).
+pub type Read<'a> = &'a mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>;
+
 /// Loads `filename` (relative to `etc_dir` unless absolute) like `ast_config_load2`.
 pub fn load(etc_dir: &Path, filename: &str, log: Log<'_>) -> Loaded {
+    load_with(etc_dir, filename, &mut |p: &Path| std::fs::read(p), log)
+}
+
+/// [`load`], reading each file through `read`.
+pub fn load_with(etc_dir: &Path, filename: &str, read: Read<'_>, log: Log<'_>) -> Loaded {
     let mut cfg = Config::default();
-    match internal_load(etc_dir, &mut cfg, filename, log) {
+    match internal_load(etc_dir, &mut cfg, filename, read, log) {
         FileResult::Null => Loaded::Missing,
         FileResult::Invalid => Loaded::Invalid,
         FileResult::Ok => Loaded::Ok(cfg),
     }
 }
 
-fn internal_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>) -> FileResult {
+fn internal_load(
+    etc_dir: &Path,
+    cfg: &mut Config,
+    filename: &str,
+    read: Read<'_>,
+    log: Log<'_>,
+) -> FileResult {
     // "The config file itself bumps include_level by 1"
     if cfg.include_level == MAX_INCLUDE_LEVEL + 1 {
         log.push(format!(
@@ -91,7 +113,7 @@ fn internal_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>)
         return FileResult::Null;
     }
     cfg.include_level += 1;
-    let res = text_file_load(etc_dir, cfg, filename, log);
+    let res = text_file_load(etc_dir, cfg, filename, read, log);
     match res {
         FileResult::Ok | FileResult::Null => cfg.include_level -= 1,
         // Asterisk leaves include_level raised after an invalid include.
@@ -100,7 +122,13 @@ fn internal_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>)
     res
 }
 
-fn text_file_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>) -> FileResult {
+fn text_file_load(
+    etc_dir: &Path,
+    cfg: &mut Config,
+    filename: &str,
+    read: Read<'_>,
+    log: Log<'_>,
+) -> FileResult {
     let mut cat: Option<usize> = cfg.current;
     let pattern = if filename.starts_with('/') {
         filename.to_string()
@@ -123,7 +151,7 @@ fn text_file_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>
             ));
             continue;
         }
-        let data = match std::fs::read(&path) {
+        let data = match read(&path) {
             Ok(d) => d,
             Err(_) => continue,
         };
@@ -151,7 +179,8 @@ fn text_file_load(etc_dir: &Path, cfg: &mut Config, filename: &str, log: Log<'_>
                 let text = String::from_utf8_lossy(text).to_string();
                 let line = text.trim_matches(|c: char| c.is_ascii_whitespace());
                 if !line.is_empty()
-                    && process_text_line(etc_dir, cfg, &mut cat, line, lineno, &fn_, log).is_err()
+                    && process_text_line(etc_dir, cfg, &mut cat, line, lineno, &fn_, read, log)
+                        .is_err()
                 {
                     invalid = true;
                     break;
@@ -273,6 +302,7 @@ fn strip_comments(
 /// A parse error that invalidates the file being read.
 struct ParseError;
 
+#[allow(clippy::too_many_arguments)]
 fn process_text_line(
     etc_dir: &Path,
     cfg: &mut Config,
@@ -280,6 +310,7 @@ fn process_text_line(
     cur: &str,
     lineno: usize,
     configfile: &str,
+    read: Read<'_>,
     log: Log<'_>,
 ) -> Result<(), ParseError> {
     let var_file = if cfg.include_level == 1 {
@@ -398,7 +429,7 @@ fn process_text_line(
             log.push(format!("WARNING config.c: '{from}', line {lineno}:  Same File included more than once! This data will be saved in {target}~~{n} if saved back to disk."));
         }
         cfg.includes_seen.push(target.clone());
-        let res = internal_load(etc_dir, cfg, &target, log);
+        let res = internal_load(etc_dir, cfg, &target, read, log);
         if matches!(res, FileResult::Null) && !try_include {
             log.push(format!(
                 "ERROR config.c: The file '{target}' was listed as a #include but it does not exist."

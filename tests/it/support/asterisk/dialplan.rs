@@ -312,6 +312,11 @@ impl Context {
 }
 
 impl Dialplan {
+    /// Extensions in every context (what a dialplan reload's cost counts).
+    pub fn extension_count(&self) -> usize {
+        self.contexts.iter().map(|c| c.extensions.len()).sum()
+    }
+
     pub fn context(&self, name: &str) -> Option<&Context> {
         self.contexts.iter().find(|c| c.name == name)
     }
@@ -430,9 +435,9 @@ pub enum LoadResult {
     Failed,
 }
 
-/// pbx_load_config.
-pub fn load(etc_dir: &Path, log: &mut Vec<String>) -> LoadResult {
-    let cfg = match config::load(etc_dir, "extensions.conf", log) {
+/// pbx_load_config, reading the files through `read`.
+pub fn load(etc_dir: &Path, read: config::Read<'_>, log: &mut Vec<String>) -> LoadResult {
+    let cfg = match config::load_with(etc_dir, "extensions.conf", read, log) {
         Loaded::Ok(c) => c,
         Loaded::Missing | Loaded::Invalid => return LoadResult::Failed,
     };

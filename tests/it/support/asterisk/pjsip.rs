@@ -543,6 +543,11 @@ impl Sorcery {
             .unwrap_or_default()
     }
 
+    /// How many objects of `otype` are live.
+    pub fn count(&self, otype: &str) -> usize {
+        self.types.get(otype).map(BTreeMap::len).unwrap_or(0)
+    }
+
     pub fn options_of(&self, otype: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         self.types
             .get(otype)
@@ -856,13 +861,15 @@ fn matches_type(otype: &str, cat: &Category) -> bool {
         .unwrap_or(false)
 }
 
-/// Loads pjsip.conf (`boot`: the first load, `system` included) on top of `old`.
-/// `drop_ids`: endpoint/auth/aor ids skipped silently (the DropObjectsOnReload fault).
+/// Loads pjsip.conf (`boot`: the first load, `system` included) on top of `old`, reading
+/// its files through `read`. `refused`: endpoint/auth/aor ids whose creation fails as if
+/// `ast_sorcery_objectset_apply` had failed (the RefuseObjects fault).
 pub fn load(
     etc_dir: &Path,
     old: &Sorcery,
-    drop_ids: &[String],
+    refused: &[String],
     boot: bool,
+    read: config::Read<'_>,
     log: &mut Vec<String>,
 ) -> Sorcery {
     if !boot {
@@ -870,7 +877,7 @@ pub fn load(
             "NOTICE sorcery.c: Type 'system' is not reloadable, maintaining previous values".into(),
         );
     }
-    let cfg = match config::load(etc_dir, "pjsip.conf", log) {
+    let cfg = match config::load_with(etc_dir, "pjsip.conf", read, log) {
         Loaded::Missing => {
             log.push("ERROR res_sorcery_config.c: Unable to load config file 'pjsip.conf'".into());
             return old.clone();
@@ -896,15 +903,19 @@ pub fn load(
         let mut aborted = false;
         for cat in cats {
             let id = &cat.name;
-            if matches!(*otype, "endpoint" | "auth" | "aor") && drop_ids.iter().any(|d| d == id) {
-                continue;
-            }
             if objs.contains_key(id) {
                 log.push(format!("ERROR res_sorcery_config.c: Config file 'pjsip.conf' could not be loaded; configuration contains a duplicate object: '{id}' of type '{otype}'"));
                 aborted = true;
                 break;
             }
-            match build_object(otype, cat, log) {
+            let refuse =
+                matches!(*otype, "endpoint" | "auth" | "aor") && refused.iter().any(|r| r == id);
+            let built = if refuse {
+                Err(())
+            } else {
+                build_object(otype, cat, log)
+            };
+            match built {
                 Ok(obj) => {
                     objs.insert(id.clone(), obj);
                 }
