@@ -40,7 +40,10 @@
 //! `Cluster::apply` with the default choice (what POST /apply runs: choose the nodes, take
 //! the coordination lock, the same pipeline), alternated round by round, with the
 //! difference of their medians next to the 5 ms limit.
-//! `LOAD_BENCH=nodes cargo bench --bench load` runs only that part;
+//! Last, apply at the floor: for 1000, 3000 and 10,000 users, the apply of a one-user
+//! change against a bare reload of the same files, each stand-in charging the reload
+//! costs of a real Asterisk 22.7 (`LOAD_BENCH=floor cargo bench --bench load` alone).
+//! `LOAD_BENCH=nodes cargo bench --bench load` runs only the nodes part;
 //! `LOAD_BENCH=render cargo bench --bench load` only the render with and without the NAT
 //! options and G.722 (in process); `LOAD_BENCH=core cargo bench --bench load` everything
 //! but bulk and nodes (the main performance table).
@@ -56,7 +59,9 @@ use pbx_portal::asterisk::files::replace;
 use pbx_portal::asterisk::probe::{Expectation, ProbeServer};
 use pbx_portal::asterisk::{ami, render};
 use pbx_portal::config::{AmiSettings, Codecs, EndpointPolicy};
-use pbx_portal::domain::{Devices, Extension, SipSecret, Subscriber, TransportId, Transports};
+use pbx_portal::domain::{
+    Devices, Extension, SipSecret, Subscriber, TenantSlug, TransportId, Transports,
+};
 use pbx_portal::metrics::{Live, Metrics};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
@@ -653,6 +658,7 @@ fn bench_subscribers() -> Vec<Subscriber> {
             secret: SipSecret::generate(),
             devices: Devices::ONE,
             transport: Some("transport-udp".into()),
+            tenant: TenantSlug::default_tenant(),
         })
         .collect()
 }
@@ -784,6 +790,13 @@ async fn main() {
     );
     if std::env::var("LOAD_BENCH").as_deref() == Ok("bulk") {
         bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+        drop(child);
+        drop(admin_db);
+        drop_db(&admin, &db).await;
+        return;
+    }
+    if std::env::var("LOAD_BENCH").as_deref() == Ok("floor") {
+        floor(&http, &admin, &format!("{db}_floor"), dir.path()).await;
         drop(child);
         drop(admin_db);
         drop_db(&admin, &db).await;
@@ -1165,6 +1178,7 @@ async fn main() {
     if std::env::var("LOAD_BENCH").as_deref() != Ok("core") {
         bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
         nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+        floor(&http, &admin, &format!("{db}_floor"), dir.path()).await;
     }
 
     drop(child);
@@ -1851,4 +1865,144 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
         .await
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await;
+}
+
+/// Apply at the floor: for 1000, 3000 and 10,000 users, each in a database and a stand-in of
+/// its own (charging the reload costs measured on a real Asterisk 22.7), the apply of a
+/// one-user change (a rotated secret: POST /apply, reload over AMI, probe) against a bare
+/// `module reload res_pjsip.so` + `dialplan reload` of the same files over an AMI session
+/// kept open, in alternating blocks; their medians and ratio next to the 1.05x limit, and
+/// the first (full) apply.
+/// `LOAD_BENCH=floor cargo bench --bench load` runs only this.
+async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path) {
+    println!();
+    println!(
+        "apply of a one-user change vs a bare reload of the same files (stand-in charging 22.7's costs)"
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>8} {:>7} {:>16} {:>9}",
+        "users", "apply p50", "reload p50", "ratio", "limit", "first apply", "rounds"
+    );
+    for (n, rounds) in [(1000usize, 8usize), (3000, 5), (10000, 3)] {
+        let db = format!("{db_prefix}_{n}");
+        pg(admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
+        let etc = dir.join(format!("floor-{n}/etc"));
+        let (pjsip, dialplan) = (
+            etc.join("pjsip.d/synergycall"),
+            etc.join("extensions.d/synergycall"),
+        );
+        std::fs::create_dir_all(&pjsip).unwrap();
+        std::fs::create_dir_all(&dialplan).unwrap();
+        let ast =
+            asterisk::FakeAsterisk::start(&etc, &pjsip, &dialplan, asterisk::Options::default())
+                .await
+                .unwrap();
+        assert!(asterisk::Options::default().reload_costs);
+        let vars = [
+            ("PORTAL_RELOAD", "ami".to_owned()),
+            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
+            ("PORTAL_AMI_USERNAME", "portal".into()),
+            ("PORTAL_AMI_SECRET", "portal-secret".into()),
+            // A reload of 10,000 users takes seconds: wait for it.
+            ("PORTAL_AMI_TIMEOUT_MS", "60000".into()),
+            ("PORTAL_HEALTH_TIMEOUT_MS", "60000".into()),
+        ];
+        let (service, base) = Service::start(&url, &pjsip, &dialplan, &vars).await;
+        let db_client = pg(&url).await;
+        db_client
+            .execute(
+                "SELECT portal_create_user('User ' || g, 'floor' || g || '@x.org', NULL, 10000, 999999, \
+                 'floorsecret' || lpad(g::text, 12, '0')) FROM generate_series(1, $1::int) g",
+                &[&(n as i32)],
+            )
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let (status, body) = call(http, &base, Method::POST, "/apply", None).await;
+        let first = t.elapsed();
+        let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{rec}");
+        assert_eq!(rec["health"]["proof"]["visited"], n, "{rec}");
+        let mut ami = ami::Client::login(&AmiSettings {
+            addr: ast.ami_addr(),
+            username: "portal".into(),
+            secret: "portal-secret".into(),
+            timeout: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+        // A bare reload is someone else's reload to the portal: the apply after one
+        // visits every extension (reloaded_outside). So applies and bare reloads run in
+        // blocks, twice each in turn; the first apply of each block re-proves everything
+        // and is not counted.
+        let (mut applies, mut reloads) = (Vec::new(), Vec::new());
+        let mut rotation = 0;
+        for _ in 0..2 {
+            for counted in [false].into_iter().chain(std::iter::repeat_n(true, rounds)) {
+                rotation += 1;
+                let secret = format!("floorrotated{rotation:012}x{n}");
+                db_client
+                    .execute(
+                        "UPDATE extensions SET secret = $1 WHERE number = $2",
+                        &[&secret, &(10000 + rotation)],
+                    )
+                    .await
+                    .unwrap();
+                let t = Instant::now();
+                let (status, body) = call(http, &base, Method::POST, "/apply", None).await;
+                let took = t.elapsed();
+                let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(status, 200, "{rec}");
+                if !counted {
+                    continue;
+                }
+                applies.push(took);
+                let health = &rec["health"];
+                assert_eq!(
+                    (
+                        &health["proof"]["scope"],
+                        &health["proof"]["visited"],
+                        &health["checked"]
+                    ),
+                    (
+                        &serde_json::json!("changed"),
+                        &serde_json::json!(1),
+                        &serde_json::json!(n)
+                    ),
+                    "{rec}"
+                );
+            }
+            for _ in 0..rounds {
+                let t = Instant::now();
+                for cmd in ["module reload res_pjsip.so", "dialplan reload"] {
+                    assert!(ami.command(cmd).await.unwrap().is_success());
+                }
+                reloads.push(t.elapsed());
+            }
+        }
+        let (apply, reload) = (
+            stats(applies, Duration::ZERO).p50,
+            stats(reloads, Duration::ZERO).p50,
+        );
+        println!(
+            "{:<8} {:>12} {:>12} {:>7.3}x {:>6}x {:>16} {:>9}",
+            n,
+            ms(apply),
+            ms(reload),
+            apply.as_secs_f64() / reload.as_secs_f64(),
+            "1.05",
+            ms(first),
+            2 * rounds
+        );
+        ami.logoff().await;
+        drop(service);
+        drop(db_client);
+        drop(ast);
+        drop_db(admin, &db).await;
+    }
 }

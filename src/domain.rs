@@ -446,6 +446,75 @@ impl From<Transports> for Vec<TransportId> {
     }
 }
 
+/// A tenant's slug: `[a-z0-9-]{1,32}`, fixed once the tenant is created, used in paths and
+/// in the Asterisk names of its users' objects ([`sip_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    /// The tenant every deployment has, and every user from before tenants belongs to.
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if (1..=32).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "'{raw}' is not a tenant slug (1-32 of lowercase letters, digits and '-')"
+            ))
+        }
+    }
+
+    pub fn default_tenant() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantSlug {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<TenantSlug> for String {
+    fn from(t: TenantSlug) -> Self {
+        t.0
+    }
+}
+
+impl fmt::Display for TenantSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a user's PJSIP endpoint, auth and aor, which is also the SIP username its
+/// phones register with: the extension for the default tenant (as before tenants, so its
+/// phones keep working untouched), `<slug>-<extension>` for any other. Unique on the host
+/// whatever the tenants' numbering: a default name is digits only, another one has a `-`
+/// followed by digits only, so the slug is everything before its last `-`.
+pub fn sip_name(tenant: &TenantSlug, extension: Extension) -> String {
+    match tenant.is_default() {
+        true => extension.to_string(),
+        false => format!("{tenant}-{extension}"),
+    }
+}
+
 /// A user's extension as it goes into the Asterisk files. The name is re-parsed when it
 /// is rendered: rows can reach the database by other ways than this API.
 #[derive(Debug, Clone)]
@@ -457,6 +526,8 @@ pub struct Subscriber {
     /// As stored; `None` only for a user from before transports were per user that no
     /// node has adopted yet (it renders with the default).
     pub transport: Option<String>,
+    /// The tenant the user belongs to: its names, context and files.
+    pub tenant: TenantSlug,
 }
 
 /// A JSON object's fields, refusing any not in `allowed`.
@@ -645,6 +716,39 @@ impl UserPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_slugs_and_the_names_of_their_users_objects() {
+        for ok in ["default", "acme", "a", "0", "acme-2", "-", &"a".repeat(32)] {
+            assert_eq!(TenantSlug::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "Acme",
+            "acme_2",
+            "acme.org",
+            "ac me",
+            "é",
+            &"a".repeat(33),
+        ] {
+            assert!(TenantSlug::parse(bad).is_err(), "{bad:?}");
+        }
+        let ext = Extension::from_stored(100);
+        assert_eq!(sip_name(&TenantSlug::default_tenant(), ext), "100");
+        let acme = TenantSlug::parse("acme").unwrap();
+        assert_eq!(sip_name(&acme, ext), "acme-100");
+        // Whatever the numbering, names differ across tenants: a-1's 2 is not a's 12.
+        let (a, a1) = (
+            TenantSlug::parse("a").unwrap(),
+            TenantSlug::parse("a-1").unwrap(),
+        );
+        assert_ne!(
+            sip_name(&a1, Extension::from_stored(2)),
+            sip_name(&a, Extension::from_stored(12))
+        );
+        assert_eq!(sip_name(&a1, Extension::from_stored(2)), "a-1-2");
+        assert!(serde_json::from_value::<TenantSlug>(serde_json::json!("Bad")).is_err());
+    }
     use serde_json::json;
 
     fn range() -> ExtensionRange {

@@ -115,16 +115,18 @@ pub struct Applier {
 struct Known {
     /// The applied state it saved.
     applied: Option<AppliedState>,
-    /// Asterisk's generation once it had proven that state live (`None`: not proven, or
-    /// files written since).
-    proven: Option<Generation>,
+    /// Whether it proved that state live (false too once files are written again).
+    proven: bool,
+    /// Asterisk's generation after that proof, when Asterisk said it.
+    generation: Option<Generation>,
 }
 
-/// What a successful apply hands to its record: the fingerprints to save, and the
-/// generation its proof was made in.
+/// What a successful apply hands to its record: the fingerprints to save, whether they
+/// were proven live, and in which generation.
 struct Applied {
     fingerprints: Fingerprints,
-    proven: Option<Generation>,
+    proven: bool,
+    generation: Option<Generation>,
 }
 
 /// Who holds this node's coordination lock while it applies.
@@ -358,6 +360,7 @@ impl Applier {
             Some(Applied {
                 fingerprints,
                 proven,
+                generation,
             }) => {
                 let first = async {
                     locked.save(&rec, &fingerprints).await?;
@@ -374,6 +377,7 @@ impl Applier {
                                 content_hash: rec.content_hash.clone(),
                             }),
                             proven,
+                            generation,
                         }
                     }
                     Err(e) => {
@@ -440,7 +444,7 @@ impl Applier {
             return Ok(None);
         };
         // From here Asterisk may hold something else than the last proof saw.
-        self.lock_known().proven = None;
+        self.lock_known().proven = false;
         let reload_started = Instant::now();
         let Some(mut link) = Link::open(&self.cfg).await else {
             self.metrics.reload(ReloadMethod::None, None);
@@ -449,7 +453,8 @@ impl Applier {
             rec.status = ApplyStatus::Applied;
             return Ok(Some(Applied {
                 fingerprints: rendered.fingerprints,
-                proven: None,
+                proven: false,
+                generation: None,
             }));
         };
         let scope = match self.cfg.health_check {
@@ -470,15 +475,17 @@ impl Applier {
         let result = match live {
             Ok(()) => {
                 // The generation the next apply compares with: read after the reload.
-                let proven = match rec.health.status {
-                    HealthStatus::Ok => link.generation().await,
-                    _ => None,
+                let proven = rec.health.status == HealthStatus::Ok;
+                let generation = match proven {
+                    true => link.generation().await,
+                    false => None,
                 };
                 written.keep();
                 rec.status = ApplyStatus::Applied;
                 Ok(Some(Applied {
                     fingerprints: rendered.fingerprints,
                     proven,
+                    generation,
                 }))
             }
             Err(mut failure) => {
@@ -569,16 +576,19 @@ impl Applier {
         known: Known,
         applied: &AppliedState,
     ) -> Result<(), FullProofReason> {
-        let (Some(saved), Some(proven)) = (known.applied, known.proven) else {
+        let Some(saved) = known.applied.filter(|_| known.proven) else {
             return Err(FullProofReason::NoEarlierProof);
         };
         if applied.content_hash.is_none() || applied.content_hash != saved.content_hash {
             return Err(FullProofReason::AppliedElsewhere);
         }
+        let Some(then) = known.generation else {
+            return Err(FullProofReason::NoCoreStatus);
+        };
         match link.generation().await {
             None => Err(FullProofReason::NoCoreStatus),
-            Some(now) if now.started != proven.started => Err(FullProofReason::AsteriskRestarted),
-            Some(now) if now.reloaded != proven.reloaded => Err(FullProofReason::ReloadedOutside),
+            Some(now) if now.started != then.started => Err(FullProofReason::AsteriskRestarted),
+            Some(now) if now.reloaded != then.reloaded => Err(FullProofReason::ReloadedOutside),
             Some(_) => Ok(()),
         }
     }

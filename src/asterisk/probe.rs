@@ -541,7 +541,7 @@ mod tests {
         let exp = Expectation {
             present: (1000..2000).map(|e| (e, 1, None)).collect(),
             absent: vec![5000, 5001],
-            sentinel: "portal-proof-0123456789abcdef".into(),
+            sentinel: "portal_proof_0123456789abcdef".into(),
             ..Expectation::default()
         };
         let b = batches(&exp);
@@ -552,7 +552,7 @@ mod tests {
         assert_eq!(
             [&all[0], &all[1], &all[1000], &all[1002]],
             [
-                &Check::Sentinel("portal-proof-0123456789abcdef".into()),
+                &Check::Sentinel("portal_proof_0123456789abcdef".into()),
                 &Check::Present {
                     ext: 1000,
                     max_contacts: 1
@@ -565,22 +565,22 @@ mod tests {
             ]
         );
         assert!(b[0].command.starts_with(
-            "GET FULL VARIABLE ${PJSIP_AOR(portal-proof-0123456789abcdef,max_contacts)};\
+            "GET FULL VARIABLE ${PJSIP_AOR(portal_proof_0123456789abcdef,max_contacts)};\
              ${PJSIP_ENDPOINT(1000,context)},${PJSIP_AOR(1000,max_contacts)};${PJSIP_ENDPOINT(1001,"
         ));
         assert!(b.last().unwrap().command.ends_with(
             ";${PJSIP_ENDPOINT(5001,context)},${PJSIP_AOR(5001,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,5001,1)}"
         ));
         let nothing_changed = batches(&Expectation {
-            sentinel: "portal-proof-0".into(),
+            sentinel: "portal_proof_0".into(),
             unvisited: 1000,
             ..Expectation::default()
         });
         assert_eq!(
             nothing_changed,
             [Batch {
-                command: "GET FULL VARIABLE ${PJSIP_AOR(portal-proof-0,max_contacts)}".into(),
-                checks: vec![Check::Sentinel("portal-proof-0".into())]
+                command: "GET FULL VARIABLE ${PJSIP_AOR(portal_proof_0,max_contacts)}".into(),
+                checks: vec![Check::Sentinel("portal_proof_0".into())]
             }],
             "the whole-file proof is always asked"
         );
@@ -637,7 +637,7 @@ mod tests {
     fn the_sentinel_proves_the_endpoints_file_whole_or_says_how_it_was_not() {
         let b = Batch {
             command: String::new(),
-            checks: vec![Check::Sentinel("portal-proof-ab".into())],
+            checks: vec![Check::Sentinel("portal_proof_ab".into())],
         };
         assert_eq!(
             evaluate(&b, "1").unwrap(),
@@ -652,7 +652,7 @@ mod tests {
             missing.wrong,
             [
                 "Asterisk did not read generated_endpoints.conf whole: its last object, aor \
-              portal-proof-ab, is missing (a parse error, a file cut short or an older file: \
+              portal_proof_ab, is missing (a parse error, a file cut short or an older file: \
               what comes after the break is not live)"
             ]
         );
@@ -663,7 +663,7 @@ mod tests {
             cut.wrong,
             [
                 "Asterisk did not read generated_endpoints.conf whole: its last object, aor \
-              portal-proof-ab, has max_contacts 0, rendered 1 (a parse error, a file cut short \
+              portal_proof_ab, has max_contacts 0, rendered 1 (a parse error, a file cut short \
               or an older file: what comes after the break is not live)"
             ]
         );

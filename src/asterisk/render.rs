@@ -25,8 +25,9 @@ pub const INTERNAL_CONTEXT: &str = "synergy-internal";
 pub const PROBE_CONTEXT: &str = "synergy-portal-probe";
 pub const PROBE_EXTEN_PREFIX: &str = "probe-";
 /// The name of the endpoints file's last object starts with this, then a hash of the
-/// bytes above it: see [`Rendered::sentinel`].
-pub const SENTINEL_PREFIX: &str = "portal-proof-";
+/// bytes above it: see [`Rendered::sentinel`]. The underscores keep it apart from every
+/// name the portal gives a user's objects (digits, letters and `-`).
+pub const SENTINEL_PREFIX: &str = "portal_proof_";
 /// The option the probe reads back from the sentinel aor, and the value it must have: the
 /// section's last line, so a file cut inside the section is caught too (without it the
 /// aor would read Asterisk's default, 0).
@@ -494,7 +495,7 @@ fn render_parts<'a>(
 mod tests {
     use super::*;
     use crate::config::Codecs;
-    use crate::domain::{Devices, Extension, SipSecret, TransportId, Transports};
+    use crate::domain::{Devices, Extension, SipSecret, TenantSlug, TransportId, Transports};
     use std::sync::LazyLock;
 
     fn sub(ext: i32, name: &str) -> Subscriber {
@@ -504,6 +505,7 @@ mod tests {
             secret: SipSecret::from_stored(format!("SECRET{ext}xxxxxxxxxxxxxxxxx")),
             devices: Devices::ONE,
             transport: Some("transport-udp".into()),
+            tenant: TenantSlug::default_tenant(),
         }
     }
 
@@ -556,12 +558,12 @@ mod tests {
         );
         // Last, the sentinel: named after the sections above it.
         let hash = hex(&Sha256::digest(sections.as_bytes())[..8]);
-        assert_eq!(r.sentinel, format!("portal-proof-{hash}"));
+        assert_eq!(r.sentinel, format!("portal_proof_{hash}"));
         assert_eq!(
             sentinel,
             format!(
                 "; read back by the apply's health probe: live only when Asterisk read this file whole\n\
-                 [portal-proof-{hash}]\ntype=aor\nmax_contacts=1\n"
+                 [portal_proof_{hash}]\ntype=aor\nmax_contacts=1\n"
             )
         );
         let body = r.routing.split_once("\n\n").unwrap().1;

@@ -183,7 +183,7 @@ pub const VARIABLES: &[Variable] = &[
         name: "PORTAL_AMI_TIMEOUT_MS",
         default: IfUnset::Value("5000"),
         values: MS,
-        meaning: "Bound on each AMI exchange and each `asterisk -rx` run, in milliseconds.",
+        meaning: "Bound on each AMI exchange and each `asterisk -rx` run, in milliseconds. A reload waits for Asterisk to re-read every endpoint: with many thousand users it takes seconds (`time asterisk -rx 'module reload res_pjsip.so'`), so keep this above it.",
         see: None,
         env_notes: &[],
         reader: Reader::Config,

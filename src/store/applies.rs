@@ -12,7 +12,7 @@ use tokio_postgres::{GenericClient, Transaction};
 use super::nodes::{self, Node};
 use super::{Store, StoreError};
 use crate::auth::Actor;
-use crate::domain::{Devices, Extension, SipSecret, Subscriber};
+use crate::domain::{Devices, Extension, SipSecret, Subscriber, TenantSlug};
 use crate::record::{
     AppliedState, ApplyRecord, Changes, ErrorBody, Fingerprints, Health, NodeOutcome, Reload,
 };
@@ -82,6 +82,7 @@ pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapsho
             secret: SipSecret::from_stored(r.get(2)),
             devices: Devices::from_stored(r.get(3)),
             transport: r.get(4),
+            tenant: TenantSlug::default_tenant(),
         })
         .collect())
 }

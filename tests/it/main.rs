@@ -40,6 +40,7 @@ mod openapi;
 mod operations;
 mod phones;
 mod process;
+mod proof;
 mod registrations;
 mod tls;
 mod tokens;

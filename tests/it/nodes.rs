@@ -207,7 +207,10 @@ async fn two_nodes_apply_as_one_each_with_its_own_record_reload_and_probe() {
         assert_eq!(o["reload"]["method"], "ami", "{o}");
         assert_eq!(
             o["health"],
-            json!({"status": "ok", "checked": 1, "missing": []}),
+            json!({"status": "ok", "checked": 1, "missing": [], "proof": {
+                "scope": "all", "because": "no_earlier_proof", "visited": 1,
+                "whole_files": 2, "total": 1
+            }}),
             "{o}"
         );
         assert_eq!(o["rolled_back"], false, "{o}");

@@ -254,7 +254,7 @@ impl TestApp {
     pub fn sentinel(&self) -> String {
         let text = std::fs::read_to_string(self.pjsip_dir.join("generated_endpoints.conf"))
             .expect("the endpoints file");
-        let at = text.rfind("[portal-proof-").expect("a sentinel section");
+        let at = text.rfind("[portal_proof_").expect("a sentinel section");
         text[at + 1..]
             .split(']')
             .next()

@@ -275,6 +275,7 @@ pub async fn exec(call: &Arc<Call>, data: &str) -> AgiStatus {
                 // An over-long line: the lab saw `510` and lost the framing (README 6).
                 reply("510 Invalid or unknown command\n")
             };
+            inner.agi_functions.fetch_add(r.functions, Ordering::SeqCst);
             cost.charge(1, r.functions).await;
             if sock.write_all(r.text.as_bytes()).await.is_err() {
                 break;

@@ -482,6 +482,8 @@ pub(crate) struct Inner {
     pub actions: Mutex<Vec<String>>,
     pub reloads: AtomicUsize,
     pub agi_sessions: AtomicUsize,
+    /// Dialplan functions evaluated by AGI commands (what the probe cost Asterisk).
+    pub agi_functions: AtomicUsize,
     /// Open AMI sessions, which every event is offered to.
     pub sessions: Mutex<Vec<SessionHandle>>,
     /// This Inner, for the tasks it spawns.
@@ -977,6 +979,7 @@ impl FakeAsterisk {
             actions: Mutex::new(Vec::new()),
             reloads: AtomicUsize::new(0),
             agi_sessions: AtomicUsize::new(0),
+            agi_functions: AtomicUsize::new(0),
             sessions: Mutex::new(Vec::new()),
             me: OnceLock::new(),
             ami_addr,
@@ -1102,6 +1105,11 @@ impl FakeAsterisk {
     /// FastAGI connections made.
     pub fn agi_sessions(&self) -> usize {
         self.inner.agi_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Dialplan functions AGI commands have evaluated so far.
+    pub fn agi_functions(&self) -> usize {
+        self.inner.agi_functions.load(Ordering::SeqCst)
     }
 
     /// Runs a CLI command in-process, as `asterisk -rx` would print it. It answers at
