@@ -647,6 +647,36 @@ impl Service {
     }
 }
 
+/// An Asterisk stand-in in `dir/<name>/etc` (the lab's costs), with the include
+/// directories a service writes into, and the variables that point a service at it.
+async fn stand_in_at(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    asterisk::FakeAsterisk,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<(&'static str, String)>,
+) {
+    let etc = dir.join(name).join("etc");
+    let (pjsip, dialplan) = (
+        etc.join("pjsip.d/synergycall"),
+        etc.join("extensions.d/synergycall"),
+    );
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let ast = asterisk::FakeAsterisk::start(&etc, &pjsip, &dialplan, asterisk::Options::default())
+        .await
+        .unwrap();
+    let vars = vec![
+        ("PORTAL_RELOAD", "ami".to_owned()),
+        ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
+        ("PORTAL_AMI_USERNAME", "portal".into()),
+        ("PORTAL_AMI_SECRET", "portal-secret".into()),
+    ];
+    (ast, pjsip, dialplan, vars)
+}
+
 /// `n` applies, each after changing the secret of `number` so that it has work to do;
 /// `check` looks at each answer.
 /// 1000 users as the renderer gets them: extensions 1000–1999, one device, UDP.
@@ -1052,29 +1082,10 @@ async fn main() {
 
     // Against the Asterisk stand-in (AMI reload, FastAGI probe of every extension, with
     // the per-command cost measured on a real Asterisk 22.7): the same 1000 users.
-    let etc = dir.path().join("etc");
-    let (ast_pjsip, ast_dialplan) = (
-        etc.join("pjsip.d/synergycall"),
-        etc.join("extensions.d/synergycall"),
-    );
-    std::fs::create_dir_all(&ast_pjsip).unwrap();
-    std::fs::create_dir_all(&ast_dialplan).unwrap();
-    let ast = asterisk::FakeAsterisk::start(
-        &etc,
-        &ast_pjsip,
-        &ast_dialplan,
-        asterisk::Options::default(),
-    )
-    .await
-    .unwrap();
+    let (ast, ast_pjsip, ast_dialplan, ami_vars) = stand_in_at(dir.path(), "core").await;
     for health in ["agi", "off"] {
-        let vars = [
-            ("PORTAL_RELOAD", "ami".to_owned()),
-            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
-            ("PORTAL_AMI_USERNAME", "portal".into()),
-            ("PORTAL_AMI_SECRET", "portal-secret".into()),
-            ("PORTAL_HEALTH_CHECK", health.into()),
-        ];
+        let mut vars = ami_vars.clone();
+        vars.push(("PORTAL_HEALTH_CHECK", health.into()));
         let (_portal, base) = Service::start(&url, &ast_pjsip, &ast_dialplan, &vars).await;
         let s = applies(&http, &base, &admin_db, 15, 10001, |rec| {
             assert_eq!(rec["endpoints"], 1000);
@@ -1596,25 +1607,11 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
     let mut stand_ins = Vec::new();
     let mut services = Vec::new();
     for node in ["a", "b"] {
-        let etc = dir.join(format!("node-{node}/etc"));
-        let (pjsip, dialplan) = (
-            etc.join("pjsip.d/synergycall"),
-            etc.join("extensions.d/synergycall"),
-        );
-        std::fs::create_dir_all(&pjsip).unwrap();
-        std::fs::create_dir_all(&dialplan).unwrap();
-        let ast =
-            asterisk::FakeAsterisk::start(&etc, &pjsip, &dialplan, asterisk::Options::default())
-                .await
-                .unwrap();
-        let vars = [
+        let (ast, pjsip, dialplan, mut vars) = stand_in_at(dir, &format!("node-{node}")).await;
+        vars.extend([
             ("PORTAL_NODE", node.to_owned()),
-            ("PORTAL_RELOAD", "ami".to_owned()),
-            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
-            ("PORTAL_AMI_USERNAME", "portal".into()),
-            ("PORTAL_AMI_SECRET", "portal-secret".into()),
             ("PORTAL_HEALTH_CHECK", "agi".into()),
-        ];
+        ]);
         services.push(Service::start(&url, &pjsip, &dialplan, &vars).await);
         stand_ins.push(ast);
         if node == "a" {
@@ -1891,27 +1888,13 @@ async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path)
             .await
             .unwrap();
         let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
-        let etc = dir.join(format!("floor-{n}/etc"));
-        let (pjsip, dialplan) = (
-            etc.join("pjsip.d/synergycall"),
-            etc.join("extensions.d/synergycall"),
-        );
-        std::fs::create_dir_all(&pjsip).unwrap();
-        std::fs::create_dir_all(&dialplan).unwrap();
-        let ast =
-            asterisk::FakeAsterisk::start(&etc, &pjsip, &dialplan, asterisk::Options::default())
-                .await
-                .unwrap();
+        let (ast, pjsip, dialplan, mut vars) = stand_in_at(dir, &format!("floor-{n}")).await;
         assert!(asterisk::Options::default().reload_costs);
-        let vars = [
-            ("PORTAL_RELOAD", "ami".to_owned()),
-            ("PORTAL_AMI_ADDR", ast.ami_addr().to_string()),
-            ("PORTAL_AMI_USERNAME", "portal".into()),
-            ("PORTAL_AMI_SECRET", "portal-secret".into()),
+        vars.extend([
             // A reload of 10,000 users takes seconds: wait for it.
             ("PORTAL_AMI_TIMEOUT_MS", "60000".into()),
             ("PORTAL_HEALTH_TIMEOUT_MS", "60000".into()),
-        ];
+        ]);
         let (service, base) = Service::start(&url, &pjsip, &dialplan, &vars).await;
         let db_client = pg(&url).await;
         db_client
