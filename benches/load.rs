@@ -1905,11 +1905,7 @@ async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path)
             )
             .await
             .unwrap();
-        let t = Instant::now();
-        let (status, body) = call(http, &base, Method::POST, "/apply", None).await;
-        let first = t.elapsed();
-        let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(status, 200, "{rec}");
+        let (first, rec) = timed_apply(http, &base).await;
         assert_eq!(rec["health"]["proof"]["visited"], n, "{rec}");
         let mut ami = ami::Client::login(&AmiSettings {
             addr: ast.ami_addr(),
@@ -1936,11 +1932,7 @@ async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path)
                     )
                     .await
                     .unwrap();
-                let t = Instant::now();
-                let (status, body) = call(http, &base, Method::POST, "/apply", None).await;
-                let took = t.elapsed();
-                let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(status, 200, "{rec}");
+                let (took, rec) = timed_apply(http, &base).await;
                 if !counted {
                     continue;
                 }
@@ -1988,4 +1980,14 @@ async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path)
         drop(ast);
         drop_db(admin, &db).await;
     }
+}
+
+/// One `POST /apply` that must succeed: how long it took and its record.
+async fn timed_apply(http: &Http, base: &str) -> (Duration, serde_json::Value) {
+    let t = Instant::now();
+    let (status, body) = call(http, base, Method::POST, "/apply", None).await;
+    let took = t.elapsed();
+    let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{rec}");
+    (took, rec)
 }
