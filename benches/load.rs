@@ -1129,14 +1129,7 @@ async fn main() {
         Some(files.routing.as_bytes()),
     )
     .unwrap();
-    let mut ami = ami::Client::login(&AmiSettings {
-        addr: ast.ami_addr(),
-        username: "portal".into(),
-        secret: "portal-secret".into(),
-        timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let mut ami = ami_login(&ast, Duration::from_secs(5)).await;
     for cmd in ["module reload res_pjsip.so", "dialplan reload"] {
         assert!(ami.command(cmd).await.unwrap().is_success());
     }
@@ -1907,14 +1900,7 @@ async fn floor(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path)
             .unwrap();
         let (first, rec) = timed_apply(http, &base).await;
         assert_eq!(rec["health"]["proof"]["visited"], n, "{rec}");
-        let mut ami = ami::Client::login(&AmiSettings {
-            addr: ast.ami_addr(),
-            username: "portal".into(),
-            secret: "portal-secret".into(),
-            timeout: Duration::from_secs(60),
-        })
-        .await
-        .unwrap();
+        let mut ami = ami_login(&ast, Duration::from_secs(60)).await;
         // A bare reload is someone else's reload to the portal: the apply after one
         // visits every extension (reloaded_outside). So applies and bare reloads run in
         // blocks, twice each in turn; the first apply of each block re-proves everything
@@ -1990,4 +1976,16 @@ async fn timed_apply(http: &Http, base: &str) -> (Duration, serde_json::Value) {
     let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 200, "{rec}");
     (took, rec)
+}
+
+/// An AMI session with a stand-in, as the service's user.
+async fn ami_login(ast: &asterisk::FakeAsterisk, timeout: Duration) -> ami::Client {
+    ami::Client::login(&AmiSettings {
+        addr: ast.ami_addr(),
+        username: "portal".into(),
+        secret: "portal-secret".into(),
+        timeout,
+    })
+    .await
+    .unwrap()
 }
