@@ -818,29 +818,27 @@ async fn main() {
         "{:<52} {:>12} {:>10} {:>10}",
         "measure", "rate", "p50", "p99"
     );
-    if std::env::var("LOAD_BENCH").as_deref() == Ok("bulk") {
-        bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
-        drop(child);
-        drop(admin_db);
-        drop_db(&admin, &db).await;
-        return;
-    }
-    if std::env::var("LOAD_BENCH").as_deref() == Ok("floor") {
-        floor(&http, &admin, &format!("{db}_floor"), dir.path()).await;
-        drop(child);
-        drop(admin_db);
-        drop_db(&admin, &db).await;
-        return;
-    }
-    if std::env::var("LOAD_BENCH").as_deref() == Ok("nodes") {
-        nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
-        drop(child);
-        drop(admin_db);
-        drop_db(&admin, &db).await;
-        return;
-    }
-    if std::env::args().any(|a| a == "auth") {
-        auth_overhead(&http, &base, &admin_db).await;
+    // One part alone (LOAD_BENCH=bulk|floor|nodes, or the `auth` argument).
+    let alone = match std::env::var("LOAD_BENCH").as_deref() {
+        Ok("bulk") => {
+            bulk(&http, &base, &url, &admin_db, &pjsip, &dialplan).await;
+            true
+        }
+        Ok("floor") => {
+            floor(&http, &admin, &format!("{db}_floor"), dir.path()).await;
+            true
+        }
+        Ok("nodes") => {
+            nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+            true
+        }
+        _ if std::env::args().any(|a| a == "auth") => {
+            auth_overhead(&http, &base, &admin_db).await;
+            true
+        }
+        _ => false,
+    };
+    if alone {
         drop(child);
         drop(admin_db);
         drop_db(&admin, &db).await;
