@@ -772,7 +772,10 @@ fn tenant_name(obj: &serde_json::Map<String, Value>) -> Result<Option<Name>, Val
 }
 
 /// One bound of a tenant's range: an integer in `1..=99999999`.
-fn tenant_bound(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Option<u32>, ValidationError> {
+fn tenant_bound(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<u32>, ValidationError> {
     let Some(v) = obj.get(field) else {
         return Ok(None);
     };
@@ -796,9 +799,7 @@ fn tenant_cap(value: &Value) -> Result<Option<u32>, ValidationError> {
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n <= i32::MAX as u32)
             .map(Some)
-            .ok_or_else(|| {
-                ValidationError::new("max_users", "must be null or an integer from 0")
-            }),
+            .ok_or_else(|| ValidationError::new("max_users", "must be null or an integer from 0")),
     }
 }
 
@@ -888,7 +889,10 @@ impl TenantPatch {
 
     /// The range after this patch, from the stored one; an inverted result is refused.
     pub fn range_from(&self, min: u32, max: u32) -> Result<(u32, u32), ValidationError> {
-        tenant_range(self.extension_min.unwrap_or(min), self.extension_max.unwrap_or(max))
+        tenant_range(
+            self.extension_min.unwrap_or(min),
+            self.extension_max.unwrap_or(max),
+        )
     }
 
     pub fn changes_range(&self) -> bool {

@@ -22,8 +22,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
-    tenant_of, Devices, Email, Extension, ExtensionRange, Name, NewUser, NewUserParts,
-    TenantSlug, UserRules, ValidationError,
+    tenant_of, Devices, Email, Extension, ExtensionRange, Name, NewUser, NewUserParts, TenantSlug,
+    UserRules, ValidationError,
 };
 use csv::ByteRecord;
 use serde::Serialize;
@@ -198,11 +198,23 @@ fn row_rules<'a>(
         Ok(slug) => match tenants.0.get(&slug) {
             Some(range) => (UserRules { range, ..rules }, None),
             None => (
-                UserRules { range: wide, ..rules },
-                Some(ValidationError::new("tenant", format!("no tenant '{slug}'"))),
+                UserRules {
+                    range: wide,
+                    ..rules
+                },
+                Some(ValidationError::new(
+                    "tenant",
+                    format!("no tenant '{slug}'"),
+                )),
             ),
         },
-        Err(_) => (UserRules { range: wide, ..rules }, None),
+        Err(_) => (
+            UserRules {
+                range: wide,
+                ..rules
+            },
+            None,
+        ),
     }
 }
 
@@ -212,7 +224,12 @@ fn wide_range() -> ExtensionRange {
 
 /// Parses a whole file of the default tenant's users only (`rules.range` its range).
 pub fn parse(format: Format, bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
-    parse_for(format, bytes, rules, &TenantRanges::only_default(*rules.range))
+    parse_for(
+        format,
+        bytes,
+        rules,
+        &TenantRanges::only_default(*rules.range),
+    )
 }
 
 /// Parses a whole file whose rows may name any tenant of `tenants`. Only malformed JSON
@@ -492,13 +509,14 @@ fn csv_row(
         .iter()
         .position(|c| *c == Column::Tenant)
         .and_then(|i| record.get(i))
-        .map_or(Ok(TenantSlug::default_tenant()), |raw| {
-            match std::str::from_utf8(raw).map(str::trim) {
+        .map_or(
+            Ok(TenantSlug::default_tenant()),
+            |raw| match std::str::from_utf8(raw).map(str::trim) {
                 Ok("") => Ok(TenantSlug::default_tenant()),
                 Ok(t) => TenantSlug::parse(t).map_err(|m| ValidationError::new("tenant", m)),
                 Err(_) => Err(ValidationError::new("tenant", "is not valid UTF-8")),
-            }
-        });
+            },
+        );
     let wide = wide_range();
     let (rules, unknown) = row_rules(tenant.clone(), tenants, rules, &wide);
     let mut r = Row::new(at, rules);

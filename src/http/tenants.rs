@@ -42,7 +42,10 @@ pub async fn create(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
 
 pub async fn list(app: &App) -> Result<Resp, ApiError> {
     let tenants = app.store.list_tenants(&app.config.range).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "tenants": tenants })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "tenants": tenants }),
+    ))
 }
 
 pub async fn get(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {

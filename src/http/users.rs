@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{json_body, query, UsersQuery};
+use super::tenants;
 use super::App;
 use super::Resp;
 use crate::asterisk::contacts::Registration;
-use super::tenants;
 use crate::domain::{
     tenant_of, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,

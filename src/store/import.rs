@@ -31,8 +31,8 @@ use tokio_postgres::{GenericClient, IsolationLevel, Transaction};
 use tracing::Instrument;
 
 use super::idempotency::{self, Claim};
-use super::{map_db_error, Store, StoreError, UserRow};
 use super::tenants::ALLOCATION_LOCK;
+use super::{map_db_error, Store, StoreError, UserRow};
 use crate::domain::{ExtensionRange, NewUser, SipSecret, TenantSlug};
 
 /// A row of an import that clashes with the database.

@@ -134,6 +134,11 @@ impl Store {
 
     /// Creates a tenant; a slug in use is [`StoreError::TenantExists`].
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<TenantRow, StoreError> {
+        // The default tenant always exists (the table's check would refuse the row before
+        // its unique slug could).
+        if new.slug.is_default() {
+            return Err(StoreError::TenantExists);
+        }
         let conn = self.conn().await?;
         let (min, max) = (new.extension_min as i32, new.extension_max as i32);
         let cap = new.max_users.map(|n| n as i32);
@@ -198,8 +203,7 @@ impl Store {
         if current.is_default() && patch.changes_range() {
             return Err(TenantChangeError::DefaultRange);
         }
-        let (min, max) = patch
-            .range_from(current.extension_min, current.extension_max)?;
+        let (min, max) = patch.range_from(current.extension_min, current.extension_max)?;
         if patch.changes_range() {
             let outside = tx
                 .query_typed(

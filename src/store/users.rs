@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::idempotency::{self, Claim};
+use super::tenants::{TenantRow, ALLOCATION_LOCK};
 use super::{audit, map_db_error, Store, StoreError};
 use crate::auth::Actor;
-use super::tenants::{TenantRow, ALLOCATION_LOCK};
 use crate::domain::{
     sip_name, Devices, Extension, ExtensionRange, NewUser, SipSecret, TenantSlug, UserPatch,
 };
@@ -252,9 +252,7 @@ impl Store {
         let conn = self.conn().await?;
         let rows = conn
             .query_typed(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM {USERS_JOINED} WHERE u.id = $1"
-                ),
+                &format!("SELECT {USER_COLUMNS} FROM {USERS_JOINED} WHERE u.id = $1"),
                 &[(&id, Type::INT8)],
             )
             .await?;
@@ -326,10 +324,7 @@ impl Store {
         let total = if !more && (!users.is_empty() || q.offset == 0) {
             q.offset + users.len() as i64
         } else {
-            let count = format!(
-                "SELECT count(*) FROM {USERS_JOINED} {}",
-                filter(1)
-            );
+            let count = format!("SELECT count(*) FROM {USERS_JOINED} {}", filter(1));
             conn.query_typed(&count, &filter_params)
                 .await?
                 .first()
@@ -453,12 +448,10 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(rows
-            .first()
-            .map(|r| {
-                let tenant = TenantSlug::from_stored(r.get(1));
-                (sip_name(&tenant, Extension::from_stored(r.get(0))), secret)
-            }))
+        Ok(rows.first().map(|r| {
+            let tenant = TenantSlug::from_stored(r.get(1));
+            (sip_name(&tenant, Extension::from_stored(r.get(0))), secret)
+        }))
     }
 
     /// The default tenant's taken numbers inside the range, ascending.

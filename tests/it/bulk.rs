@@ -691,11 +691,25 @@ async fn a_dry_run_shows_the_numbers_an_import_gets_and_changes_nothing() {
     let (header, rows) = sheet(&r.raw);
     assert_eq!(
         header,
-        ["name", "email", "extension", "devices", "transport", "tenant"]
+        [
+            "name",
+            "email",
+            "extension",
+            "devices",
+            "transport",
+            "tenant"
+        ]
     );
     assert_eq!(
         rows[2],
-        ["New3", "new3@x.org", "1003", "1", "transport-udp", "default"]
+        [
+            "New3",
+            "new3@x.org",
+            "1003",
+            "1",
+            "transport-udp",
+            "default"
+        ]
     );
     // dry_run=false (and 0) is a real import: the very same numbers.
     let r = import(&app, "?dry_run=false", "application/json", body, &[]).await;
