@@ -907,6 +907,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "GET /users order",
             "GET /users q",
             "GET /users registered",
+            "GET /users tenant",
             "GET /users/export format",
             "POST /apply dry_run",
             "POST /apply nodes",
