@@ -938,6 +938,75 @@ mod tests {
     }
     use serde_json::json;
 
+    #[test]
+    fn new_tenants_and_their_patches_name_the_refused_field() {
+        let ok = json!({"slug": "acme", "name": "Acme", "extension_min": 100,
+                        "extension_max": 199, "max_users": 5});
+        let t = NewTenant::parse(&ok).unwrap();
+        assert_eq!(
+            (
+                t.slug.as_str(),
+                t.extension_min,
+                t.extension_max,
+                t.max_users
+            ),
+            ("acme", 100, 199, Some(5))
+        );
+        let field = |body: Value| NewTenant::parse(&body).unwrap_err().field;
+        let with = |k: &str, v: Value| {
+            let mut b = ok.clone();
+            b[k] = v;
+            b
+        };
+        assert_eq!(field(with("slug", json!("Acme"))), "slug");
+        assert_eq!(field(with("name", json!(""))), "name");
+        assert_eq!(field(with("extension_min", json!(0))), "extension_min");
+        assert_eq!(
+            field(with("extension_max", json!(100_000_000))),
+            "extension_max"
+        );
+        assert_eq!(field(with("extension_min", json!(200))), "extension_max");
+        assert_eq!(field(with("max_users", json!(-1))), "max_users");
+        assert_eq!(field(with("other", json!(1))), "other");
+        assert_eq!(
+            NewTenant::parse(&with("max_users", Value::Null))
+                .unwrap()
+                .max_users,
+            None
+        );
+
+        let p = TenantPatch::parse(&json!({"extension_max": 150, "max_users": null})).unwrap();
+        assert_eq!((p.extension_max, p.max_users), (Some(150), Some(None)));
+        assert_eq!(p.range_from(100, 199).unwrap(), (100, 150));
+        assert_eq!(p.range_from(160, 199).unwrap_err().field, "extension_max");
+        assert_eq!(
+            TenantPatch::parse(&json!({"slug": "x"})).unwrap_err().field,
+            "slug"
+        );
+        assert!(!TenantPatch::parse(&json!({"name": "N"}))
+            .unwrap()
+            .changes_range());
+    }
+
+    #[test]
+    fn a_users_tenant_is_default_unless_named() {
+        let obj = |v: Value| v.as_object().unwrap().clone();
+        assert!(tenant_of(&obj(json!({}))).unwrap().is_default());
+        assert!(tenant_of(&obj(json!({"tenant": null})))
+            .unwrap()
+            .is_default());
+        assert_eq!(
+            tenant_of(&obj(json!({"tenant": "acme"}))).unwrap().as_str(),
+            "acme"
+        );
+        for bad in [json!("Acme"), json!(1), json!("")] {
+            assert_eq!(
+                tenant_of(&obj(json!({"tenant": bad}))).unwrap_err().field,
+                "tenant"
+            );
+        }
+    }
+
     fn range() -> ExtensionRange {
         ExtensionRange::new(1000, 1999).unwrap()
     }
