@@ -14,7 +14,7 @@ use super::request::{json_body, query, UsersQuery};
 use super::tenants;
 use super::App;
 use super::Resp;
-use crate::asterisk::contacts::Registration;
+use crate::asterisk::contacts::{Registration, RegistrationState};
 use crate::domain::{
     tenant_of, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
@@ -35,7 +35,21 @@ fn shown<'a>(app: &App, user: &'a UserRow) -> Shown<'a> {
     Shown {
         user,
         sip_username: user.sip_username(),
-        registration: app.registrations.registration(user.extension.get()),
+        registration: registration(app, &user.tenant, user.extension.get()),
+    }
+}
+
+/// The user's live registration. The view follows the endpoints named by number, the
+/// default tenant's: another tenant's user is `unknown` (never the registration of the
+/// default tenant's user with the same number).
+pub(super) fn registration(app: &App, tenant: &TenantSlug, extension: u32) -> Registration {
+    if tenant.is_default() {
+        app.registrations.registration(extension)
+    } else {
+        Registration {
+            state: RegistrationState::Unknown,
+            contacts: Vec::new(),
+        }
     }
 }
 

@@ -152,7 +152,8 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub order: Order,
     pub descending: bool,
-    /// Only users whose extension is (`true`) or is not (`false`) in the list.
+    /// Only users of the default tenant whose extension is (`true`) or is not (`false`)
+    /// in the list.
     pub extensions: Option<(bool, Vec<i32>)>,
     /// Only the users of this tenant (its id).
     pub tenant: Option<i64>,
@@ -291,7 +292,9 @@ impl Store {
             }
             if let Some((inside, _)) = &q.extensions {
                 let not = if *inside { "" } else { "NOT " };
-                parts.push(format!("{not}(e.number = ANY(${n}))"));
+                // The registration view knows the default tenant's phones only (their
+                // endpoints are named by number): another tenant's users match neither.
+                parts.push(format!("u.tenant_id = 1 AND {not}(e.number = ANY(${n}))"));
                 n += 1;
             }
             if q.tenant.is_some() {
