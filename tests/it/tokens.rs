@@ -341,7 +341,9 @@ async fn bad_or_dead_credentials_are_401_and_change_nothing() {
     let long_named = format!("Bearer{}{writer}", " ".repeat(1030));
     let expired_h = format!("Bearer {expired}");
     let old_h = format!("Bearer {recreated_old}");
-    let wrong = format!("Bearer {}0", &writer[..writer.len() - 1]);
+    // The last hex digit changed (to 1 when it is 0: the same token would pass).
+    let other = if writer.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("Bearer {}{other}", &writer[..writer.len() - 1]);
     let lower_bootstrap = format!("Bearer {}", TOKEN.to_uppercase());
     let headers: Vec<(&str, Vec<u8>)> = vec![
         ("empty", b"".to_vec()),
