@@ -192,6 +192,12 @@ impl ExtensionRange {
     /// Extensions are dialled digits and live in an `integer` column.
     pub const LIMIT: u32 = i32::MAX as u32;
 
+    /// Every number a tenant's range may hold (1..=99999999).
+    pub const WIDEST: Self = Self {
+        min: 1,
+        max: TENANT_EXTENSION_LIMIT,
+    };
+
     pub fn new(min: u32, max: u32) -> Result<Self, String> {
         if min == 0 || max > Self::LIMIT {
             return Err(format!("must be between 1 and {}", Self::LIMIT));
@@ -474,6 +480,11 @@ impl TenantSlug {
         Self(Self::DEFAULT.to_owned())
     }
 
+    /// A slug the database holds (its column checks the same rule).
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
     pub fn is_default(&self) -> bool {
         self.0 == Self::DEFAULT
     }
@@ -570,6 +581,7 @@ pub struct NewUserParts {
     pub extension: Option<Option<Extension>>,
     pub devices: Option<Devices>,
     pub transport: Option<TransportId>,
+    pub tenant: Option<TenantSlug>,
 }
 
 impl NewUserParts {
@@ -581,6 +593,7 @@ impl NewUserParts {
             extension: Some(None),
             devices: Some(Devices::ONE),
             transport: Some(rules.transports.default_id().clone()),
+            tenant: Some(TenantSlug::default_tenant()),
         }
     }
 
@@ -592,6 +605,7 @@ impl NewUserParts {
             extension: self.extension?,
             devices: self.devices?,
             transport: self.transport.clone()?,
+            tenant: self.tenant.clone()?,
         })
     }
 }
@@ -605,9 +619,12 @@ pub struct NewUser {
     pub devices: Devices,
     /// The chosen transport, or the default (the first of the list).
     pub transport: TransportId,
+    /// The tenant it belongs to (`default` when the request names none).
+    pub tenant: TenantSlug,
 }
 
-/// What a new user's fields are checked against: the configured range and transports.
+/// What a new user's fields are checked against: its tenant's range (the configured one
+/// for the default tenant) and the configured transports.
 #[derive(Debug, Clone, Copy)]
 pub struct UserRules<'a> {
     pub range: &'a ExtensionRange,
@@ -615,7 +632,14 @@ pub struct UserRules<'a> {
 }
 
 impl NewUser {
-    const FIELDS: [&'static str; 5] = ["name", "email", "extension", "devices", "transport"];
+    const FIELDS: [&'static str; 6] = [
+        "name",
+        "email",
+        "extension",
+        "devices",
+        "transport",
+        "tenant",
+    ];
 
     /// Parses a JSON body; unknown fields and wrong types are refused with the field named:
     /// the first error that [`NewUser::parse_fields`] finds.
@@ -637,9 +661,11 @@ impl NewUser {
 
     /// Parses the fields of one JSON object, reporting every refused value to `refuse`, in
     /// this order: each field that is neither one of a user's nor in `ignored` (by name),
-    /// then name, email, extension, devices and transport. `POST /users` stops at the
-    /// first; an import reports them all. An absent or `null` extension is the lowest free
-    /// number, an absent devices 1, an absent or `null` transport the default.
+    /// then name, email, extension, devices, transport and tenant. `POST /users` stops at
+    /// the first; an import reports them all. An absent or `null` extension is the lowest
+    /// free number, an absent devices 1, an absent or `null` transport the default, an
+    /// absent or `null` tenant `default`. The extension is checked against `rules.range`,
+    /// which the caller chose for the tenant [`tenant_of`] read from the same object.
     pub fn parse_fields(
         obj: &serde_json::Map<String, Value>,
         ignored: &[&str],
@@ -670,12 +696,14 @@ impl NewUser {
             |v| rules.transports.parse(v),
         );
         let transport = ok(transport, refuse);
+        let tenant = ok(tenant_of(obj), refuse);
         NewUserParts {
             name,
             email,
             extension,
             devices: devices.map(Option::unwrap_or_default),
             transport,
+            tenant,
         }
     }
 }
@@ -690,6 +718,9 @@ pub struct UserPatch {
     pub devices: Option<Devices>,
     /// Another of the configured transports (an edit like any other: pending until apply).
     pub transport: Option<TransportId>,
+    /// The tenant the client says the user is in: only its own is accepted (a user never
+    /// moves between tenants), which the handler checks against the stored one.
+    pub tenant: Option<TenantSlug>,
 }
 
 impl UserPatch {
@@ -709,7 +740,163 @@ impl UserPatch {
                 .get("transport")
                 .map(|v| rules.transports.parse(v))
                 .transpose()?,
+            tenant: obj.get("tenant").map(tenant_slug).transpose()?,
         })
+    }
+}
+
+/// A `tenant` value: a slug, refused with the field named.
+fn tenant_slug(value: &Value) -> Result<TenantSlug, ValidationError> {
+    let raw = value
+        .as_str()
+        .ok_or_else(|| ValidationError::new("tenant", "must be a string (a tenant's slug)"))?;
+    TenantSlug::parse(raw).map_err(|m| ValidationError::new("tenant", m))
+}
+
+/// The tenant a user object names: its `tenant`, `default` when absent or `null`. Read
+/// before the rest of the object, whose extension is checked against that tenant's range.
+pub fn tenant_of(obj: &serde_json::Map<String, Value>) -> Result<TenantSlug, ValidationError> {
+    match obj.get("tenant") {
+        None | Some(Value::Null) => Ok(TenantSlug::default_tenant()),
+        Some(v) => tenant_slug(v),
+    }
+}
+
+/// The bounds of a tenant's range: dialled digits, at most eight of them.
+pub const TENANT_EXTENSION_LIMIT: u32 = 99_999_999;
+
+/// A tenant's display name: the rules of a user's [`Name`] (it may end up in a comment of
+/// a generated file).
+fn tenant_name(obj: &serde_json::Map<String, Value>) -> Result<Option<Name>, ValidationError> {
+    text(obj, "name")?.map(Name::parse).transpose()
+}
+
+/// One bound of a tenant's range: an integer in `1..=99999999`.
+fn tenant_bound(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<u32>, ValidationError> {
+    let Some(v) = obj.get(field) else {
+        return Ok(None);
+    };
+    v.as_u64()
+        .filter(|n| (1..=u64::from(TENANT_EXTENSION_LIMIT)).contains(n))
+        .map(|n| Some(n as u32))
+        .ok_or_else(|| {
+            ValidationError::new(
+                field,
+                format!("must be an integer from 1 to {TENANT_EXTENSION_LIMIT}"),
+            )
+        })
+}
+
+/// `max_users`: `null` (no limit) or an integer from 0.
+fn tenant_cap(value: &Value) -> Result<Option<u32>, ValidationError> {
+    match value {
+        Value::Null => Ok(None),
+        v => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n <= i32::MAX as u32)
+            .map(Some)
+            .ok_or_else(|| ValidationError::new("max_users", "must be null or an integer from 0")),
+    }
+}
+
+/// Refuses an inverted range, naming its maximum.
+fn tenant_range(min: u32, max: u32) -> Result<(u32, u32), ValidationError> {
+    if min > max {
+        return Err(ValidationError::new(
+            "extension_max",
+            format!("must not be below extension_min ({min})"),
+        ));
+    }
+    Ok((min, max))
+}
+
+/// A validated `POST /tenants` body. The range is required: only the default tenant's
+/// comes from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTenant {
+    pub slug: TenantSlug,
+    pub name: Name,
+    pub extension_min: u32,
+    pub extension_max: u32,
+    pub max_users: Option<u32>,
+}
+
+impl NewTenant {
+    const FIELDS: [&'static str; 5] = [
+        "slug",
+        "name",
+        "extension_min",
+        "extension_max",
+        "max_users",
+    ];
+
+    /// Parses a JSON body; the first refused value names its field.
+    pub fn parse(body: &Value) -> Result<Self, ValidationError> {
+        let obj = fields(body, &Self::FIELDS)?;
+        let slug = match obj.get("slug") {
+            Some(Value::String(s)) => {
+                TenantSlug::parse(s).map_err(|m| ValidationError::new("slug", m))?
+            }
+            Some(_) => return Err(ValidationError::new("slug", "must be a string")),
+            None => return Err(ValidationError::new("slug", "is required")),
+        };
+        let name = required("name", tenant_name(obj)?)?;
+        let min = required("extension_min", tenant_bound(obj, "extension_min")?)?;
+        let max = required("extension_max", tenant_bound(obj, "extension_max")?)?;
+        let (extension_min, extension_max) = tenant_range(min, max)?;
+        let max_users = obj.get("max_users").map(tenant_cap).transpose()?.flatten();
+        Ok(Self {
+            slug,
+            name,
+            extension_min,
+            extension_max,
+            max_users,
+        })
+    }
+}
+
+/// A validated `PATCH /tenants/{slug}` body: what changes. The slug is fixed (it is in
+/// paths and Asterisk names); `max_users: null` lifts the limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPatch {
+    pub name: Option<Name>,
+    pub extension_min: Option<u32>,
+    pub extension_max: Option<u32>,
+    /// `Some(None)`: no limit any more.
+    pub max_users: Option<Option<u32>>,
+}
+
+impl TenantPatch {
+    pub fn parse(body: &Value) -> Result<Self, ValidationError> {
+        let obj = fields(body, &NewTenant::FIELDS)?;
+        if obj.contains_key("slug") {
+            return Err(ValidationError::new(
+                "slug",
+                "a tenant's slug is fixed once created (it names the tenant's Asterisk objects)",
+            ));
+        }
+        Ok(Self {
+            name: tenant_name(obj)?,
+            extension_min: tenant_bound(obj, "extension_min")?,
+            extension_max: tenant_bound(obj, "extension_max")?,
+            max_users: obj.get("max_users").map(tenant_cap).transpose()?,
+        })
+    }
+
+    /// The range after this patch, from the stored one; an inverted result is refused.
+    pub fn range_from(&self, min: u32, max: u32) -> Result<(u32, u32), ValidationError> {
+        tenant_range(
+            self.extension_min.unwrap_or(min),
+            self.extension_max.unwrap_or(max),
+        )
+    }
+
+    pub fn changes_range(&self) -> bool {
+        self.extension_min.is_some() || self.extension_max.is_some()
     }
 }
 
@@ -750,6 +937,75 @@ mod tests {
         assert!(serde_json::from_value::<TenantSlug>(serde_json::json!("Bad")).is_err());
     }
     use serde_json::json;
+
+    #[test]
+    fn new_tenants_and_their_patches_name_the_refused_field() {
+        let ok = json!({"slug": "acme", "name": "Acme", "extension_min": 100,
+                        "extension_max": 199, "max_users": 5});
+        let t = NewTenant::parse(&ok).unwrap();
+        assert_eq!(
+            (
+                t.slug.as_str(),
+                t.extension_min,
+                t.extension_max,
+                t.max_users
+            ),
+            ("acme", 100, 199, Some(5))
+        );
+        let field = |body: Value| NewTenant::parse(&body).unwrap_err().field;
+        let with = |k: &str, v: Value| {
+            let mut b = ok.clone();
+            b[k] = v;
+            b
+        };
+        assert_eq!(field(with("slug", json!("Acme"))), "slug");
+        assert_eq!(field(with("name", json!(""))), "name");
+        assert_eq!(field(with("extension_min", json!(0))), "extension_min");
+        assert_eq!(
+            field(with("extension_max", json!(100_000_000))),
+            "extension_max"
+        );
+        assert_eq!(field(with("extension_min", json!(200))), "extension_max");
+        assert_eq!(field(with("max_users", json!(-1))), "max_users");
+        assert_eq!(field(with("other", json!(1))), "other");
+        assert_eq!(
+            NewTenant::parse(&with("max_users", Value::Null))
+                .unwrap()
+                .max_users,
+            None
+        );
+
+        let p = TenantPatch::parse(&json!({"extension_max": 150, "max_users": null})).unwrap();
+        assert_eq!((p.extension_max, p.max_users), (Some(150), Some(None)));
+        assert_eq!(p.range_from(100, 199).unwrap(), (100, 150));
+        assert_eq!(p.range_from(160, 199).unwrap_err().field, "extension_max");
+        assert_eq!(
+            TenantPatch::parse(&json!({"slug": "x"})).unwrap_err().field,
+            "slug"
+        );
+        assert!(!TenantPatch::parse(&json!({"name": "N"}))
+            .unwrap()
+            .changes_range());
+    }
+
+    #[test]
+    fn a_users_tenant_is_default_unless_named() {
+        let obj = |v: Value| v.as_object().unwrap().clone();
+        assert!(tenant_of(&obj(json!({}))).unwrap().is_default());
+        assert!(tenant_of(&obj(json!({"tenant": null})))
+            .unwrap()
+            .is_default());
+        assert_eq!(
+            tenant_of(&obj(json!({"tenant": "acme"}))).unwrap().as_str(),
+            "acme"
+        );
+        for bad in [json!("Acme"), json!(1), json!("")] {
+            assert_eq!(
+                tenant_of(&obj(json!({"tenant": bad}))).unwrap_err().field,
+                "tenant"
+            );
+        }
+    }
 
     fn range() -> ExtensionRange {
         ExtensionRange::new(1000, 1999).unwrap()

@@ -9,9 +9,10 @@
 //! of corrections fixes the whole file.
 //!
 //! CSV: UTF-8 with or without a byte-order mark, CRLF or LF, fields quoted or not, header
-//! names in any case and order. `name` and `email` are required, `extension`, `devices` and
-//! `transport` optional (empty = the lowest free number / 1 / the first of
-//! `PORTAL_PJSIP_TRANSPORTS`), `id` and `created_at` (the columns of
+//! names in any case and order. `name` and `email` are required, `extension`, `devices`,
+//! `transport` and `tenant` optional (empty = the lowest free number of the row's tenant /
+//! 1 / the first of `PORTAL_PJSIP_TRANSPORTS` / `default`), `id` and `created_at` (the
+//! columns of
 //! an export) accepted and ignored whatever they hold (the import gives new ids and
 //! times), so that an export can be imported as it is; any other column is an error, since
 //! a misspelt `extention` column silently ignored would give everyone a number they did
@@ -21,7 +22,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
-    Devices, Email, Extension, Name, NewUser, NewUserParts, UserRules, ValidationError,
+    tenant_of, Devices, Email, Extension, ExtensionRange, Name, NewUser, NewUserParts, TenantSlug,
+    UserRules, ValidationError,
 };
 use csv::ByteRecord;
 use serde::Serialize;
@@ -169,17 +171,83 @@ pub struct Parsed {
 #[error("{0}")]
 pub struct NotJson(pub String);
 
-/// Parses a whole file. Only malformed JSON is an `Err`; everything else wrong with the
-/// file is in [`Parsed::errors`].
+/// The range of every tenant a file may name: a row's explicit extension is checked
+/// against its own tenant's, and a row naming a tenant not in here is refused (field
+/// `tenant`).
+#[derive(Debug, Clone, Default)]
+pub struct TenantRanges(pub HashMap<TenantSlug, ExtensionRange>);
+
+impl TenantRanges {
+    /// Only the default tenant, with `range`.
+    pub fn only_default(range: ExtensionRange) -> Self {
+        Self(HashMap::from([(TenantSlug::default_tenant(), range)]))
+    }
+}
+
+/// What a row's values are checked against once its tenant is known: `rules` with the
+/// tenant's range, or `None` with an error for a tenant that does not exist. A slug that
+/// breaks the rule is reported by the row's own parsing; meanwhile its extension is
+/// checked against the widest range (so that only the tenant is reported).
+fn row_rules<'a>(
+    tenant: Result<TenantSlug, ValidationError>,
+    tenants: &'a TenantRanges,
+    rules: UserRules<'a>,
+    wide: &'a ExtensionRange,
+) -> (UserRules<'a>, Option<ValidationError>) {
+    match tenant {
+        Ok(slug) => match tenants.0.get(&slug) {
+            Some(range) => (UserRules { range, ..rules }, None),
+            None => (
+                UserRules {
+                    range: wide,
+                    ..rules
+                },
+                Some(ValidationError::new(
+                    "tenant",
+                    format!("no tenant '{slug}'"),
+                )),
+            ),
+        },
+        Err(_) => (
+            UserRules {
+                range: wide,
+                ..rules
+            },
+            None,
+        ),
+    }
+}
+
+fn wide_range() -> ExtensionRange {
+    ExtensionRange::WIDEST
+}
+
+/// Parses a whole file of the default tenant's users only (`rules.range` its range).
 pub fn parse(format: Format, bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
+    parse_for(
+        format,
+        bytes,
+        rules,
+        &TenantRanges::only_default(*rules.range),
+    )
+}
+
+/// Parses a whole file whose rows may name any tenant of `tenants`. Only malformed JSON
+/// is an `Err`; everything else wrong with the file is in [`Parsed::errors`].
+pub fn parse_for(
+    format: Format,
+    bytes: &[u8],
+    rules: UserRules<'_>,
+    tenants: &TenantRanges,
+) -> Result<Parsed, NotJson> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut parsed = match format {
         Format::Csv => {
-            let mut p = parse_csv(bytes, rules);
+            let mut p = parse_csv(bytes, rules, tenants);
             p.fingerprint = Sha256::digest(bytes).into();
             p
         }
-        Format::Json => parse_json(bytes, rules)?,
+        Format::Json => parse_json(bytes, rules, tenants)?,
     };
     parsed.check_duplicates();
     // Stable: within a row the errors stay in column order; the file's own come first.
@@ -211,14 +279,15 @@ impl Parsed {
     }
 
     /// The same email (compared lower-cased, as stored) or the same explicit extension
-    /// as an earlier row: an error on each later row, naming the first.
+    /// as an earlier row of the same tenant: an error on each later row, naming the first.
     fn check_duplicates(&mut self) {
         let Self { rows, errors, .. } = self;
-        let mut emails: HashMap<&str, u64> = HashMap::new();
-        let mut numbers: HashMap<Extension, u64> = HashMap::new();
+        let mut emails: HashMap<(Option<&TenantSlug>, &str), u64> = HashMap::new();
+        let mut numbers: HashMap<(Option<&TenantSlug>, Extension), u64> = HashMap::new();
         for r in rows.iter() {
+            let tenant = r.user.tenant.as_ref();
             if let Some(email) = &r.user.email {
-                match emails.entry(email.as_str()) {
+                match emails.entry((tenant, email.as_str())) {
                     Entry::Occupied(first) => errors.push(RowError {
                         row: Some(r.row),
                         field: Some("email".into()),
@@ -231,7 +300,7 @@ impl Parsed {
                 }
             }
             if let Some(Some(ext)) = r.user.extension {
-                match numbers.entry(ext) {
+                match numbers.entry((tenant, ext)) {
                     Entry::Occupied(first) => errors.push(RowError {
                         row: Some(r.row),
                         field: Some("extension".into()),
@@ -267,6 +336,7 @@ enum Column {
     Extension,
     Devices,
     Transport,
+    Tenant,
     /// Of an export: accepted and ignored (the import gives new ids).
     Id,
     /// Of an export: accepted and ignored.
@@ -283,7 +353,7 @@ impl Column {
     }
 }
 
-const KNOWN_COLUMNS: &str = "name, email (required), extension, devices, transport (optional); id and created_at of an export are ignored";
+const KNOWN_COLUMNS: &str = "name, email (required), extension, devices, transport, tenant (optional); id and created_at of an export are ignored";
 
 /// Line numbers of records, as an editor shows them. The `csv` crate's own line count
 /// is one behind after a CRLF (it takes a record's position before it has read the `\n`
@@ -370,7 +440,7 @@ fn header_columns(header: &ByteRecord, line: u64) -> Result<Vec<Column>, Vec<Row
     }
 }
 
-fn parse_csv(bytes: &[u8], rules: UserRules<'_>) -> Parsed {
+fn parse_csv(bytes: &[u8], rules: UserRules<'_>, tenants: &TenantRanges) -> Parsed {
     let mut parsed = Parsed::default();
     let mut lines = Lines::new(bytes);
     let mut reader = csv::ReaderBuilder::new()
@@ -416,7 +486,7 @@ fn parse_csv(bytes: &[u8], rules: UserRules<'_>) -> Parsed {
             };
         }
         let at = lines.of(&record);
-        let row = csv_row(at, &record, &columns, rules, &mut parsed.errors);
+        let row = csv_row(at, &record, &columns, rules, tenants, &mut parsed.errors);
         parsed.rows.push(row);
     }
     if parsed.rows.is_empty() && parsed.errors.is_empty() {
@@ -430,8 +500,25 @@ fn csv_row(
     record: &ByteRecord,
     columns: &[Column],
     rules: UserRules<'_>,
+    tenants: &TenantRanges,
     errors: &mut Vec<RowError>,
 ) -> Row {
+    // The tenant first, wherever its column is: the extension is checked against its
+    // range. Its cell's own errors are reported in column order below.
+    let tenant = columns
+        .iter()
+        .position(|c| *c == Column::Tenant)
+        .and_then(|i| record.get(i))
+        .map_or(
+            Ok(TenantSlug::default_tenant()),
+            |raw| match std::str::from_utf8(raw).map(str::trim) {
+                Ok("") => Ok(TenantSlug::default_tenant()),
+                Ok(t) => TenantSlug::parse(t).map_err(|m| ValidationError::new("tenant", m)),
+                Err(_) => Err(ValidationError::new("tenant", "is not valid UTF-8")),
+            },
+        );
+    let wide = wide_range();
+    let (rules, unknown) = row_rules(tenant.clone(), tenants, rules, &wide);
     let mut r = Row::new(at, rules);
     let u = &mut r.user;
     if record.len() > columns.len() {
@@ -458,6 +545,7 @@ fn csv_row(
                 Column::Extension => u.extension = None,
                 Column::Devices => u.devices = None,
                 Column::Transport => u.transport = None,
+                Column::Tenant => u.tenant = None,
                 _ => {}
             }
             continue;
@@ -484,6 +572,19 @@ fn csv_row(
                     t => rules.transports.parse(&Value::from(t)).map_err(refuse).ok(),
                 }
             }
+            Column::Tenant => {
+                u.tenant = match (&tenant, &unknown) {
+                    (Ok(_), Some(e)) => {
+                        refuse(e.clone());
+                        None
+                    }
+                    (Ok(slug), None) => Some(slug.clone()),
+                    (Err(e), _) => {
+                        refuse(e.clone());
+                        None
+                    }
+                }
+            }
             Column::Id | Column::CreatedAt => {}
         }
     }
@@ -502,7 +603,11 @@ fn number(text: &str) -> Value {
 // ---------------------------------------------------------------------------------------
 // JSON
 
-fn parse_json(bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
+fn parse_json(
+    bytes: &[u8],
+    rules: UserRules<'_>,
+    tenants: &TenantRanges,
+) -> Result<Parsed, NotJson> {
     // Syntax first, over the whole body, without building a tree: a 8 MiB body as a
     // `Value` would take several times its size. Each row is read on its own below.
     let whole: &RawValue = serde_json::from_slice(bytes).map_err(|e| NotJson(e.to_string()))?;
@@ -551,7 +656,7 @@ fn parse_json(bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
                     canonical.update(b",");
                 }
                 canonical.update(v.to_string().as_bytes());
-                let r = json_row(row, &v, rules, &mut parsed.errors);
+                let r = json_row(row, &v, rules, tenants, &mut parsed.errors);
                 parsed.rows.push(r);
             }
             // Already checked as JSON: unreachable, but never a panic.
@@ -566,12 +671,18 @@ fn parse_json(bytes: &[u8], rules: UserRules<'_>) -> Result<Parsed, NotJson> {
 }
 
 /// A JSON row: an object read by the parser of `POST /users`, every error of it kept.
-fn json_row(at: u64, value: &Value, rules: UserRules<'_>, errors: &mut Vec<RowError>) -> Row {
+fn json_row(
+    at: u64,
+    value: &Value,
+    rules: UserRules<'_>,
+    tenants: &TenantRanges,
+    errors: &mut Vec<RowError>,
+) -> Row {
     let Some(obj) = value.as_object() else {
         errors.push(RowError::new(
             Some(at),
             None,
-            "must be a JSON object {\"name\", \"email\", \"extension\"?, \"devices\"?, \"transport\"?}",
+            "must be a JSON object {\"name\", \"email\", \"extension\"?, \"devices\"?, \"transport\"?, \"tenant\"?}",
         ));
         let mut r = Row::new(at, rules);
         r.user.extension = None;
@@ -579,10 +690,17 @@ fn json_row(at: u64, value: &Value, rules: UserRules<'_>, errors: &mut Vec<RowEr
         r.user.transport = None;
         return r;
     };
+    // The tenant first: the extension is checked against its range.
+    let wide = wide_range();
+    let (rules, unknown) = row_rules(tenant_of(obj), tenants, rules, &wide);
     // `id` and `created_at` (of an export) are ignored, whatever they hold.
-    let user = NewUser::parse_fields(obj, &IGNORED, rules, &mut |e| {
+    let mut user = NewUser::parse_fields(obj, &IGNORED, rules, &mut |e| {
         errors.push(RowError::invalid(at, e))
     });
+    if let Some(e) = unknown {
+        errors.push(RowError::invalid(at, e));
+        user.tenant = None;
+    }
     Row { row: at, user }
 }
 

@@ -15,9 +15,11 @@ pub mod sheet;
 use sha2::{Digest, Sha256};
 
 pub use file::Format;
-use file::{Parsed, RowCode, RowError};
+use file::{Parsed, RowCode, RowError, TenantRanges};
 
-use crate::domain::{Email, Extension, UserRules};
+use std::collections::HashMap;
+
+use crate::domain::{Email, Extension, TenantSlug, UserRules};
 use crate::store::{
     Conflict, ConflictKind, ImportFailure, Imported, PlannedUser, Store, StoreError,
 };
@@ -32,6 +34,13 @@ pub enum ImportError {
         "the file needs {needed} new extensions but only {free} are free in the range; nothing was imported"
     )]
     NotEnoughExtensions { needed: u64, free: u64 },
+    /// A tenant's rows would pass its `max_users`.
+    #[error("tenant {tenant}: the file has {rows} new users but there is room for {room}; nothing was imported")]
+    TenantFull {
+        tenant: TenantSlug,
+        rows: u64,
+        room: u64,
+    },
     /// A JSON body that is not JSON.
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
@@ -69,7 +78,8 @@ fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Imports (or plans) a whole file: all or nothing.
+/// Imports (or plans) a whole file: all or nothing. `rules.range` is the default
+/// tenant's; a row naming another tenant is checked against that tenant's range.
 pub async fn import(
     store: &Store,
     format: Format,
@@ -78,22 +88,47 @@ pub async fn import(
     mode: Mode<'_>,
 ) -> Result<Outcome, ImportError> {
     let range = rules.range;
-    let parsed =
-        file::parse(format, bytes, rules).map_err(|e| ImportError::InvalidJson(e.to_string()))?;
+    let known = store.list_tenants(range).await?;
+    let mut ranges = TenantRanges::default();
+    let mut ids = HashMap::new();
+    for t in &known {
+        ranges.0.insert(t.slug.clone(), t.range()?);
+        ids.insert(t.slug.clone(), t.id);
+    }
+    let parsed = file::parse_for(format, bytes, rules, &ranges)
+        .map_err(|e| ImportError::InvalidJson(e.to_string()))?;
     let fingerprint = parsed.fingerprint;
     let (rows, users) = match parsed.into_users() {
         Ok(valid) => valid,
-        Err(parsed) => return Err(ImportError::Invalid(with_clashes(store, parsed).await?)),
+        Err(parsed) => {
+            return Err(ImportError::Invalid(
+                with_clashes(store, parsed, &ids).await?,
+            ))
+        }
     };
+    // Every row's tenant is one of `known`: a row naming another was refused above.
+    let tenants: Vec<i64> = users
+        .iter()
+        .map(|u| ids.get(&u.tenant).copied().ok_or(StoreError::NoSuchTenant))
+        .collect::<Result<_, _>>()?;
     let result = match mode {
-        Mode::DryRun => store.plan_import(&users, range).await.map(Outcome::Planned),
+        Mode::DryRun => store
+            .plan_import(&users, &tenants, range)
+            .await
+            .map(Outcome::Planned),
         Mode::Create {
             idempotency_key,
             actor,
         } => {
             let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
             store
-                .import_users(&users, range, idempotency_key.zip(hash.as_deref()), actor)
+                .import_users(
+                    &users,
+                    &tenants,
+                    range,
+                    idempotency_key.zip(hash.as_deref()),
+                    actor,
+                )
                 .await
                 .map(Outcome::Created)
         }
@@ -103,12 +138,20 @@ pub async fn import(
         ImportFailure::Exhausted { needed, free } => {
             ImportError::NotEnoughExtensions { needed, free }
         }
+        ImportFailure::TenantFull { tenant, rows, room } => {
+            ImportError::TenantFull { tenant, rows, room }
+        }
         ImportFailure::Store(e) => ImportError::Store(e),
     })
 }
 
-/// A file's errors, with the clashes of its parsed values with existing users added.
-async fn with_clashes(store: &Store, parsed: Parsed) -> Result<Vec<RowError>, StoreError> {
+/// A file's errors, with the clashes of its parsed values with existing users of the
+/// same tenant added (`ids`: each tenant's id by slug).
+async fn with_clashes(
+    store: &Store,
+    parsed: Parsed,
+    ids: &HashMap<TenantSlug, i64>,
+) -> Result<Vec<RowError>, StoreError> {
     let Parsed {
         rows, mut errors, ..
     } = parsed;
@@ -121,7 +164,11 @@ async fn with_clashes(store: &Store, parsed: Parsed) -> Result<Vec<RowError>, St
             .iter()
             .map(|r| r.user.extension.flatten().map(Extension::as_db))
             .collect();
-        let clashes = store.import_conflicts(&emails, &numbers).await?;
+        let tenants: Vec<Option<i64>> = rows
+            .iter()
+            .map(|r| r.user.tenant.as_ref().and_then(|t| ids.get(t).copied()))
+            .collect();
+        let clashes = store.import_conflicts(&emails, &numbers, &tenants).await?;
         let row_numbers: Vec<u64> = rows.iter().map(|r| r.row).collect();
         errors.extend(clash_errors(&clashes, &row_numbers));
         errors.sort_by_key(|e| e.row);

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use super::file::Format;
 use crate::store::{CreatedUser, PlannedUser, UserRow};
 
-// `transport` comes last in each sheet: it came after the others, and scripts that read
-// columns by position keep working.
-pub const CREATED_COLUMNS: [&str; 9] = [
+// `transport`, then `tenant`, come last in each sheet: they came after the others, and
+// scripts that read columns by position keep working.
+pub const CREATED_COLUMNS: [&str; 10] = [
     "name",
     "email",
     "extension",
@@ -23,9 +23,17 @@ pub const CREATED_COLUMNS: [&str; 9] = [
     "id",
     "created_at",
     "transport",
+    "tenant",
 ];
-pub const PLANNED_COLUMNS: [&str; 5] = ["name", "email", "extension", "devices", "transport"];
-pub const EXPORT_COLUMNS: [&str; 7] = [
+pub const PLANNED_COLUMNS: [&str; 6] = [
+    "name",
+    "email",
+    "extension",
+    "devices",
+    "transport",
+    "tenant",
+];
+pub const EXPORT_COLUMNS: [&str; 8] = [
     "id",
     "name",
     "email",
@@ -33,6 +41,7 @@ pub const EXPORT_COLUMNS: [&str; 7] = [
     "devices",
     "created_at",
     "transport",
+    "tenant",
 ];
 
 /// A sheet could not be written. Writing into memory does not fail; the type is here so
@@ -73,6 +82,7 @@ pub fn created_csv(users: &[CreatedUser]) -> Result<Vec<u8>, SheetError> {
             u.id.to_string(),
             rfc3339(u.created_at),
             u.transport.clone().unwrap_or_default(),
+            u.tenant.to_string(),
         ]
     })
 }
@@ -86,6 +96,7 @@ pub fn planned_csv(users: &[PlannedUser]) -> Result<Vec<u8>, SheetError> {
             u.extension.to_string(),
             u.devices.to_string(),
             u.transport.clone(),
+            u.tenant.to_string(),
         ]
     })
 }
@@ -147,6 +158,7 @@ impl ExportWriter {
                         r.devices.get().to_string(),
                         rfc3339(r.created_at),
                         r.transport.clone().unwrap_or_default(),
+                        r.tenant.to_string(),
                     ])?;
                 }
                 w.flush().map_err(csv::Error::from)?;

@@ -12,7 +12,7 @@ use crate::bulk::file::RowError;
 use crate::bulk::ImportError;
 use crate::domain::ValidationError;
 use crate::record::{ApplyRecord, FailureCode};
-use crate::store::StoreError;
+use crate::store::{StoreError, TenantChangeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,6 +43,12 @@ pub enum ApiError {
     ExtensionTaken,
     #[error("no free extension is left in the configured range")]
     PoolExhausted,
+    #[error("a tenant with this slug already exists")]
+    TenantExists,
+    #[error("the tenant still has users: delete them first")]
+    TenantNotEmpty,
+    #[error("the tenant has reached its max_users")]
+    TenantFull,
     /// An import needs more new numbers than the range has free.
     #[error("the file needs {needed} new extensions but only {free} are free in the range; nothing was imported")]
     NotEnoughExtensions { needed: u64, free: u64 },
@@ -84,6 +90,9 @@ impl ApiError {
             | Self::PoolExhausted
             | Self::NotEnoughExtensions { .. }
             | Self::TokenNameTaken
+            | Self::TenantExists
+            | Self::TenantNotEmpty
+            | Self::TenantFull
             | Self::ApplyInProgress => StatusCode::CONFLICT,
             Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,6 +133,9 @@ impl ApiError {
             Self::ExtensionTaken => "extension_taken",
             Self::PoolExhausted | Self::NotEnoughExtensions { .. } => "extension_pool_exhausted",
             Self::ImportInvalid(_) => "import_invalid",
+            Self::TenantExists => "tenant_exists",
+            Self::TenantNotEmpty => "tenant_not_empty",
+            Self::TenantFull => "tenant_full",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ApplyInProgress => "apply_in_progress",
             Self::TooManyStreams(_) => "too_many_streams",
@@ -173,6 +185,17 @@ impl From<StoreError> for ApiError {
             StoreError::PoolExhausted => Self::PoolExhausted,
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::TokenNameTaken => Self::TokenNameTaken,
+            StoreError::TenantExists => Self::TenantExists,
+            StoreError::TenantNotEmpty => Self::TenantNotEmpty,
+            StoreError::TenantFull => Self::TenantFull,
+            StoreError::ExtensionOutsideRange => ValidationError::new(
+                "extension",
+                "must be within the tenant's range (it changed meanwhile)",
+            )
+            .into(),
+            StoreError::NoSuchTenant => {
+                ValidationError::new("tenant", "the tenant was deleted meanwhile").into()
+            }
             StoreError::Unavailable(r) => Self::DatabaseUnavailable(r),
             // Only start-up makes a first connection; kept precise all the same.
             StoreError::Connect(c) => Self::DatabaseUnavailable(c.to_string()),
@@ -180,6 +203,26 @@ impl From<StoreError> for ApiError {
                 Self::DatabaseUnavailable(crate::store::describe(db))
             }
             e @ (StoreError::Db(_) | StoreError::Corrupt(_)) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<TenantChangeError> for ApiError {
+    fn from(e: TenantChangeError) -> Self {
+        match e {
+            TenantChangeError::DefaultRange => ValidationError::new(
+                "extension_min",
+                "the default tenant's range is PORTAL_EXTENSION_MIN/MAX",
+            )
+            .into(),
+            e @ TenantChangeError::UsersOutside { field, .. } => {
+                ValidationError::new(field, e.to_string()).into()
+            }
+            e @ TenantChangeError::BelowUsers { .. } => {
+                ValidationError::new("max_users", e.to_string()).into()
+            }
+            TenantChangeError::Invalid(v) => v.into(),
+            TenantChangeError::Store(e) => e.into(),
         }
     }
 }
@@ -216,6 +259,7 @@ impl From<ImportError> for ApiError {
                 Self::NotEnoughExtensions { needed, free }
             }
             ImportError::InvalidJson(m) => Self::InvalidJson(m),
+            ImportError::TenantFull { .. } => Self::TenantFull,
             ImportError::Store(e) => e.into(),
         }
     }

@@ -19,7 +19,7 @@ use super::body::{full, streamed};
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{body_within, content_type, query, Flag};
-use super::users::idempotency_key;
+use super::users::{idempotency_key, registration};
 use super::{App, Resp};
 use crate::asterisk::contacts::Registration;
 use crate::bulk::sheet::{self, ExportWriter};
@@ -167,7 +167,7 @@ fn publish_created(app: &App, users: &[CreatedUser]) {
             extension: u.extension,
             devices: u.devices,
             created_at: u.created_at,
-            registration: app.registrations.registration(u.extension),
+            registration: registration(app, &u.tenant, u.extension),
         };
         app.hub.publish(
             "user",
@@ -212,7 +212,7 @@ pub async fn import(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
                             .iter()
                             .map(|user| Shown {
                                 user,
-                                registration: app.registrations.registration(user.extension),
+                                registration: registration(app, &user.tenant, user.extension),
                             })
                             .collect(),
                     },

@@ -16,6 +16,7 @@ mod import;
 mod request;
 mod state;
 mod system;
+mod tenants;
 mod tokens;
 mod users;
 
@@ -66,6 +67,9 @@ enum Route {
     /// `/tokens/{name}`: the handler reads the name from the path.
     Token,
     Audit,
+    Tenants,
+    /// `/tenants/{slug}`: the handler reads the slug from the path.
+    Tenant,
 }
 
 /// What a method of a route runs, and who may call it.
@@ -107,6 +111,11 @@ enum Op {
     CreateToken,
     RevokeToken,
     Audit,
+    ListTenants,
+    CreateTenant,
+    GetTenant,
+    UpdateTenant,
+    DeleteTenant,
 }
 
 impl Route {
@@ -133,6 +142,8 @@ impl Route {
             ["tokens"] => Self::Tokens,
             ["tokens", _] => Self::Token,
             ["audit"] => Self::Audit,
+            ["tenants"] => Self::Tenants,
+            ["tenants", _] => Self::Tenant,
             _ => return None,
         })
     }
@@ -185,6 +196,23 @@ impl Route {
             }
             Self::Token => const { &[(Method::DELETE, Scoped(Admin, Op::RevokeToken))] },
             Self::Audit => const { &[(Method::GET, Scoped(Read, Op::Audit))] },
+            Self::Tenants => {
+                const {
+                    &[
+                        (Method::GET, Scoped(Admin, Op::ListTenants)),
+                        (Method::POST, Scoped(Admin, Op::CreateTenant)),
+                    ]
+                }
+            }
+            Self::Tenant => {
+                const {
+                    &[
+                        (Method::GET, Scoped(Admin, Op::GetTenant)),
+                        (Method::PATCH, Scoped(Admin, Op::UpdateTenant)),
+                        (Method::DELETE, Scoped(Admin, Op::DeleteTenant)),
+                    ]
+                }
+            }
         }
     }
 
@@ -232,6 +260,8 @@ impl Route {
             Self::Tokens => "/tokens",
             Self::Token => "/tokens/{name}",
             Self::Audit => "/audit",
+            Self::Tenants => "/tenants",
+            Self::Tenant => "/tenants/{slug}",
         }
     }
 }
@@ -283,6 +313,11 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         Op::ListTokens => tokens::list(app).await,
         Op::RevokeToken => tokens::revoke(app, &ctx, &req).await,
         Op::Audit => audit::list(app, &req).await,
+        Op::ListTenants => tenants::list(app).await,
+        Op::CreateTenant => tenants::create(app, req).await,
+        Op::GetTenant => tenants::get(app, &req).await,
+        Op::UpdateTenant => tenants::update(app, req).await,
+        Op::DeleteTenant => tenants::delete(app, &req).await,
     }
 }
 
@@ -379,6 +414,9 @@ mod tests {
         assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
         assert_eq!(Route::parse("/tokens/ci.bot"), Some(Route::Token));
         assert_eq!(Route::parse("/tokens/a/b"), None);
+        assert_eq!(Route::parse("/tenants"), Some(Route::Tenants));
+        assert_eq!(Route::parse("/tenants/acme"), Some(Route::Tenant));
+        assert_eq!(Route::parse("/tenants/acme/x"), None);
     }
 
     /// The scope `method` on `route` needs; `None` for a public or unserved method.
@@ -404,6 +442,8 @@ mod tests {
         assert_eq!(scope(Route::Apply, &Method::POST), Some(Scope::Apply));
         assert_eq!(scope(Route::Tokens, &get), Some(Scope::Admin));
         assert_eq!(scope(Route::Audit, &get), Some(Scope::Read));
+        assert_eq!(scope(Route::Tenants, &Method::POST), Some(Scope::Admin));
+        assert_eq!(scope(Route::Tenant, &Method::PATCH), Some(Scope::Admin));
         assert_eq!(scope(Route::Users, &Method::PUT), None);
     }
 
@@ -413,6 +453,7 @@ mod tests {
         assert_eq!(Route::Tokens.allow(), "GET, POST");
         assert_eq!(Route::User(1).allow(), "GET, PATCH, DELETE");
         assert_eq!(Route::Token.allow(), "DELETE");
+        assert_eq!(Route::Tenant.allow(), "GET, PATCH, DELETE");
         for r in [Route::UserSecret(1), Route::Apply, Route::UsersImport] {
             assert_eq!(r.allow(), "POST");
         }

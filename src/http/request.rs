@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::domain::{NodeName, ValidationError};
+use crate::domain::{NodeName, TenantSlug, ValidationError};
 use crate::record::Strategy;
 use crate::store::Order;
 
@@ -147,6 +147,8 @@ pub struct UsersQuery {
     pub direction: Option<Descending>,
     /// Only users whose phones are (`true`) or are not (`false`) registered.
     pub registered: Option<Flag>,
+    /// Only the users of this tenant (a slug; one that names no tenant is refused).
+    pub tenant: Option<TenantSlug>,
 }
 
 /// `order`: one of the store's sort keys.

@@ -11,24 +11,45 @@ use time::OffsetDateTime;
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{json_body, query, UsersQuery};
+use super::tenants;
 use super::App;
 use super::Resp;
-use crate::asterisk::contacts::Registration;
-use crate::domain::{Devices, Extension, NewUser, Search, SipSecret, UserPatch, ValidationError};
+use crate::asterisk::contacts::{Registration, RegistrationState};
+use crate::domain::{
+    tenant_of, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
+    ValidationError,
+};
 use crate::store::{ListQuery, Order, UserRow};
 
-/// A user as every answer shows it: what is stored, and whether its phones are online.
+/// A user as every answer shows it: what is stored (its tenant and transport among it),
+/// what its phones register as, and whether they are online.
 #[derive(Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     user: &'a UserRow,
+    sip_username: String,
     registration: Registration,
 }
 
 fn shown<'a>(app: &App, user: &'a UserRow) -> Shown<'a> {
     Shown {
         user,
-        registration: app.registrations.registration(user.extension.get()),
+        sip_username: user.sip_username(),
+        registration: registration(app, &user.tenant, user.extension.get()),
+    }
+}
+
+/// The user's live registration. The view follows the endpoints named by number, the
+/// default tenant's: another tenant's user is `unknown` (never the registration of the
+/// default tenant's user with the same number).
+pub(super) fn registration(app: &App, tenant: &TenantSlug, extension: u32) -> Registration {
+    if tenant.is_default() {
+        app.registrations.registration(extension)
+    } else {
+        Registration {
+            state: RegistrationState::Unknown,
+            contacts: Vec::new(),
+        }
     }
 }
 
@@ -48,6 +69,7 @@ struct Created<'a> {
     registration: Value,
     sip_password: &'a str,
     sip_username: String,
+    tenant: &'a TenantSlug,
     transport: Option<&'a str>,
 }
 
@@ -62,7 +84,8 @@ impl<'a> Created<'a> {
             name: &user.name,
             registration: serde_json::to_value(registration).unwrap_or(Value::Null),
             sip_password: secret.expose(),
-            sip_username: user.extension.to_string(),
+            sip_username: user.sip_username(),
+            tenant: &user.tenant,
             transport: user.transport.as_deref(),
         }
     }
@@ -89,12 +112,23 @@ pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
 pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let key = idempotency_key(&req)?;
     let body = json_body(req).await?;
-    let new = NewUser::parse(&body, app.config.user_rules())?;
+    // The tenant first: the extension is checked against its range.
+    let slug = match body.as_object() {
+        Some(obj) => tenant_of(obj)?,
+        None => return Err(ValidationError::new("body", "must be a JSON object").into()),
+    };
+    let tenant = tenants::named(app, &slug).await?;
+    let range = tenant.range()?;
+    let rules = UserRules {
+        range: &range,
+        ..app.config.user_rules()
+    };
+    let new = NewUser::parse(&body, rules)?;
     let outcome = app
         .store
         .create_user(
             &new,
-            &app.config.range,
+            &tenant,
             key.as_deref().map(|k| (k, &body)),
             &ctx.actor,
         )
@@ -122,6 +156,10 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         .map(Search::parse)
         .transpose()?
         .flatten();
+    let tenant = match &params.tenant {
+        Some(slug) => Some(tenants::named(app, slug).await?.id),
+        None => None,
+    };
     let query = ListQuery {
         limit,
         offset,
@@ -129,6 +167,7 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         order: params.order.map_or(Order::Extension, |k| k.0),
         descending: params.direction.is_some_and(|d| d.0),
         extensions: None,
+        tenant,
     };
     // `registered` filters on the live view; while it is not live every registration is
     // `unknown`, which matches neither `true` nor `false`.
@@ -174,7 +213,22 @@ pub async fn update(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let body = json_body(req).await?;
-    let patch = UserPatch::parse(&body, app.config.user_rules())?;
+    // A moved extension is checked against the range of the user's own tenant.
+    let current = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    let tenant = tenants::named(app, &current.tenant).await?;
+    let range = tenant.range()?;
+    let rules = UserRules {
+        range: &range,
+        ..app.config.user_rules()
+    };
+    let patch = UserPatch::parse(&body, rules)?;
+    if patch.tenant.as_ref().is_some_and(|t| *t != current.tenant) {
+        return Err(ValidationError::new(
+            "tenant",
+            "a user cannot move between tenants: delete and create",
+        )
+        .into());
+    }
     let user = app
         .store
         .update_user(id, &patch, &ctx.actor)
@@ -205,7 +259,7 @@ pub async fn rotate_secret(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiErr
         .ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"sip_username": ext.to_string(), "sip_password": secret.expose()}),
+        &json!({"sip_username": ext, "sip_password": secret.expose()}),
     ))
 }
 
@@ -253,6 +307,7 @@ mod tests {
             devices: Devices::from_stored(2),
             created_at: time::macros::datetime!(2026-01-02 03:04:05.678 UTC),
             transport: Some("transport-udp".into()),
+            tenant: TenantSlug::default_tenant(),
         };
         let secret = SipSecret::from_stored("abcdefghijklmnopqrstuvwx".into());
         let registration = Registration {

@@ -68,8 +68,9 @@ pub(super) async fn mark_interrupted(
 pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let rows = client
         .query_typed(
-            "SELECT e.number, u.name, e.secret, e.devices, e.transport
+            "SELECT e.number, u.name, e.secret, e.devices, e.transport, t.slug
                FROM extensions e JOIN users u ON u.id = e.user_id
+               JOIN tenants t ON t.id = e.tenant_id
               ORDER BY e.number",
             &[],
         )
@@ -82,7 +83,7 @@ pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapsho
             secret: SipSecret::from_stored(r.get(2)),
             devices: Devices::from_stored(r.get(3)),
             transport: r.get(4),
-            tenant: TenantSlug::default_tenant(),
+            tenant: TenantSlug::from_stored(r.get(5)),
         })
         .collect())
 }

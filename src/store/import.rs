@@ -1,14 +1,17 @@
 //! Bulk import and export in SQL.
 //!
-//! An import is one transaction under the same allocation lock as `portal_create_user`
-//! (`pg_advisory_xact_lock(1346524240, 1)`, taken in its own statement so that every
-//! later statement reads a snapshot that already holds every earlier allocation). Its cost
-//! in round trips does not depend on the number of rows: the whole file travels as a few
-//! arrays (`unnest`), so a 10,000-row file costs the same six statements as a one-row
-//! file — BEGIN, lock, conflicts, allocation, insert, COMMIT (plus two for an
+//! An import is one transaction under the same allocation locks as `portal_create_user`
+//! (`pg_advisory_xact_lock(1346524240, <tenant id>)` for every tenant the file names, in
+//! the order of their ids so that two imports cannot deadlock, taken in their own
+//! statement so that every later statement reads a snapshot that already holds every
+//! earlier allocation). Its cost in round trips does not depend on the number of rows: the
+//! whole file travels as a few arrays (`unnest`), so a 10,000-row file of one tenant costs
+//! the same seven statements as a one-row file — BEGIN, lock, tenants, conflicts,
+//! allocation (one per tenant the file names), insert, COMMIT (plus two for an
 //! `Idempotency-Key`). Explicit extensions are taken first; the rows without one get the
-//! lowest free numbers of the range in file order, found in one statement from the gaps
-//! between taken numbers. A dry run runs the same lock, checks and allocation and rolls
+//! lowest free numbers of their tenant's range in file order, found in one statement from
+//! the gaps between taken numbers. A tenant's `max_users` is checked under its lock: an
+//! import that would pass it creates nothing. A dry run runs the same lock, checks and allocation and rolls
 //! back, so the numbers it shows are the ones an import would get at that moment.
 //!
 //! An export reads every user from one snapshot (a read-only REPEATABLE READ transaction)
@@ -28,8 +31,9 @@ use tokio_postgres::{GenericClient, IsolationLevel, Transaction};
 use tracing::Instrument;
 
 use super::idempotency::{self, Claim};
+use super::tenants::ALLOCATION_LOCK;
 use super::{map_db_error, Store, StoreError, UserRow};
-use crate::domain::{ExtensionRange, NewUser, SipSecret};
+use crate::domain::{ExtensionRange, NewUser, SipSecret, TenantSlug};
 
 /// A row of an import that clashes with the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,13 @@ pub enum ImportFailure {
     Conflicts(Vec<Conflict>),
     #[error("{needed} new extensions needed, {free} free in the range")]
     Exhausted { needed: u64, free: u64 },
+    /// The rows of a tenant would take it past its `max_users`.
+    #[error("tenant {tenant}: {rows} new users, room for {room}")]
+    TenantFull {
+        tenant: TenantSlug,
+        rows: u64,
+        room: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -78,6 +89,9 @@ pub struct CreatedUser {
     /// Absent from an answer stored before transports were per user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
+    /// Absent from an answer stored before tenants: the default tenant's.
+    #[serde(default = "TenantSlug::default_tenant")]
+    pub tenant: TenantSlug,
     pub sip_username: String,
     #[serde(deserialize_with = "stored_secret")]
     pub sip_password: SipSecret,
@@ -105,6 +119,7 @@ pub struct PlannedUser {
     pub extension: u32,
     pub devices: u8,
     pub transport: String,
+    pub tenant: TenantSlug,
 }
 
 /// What an import created, or the first answer again when its `Idempotency-Key` repeats.
@@ -135,19 +150,24 @@ fn columns(users: &[NewUser]) -> (Vec<&str>, Vec<Option<i32>>) {
         .unzip()
 }
 
+/// Rows whose email or explicit number the row's tenant (`$3`, its id) already holds.
 const CONFLICTS: &str = "
-    SELECT 'email', t.ord FROM unnest($1::text[]) WITH ORDINALITY AS t(email, ord)
-      JOIN users u ON u.email = t.email
+    SELECT 'email', t.ord
+      FROM unnest($1::text[], $3::int8[]) WITH ORDINALITY AS t(email, tenant, ord)
+      JOIN users u ON u.tenant_id = t.tenant AND u.email = t.email
     UNION ALL
-    SELECT 'extension', t.ord FROM unnest($2::int4[]) WITH ORDINALITY AS t(number, ord)
-      JOIN extensions e ON e.number = t.number";
+    SELECT 'extension', t.ord
+      FROM unnest($2::int4[], $3::int8[]) WITH ORDINALITY AS t(number, tenant, ord)
+      JOIN extensions e ON e.tenant_id = t.tenant AND e.number = t.number";
 
-/// The lowest `$4` free numbers of `$1..=$2`, not counting the explicit numbers `$3`:
-/// the runs between taken numbers, each with how many free numbers come before it, and
-/// from the runs that are needed only the numbers that are needed.
+/// The lowest `$4` free numbers of `$1..=$2` in tenant `$5`, not counting the explicit
+/// numbers `$3` (that tenant's rows'): the runs between taken numbers, each with how many
+/// free numbers come before it, and from the runs that are needed only the numbers that
+/// are needed.
 const ALLOCATE: &str = "
     WITH taken AS (
-        SELECT number::int8 AS n FROM extensions WHERE number BETWEEN $1 AND $2
+        SELECT number::int8 AS n FROM extensions
+         WHERE tenant_id = $5 AND number BETWEEN $1 AND $2
         UNION
         SELECT x::int8 FROM unnest($3::int4[]) AS x WHERE x IS NOT NULL
     ), edges AS (
@@ -162,40 +182,48 @@ const ALLOCATE: &str = "
      WHERE before < $4
      ORDER BY g";
 
-/// Users and extensions of the whole file in one statement, joined back by email (unique
-/// in the file, checked before), with an audit row per user. Public so that the benchmark
-/// times PostgreSQL running exactly this statement.
+/// Users and extensions of the whole file in one statement, joined back by tenant and
+/// email (unique per tenant in the file, checked before), with an audit row per user. `$8`
+/// is each row's tenant id (absent: the default tenant, as in every earlier version).
+/// Public so that the benchmark times PostgreSQL running exactly this statement.
 pub const INSERT: &str = "
     WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[],
-                             $7::text[])
-            WITH ORDINALITY AS t(name, email, number, secret, devices, transport, ord)
+        SELECT t.name, t.email, t.number, t.secret, t.devices, t.transport,
+               coalesce(t.tenant, 1) AS tenant, t.ord
+          FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int2[],
+                      $7::text[], $8::int8[])
+            WITH ORDINALITY AS t(name, email, number, secret, devices, transport, tenant, ord)
     ), u AS (
-        INSERT INTO users (name, email)
-        SELECT name, email FROM input ORDER BY ord
-        RETURNING id, name, email, created_at
+        INSERT INTO users (name, email, tenant_id)
+        SELECT name, email, tenant FROM input ORDER BY ord
+        RETURNING id, name, email, created_at, tenant_id
     ), e AS (
-        INSERT INTO extensions (number, user_id, secret, devices, transport)
-        SELECT i.number, u.id, i.secret, i.devices, i.transport
-          FROM input i JOIN u ON u.email = i.email
+        INSERT INTO extensions (number, user_id, secret, devices, transport, tenant_id)
+        SELECT i.number, u.id, i.secret, i.devices, i.transport, i.tenant
+          FROM input i JOIN u ON u.email = i.email AND u.tenant_id = i.tenant
         RETURNING number, user_id, devices, transport
     ), a AS (
         INSERT INTO audit_log (actor, action, user_id)
         SELECT $6, 'user.imported', u.id FROM u
     )
-    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport
-      FROM u JOIN e ON e.user_id = u.id";
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport, t.slug
+      FROM u JOIN e ON e.user_id = u.id JOIN tenants t ON t.id = u.tenant_id";
 
-/// Rows whose email or explicit extension an existing user has.
+/// Rows whose email or explicit extension an existing user of the row's tenant has.
 async fn conflicts(
     c: &impl GenericClient,
     emails: &[Option<&str>],
     numbers: &[Option<i32>],
+    tenants: &[Option<i64>],
 ) -> Result<Vec<Conflict>, StoreError> {
     let rows = c
         .query_typed(
             CONFLICTS,
-            &[(&emails, Type::TEXT_ARRAY), (&numbers, Type::INT4_ARRAY)],
+            &[
+                (&emails, Type::TEXT_ARRAY),
+                (&numbers, Type::INT4_ARRAY),
+                (&tenants, Type::INT8_ARRAY),
+            ],
         )
         .await?;
     let mut found: Vec<Conflict> = rows
@@ -213,34 +241,77 @@ async fn conflicts(
     Ok(found)
 }
 
-/// Under the allocation lock: refuses rows that clash with the database, then gives
-/// every row its number (explicit, or the lowest free ones in file order).
+/// Under the allocation locks of every tenant the file names: refuses rows that clash
+/// with the database or would pass a tenant's `max_users`, then gives every row its
+/// number (explicit, or the lowest free ones of its tenant's range in file order).
+/// `tenants[i]` is the tenant of `users[i]`; the default tenant's range is `default_range`
+/// (the configuration's), every other tenant's is read under its lock.
 async fn allocate(
     tx: &Transaction<'_>,
     users: &[NewUser],
-    range: &ExtensionRange,
+    tenants: &[i64],
+    default_range: &ExtensionRange,
 ) -> Result<Vec<i32>, ImportFailure> {
-    tx.batch_execute("SELECT pg_advisory_xact_lock(1346524240, 1)")
-        .await?;
+    let mut ids: Vec<i64> = tenants.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1, x::int4) FROM unnest($2::int8[]) AS x ORDER BY x",
+        &[(&ALLOCATION_LOCK, Type::INT4), (&ids, Type::INT8_ARRAY)],
+    )
+    .await?;
     let (emails, explicit) = columns(users);
     let emails: Vec<Option<&str>> = emails.into_iter().map(Some).collect();
-    let clashes = conflicts(tx, &emails, &explicit).await?;
+    let row_tenants: Vec<Option<i64>> = tenants.iter().copied().map(Some).collect();
+    let clashes = conflicts(tx, &emails, &explicit, &row_tenants).await?;
     if !clashes.is_empty() {
         return Err(ImportFailure::Conflicts(clashes));
     }
-    let needed = explicit.iter().filter(|n| n.is_none()).count();
-    let mut free = Vec::new();
-    if needed > 0 {
-        let (min, max) = (range.min() as i32, range.max() as i32);
+    let current = tx
+        .query_typed(
+            "SELECT t.id, t.slug, coalesce(t.extension_min, $2), coalesce(t.extension_max, $3),
+                    t.max_users, (SELECT count(*) FROM users u WHERE u.tenant_id = t.id)
+               FROM tenants t WHERE t.id = ANY($1)",
+            &[
+                (&ids, Type::INT8_ARRAY),
+                (&(default_range.min() as i32), Type::INT4),
+                (&(default_range.max() as i32), Type::INT4),
+            ],
+        )
+        .await?;
+    let mut numbers: Vec<Option<i32>> = explicit.clone();
+    for id in &ids {
+        let row = current
+            .iter()
+            .find(|r| r.get::<_, i64>(0) == *id)
+            .ok_or(StoreError::NoSuchTenant)?;
+        let (min, max): (i32, i32) = (row.get(2), row.get(3));
+        let rows: Vec<usize> = (0..users.len()).filter(|i| tenants[*i] == *id).collect();
+        if let Some(cap) = row.get::<_, Option<i32>>(4) {
+            let room = (i64::from(cap) - row.get::<_, i64>(5)).max(0);
+            if rows.len() as i64 > room {
+                return Err(ImportFailure::TenantFull {
+                    tenant: TenantSlug::from_stored(row.get(1)),
+                    rows: rows.len() as u64,
+                    room: room as u64,
+                });
+            }
+        }
+        let needed = rows.iter().filter(|i| explicit[**i].is_none()).count();
+        if needed == 0 {
+            continue;
+        }
+        let theirs: Vec<Option<i32>> = rows.iter().map(|i| explicit[*i]).collect();
         let k = needed as i64;
-        free = tx
+        let free: Vec<i32> = tx
             .query_typed(
                 ALLOCATE,
                 &[
                     (&min, Type::INT4),
                     (&max, Type::INT4),
-                    (&explicit, Type::INT4_ARRAY),
+                    (&theirs, Type::INT4_ARRAY),
                     (&k, Type::INT8),
+                    (id, Type::INT8),
                 ],
             )
             .await?
@@ -253,12 +324,14 @@ async fn allocate(
                 free: free.len() as u64,
             });
         }
+        let mut free = free.into_iter();
+        for i in rows {
+            if numbers[i].is_none() {
+                numbers[i] = free.next();
+            }
+        }
     }
-    let mut free = free.into_iter();
-    Ok(explicit
-        .iter()
-        .map(|n| n.or_else(|| free.next()).unwrap_or_default())
-        .collect())
+    Ok(numbers.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 impl Store {
@@ -269,20 +342,23 @@ impl Store {
         &self,
         emails: &[Option<&str>],
         numbers: &[Option<i32>],
+        tenants: &[Option<i64>],
     ) -> Result<Vec<Conflict>, StoreError> {
         let conn = self.conn().await?;
-        conflicts(&*conn, emails, numbers).await
+        conflicts(&*conn, emails, numbers, tenants).await
     }
 
-    /// The numbers an import of `users` would get now; changes nothing.
+    /// The numbers an import of `users` (`tenants[i]` the tenant id of `users[i]`) would
+    /// get now; changes nothing.
     pub async fn plan_import(
         &self,
         users: &[NewUser],
+        tenants: &[i64],
         range: &ExtensionRange,
     ) -> Result<Vec<PlannedUser>, ImportFailure> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let numbers = allocate(&tx, users, range).await?;
+        let numbers = allocate(&tx, users, tenants, range).await?;
         tx.rollback().await?;
         Ok(users
             .iter()
@@ -293,16 +369,19 @@ impl Store {
                 extension: n.unsigned_abs(),
                 devices: u.devices.get(),
                 transport: u.transport.to_string(),
+                tenant: u.tenant.clone(),
             })
             .collect())
     }
 
-    /// Creates every user of `users`, each with a new SIP secret, or none; answers in the
-    /// order of `users`. With an Idempotency-Key (`key`, hash of the request), the answer is
-    /// stored in the same transaction and replayed to a retry.
+    /// Creates every user of `users` (`tenants[i]` the tenant id of `users[i]`), each
+    /// with a new SIP secret, or none; answers in the order of `users`. With an
+    /// Idempotency-Key (`key`, hash of the request), the answer is stored in the same
+    /// transaction and replayed to a retry. `range` is the default tenant's.
     pub async fn import_users(
         &self,
         users: &[NewUser],
+        tenants: &[i64],
         range: &ExtensionRange,
         idempotency: Option<(&str, &[u8])>,
         actor: &crate::auth::Actor,
@@ -319,7 +398,7 @@ impl Store {
                 });
             }
         }
-        let numbers = allocate(&tx, users, range).await?;
+        let numbers = allocate(&tx, users, tenants, range).await?;
         let secrets: Vec<SipSecret> = users.iter().map(|_| SipSecret::generate()).collect();
         let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
         let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
@@ -337,6 +416,7 @@ impl Store {
                     (&devices, Type::INT2_ARRAY),
                     (&actor.as_str(), Type::TEXT),
                     (&transports, Type::TEXT_ARRAY),
+                    (&tenants, Type::INT8_ARRAY),
                 ],
             )
             .await
@@ -350,7 +430,10 @@ impl Store {
                 drop(conn);
                 let emails: Vec<Option<&str>> = emails.into_iter().map(Some).collect();
                 let (_, explicit) = columns(users);
-                let clashes = self.import_conflicts(&emails, &explicit).await?;
+                let row_tenants: Vec<Option<i64>> = tenants.iter().copied().map(Some).collect();
+                let clashes = self
+                    .import_conflicts(&emails, &explicit, &row_tenants)
+                    .await?;
                 return Err(if clashes.is_empty() {
                     StoreError::EmailTaken.into()
                 } else {
@@ -359,15 +442,19 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut by_number: HashMap<i32, UserRow> = inserted
+        let mut by_number: HashMap<(TenantSlug, i32), UserRow> = inserted
             .iter()
-            .map(|r| (r.get::<_, i32>(3), UserRow::from_row(r)))
+            .map(|r| {
+                let row = UserRow::from_row(r);
+                ((row.tenant.clone(), r.get::<_, i32>(3)), row)
+            })
             .collect();
         let mut created = Vec::with_capacity(users.len());
-        for (n, secret) in numbers.iter().zip(secrets) {
+        for ((n, secret), user) in numbers.iter().zip(secrets).zip(users) {
             let row = by_number
-                .remove(n)
+                .remove(&(user.tenant.clone(), *n))
                 .ok_or_else(|| StoreError::Corrupt(format!("extension {n} was not inserted")))?;
+            let sip_username = row.sip_username();
             created.push(CreatedUser {
                 id: row.id,
                 name: row.name,
@@ -375,8 +462,9 @@ impl Store {
                 extension: row.extension.get(),
                 devices: row.devices.get(),
                 created_at: row.created_at,
+                sip_username,
                 transport: row.transport,
-                sip_username: row.extension.to_string(),
+                tenant: row.tenant,
                 sip_password: secret,
             });
         }
@@ -451,9 +539,9 @@ impl Store {
 }
 
 const EXPORT: &str = "
-    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport
-      FROM users u JOIN extensions e ON e.user_id = u.id
-     ORDER BY e.number";
+    SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport, t.slug
+      FROM users u JOIN extensions e ON e.user_id = u.id JOIN tenants t ON t.id = u.tenant_id
+     ORDER BY e.tenant_id, e.number";
 
 enum Chunk {
     Rows(Vec<UserRow>),

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "transports",
         include_str!("../../migrations/0007_transports.sql"),
     ),
+    (
+        8,
+        "tenants",
+        include_str!("../../migrations/0008_tenants.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -15,6 +15,7 @@ mod import;
 mod locks;
 mod migrate;
 pub mod nodes;
+mod tenants;
 pub mod tls;
 pub mod tokens;
 mod users;
@@ -39,6 +40,7 @@ pub use import::{
 };
 pub use locks::{ApplyLock, ApplyLockKind, Coordination, LockConn};
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
+pub use tenants::{TenantChangeError, TenantRow};
 pub use tokens::{FoundToken, TokenInfo};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 
@@ -59,6 +61,19 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("a live token already has this name")]
     TokenNameTaken,
+    #[error("a tenant with this slug already exists")]
+    TenantExists,
+    #[error("the tenant still has users")]
+    TenantNotEmpty,
+    #[error("the tenant has reached its max_users")]
+    TenantFull,
+    /// An explicit number outside its tenant's range, seen under the allocation lock (the
+    /// range changed since the request was checked).
+    #[error("the extension is outside the tenant's range")]
+    ExtensionOutsideRange,
+    /// The tenant went away between the request's check and the create.
+    #[error("no such tenant")]
+    NoSuchTenant,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// The first connection failed: start-up stops with this line.
@@ -132,11 +147,22 @@ fn map_db_error(e: tokio_postgres::Error) -> StoreError {
             Some("users_email_key") => return StoreError::EmailTaken,
             Some("extensions_number_key") => return StoreError::ExtensionTaken,
             Some("api_tokens_live_name_key") => return StoreError::TokenNameTaken,
+            Some("tenants_slug_key") => return StoreError::TenantExists,
             _ => {}
         }
     }
-    if db.code().code() == "PX001" {
-        return StoreError::PoolExhausted;
+    match db.code().code() {
+        "PX001" => return StoreError::PoolExhausted,
+        "PX002" => return StoreError::ExtensionOutsideRange,
+        "PX003" => return StoreError::TenantFull,
+        "PX004" => return StoreError::NoSuchTenant,
+        _ => {}
+    }
+    // A user or extension inserted for a tenant deleted meanwhile.
+    if db.code() == &SqlState::FOREIGN_KEY_VIOLATION
+        && db.constraint() == Some("users_tenant_id_fkey")
+    {
+        return StoreError::NoSuchTenant;
     }
     StoreError::Db(e)
 }

@@ -7,9 +7,12 @@ use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::idempotency::{self, Claim};
+use super::tenants::{TenantRow, ALLOCATION_LOCK};
 use super::{audit, map_db_error, Store, StoreError};
 use crate::auth::Actor;
-use crate::domain::{Devices, Extension, ExtensionRange, NewUser, SipSecret, UserPatch};
+use crate::domain::{
+    sip_name, Devices, Extension, ExtensionRange, NewUser, SipSecret, TenantSlug, UserPatch,
+};
 
 /// A user as the API shows it (never with a secret).
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +27,8 @@ pub struct UserRow {
     /// The PJSIP transport its phones use (`None` only before a node adopted the users
     /// from before transports were per user).
     pub transport: Option<String>,
+    /// The tenant it belongs to.
+    pub tenant: TenantSlug,
 }
 
 impl UserRow {
@@ -36,7 +41,13 @@ impl UserRow {
             devices: Devices::from_stored(r.get(4)),
             created_at: r.get(5),
             transport: r.get(6),
+            tenant: TenantSlug::from_stored(r.get(7)),
         }
+    }
+
+    /// What its phones register as: its PJSIP endpoint's name ([`sip_name`]).
+    pub fn sip_username(&self) -> String {
+        sip_name(&self.tenant, self.extension)
     }
 }
 
@@ -74,13 +85,16 @@ struct StoredCreated {
     /// Absent, or null, from a create stored before transports were per user.
     #[serde(default)]
     transport: Option<String>,
+    /// Absent from a create stored before tenants: the default tenant's.
+    #[serde(default = "TenantSlug::default_tenant")]
+    tenant: TenantSlug,
     sip_password: String,
 }
 
 fn stored_create(user: &UserRow, secret: &SipSecret) -> Result<String, StoreError> {
     let stored = StoredCreate {
         user,
-        sip_username: user.extension.to_string(),
+        sip_username: user.sip_username(),
         sip_password: secret.expose(),
     };
     serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))
@@ -98,6 +112,7 @@ fn replayed_create(text: &str) -> Result<CreateOutcome, StoreError> {
             devices: Devices::from_stored(s.devices),
             created_at: s.created_at,
             transport: s.transport,
+            tenant: s.tenant,
         },
         secret: SipSecret::from_stored(s.sip_password),
         replayed: true,
@@ -137,11 +152,21 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub order: Order,
     pub descending: bool,
-    /// Only users whose extension is (`true`) or is not (`false`) in the list.
+    /// Only users of the default tenant whose extension is (`true`) or is not (`false`)
+    /// in the list.
     pub extensions: Option<(bool, Vec<i32>)>,
+    /// Only the users of this tenant (its id).
+    pub tenant: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport";
+/// A user's columns, as [`UserRow::from_row`] reads them, from `u` (users), `e` (its
+/// extension) and `t` (its tenant).
+const USER_COLUMNS: &str =
+    "u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport, t.slug";
+
+/// Users with their extension and tenant.
+const USERS_JOINED: &str = "users u JOIN extensions e ON e.user_id = u.id
+    JOIN tenants t ON t.id = u.tenant_id";
 
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -152,24 +177,26 @@ fn like_pattern(q: &str) -> String {
 }
 
 impl Store {
-    /// Creates a user with the chosen or the lowest free extension, honouring an
-    /// Idempotency-Key: the key, the user, its audit row and the stored response commit
-    /// together.
+    /// Creates a user in `tenant` (the one `new.tenant` names) with the chosen or the
+    /// lowest free extension of the tenant's range, honouring an Idempotency-Key: the
+    /// key, the user, its audit row and the stored response commit together.
     pub async fn create_user(
         &self,
         new: &NewUser,
-        range: &ExtensionRange,
+        tenant: &TenantRow,
         idempotency: Option<(&str, &Value)>,
         actor: &Actor,
     ) -> Result<CreateOutcome, StoreError> {
         let secret = SipSecret::generate();
         let mut conn = self.conn().await?;
         let ext = new.extension.map(Extension::as_db);
-        let (min, max) = (range.min() as i32, range.max() as i32);
+        let (min, max) = (tenant.extension_min as i32, tenant.extension_max as i32);
+        let tenant_id = tenant.id;
+        let slug = tenant.slug.as_str();
         let devices = new.devices.as_db();
         let transport = new.transport.as_str();
         let actor = actor.as_str();
-        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 9] = [
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 11] = [
             (&new.name.as_str(), Type::TEXT),
             (&new.email.as_str(), Type::TEXT),
             (&ext, Type::INT4),
@@ -179,11 +206,13 @@ impl Store {
             (&devices, Type::INT2),
             (&actor, Type::TEXT),
             (&transport, Type::TEXT),
+            (&tenant_id, Type::INT8),
+            (&slug, Type::TEXT),
         ];
         let create = format!(
-            "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7, $9)),
+            "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7, $9, $10)),
                   a AS ({})
-             SELECT * FROM c",
+             SELECT c.*, $11::text FROM c",
             audit::from_cte("c", 8, "user.created", "c.id", "NULL")
         );
         let create = create.as_str();
@@ -224,10 +253,7 @@ impl Store {
         let conn = self.conn().await?;
         let rows = conn
             .query_typed(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM users u JOIN extensions e ON e.user_id = u.id
-                      WHERE u.id = $1"
-                ),
+                &format!("SELECT {USER_COLUMNS} FROM {USERS_JOINED} WHERE u.id = $1"),
                 &[(&id, Type::INT8)],
             )
             .await?;
@@ -250,6 +276,9 @@ impl Store {
         if let Some((_, numbers)) = &q.extensions {
             filter_params.push((numbers, Type::INT4_ARRAY));
         }
+        if let Some(tenant) = &q.tenant {
+            filter_params.push((tenant, Type::INT8));
+        }
         // The filter, its parameters numbered from `first`.
         let filter = |first: usize| {
             let mut n = first;
@@ -263,7 +292,13 @@ impl Store {
             }
             if let Some((inside, _)) = &q.extensions {
                 let not = if *inside { "" } else { "NOT " };
-                parts.push(format!("{not}(e.number = ANY(${n}))"));
+                // The registration view knows the default tenant's phones only (their
+                // endpoints are named by number): another tenant's users match neither.
+                parts.push(format!("u.tenant_id = 1 AND {not}(e.number = ANY(${n}))"));
+                n += 1;
+            }
+            if q.tenant.is_some() {
+                parts.push(format!("u.tenant_id = ${n}"));
             }
             if parts.is_empty() {
                 String::new()
@@ -274,8 +309,7 @@ impl Store {
         let dir = if q.descending { "DESC" } else { "ASC" };
         // Column and direction come from closed enums, never from the request text.
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u
-               JOIN extensions e ON e.user_id = u.id
+            "SELECT {USER_COLUMNS} FROM {USERS_JOINED}
               {}
               ORDER BY {} {dir}, e.number {dir}
               LIMIT $1 OFFSET $2",
@@ -293,10 +327,7 @@ impl Store {
         let total = if !more && (!users.is_empty() || q.offset == 0) {
             q.offset + users.len() as i64
         } else {
-            let count = format!(
-                "SELECT count(*) FROM users u JOIN extensions e ON e.user_id = u.id {}",
-                filter(1)
-            );
+            let count = format!("SELECT count(*) FROM {USERS_JOINED} {}", filter(1));
             conn.query_typed(&count, &filter_params)
                 .await?
                 .first()
@@ -317,8 +348,11 @@ impl Store {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         if patch.extension.is_some() {
-            tx.execute("SELECT pg_advisory_xact_lock(1346524240, 1)", &[])
-                .await?;
+            tx.execute_typed(
+                "SELECT pg_advisory_xact_lock($2, tenant_id::int4) FROM users WHERE id = $1",
+                &[(&id, Type::INT8), (&ALLOCATION_LOCK, Type::INT4)],
+            )
+            .await?;
         }
         let name = patch.name.as_ref().map(|n| n.as_str());
         let email = patch.email.as_ref().map(|e| e.as_str());
@@ -342,7 +376,7 @@ impl Store {
                     "WITH u AS (
                         UPDATE users SET name = coalesce($2, name), email = coalesce($3, email)
                          WHERE id = $1
-                     RETURNING id, name, email, created_at),
+                     RETURNING id, name, email, created_at, tenant_id),
                      e AS (
                         UPDATE extensions
                            SET number = coalesce($4, number), devices = coalesce($5, devices),
@@ -352,7 +386,7 @@ impl Store {
                      a AS (
                         INSERT INTO audit_log (actor, action, user_id, fields)
                         SELECT $6, 'user.updated', u.id, $7 FROM u)
-                     SELECT {USER_COLUMNS} FROM u, e"
+                     SELECT {USER_COLUMNS} FROM u, e, tenants t WHERE t.id = u.tenant_id"
                 ),
                 &[
                     (&id, Type::INT8),
@@ -380,9 +414,9 @@ impl Store {
                 &format!(
                     "WITH e AS (SELECT number, devices, transport FROM extensions WHERE user_id = $1),
                           u AS (DELETE FROM users WHERE id = $1
-                                RETURNING id, name, email, created_at),
+                                RETURNING id, name, email, created_at, tenant_id),
                           a AS ({})
-                     SELECT {USER_COLUMNS} FROM u, e",
+                     SELECT {USER_COLUMNS} FROM u, e, tenants t WHERE t.id = u.tenant_id",
                     audit::from_cte("u", 2, "user.deleted", "u.id", "NULL")
                 ),
                 &[(&id, Type::INT8), (&actor.as_str(), Type::TEXT)],
@@ -391,12 +425,13 @@ impl Store {
         Ok(rows.first().map(UserRow::from_row))
     }
 
-    /// Gives the user a new SIP secret; returns the extension and the secret.
+    /// Gives the user a new SIP secret; returns its SIP username ([`sip_name`]) and the
+    /// secret.
     pub async fn rotate_secret(
         &self,
         id: i64,
         actor: &Actor,
-    ) -> Result<Option<(Extension, SipSecret)>, StoreError> {
+    ) -> Result<Option<(String, SipSecret)>, StoreError> {
         let secret = SipSecret::generate();
         let conn = self.conn().await?;
         let rows = conn
@@ -404,9 +439,9 @@ impl Store {
                 &format!(
                     "WITH x AS (
                         UPDATE extensions SET secret = $2, updated_at = now() WHERE user_id = $1
-                        RETURNING number, user_id),
+                        RETURNING number, user_id, tenant_id),
                      a AS ({})
-                     SELECT number FROM x",
+                     SELECT x.number, t.slug FROM x JOIN tenants t ON t.id = x.tenant_id",
                     audit::from_cte("x", 3, "user.secret_rotated", "x.user_id", "NULL")
                 ),
                 &[
@@ -416,18 +451,20 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(rows
-            .first()
-            .map(|r| (Extension::from_stored(r.get(0)), secret)))
+        Ok(rows.first().map(|r| {
+            let tenant = TenantSlug::from_stored(r.get(1));
+            (sip_name(&tenant, Extension::from_stored(r.get(0))), secret)
+        }))
     }
 
-    /// The taken numbers inside the range, ascending.
+    /// The default tenant's taken numbers inside the range, ascending.
     pub async fn taken_in_range(&self, range: &ExtensionRange) -> Result<Vec<u32>, StoreError> {
         let conn = self.conn().await?;
         let (min, max) = (range.min() as i32, range.max() as i32);
         let rows = conn
             .query_typed(
-                "SELECT number FROM extensions WHERE number BETWEEN $1 AND $2 ORDER BY number",
+                "SELECT number FROM extensions WHERE tenant_id = 1 AND number BETWEEN $1 AND $2
+                  ORDER BY number",
                 &[(&min, Type::INT4), (&max, Type::INT4)],
             )
             .await?;
@@ -468,6 +505,7 @@ mod tests {
             devices: Devices::from_stored(2),
             created_at: time::macros::datetime!(2026-01-02 03:04:05.678 UTC),
             transport: transport.map(str::to_owned),
+            tenant: TenantSlug::default_tenant(),
         }
     }
 

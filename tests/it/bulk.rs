@@ -670,7 +670,7 @@ async fn a_dry_run_shows_the_numbers_an_import_gets_and_changes_nothing() {
         assert_eq!(
             r.body["users"][1],
             json!({"name": "New2", "email": "new2@x.org", "extension": 1005, "devices": 4,
-                   "transport": "transport-udp"})
+                   "transport": "transport-udp", "tenant": "default"})
         );
         assert!(!String::from_utf8_lossy(&r.raw).contains("sip_password"));
         assert_eq!(state(&app).await, before);
@@ -691,11 +691,25 @@ async fn a_dry_run_shows_the_numbers_an_import_gets_and_changes_nothing() {
     let (header, rows) = sheet(&r.raw);
     assert_eq!(
         header,
-        ["name", "email", "extension", "devices", "transport"]
+        [
+            "name",
+            "email",
+            "extension",
+            "devices",
+            "transport",
+            "tenant"
+        ]
     );
     assert_eq!(
         rows[2],
-        ["New3", "new3@x.org", "1003", "1", "transport-udp"]
+        [
+            "New3",
+            "new3@x.org",
+            "1003",
+            "1",
+            "transport-udp",
+            "default"
+        ]
     );
     // dry_run=false (and 0) is a real import: the very same numbers.
     let r = import(&app, "?dry_run=false", "application/json", body, &[]).await;
@@ -729,7 +743,8 @@ async fn the_answer_as_csv_is_a_sheet_to_hand_out() {
             "sip_password",
             "id",
             "created_at",
-            "transport"
+            "transport",
+            "tenant"
         ]
     );
     let db = state(&app).await;
@@ -924,13 +939,19 @@ async fn the_export_streams_every_user_as_json_or_csv() {
     assert_eq!(r.body.as_object().unwrap().len(), 1);
     let ext = extensions(&r.body["users"]);
     assert!(ext.windows(2).all(|w| w[0] < w[1]), "sorted by extension");
-    // The user as stored; its live registration is not data and is not exported.
+    // The user as stored; its live registration is not data and is not exported, nor is
+    // its SIP username (it follows from its tenant and extension, both exported).
     let mut got = app.get(&format!("/users/{}", users[2499]["id"])).await.body;
     assert!(got
         .as_object_mut()
         .unwrap()
         .remove("registration")
         .is_some());
+    assert_eq!(
+        got.as_object_mut().unwrap().remove("sip_username"),
+        Some(users[2499]["extension"].to_string().into())
+    );
+    assert_eq!(users[2499]["tenant"], "default");
     assert_eq!(users[2499], got);
     assert_eq!(users[2499]["devices"], 4);
     assert!(!String::from_utf8_lossy(&r.raw).contains("sip_password"));
@@ -967,7 +988,8 @@ async fn the_export_streams_every_user_as_json_or_csv() {
                 "extension",
                 "devices",
                 "created_at",
-                "transport"
+                "transport",
+                "tenant"
             ]
         );
         assert_eq!(rows.len(), 2500);
@@ -1008,7 +1030,7 @@ async fn the_export_streams_every_user_as_json_or_csv() {
     let r = empty.get("/users/export?format=csv").await;
     assert_eq!(
         r.raw,
-        "id,name,email,extension,devices,created_at,transport\n"
+        "id,name,email,extension,devices,created_at,transport,tenant\n"
     );
 }
 
@@ -1188,13 +1210,13 @@ async fn import_and_export_from_the_shell() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stdout,
-        "name,email,extension,devices,transport\n\"Smith, Pat\",pat@x.org,1005,1,transport-udp\n\
-         Lee,lee@x.org,1000,1,transport-udp\n"
+        "name,email,extension,devices,transport,tenant\n\"Smith, Pat\",pat@x.org,1005,1,transport-udp,default\n\
+         Lee,lee@x.org,1000,1,transport-udp,default\n"
     );
     let (_, exported, _) = out(&s.run(&["export"]).await);
     assert_eq!(
         exported,
-        "id,name,email,extension,devices,created_at,transport\n"
+        "id,name,email,extension,devices,created_at,transport,tenant\n"
     );
 
     // The real thing: the sheet with the secrets on stdout, as stored.
@@ -1290,7 +1312,8 @@ async fn import_and_export_from_the_shell() {
             "extension",
             "devices",
             "created_at",
-            "transport"
+            "transport",
+            "tenant"
         ]
     );
     let numbers: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();

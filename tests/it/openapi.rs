@@ -139,6 +139,9 @@ async fn every_documented_operation_answers_as_documented() {
             ("post", "/users", _) => Some(json!({"name": "Another", "email": "another@x.org"})),
             ("patch", "/users/{id}", _) => Some(json!({"devices": 2})),
             ("post", "/tokens", _) => Some(json!({"name": "doc-token", "scopes": ["read"]})),
+            ("post", "/tenants", _) => Some(json!({"slug": "doc-tenant", "name": "Doc Tenant",
+                                                   "extension_min": 100, "extension_max": 199})),
+            ("patch", "/tenants/{slug}", _) => Some(json!({"max_users": 5})),
             ("post", "/users/import", "text/csv") => {
                 let csv = format!("name,email\nCsv Doc {i},csv{i}@x.org\n");
                 return Some(("text/csv", bytes::Bytes::from(csv)));
@@ -167,7 +170,10 @@ async fn every_documented_operation_answers_as_documented() {
     ops.sort_by_key(|(m, _)| m == "delete");
     for (method, path) in ops {
         let op = &doc["paths"][&path][&method];
-        let url = path.replace("{id}", &id).replace("{name}", "doc-token");
+        let url = path
+            .replace("{id}", &id)
+            .replace("{name}", "doc-token")
+            .replace("{slug}", "doc-tenant");
         // A stream that never ends: its answer's head is checked, its body cannot be read
         // to the end (tests/it/events.rs reads it).
         if op
@@ -278,6 +284,7 @@ async fn every_documented_operation_answers_as_documented() {
     }
     seen.sort();
     let expected = [
+        "DELETE /tenants/{slug}",
         "DELETE /tokens/{name}",
         "DELETE /users/{id}",
         "GET /applies",
@@ -290,12 +297,16 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /nodes",
         "GET /openapi.json",
         "GET /status",
+        "GET /tenants",
+        "GET /tenants/{slug}",
         "GET /tokens",
         "GET /users",
         "GET /users/export",
         "GET /users/{id}",
+        "PATCH /tenants/{slug}",
         "PATCH /users/{id}",
         "POST /apply",
+        "POST /tenants",
         "POST /tokens",
         "POST /users",
         "POST /users/import",
@@ -793,6 +804,15 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
                             refused.push(enc(bad));
                         }
                     }
+                    Some("string") if s["x-values-from"] == "/tenants" => {
+                        let re = pattern(s).expect("slugs state a pattern");
+                        assert!(re.is_match("default") && re.is_match("no-such-tenant"));
+                        accepted.push("default".into());
+                        let long = "a".repeat(33);
+                        for bad in ["no-such-tenant", "", "Acme", "a b", "a_b", "é", &long] {
+                            refused.push(enc(bad));
+                        }
+                    }
                     Some("string") => {
                         if let Some(values) = s["enum"].as_array() {
                             accepted.extend(values.iter().map(|v| enc(v.as_str().unwrap())));
@@ -887,6 +907,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "GET /users order",
             "GET /users q",
             "GET /users registered",
+            "GET /users tenant",
             "GET /users/export format",
             "POST /apply dry_run",
             "POST /apply nodes",
