@@ -1234,6 +1234,8 @@ async fn raw_multi_row_insert(
         .map(|_| SipSecret::generate().expose().to_owned())
         .collect();
     let devices: Vec<i16> = vec![1; rows];
+    let transports: Vec<&str> = vec!["transport-udp"; rows];
+    let tenants: Vec<Option<i64>> = vec![None; rows];
     let t = Instant::now();
     let tx = client.transaction().await.unwrap();
     let inserted = tx
@@ -1247,6 +1249,8 @@ async fn raw_multi_row_insert(
                 (&secrets, Type::TEXT_ARRAY),
                 (&devices, Type::INT2_ARRAY),
                 (&"cli", Type::TEXT),
+                (&transports, Type::TEXT_ARRAY),
+                (&tenants, Type::INT8_ARRAY),
             ],
         )
         .await
