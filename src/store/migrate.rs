@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "transports",
         include_str!("../../migrations/0007_transports.sql"),
     ),
+    (
+        9,
+        "applied_tenants",
+        include_str!("../../migrations/0009_applied_tenants.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
