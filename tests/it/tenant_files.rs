@@ -1,0 +1,339 @@
+//! Tenants' files as Asterisk takes them, without the database (the tenants' schema is
+//! another branch's): users of three tenants, two of which both have extensions 100 and
+//! 101, rendered by the library, written, reloaded by the stand-in, called and probed.
+//! A phone dials its own company's numbers only; the probe proves every file whole and
+//! checks each extension by name in its tenant's context.
+
+use std::time::Duration;
+
+use pbx_portal::asterisk::ami;
+use pbx_portal::asterisk::files::replace;
+use pbx_portal::asterisk::probe::{Expectation, Object, ProbeServer, Verdict};
+use pbx_portal::asterisk::render::{self, Rendered};
+use pbx_portal::config::{AmiSettings, Codecs, EndpointPolicy};
+use pbx_portal::domain::{
+    sip_name, Devices, Extension, SipSecret, Subscriber, TenantSlug, TransportId, Transports,
+};
+
+use crate::support::asterisk::call::{CallOutcome, Offer};
+use crate::support::asterisk::{FakeAsterisk, Options, Registration};
+
+fn user(tenant: &str, ext: i32) -> Subscriber {
+    Subscriber {
+        extension: Extension::from_stored(ext),
+        name: format!("User {tenant} {ext}"),
+        secret: SipSecret::generate(),
+        devices: Devices::ONE,
+        transport: Some("transport-udp".into()),
+        tenant: TenantSlug::parse(tenant).unwrap(),
+    }
+}
+
+fn policy() -> EndpointPolicy {
+    EndpointPolicy {
+        transports: Transports::new(vec![TransportId::udp()]).unwrap(),
+        tls: Default::default(),
+        nat: true,
+        codecs: Codecs::default(),
+        qualify_frequency: 60,
+    }
+}
+
+struct Host {
+    _dir: tempfile::TempDir,
+    ast: FakeAsterisk,
+    pjsip: std::path::PathBuf,
+    dialplan: std::path::PathBuf,
+    probe: ProbeServer,
+}
+
+async fn host() -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    let (pjsip, dialplan) = (etc.join("pjsip.d"), etc.join("extensions.d"));
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let opts = Options {
+        qualify_time_scale: 0.002,
+        ..Options::default()
+    };
+    let ast = FakeAsterisk::start(&etc, &pjsip, &dialplan, opts)
+        .await
+        .unwrap();
+    let probe = ProbeServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    Host {
+        _dir: dir,
+        ast,
+        pjsip,
+        dialplan,
+        probe,
+    }
+}
+
+impl Host {
+    fn render(&self, users: &[Subscriber]) -> Rendered {
+        let policy = policy();
+        render::render_checked(
+            users,
+            &render::Settings {
+                policy: &policy,
+                agi_addr: self.probe.addr(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Writes every tenant's files (as the apply does, without the database) and reloads.
+    async fn apply(&self, rendered: &Rendered) {
+        for f in &rendered.files {
+            replace(
+                &self.pjsip,
+                &f.endpoints_name(),
+                Some(f.endpoints.as_bytes()),
+            )
+            .unwrap();
+            replace(
+                &self.dialplan,
+                &f.routing_name(),
+                Some(f.routing.as_bytes()),
+            )
+            .unwrap();
+        }
+        let mut ami = self.ami().await;
+        for cmd in ["module reload res_pjsip.so", "dialplan reload"] {
+            assert!(ami.command(cmd).await.unwrap().is_success(), "{cmd}");
+        }
+    }
+
+    async fn ami(&self) -> ami::Client {
+        ami::Client::login(&AmiSettings {
+            addr: self.ast.ami_addr(),
+            username: "portal".into(),
+            secret: "portal-secret".into(),
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The probe of every extension of `users` and every file, and `absent` gone.
+    async fn probe(
+        &self,
+        rendered: &Rendered,
+        users: &[Subscriber],
+        absent: &[(&str, u32)],
+    ) -> Verdict {
+        let expect = Expectation {
+            present: users
+                .iter()
+                .map(|s| {
+                    let object = Object {
+                        name: sip_name(&s.tenant, s.extension),
+                        context: render::context_of(s.tenant.as_str()),
+                        number: s.extension.get(),
+                    };
+                    (object, 1, None)
+                })
+                .collect(),
+            absent: absent
+                .iter()
+                .map(|(tenant, n)| Object {
+                    name: render::object_name(tenant, *n),
+                    context: render::context_of(tenant),
+                    number: *n,
+                })
+                .collect(),
+            unvisited: 0,
+            marker: rendered.marker().to_owned(),
+            sentinels: rendered
+                .files
+                .iter()
+                .map(|f| (f.endpoints_name(), f.sentinel.clone()))
+                .collect(),
+            dialplan_proofs: rendered
+                .files
+                .iter()
+                .filter(|f| !f.tenant.is_default())
+                .map(|f| (f.routing_name(), f.routing_proof.clone()))
+                .collect(),
+        };
+        let probes = self.probe.probes();
+        let (token, verdict) = probes.register(expect);
+        let channel = format!("Local/probe-{token}@{}", render::PROBE_CONTEXT);
+        let fields = [
+            ("Channel", channel.as_str()),
+            ("Application", "Wait"),
+            ("Data", "12"),
+            ("Async", "true"),
+        ];
+        let mut ami = self.ami().await;
+        assert!(ami.action("Originate", &fields).await.unwrap().is_success());
+        tokio::time::timeout(Duration::from_secs(10), verdict)
+            .await
+            .expect("a verdict")
+            .unwrap()
+    }
+
+    /// A phone registered for `name` on the LAN, answering qualify.
+    fn phone(&self, name: &str, port: u16) {
+        let at = format!("127.0.0.1:{port}");
+        let uri = format!("sip:{name}@{at}");
+        self.ast
+            .answer_qualify(name, &uri, Some(Duration::from_micros(400)));
+        let mut r = Registration::new(name, &uri, at.parse().unwrap());
+        r.expires = Some(Duration::from_secs(3600));
+        self.ast.register_with(&r).unwrap();
+    }
+}
+
+fn answered(o: &CallOutcome) -> bool {
+    matches!(o, CallOutcome::Answered { .. })
+}
+
+fn not_found(o: &CallOutcome) -> bool {
+    matches!(o, CallOutcome::Refused { status: 404, .. })
+}
+
+#[tokio::test]
+async fn each_tenants_phones_reach_their_own_extensions_only_and_every_file_is_proven() {
+    let h = host().await;
+    let users = [
+        user("acme", 100),
+        user("acme", 101),
+        user("beta", 100),
+        user("beta", 101),
+        user("default", 100),
+        user("default", 101),
+    ];
+    let rendered = h.render(&users);
+    h.apply(&rendered).await;
+    for (name, context) in [
+        ("acme-100", "synergy-t-acme"),
+        ("beta-101", "synergy-t-beta"),
+        ("100", "synergy-internal"),
+    ] {
+        assert_eq!(
+            h.ast.field("endpoint", name, "context").as_deref(),
+            Some(context)
+        );
+        assert_eq!(h.ast.field("auth", name, "username").as_deref(), Some(name));
+    }
+
+    // Only acme's 101 has a phone yet; every caller has one.
+    for (name, port) in [
+        ("acme-100", 5201),
+        ("beta-100", 5202),
+        ("100", 5203),
+        ("acme-101", 5204),
+    ] {
+        h.phone(name, port);
+    }
+    let offer = Offer::rtp(&["g722", "ulaw", "alaw"]);
+    // acme's 100 dials 101 and reaches acme's 101.
+    assert!(answered(&h.ast.call("acme-100", "101", &offer)));
+    // beta's 100 dialing 101 goes to beta's 101, which has no phone: not acme's.
+    let beta = h.ast.call("beta-100", "101", &offer);
+    assert!(
+        matches!(beta, CallOutcome::Refused { status: 404, ref reason, .. } if reason.as_deref() == Some("Q.850;cause=3")),
+        "{beta:?}"
+    );
+    h.phone("beta-101", 5205);
+    assert!(answered(&h.ast.call("beta-100", "101", &offer)));
+    // The default tenant's 100 dialing 101 reaches its own 101 (no phone: cause 3), never
+    // acme's; and no dial string of one tenant reaches another's endpoints by name.
+    let own = h.ast.call("100", "101", &offer);
+    assert!(
+        matches!(
+            own,
+            CallOutcome::Refused {
+                reason: Some(_),
+                ..
+            }
+        ),
+        "{own:?}"
+    );
+    for (from, dialed) in [
+        ("acme-100", "beta-101"),
+        ("acme-100", "beta-100"),
+        ("beta-100", "acme-101"),
+        ("100", "acme-101"),
+        ("acme-100", "portal_proof_x"),
+        ("acme-100", "s"),
+    ] {
+        let o = h.ast.call(from, dialed, &offer);
+        assert!(not_found(&o), "{from} dialing {dialed}: {o:?}");
+    }
+    // Nor a tenant's own proof context, whatever is dialled into it.
+    let proof = &rendered.files[1].routing_proof;
+    assert!(not_found(&h.ast.call("acme-100", proof, &offer)));
+
+    // The probe: six extensions by name in their contexts, six files read whole.
+    let v = h.probe(&rendered, &users, &[]).await;
+    assert!(v.is_ok(), "{:?}", v.missing);
+    assert_eq!((v.checked, v.visited, v.whole_files), (6, 6, 6));
+}
+
+#[tokio::test]
+async fn a_tenant_file_not_read_whole_or_a_removed_tenant_still_live_is_caught() {
+    let h = host().await;
+    let users = [user("acme", 100), user("acme", 101), user("default", 100)];
+    let rendered = h.render(&users);
+    h.apply(&rendered).await;
+    let v = h.probe(&rendered, &users, &[]).await;
+    assert!(v.is_ok(), "{:?}", v.missing);
+    assert_eq!(v.whole_files, 4);
+
+    // acme's endpoints file cut short on disk before the reload, inside its sentinel (at
+    // a line: a torn line would be a parse error that drops the files after it too).
+    let acme = &rendered.files[1];
+    let cut = acme.endpoints.strip_suffix("max_contacts=1\n").unwrap();
+    replace(&h.pjsip, &acme.endpoints_name(), Some(cut.as_bytes())).unwrap();
+    let mut ami = h.ami().await;
+    assert!(ami
+        .command("module reload res_pjsip.so")
+        .await
+        .unwrap()
+        .is_success());
+    let v = h.probe(&rendered, &users, &[]).await;
+    assert!(
+        v.missing
+            .iter()
+            .any(|m| m.starts_with("Asterisk did not read generated_endpoints-acme.conf whole")),
+        "{:?}",
+        v.missing
+    );
+    assert_eq!(v.whole_files, 3);
+
+    // acme has no users left, but its files stayed behind: the probe of the removed
+    // extensions says they are still live (the guard removes such files: unit-tested).
+    h.apply(&rendered).await;
+    let alone = [user("default", 100)];
+    let without = h.render(&alone);
+    assert_eq!(without.files.len(), 1);
+    h.apply(&without).await;
+    let v = h
+        .probe(&without, &alone, &[("acme", 100), ("acme", 101)])
+        .await;
+    assert!(
+        v.missing
+            .iter()
+            .any(|m| m == "endpoint acme-100 was removed but is still live"),
+        "{:?}",
+        v.missing
+    );
+    assert!(v
+        .missing
+        .iter()
+        .any(|m| m == "dialplan extension 101 of synergy-t-acme was removed but is still live"));
+    // Once the files are gone, so is everything of acme.
+    replace(&h.pjsip, "generated_endpoints-acme.conf", None).unwrap();
+    replace(&h.dialplan, "generated_routing-acme.conf", None).unwrap();
+    h.apply(&without).await;
+    let v = h
+        .probe(&without, &alone, &[("acme", 100), ("acme", 101)])
+        .await;
+    assert!(v.is_ok(), "{:?}", v.missing);
+    assert_eq!((v.checked, v.whole_files), (3, 2));
+}
