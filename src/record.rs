@@ -203,8 +203,9 @@ pub struct Proof {
     /// Extensions asked about one by one (endpoint, aor, and for a removed one its
     /// dialplan entry; for an added or changed one its options too).
     pub visited: u32,
-    /// Generated files proven read whole: the endpoints file by its sentinel object, the
-    /// routing file by the marker its probe context passes.
+    /// Generated files proven read whole, every tenant's: each endpoints file by its
+    /// sentinel object, the default routing file by the marker its probe context passes,
+    /// another tenant's routing file by its last context (2 for a single company).
     pub whole_files: u32,
     /// Extensions proven in all (`checked`).
     pub total: u32,

@@ -337,3 +337,114 @@ async fn a_tenant_file_not_read_whole_or_a_removed_tenant_still_live_is_caught()
     assert!(v.is_ok(), "{:?}", v.missing);
     assert_eq!((v.checked, v.whole_files), (3, 2));
 }
+
+/// What the database and the apply do with another tenant's applied state, before the
+/// tenants' schema exists: as if tenant acme's extension 1000 had been applied (its files
+/// on disk, its applied row) and acme were gone since. The default tenant's 1000 is
+/// another object and stays.
+#[tokio::test]
+async fn a_gone_tenants_extension_is_pending_removed_by_tenant_and_its_files_go() {
+    use crate::support::{self, Stand, PROBE_3S};
+    use serde_json::json;
+
+    let Stand { app, ast } = support::stand(Options::default(), &[PROBE_3S]).await;
+    app.create_user("Alice", "alice@x.org").await;
+    let first = app.post("/apply", json!({})).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first.body["changes"].get("tenants").is_none(),
+        "{}",
+        first.body
+    );
+
+    // acme's 1000, as an apply would have left it.
+    let policy = policy();
+    let acme = render::render_checked(
+        &[user("acme", 1000), user("default", 1000)],
+        &render::Settings {
+            policy: &policy,
+            agi_addr: app.agi_addr,
+        },
+    )
+    .unwrap();
+    let files = &acme.files[1];
+    replace(
+        &app.pjsip_dir,
+        &files.endpoints_name(),
+        Some(files.endpoints.as_bytes()),
+    )
+    .unwrap();
+    replace(
+        &app.dialplan_dir,
+        &files.routing_name(),
+        Some(files.routing.as_bytes()),
+    )
+    .unwrap();
+    ast.cli("module reload res_pjsip.so");
+    ast.cli("dialplan reload");
+    assert_eq!(
+        ast.field("endpoint", "acme-1000", "context").as_deref(),
+        Some("synergy-t-acme")
+    );
+    let db = app.db().client().await;
+    db.execute(
+        "INSERT INTO applied_extensions (node, tenant, number, fingerprint)
+         SELECT node, 'acme', number, fingerprint FROM applied_extensions WHERE number = 1000",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Applied state is written by applies only, each with its hash: this one was another's.
+    db.execute("UPDATE nodes SET applied_hash = 'applied elsewhere'", &[])
+        .await
+        .unwrap();
+
+    let pending = app.get("/apply/pending").await.body;
+    assert_eq!(
+        pending,
+        json!({"pending": true, "added": [], "removed": [], "changed": [],
+               "tenants": {"acme": {"added": [], "removed": [1000], "changed": []}}})
+    );
+    let rec = app.post("/apply", json!({})).await;
+    assert_eq!(rec.status, 200, "{}", rec.body);
+    assert_eq!(
+        rec.body["changes"],
+        json!({"added": [], "removed": [], "changed": [],
+               "tenants": {"acme": {"added": [], "removed": [1000], "changed": []}}})
+    );
+    assert_eq!(rec.body["health"]["status"], "ok", "{}", rec.body);
+    // acme-1000 proven gone (endpoint, aor, its context's 1000) and the default 1000
+    // proven (visited or not: the reload above was someone else's); two files whole.
+    assert_eq!(rec.body["health"]["checked"], 2, "{}", rec.body);
+    assert_eq!(
+        rec.body["health"]["proof"]["whole_files"], 2,
+        "{}",
+        rec.body
+    );
+    assert!(!app.pjsip_dir.join("generated_endpoints-acme.conf").exists());
+    assert!(!app
+        .dialplan_dir
+        .join("generated_routing-acme.conf")
+        .exists());
+    assert_eq!(ast.field("endpoint", "acme-1000", "context"), None);
+    assert_eq!(
+        ast.field("endpoint", "1000", "context").as_deref(),
+        Some("synergy-internal")
+    );
+    let rows: Vec<(String, i32)> = db
+        .query(
+            "SELECT tenant, number FROM applied_extensions ORDER BY tenant",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [("default".to_owned(), 1000)]);
+    let after = app.get("/apply/pending").await.body;
+    assert_eq!(
+        after,
+        json!({"pending": false, "added": [], "removed": [], "changed": []})
+    );
+}
