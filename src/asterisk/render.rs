@@ -465,7 +465,11 @@ fn verify_endpoints(
     let mut expect = String::new();
     for (chunk, (sub, name)) in sections.chunks(3).zip(subs) {
         let ext = sub.extension.to_string();
-        let object = crate::domain::sip_name(&files.tenant, sub.extension);
+        // The default tenant's object is its number: no second string.
+        let object = match files.tenant.is_default() {
+            true => std::borrow::Cow::Borrowed(ext.as_str()),
+            false => crate::domain::sip_name(&files.tenant, sub.extension).into(),
+        };
         let options = EndpointOptions::of(sub, policy);
         let extra = 3 * usize::from(options.nat) + 2 * usize::from(options.srtp);
         let lines = [PJSIP_LINES[0] + extra, PJSIP_LINES[1], PJSIP_LINES[2]];
@@ -483,9 +487,9 @@ fn verify_endpoints(
         if chunk[0].entries[1] != ("context", context.as_str())
             || chunk[0].entries[6] != ("callerid", expect.as_str())
             || chunk[0].entries[4] != ("transport", options.transport.as_str())
-            || chunk[0].entries[7] != ("auth", object.as_str())
-            || chunk[0].entries[8] != ("aors", object.as_str())
-            || chunk[1].entries[2] != ("username", object.as_str())
+            || chunk[0].entries[7] != ("auth", &*object)
+            || chunk[0].entries[8] != ("aors", &*object)
+            || chunk[1].entries[2] != ("username", &*object)
             || chunk[1].entries[3] != ("password", sub.secret.expose())
             || chunk[2].entries[1] != ("max_contacts", devices.as_str())
         {
@@ -512,10 +516,30 @@ fn verify_routing(files: &TenantFiles, subs: &[(&Subscriber, Name)]) -> Result<(
     if phones.name != context || phones.entries.len() != subs.len() * 2 || !proof_ok {
         return Err(mismatch(&file, "unexpected contexts".into()));
     }
+    let mut buf = [0u8; 10];
     for (lines, (sub, _)) in phones.entries.chunks(2).zip(subs) {
-        let object = crate::domain::sip_name(&files.tenant, sub.extension);
-        let dial = format!("{},1,Dial(PJSIP/{object},25)", sub.extension);
-        if lines != [("exten", dial.as_str()), ("same", "n,Hangup()")] {
+        // Read without allocating: `<number>,1,Dial(PJSIP/<object>,25)`, where the object
+        // is the number (default tenant) or `<slug>-<number>`.
+        let number = digits(sub.extension.get(), &mut buf);
+        let dialled = match lines {
+            [("exten", exten), ("same", "n,Hangup()")] => exten
+                .strip_prefix(number)
+                .and_then(|r| r.strip_prefix(",1,Dial(PJSIP/"))
+                .and_then(|r| r.strip_suffix(",25)")),
+            _ => None,
+        };
+        let own = match (dialled, files.tenant.is_default()) {
+            (Some(object), true) => object == number,
+            (Some(object), false) => {
+                object
+                    .strip_prefix(files.tenant.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    == Some(number)
+            }
+            (None, _) => false,
+        };
+        if !own {
+            let object = crate::domain::sip_name(&files.tenant, sub.extension);
             return Err(mismatch(&file, format!("extension {object}")));
         }
     }
