@@ -56,7 +56,7 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use pbx_portal::asterisk::files::replace;
-use pbx_portal::asterisk::probe::{Expectation, ProbeServer};
+use pbx_portal::asterisk::probe::{Expectation, Object, ProbeServer};
 use pbx_portal::asterisk::{ami, render};
 use pbx_portal::config::{AmiSettings, Codecs, EndpointPolicy};
 use pbx_portal::domain::{
@@ -1118,13 +1118,13 @@ async fn main() {
     replace(
         &ast_pjsip,
         render::ENDPOINTS_FILE,
-        Some(files.endpoints.as_bytes()),
+        Some(files.default_files().endpoints.as_bytes()),
     )
     .unwrap();
     replace(
         &ast_dialplan,
         render::ROUTING_FILE,
-        Some(files.routing.as_bytes()),
+        Some(files.default_files().routing.as_bytes()),
     )
     .unwrap();
     let mut ami = ami_login(&ast, Duration::from_secs(5)).await;
@@ -1135,11 +1135,17 @@ async fn main() {
     let t0 = Instant::now();
     for _ in 0..15 {
         let (token, verdict) = probes.register(Expectation {
-            present: (1000..2000).map(|e| (e, 1, None)).collect(),
+            present: (1000..2000)
+                .map(|e| (Object::default_tenant(e), 1, None))
+                .collect(),
             absent: Vec::new(),
             unvisited: 0,
-            marker: files.marker.clone(),
-            sentinel: files.sentinel.clone(),
+            marker: files.marker().to_owned(),
+            sentinels: vec![(
+                render::ENDPOINTS_FILE.to_owned(),
+                files.default_files().sentinel.clone(),
+            )],
+            dialplan_proofs: Vec::new(),
         });
         let channel = format!("Local/probe-{token}@{}", render::PROBE_CONTEXT);
         let t = Instant::now();

@@ -15,20 +15,29 @@ use time::OffsetDateTime;
 /// `GET /apply/pending` compares, and what the applied state keeps instead of the secret.
 pub type Fingerprint = [u8; 32];
 
-/// The fingerprint of every extension of one rendering, by number.
-pub type Fingerprints = BTreeMap<u32, Fingerprint>;
+/// The tenant every user from before tenants belongs to (`crate::domain::TenantSlug::DEFAULT`,
+/// spelled here because this module is a leaf): its changes are the record's top-level
+/// lists, as they were before tenants.
+pub const DEFAULT_TENANT: &str = "default";
 
+/// The fingerprint of every extension of one tenant, by number.
+pub type TenantFingerprints = BTreeMap<u32, Fingerprint>;
+
+/// The fingerprint of every extension of one rendering, by tenant slug and number: two
+/// tenants' extension 100 are two objects. A tenant without extensions has no entry.
+pub type Fingerprints = BTreeMap<String, TenantFingerprints>;
+
+/// One tenant's extensions added, removed or changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Changes {
+pub struct TenantChanges {
     pub added: Vec<u32>,
     pub removed: Vec<u32>,
     pub changed: Vec<u32>,
 }
 
-impl Changes {
-    /// Extensions added, removed, or whose rendered sections differ (a rotated secret, a
-    /// renamed user, another transport): `current` against `applied`.
-    pub fn between(current: &Fingerprints, applied: &Fingerprints) -> Self {
+impl TenantChanges {
+    /// `current` against `applied`, for one tenant.
+    fn between(current: &TenantFingerprints, applied: &TenantFingerprints) -> Self {
         let mut c = Self::default();
         for (ext, print) in current {
             match applied.get(ext) {
@@ -47,6 +56,75 @@ impl Changes {
 
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// What an apply changes. The top-level lists are the default tenant's, so a
+/// single-company deployment reads the record as before tenants; every other tenant's
+/// changes are under `tenants`, by slug (absent when none changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub added: Vec<u32>,
+    pub removed: Vec<u32>,
+    pub changed: Vec<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, TenantChanges>,
+}
+
+impl Changes {
+    /// Extensions added, removed, or whose rendered sections differ (a rotated secret, a
+    /// renamed user, another transport): `current` against `applied`, tenant by tenant.
+    pub fn between(current: &Fingerprints, applied: &Fingerprints) -> Self {
+        let empty = TenantFingerprints::new();
+        let mut c = Self::default();
+        let slugs: std::collections::BTreeSet<&String> =
+            current.keys().chain(applied.keys()).collect();
+        for slug in slugs {
+            let t = TenantChanges::between(
+                current.get(slug).unwrap_or(&empty),
+                applied.get(slug).unwrap_or(&empty),
+            );
+            if slug == DEFAULT_TENANT {
+                (c.added, c.removed, c.changed) = (t.added, t.removed, t.changed);
+            } else if !t.is_empty() {
+                c.tenants.insert(slug.clone(), t);
+            }
+        }
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.tenants.values().all(TenantChanges::is_empty)
+    }
+
+    /// Every tenant's changes, the default tenant's first (with its slug).
+    pub fn by_tenant(&self) -> impl Iterator<Item = (&str, [&[u32]; 3])> {
+        std::iter::once((
+            DEFAULT_TENANT,
+            [&self.added[..], &self.removed[..], &self.changed[..]],
+        ))
+        .chain(self.tenants.iter().map(|(slug, t)| {
+            (
+                slug.as_str(),
+                [&t.added[..], &t.removed[..], &t.changed[..]],
+            )
+        }))
+    }
+
+    /// The extensions added or changed, by tenant and number.
+    pub fn touched(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.by_tenant().flat_map(|(slug, [added, _, changed])| {
+            added.iter().chain(changed).map(move |n| (slug, *n))
+        })
+    }
+
+    /// The extensions removed, by tenant and number.
+    pub fn removed_all(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.by_tenant()
+            .flat_map(|(slug, [_, removed, _])| removed.iter().map(move |n| (slug, *n)))
     }
 }
 
@@ -125,8 +203,9 @@ pub struct Proof {
     /// Extensions asked about one by one (endpoint, aor, and for a removed one its
     /// dialplan entry; for an added or changed one its options too).
     pub visited: u32,
-    /// Generated files proven read whole: the endpoints file by its sentinel object, the
-    /// routing file by the marker its probe context passes.
+    /// Generated files proven read whole, every tenant's: each endpoints file by its
+    /// sentinel object, the default routing file by the marker its probe context passes,
+    /// another tenant's routing file by its last context (2 for a single company).
     pub whole_files: u32,
     /// Extensions proven in all (`checked`).
     pub total: u32,
@@ -453,17 +532,73 @@ pub struct AppliedState {
 mod tests {
     use super::*;
 
+    fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
+        let mut out = Fingerprints::new();
+        for (slug, n, b) in entries {
+            out.entry((*slug).to_owned())
+                .or_default()
+                .insert(*n, [*b; 32]);
+        }
+        out
+    }
+
     #[test]
     fn changes_classify_added_removed_and_changed() {
-        let f = |b: u8| [b; 32];
-        let applied = BTreeMap::from([(1000, f(1)), (1001, f(2)), (1002, f(3))]);
-        let current = BTreeMap::from([(1000, f(1)), (1001, f(9)), (1003, f(4))]);
+        let applied = prints(&[
+            ("default", 1000, 1),
+            ("default", 1001, 2),
+            ("default", 1002, 3),
+        ]);
+        let current = prints(&[
+            ("default", 1000, 1),
+            ("default", 1001, 9),
+            ("default", 1003, 4),
+        ]);
         let c = Changes::between(&current, &applied);
         assert_eq!(
-            (c.added, c.removed, c.changed),
-            (vec![1003], vec![1002], vec![1001])
+            (&c.added, &c.removed, &c.changed),
+            (&vec![1003], &vec![1002], &vec![1001])
         );
+        assert!(c.tenants.is_empty());
         assert!(Changes::between(&applied, &applied).is_empty());
+    }
+
+    #[test]
+    fn two_tenants_extension_100_are_two_objects_and_the_record_stays_compatible() {
+        let applied = prints(&[("default", 100, 1), ("acme", 100, 1), ("gone", 7, 1)]);
+        let current = prints(&[
+            ("default", 100, 1),
+            ("acme", 100, 2),
+            ("acme", 101, 3),
+            ("beta", 100, 1),
+        ]);
+        let c = Changes::between(&current, &applied);
+        assert!(c.added.is_empty() && c.removed.is_empty() && c.changed.is_empty());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({
+                "added": [], "removed": [], "changed": [],
+                "tenants": {
+                    "acme": {"added": [101], "removed": [], "changed": [100]},
+                    "beta": {"added": [100], "removed": [], "changed": []},
+                    "gone": {"added": [], "removed": [7], "changed": []}
+                }
+            })
+        );
+        assert_eq!(
+            c.touched().collect::<Vec<_>>(),
+            [("acme", 101), ("acme", 100), ("beta", 100)]
+        );
+        assert_eq!(c.removed_all().collect::<Vec<_>>(), [("gone", 7)]);
+        assert!(!c.is_empty());
+        // A single-company record reads and writes as before: no `tenants`.
+        let old = serde_json::json!({"added": [1], "removed": [], "changed": [2]});
+        let back: Changes = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), old);
+        assert_eq!(
+            back.touched().collect::<Vec<_>>(),
+            [("default", 1), ("default", 2)]
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::asterisk::event_link::Registrations;
-use crate::asterisk::probe::{Expectation, Probes};
+use crate::asterisk::probe::{Expectation, Object, Probes};
 use crate::asterisk::reload::{Generation, Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, EndpointOptions, Rendered};
 use crate::auth::Actor;
@@ -367,8 +367,13 @@ impl Applier {
                     locked.commit().await
                 }
                 .await;
-                self.registrations
-                    .set_applied(fingerprints.keys().copied().collect());
+                // The registration view knows the default tenant's extensions (by number).
+                self.registrations.set_applied(
+                    fingerprints
+                        .get(crate::record::DEFAULT_TENANT)
+                        .map(|f| f.keys().copied().collect())
+                        .unwrap_or_default(),
+                );
                 match first {
                     Ok(()) => {
                         *self.lock_known() = Known {
@@ -515,7 +520,7 @@ impl Applier {
         rendered: &Rendered,
         applied: &AppliedState,
     ) -> Result<Option<Written>, ApplyFailure> {
-        let current = Current::load(&self.cfg).map_err(|e| {
+        let current = Current::load(&self.cfg, rendered).map_err(|e| {
             ApplyFailure::new(
                 FailureCode::WriteFailed,
                 format!("cannot read the current files: {e}"),
@@ -604,30 +609,47 @@ impl Applier {
         rec: &mut ApplyRecord,
     ) -> Result<(), ApplyFailure> {
         // Added and changed endpoints are read back option by option too.
-        let touched: std::collections::BTreeSet<u32> = rec
-            .changes
-            .added
-            .iter()
-            .chain(&rec.changes.changed)
-            .copied()
-            .collect();
+        let touched: std::collections::HashSet<(&str, u32)> = rec.changes.touched().collect();
         let present: Vec<_> = snap
             .iter()
-            .filter(|s| scope.is_err() || touched.contains(&s.extension.get()))
+            .filter(|s| scope.is_err() || touched.contains(&(s.tenant.as_str(), s.extension.get())))
             .map(|s| {
                 let ext = s.extension.get();
                 let options = touched
-                    .contains(&ext)
+                    .contains(&(s.tenant.as_str(), ext))
                     .then(|| EndpointOptions::of(s, &self.cfg.policy));
-                (ext, s.devices.get(), options)
+                let object = Object {
+                    name: crate::domain::sip_name(&s.tenant, s.extension),
+                    context: render::context_of(s.tenant.as_str()),
+                    number: ext,
+                };
+                (object, s.devices.get(), options)
             })
             .collect();
+        let absent = rec
+            .changes
+            .removed_all()
+            .map(|(tenant, number)| Object {
+                name: render::object_name(tenant, number),
+                context: render::context_of(tenant),
+                number,
+            })
+            .collect();
+        let files = &rendered.files;
         let expect = Expectation {
             unvisited: (snap.len() - present.len()) as u32,
             present,
-            absent: rec.changes.removed.clone(),
-            marker: rendered.marker.clone(),
-            sentinel: rendered.sentinel.clone(),
+            absent,
+            marker: rendered.marker().to_owned(),
+            sentinels: files
+                .iter()
+                .map(|f| (f.endpoints_name(), f.sentinel.clone()))
+                .collect(),
+            dialplan_proofs: files
+                .iter()
+                .filter(|f| !f.tenant.is_default())
+                .map(|f| (f.routing_name(), f.routing_proof.clone()))
+                .collect(),
         };
         let cfg = &self.cfg;
         let probe_started = Instant::now();

@@ -1,32 +1,78 @@
 //! The guard over the files an apply writes: it owns what they held before, and puts that
 //! back unless the apply keeps the new files.
 //!
-//! Both files are written atomically (see [`crate::asterisk::files`]), but an apply that
+//! Every file is written atomically (see [`crate::asterisk::files`]), but an apply that
 //! fails after writing them must restore what it wrote and reload Asterisk, or Asterisk runs a
 //! configuration the portal never recorded. That one rule lives here: [`Written::keep`]
 //! when the apply succeeded, [`Written::roll_back`] when it failed after a reload was
 //! attempted, and a drop without either (a bug, a panic) still restores the old files.
 //!
+//! The managed files are two per rendered tenant, and the files of tenants that are no
+//! longer rendered (no users left, or the tenant deleted): those are removed, since a
+//! `generated_endpoints-<slug>.conf` left behind would keep a deleted company's phones
+//! registered. A removed file is restored like a written one.
+//!
 //! A file whose bytes are already on disk is neither written nor restored: a secret
-//! rotated changes the endpoints file alone, and each write costs two fsyncs (the file and
+//! rotated changes one endpoints file alone, and each write costs two fsyncs (the file and
 //! its directory), the largest part of a files-only apply.
 
 use std::io;
+use std::path::Path;
 
 use crate::asterisk::files::Managed;
 use crate::asterisk::reload::Link;
-use crate::asterisk::render::{Rendered, ENDPOINTS_FILE, ROUTING_FILE};
+use crate::asterisk::render::{self, Rendered, ENDPOINTS_STEM, ROUTING_STEM};
 use crate::config::AsteriskConfig;
 
-/// The two managed files as they are before the apply, in the order they are written
-/// (endpoints first: the dialplan routes to them).
-pub struct Current {
-    files: [Managed; 2],
+/// What a managed file must hold after the apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The endpoints file of `rendered.files[i]`.
+    Endpoints(usize),
+    /// The routing file of `rendered.files[i]`.
+    Routing(usize),
+    /// A file of a tenant no longer rendered: removed.
+    Stale,
 }
 
-/// What `rendered` puts in [`Current`]'s files, in the same order.
-fn contents(rendered: &Rendered) -> [&[u8]; 2] {
-    [rendered.endpoints.as_bytes(), rendered.routing.as_bytes()]
+/// The managed files as they are before the apply, in the order they are written: every
+/// endpoints file first (the dialplan routes to them), then every routing file, then the
+/// stale routing files and the stale endpoints files are removed.
+pub struct Current {
+    files: Vec<(Managed, Slot)>,
+}
+
+/// What `rendered` puts in a file of `slot` (`None`: no file).
+fn contents(rendered: &Rendered, slot: Slot) -> Option<&[u8]> {
+    match slot {
+        Slot::Endpoints(i) => rendered.files.get(i).map(|f| f.endpoints.as_bytes()),
+        Slot::Routing(i) => rendered.files.get(i).map(|f| f.routing.as_bytes()),
+        Slot::Stale => None,
+    }
+}
+
+/// Another tenant's files of `stem` in `dir` that `rendered` has no tenant for, sorted.
+fn stale(dir: &Path, stem: &str, rendered: &Rendered) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A missing directory has nothing stale; the write says it is missing.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(tenant) = render::other_tenant_of(stem, &name) {
+            if !rendered.files.iter().any(|f| f.tenant == tenant) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// How a rollback went, for the record.
@@ -38,32 +84,50 @@ pub struct RolledBack {
 }
 
 impl Current {
-    pub fn load(cfg: &AsteriskConfig) -> io::Result<Self> {
-        Ok(Self {
-            files: [
-                Managed::load(&cfg.pjsip_dir, ENDPOINTS_FILE)?,
-                Managed::load(&cfg.dialplan_dir, ROUTING_FILE)?,
-            ],
-        })
+    /// Reads every file `rendered` writes and every stale one, as they are now.
+    pub fn load(cfg: &AsteriskConfig, rendered: &Rendered) -> io::Result<Self> {
+        let mut files = Vec::with_capacity(rendered.files.len() * 2);
+        for (i, f) in rendered.files.iter().enumerate() {
+            files.push((
+                Managed::load(&cfg.pjsip_dir, &f.endpoints_name())?,
+                Slot::Endpoints(i),
+            ));
+        }
+        for (i, f) in rendered.files.iter().enumerate() {
+            files.push((
+                Managed::load(&cfg.dialplan_dir, &f.routing_name())?,
+                Slot::Routing(i),
+            ));
+        }
+        for (dir, stem) in [
+            (&cfg.dialplan_dir, ROUTING_STEM),
+            (&cfg.pjsip_dir, ENDPOINTS_STEM),
+        ] {
+            for name in stale(dir, stem, rendered)? {
+                files.push((Managed::load(dir, &name)?, Slot::Stale));
+            }
+        }
+        Ok(Self { files })
     }
 
-    /// Whether the files on disk already are `rendered`, byte for byte.
+    /// Whether the files on disk already are `rendered`, byte for byte, and no stale
+    /// file is left.
     pub fn hold(&self, rendered: &Rendered) -> bool {
         self.files
             .iter()
-            .zip(contents(rendered))
-            .all(|(file, bytes)| file.holds(bytes))
+            .all(|(file, slot)| file.holds(contents(rendered, *slot)))
     }
 
-    /// Writes the files that differ from `rendered`, in order. When the second write
-    /// fails the first is restored; the error says which file failed and whether the
-    /// restore worked.
+    /// Writes (or removes) the files that differ from `rendered`, in order. When a write
+    /// fails the ones before it are restored; the error says which file failed and
+    /// whether the restore worked.
     pub fn write(self, rendered: &Rendered) -> Result<Written, WriteFailure> {
         let mut written = Written {
             touched: Vec::new(),
             settled: false,
         };
-        for (file, bytes) in self.files.into_iter().zip(contents(rendered)) {
+        for (file, slot) in self.files {
+            let bytes = contents(rendered, slot);
             if file.holds(bytes) {
                 continue;
             }
@@ -73,7 +137,8 @@ impl Current {
             let path = file.path();
             written.touched.push(file);
             if let Err(e) = result {
-                let message = format!("cannot write {}: {e}", path.display());
+                let verb = if bytes.is_some() { "write" } else { "remove" };
+                let message = format!("cannot {verb} {}: {e}", path.display());
                 let restored = written.restore().is_ok();
                 return Err(WriteFailure { message, restored });
             }
@@ -156,6 +221,8 @@ impl Drop for Written {
 mod tests {
     use super::*;
     use crate::asterisk::files::replace;
+    use crate::asterisk::render::{TenantFiles, ENDPOINTS_FILE, ROUTING_FILE};
+    use crate::domain::TenantSlug;
 
     fn cfg(dir: &std::path::Path) -> AsteriskConfig {
         let vars = [
@@ -171,20 +238,44 @@ mod tests {
         crate::config::Config::from_vars(&vars).unwrap().asterisk
     }
 
-    fn rendered(tag: &str) -> Rendered {
-        Rendered {
+    fn tenant(slug: &str, tag: &str) -> TenantFiles {
+        TenantFiles {
+            tenant: TenantSlug::parse(slug).unwrap(),
             endpoints: format!("endpoints {tag}"),
             routing: format!("routing {tag}"),
+            sentinel: String::new(),
+            routing_proof: String::new(),
+        }
+    }
+
+    fn rendered(tag: &str) -> Rendered {
+        Rendered {
+            files: vec![tenant("default", tag)],
             fingerprints: Default::default(),
             content_hash: String::new(),
-            marker: String::new(),
-            sentinel: String::new(),
         }
     }
 
     fn read(dir: &std::path::Path) -> (String, String) {
         let r = |d: &str, f: &str| std::fs::read_to_string(dir.join(d).join(f)).unwrap_or_default();
         (r("pjsip", ENDPOINTS_FILE), r("dialplan", ROUTING_FILE))
+    }
+
+    /// Every file in both directories, with its content, sorted.
+    fn all(dir: &std::path::Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for d in ["pjsip", "dialplan"] {
+            for e in std::fs::read_dir(dir.join(d)).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().into_string().unwrap();
+                out.push((
+                    format!("{d}/{name}"),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                ));
+            }
+        }
+        out.sort();
+        out
     }
 
     fn setup() -> (tempfile::TempDir, AsteriskConfig) {
@@ -211,7 +302,7 @@ mod tests {
     #[test]
     fn kept_files_stay_and_dropped_ones_are_restored() {
         let (dir, cfg) = setup();
-        let current = Current::load(&cfg).unwrap();
+        let current = Current::load(&cfg, &rendered("new")).unwrap();
         assert!(current.hold(&rendered("old")));
         assert!(!current.hold(&rendered("new")));
         current.write(&rendered("new")).unwrap().keep();
@@ -220,7 +311,7 @@ mod tests {
             ("endpoints new".into(), "routing new".into())
         );
 
-        let written = Current::load(&cfg)
+        let written = Current::load(&cfg, &rendered("newer"))
             .unwrap()
             .write(&rendered("newer"))
             .unwrap();
@@ -240,8 +331,11 @@ mod tests {
         let routing = inode("dialplan", ROUTING_FILE);
         let endpoints = inode("pjsip", ENDPOINTS_FILE);
         let mut only_endpoints = rendered("new");
-        only_endpoints.routing = "routing old".into();
-        let written = Current::load(&cfg).unwrap().write(&only_endpoints).unwrap();
+        only_endpoints.files[0].routing = "routing old".into();
+        let written = Current::load(&cfg, &only_endpoints)
+            .unwrap()
+            .write(&only_endpoints)
+            .unwrap();
         assert_eq!(inode("dialplan", ROUTING_FILE), routing, "not rewritten");
         assert_ne!(
             inode("pjsip", ENDPOINTS_FILE),
@@ -264,7 +358,7 @@ mod tests {
     #[test]
     fn a_failed_second_write_restores_the_first() {
         let (dir, cfg) = setup();
-        let current = Current::load(&cfg).unwrap();
+        let current = Current::load(&cfg, &rendered("new")).unwrap();
         std::fs::remove_file(dir.path().join("dialplan").join(ROUTING_FILE)).unwrap();
         std::fs::remove_dir(dir.path().join("dialplan")).unwrap();
         let Err(failure) = current.write(&rendered("new")) else {
@@ -276,5 +370,102 @@ mod tests {
             failure.message
         );
         assert_eq!(read(dir.path()).0, "endpoints old");
+    }
+
+    #[test]
+    fn every_tenant_gets_its_files_and_a_gone_tenant_loses_them_until_rolled_back() {
+        let (dir, cfg) = setup();
+        let two = Rendered {
+            files: vec![
+                tenant("default", "old"),
+                tenant("acme", "acme 1"),
+                tenant("beta", "beta 1"),
+            ],
+            ..rendered("old")
+        };
+        Current::load(&cfg, &two)
+            .unwrap()
+            .write(&two)
+            .unwrap()
+            .keep();
+        let with_both = all(dir.path());
+        assert_eq!(
+            with_both,
+            [
+                (
+                    "dialplan/generated_routing-acme.conf".into(),
+                    "routing acme 1".into()
+                ),
+                (
+                    "dialplan/generated_routing-beta.conf".into(),
+                    "routing beta 1".into()
+                ),
+                (
+                    "dialplan/generated_routing.conf".into(),
+                    "routing old".into()
+                ),
+                (
+                    "pjsip/generated_endpoints-acme.conf".into(),
+                    "endpoints acme 1".into()
+                ),
+                (
+                    "pjsip/generated_endpoints-beta.conf".into(),
+                    "endpoints beta 1".into()
+                ),
+                (
+                    "pjsip/generated_endpoints.conf".into(),
+                    "endpoints old".into()
+                ),
+            ]
+        );
+        assert!(Current::load(&cfg, &two).unwrap().hold(&two));
+        // acme has no users left: its files go, beta's change, and files that are not a
+        // tenant's are none of the portal's business.
+        std::fs::write(
+            dir.path()
+                .join("pjsip")
+                .join("generated_endpoints-Bad.conf"),
+            "x",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("pjsip").join("pjsip_extra.conf"), "y").unwrap();
+        let one = Rendered {
+            files: vec![tenant("default", "old"), tenant("beta", "beta 2")],
+            ..rendered("old")
+        };
+        let current = Current::load(&cfg, &one).unwrap();
+        assert!(!current.hold(&one), "a stale file is a difference");
+        let written = current.write(&one).unwrap();
+        let names: Vec<String> = all(dir.path()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "dialplan/generated_routing-beta.conf",
+                "dialplan/generated_routing.conf",
+                "pjsip/generated_endpoints-Bad.conf",
+                "pjsip/generated_endpoints-beta.conf",
+                "pjsip/generated_endpoints.conf",
+                "pjsip/pjsip_extra.conf",
+            ]
+        );
+        // A failed reload or probe puts every file back, the removed ones too.
+        drop(written);
+        std::fs::remove_file(
+            dir.path()
+                .join("pjsip")
+                .join("generated_endpoints-Bad.conf"),
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join("pjsip").join("pjsip_extra.conf")).unwrap();
+        assert_eq!(all(dir.path()), with_both);
+        // With no tenant but the default one, every other tenant's file goes.
+        let alone = rendered("old");
+        Current::load(&cfg, &alone)
+            .unwrap()
+            .write(&alone)
+            .unwrap()
+            .keep();
+        assert_eq!(all(dir.path()).len(), 2);
+        assert!(Current::load(&cfg, &alone).unwrap().hold(&alone));
     }
 }

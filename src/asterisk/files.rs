@@ -52,34 +52,35 @@ pub fn read(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 #[derive(Debug, Clone)]
 pub struct Managed {
     pub dir: PathBuf,
-    pub name: &'static str,
+    pub name: String,
     pub before: Option<Vec<u8>>,
 }
 
 impl Managed {
-    pub fn load(dir: &Path, name: &'static str) -> io::Result<Self> {
+    pub fn load(dir: &Path, name: &str) -> io::Result<Self> {
         Ok(Self {
             dir: dir.to_owned(),
-            name,
+            name: name.to_owned(),
             before: read(dir, name)?,
         })
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(self.name)
+        self.dir.join(&self.name)
     }
 
-    /// Whether the file already held `contents` before the apply.
-    pub fn holds(&self, contents: &[u8]) -> bool {
-        self.before.as_deref() == Some(contents)
+    /// Whether the file already held `contents` before the apply (`None`: did not exist).
+    pub fn holds(&self, contents: Option<&[u8]>) -> bool {
+        self.before.as_deref() == contents
     }
 
-    pub fn write(&self, contents: &[u8]) -> io::Result<()> {
-        replace(&self.dir, self.name, Some(contents))
+    /// Writes `contents`, or removes the file for `None`.
+    pub fn write(&self, contents: Option<&[u8]>) -> io::Result<()> {
+        replace(&self.dir, &self.name, contents)
     }
 
     pub fn restore(&self) -> io::Result<()> {
-        replace(&self.dir, self.name, self.before.as_deref())
+        replace(&self.dir, &self.name, self.before.as_deref())
     }
 }
 
@@ -109,12 +110,12 @@ mod tests {
     fn restore_brings_back_the_old_file_or_removes_the_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let m = Managed::load(dir.path(), "a.conf").unwrap();
-        m.write(b"new").unwrap();
+        m.write(Some(b"new")).unwrap();
         m.restore().unwrap();
         assert!(!dir.path().join("a.conf").exists());
         replace(dir.path(), "a.conf", Some(b"old")).unwrap();
         let m = Managed::load(dir.path(), "a.conf").unwrap();
-        m.write(b"new").unwrap();
+        m.write(Some(b"new")).unwrap();
         m.restore().unwrap();
         assert_eq!(fs::read(dir.path().join("a.conf")).unwrap(), b"old");
     }

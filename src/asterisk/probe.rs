@@ -18,6 +18,12 @@
 //! would prove no more and cost 43 µs each. The endpoints file's is the sentinel aor
 //! ([`super::render::Rendered::sentinel`]), read back first.
 //!
+//! With tenants, every tenant's files are proven too: each endpoints file by its own
+//! sentinel aor, each other tenant's routing file by its last context, which the probe
+//! asks about with `DIALPLAN_EXISTS(portal_proof_<hash>,s,1)` (the probe context lives in
+//! the default tenant's routing file alone). Extensions are checked by object name
+//! (`acme-100`) against their tenant's context (`synergy-t-acme`).
+//!
 //! PJSIP objects are rejected one by one (F-CFG-4), so an endpoint and aor the apply
 //! added or changed is checked individually, and so is every one when the apply cannot
 //! trust the previous proof (the [`Expectation`] says which: `apply` decides).
@@ -41,8 +47,7 @@ use tokio::sync::{oneshot, watch};
 use super::agi::{self, AgiError, Reply, Session, MAX_COMMAND};
 use super::reload::Link;
 use super::render::{
-    EndpointOptions, ENDPOINTS_FILE, INTERNAL_CONTEXT, PROBE_CONTEXT, PROBE_EXTEN_PREFIX,
-    ROUTING_FILE, SENTINEL_OPTION,
+    EndpointOptions, PROBE_CONTEXT, PROBE_EXTEN_PREFIX, ROUTING_FILE, SENTINEL_OPTION,
 };
 use crate::shutdown::Shutdown;
 
@@ -52,7 +57,7 @@ use crate::shutdown::Shutdown;
 pub struct Verdict {
     pub checked: u32,
     pub visited: u32,
-    /// Generated files found read whole (0 to 2).
+    /// Generated files found read whole (2 per tenant when healthy).
     pub whole_files: u32,
     pub missing: Vec<String>,
 }
@@ -72,22 +77,45 @@ impl Verdict {
     }
 }
 
+/// One extension the probe visits: its PJSIP object name (the endpoint, auth and aor),
+/// its tenant's context, and its number in that context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub name: String,
+    pub context: String,
+    pub number: u32,
+}
+
+impl Object {
+    /// A default-tenant extension, named after its number in `synergy-internal`.
+    pub fn default_tenant(number: u32) -> Self {
+        Self {
+            name: number.to_string(),
+            context: super::render::INTERNAL_CONTEXT.to_owned(),
+            number,
+        }
+    }
+}
+
 /// What the live Asterisk must hold after an apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectation {
-    /// Extensions visited whose endpoint and aor must exist, with the aor's
-    /// `max_contacts`, and for those the apply added or changed, the endpoint options to
-    /// read back.
-    pub present: Vec<(u32, u8, Option<EndpointOptions>)>,
-    /// Extensions that must be gone: endpoint, aor and dialplan entry.
-    pub absent: Vec<u32>,
+    /// Extensions visited whose endpoint (in its context) and aor must exist, with the
+    /// aor's `max_contacts`, and for those the apply added or changed, the endpoint
+    /// options to read back.
+    pub present: Vec<(Object, u8, Option<EndpointOptions>)>,
+    /// Extensions that must be gone: endpoint, aor and dialplan entry in their context.
+    pub absent: Vec<Object>,
     /// Extensions proven without a visit: unchanged since the previous proof, in files
     /// proven read whole.
     pub unvisited: u32,
     /// The routing marker the probe call must carry (see the module doc).
     pub marker: String,
-    /// The endpoints file's last object, an aor (see the module doc).
-    pub sentinel: String,
+    /// Every endpoints file's last object, an aor, with the file's name (see the module
+    /// doc).
+    pub sentinels: Vec<(String, String)>,
+    /// Every other tenant's routing file's last context, with the file's name.
+    pub dialplan_proofs: Vec<(String, String)>,
 }
 
 impl Expectation {
@@ -103,18 +131,20 @@ impl Expectation {
 /// What one object is checked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    /// The sentinel aor, with [`SENTINEL_OPTION`].
-    Sentinel(String),
+    /// An endpoints file's sentinel aor, with [`SENTINEL_OPTION`].
+    Sentinel { file: String, name: String },
+    /// A tenant's routing file's last context, with its `s,1`.
+    DialplanProof { file: String, context: String },
     /// Endpoint with the expected context, and aor with this `max_contacts`.
-    Present { ext: u32, max_contacts: u8 },
+    Present { object: Object, max_contacts: u8 },
     /// As `Present`, and the endpoint holds these options.
     Changed {
-        ext: u32,
+        object: Object,
         max_contacts: u8,
         options: EndpointOptions,
     },
     /// No endpoint, no aor, no dialplan entry.
-    Absent { ext: u32 },
+    Absent { object: Object },
 }
 
 /// The endpoint options read back from a changed endpoint, in the order of the reply.
@@ -152,22 +182,26 @@ const COMMAND_PREFIX: &str = "GET FULL VARIABLE ";
 const BATCH_BYTES: usize = MAX_COMMAND - 200;
 
 fn fragment(check: &Check) -> String {
-    let pjsip =
-        |ext| format!("${{PJSIP_ENDPOINT({ext},context)}},${{PJSIP_AOR({ext},max_contacts)}}");
+    let pjsip = |name: &str| {
+        format!("${{PJSIP_ENDPOINT({name},context)}},${{PJSIP_AOR({name},max_contacts)}}")
+    };
     match check {
-        Check::Sentinel(name) => format!("${{PJSIP_AOR({name},{})}}", SENTINEL_OPTION.0),
-        Check::Present { ext, .. } => pjsip(ext),
-        Check::Changed { ext, .. } => {
-            let mut f = pjsip(ext);
+        Check::Sentinel { name, .. } => format!("${{PJSIP_AOR({name},{})}}", SENTINEL_OPTION.0),
+        Check::DialplanProof { context, .. } => format!("${{DIALPLAN_EXISTS({context},s,1)}}"),
+        Check::Present { object, .. } => pjsip(&object.name),
+        Check::Changed { object, .. } => {
+            let mut f = pjsip(&object.name);
             for option in OPTIONS {
-                f.push_str(&format!(",${{PJSIP_ENDPOINT({ext},{option})}}"));
+                f.push_str(&format!(",${{PJSIP_ENDPOINT({},{option})}}", object.name));
             }
             f
         }
-        Check::Absent { ext } => {
+        Check::Absent { object } => {
             format!(
-                "{},${{DIALPLAN_EXISTS({INTERNAL_CONTEXT},{ext},1)}}",
-                pjsip(ext)
+                "{},${{DIALPLAN_EXISTS({},{},1)}}",
+                pjsip(&object.name),
+                object.context,
+                object.number
             )
         }
     }
@@ -180,24 +214,41 @@ pub struct Batch {
     pub checks: Vec<Check>,
 }
 
-/// Splits the checks, the sentinel first, into as few commands as fit under the line
+/// Splits the checks, the files' proofs first, into as few commands as fit under the line
 /// limit. Values are separated by `,` within an extension and `;` between extensions:
 /// neither can occur in a context name, a number, an option we read or a 0/1 flag.
 pub fn batches(exp: &Expectation) -> Vec<Batch> {
-    let present = exp.present.iter().map(|(ext, max_contacts, options)| {
-        let (ext, max_contacts) = (*ext, *max_contacts);
+    let present = exp.present.iter().map(|(object, max_contacts, options)| {
+        let (object, max_contacts) = (object.clone(), *max_contacts);
         match options {
-            None => Check::Present { ext, max_contacts },
+            None => Check::Present {
+                object,
+                max_contacts,
+            },
             Some(options) => Check::Changed {
-                ext,
+                object,
                 max_contacts,
                 options: options.clone(),
             },
         }
     });
-    let all = std::iter::once(Check::Sentinel(exp.sentinel.clone()))
+    let sentinels = exp.sentinels.iter().map(|(file, name)| Check::Sentinel {
+        file: file.clone(),
+        name: name.clone(),
+    });
+    let proofs = exp
+        .dialplan_proofs
+        .iter()
+        .map(|(file, context)| Check::DialplanProof {
+            file: file.clone(),
+            context: context.clone(),
+        });
+    let all = sentinels
+        .chain(proofs)
         .chain(present)
-        .chain(exp.absent.iter().map(|&ext| Check::Absent { ext }));
+        .chain(exp.absent.iter().map(|object| Check::Absent {
+            object: object.clone(),
+        }));
     let mut out: Vec<Batch> = Vec::new();
     for check in all {
         let frag = fragment(&check);
@@ -216,11 +267,11 @@ pub fn batches(exp: &Expectation) -> Vec<Batch> {
     out
 }
 
-/// What one reply says: what is wrong, and whether it proved the endpoints file whole.
+/// What one reply says: what is wrong, and how many generated files it proved whole.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Findings {
     pub wrong: Vec<String>,
-    pub whole_file: bool,
+    pub whole_files: u32,
 }
 
 /// Compares one reply value with its batch.
@@ -233,88 +284,106 @@ pub fn evaluate(batch: &Batch, value: &str) -> Result<Findings, String> {
             batch.checks.len()
         ));
     }
-    let (mut wrong, mut whole_file) = (Vec::new(), false);
+    let (mut wrong, mut whole_files) = (Vec::new(), 0);
     for (check, group) in batch.checks.iter().zip(groups) {
         let parts: Vec<&str> = group.split(',').collect();
-        let present =
-            |wrong: &mut Vec<String>, ext: u32, context: &str, max_contacts: &str, want: u8| {
-                match context {
-                    INTERNAL_CONTEXT => {}
-                    "" => wrong.push(format!("endpoint {ext} is missing")),
-                    other => wrong.push(format!("endpoint {ext} has context {other:?}")),
-                }
-                match max_contacts {
-                    "" => wrong.push(format!("aor {ext} is missing")),
-                    m if m == want.to_string() => {}
-                    m => wrong.push(format!("aor {ext} has max_contacts {m}, expected {want}")),
-                }
-                !context.is_empty()
-            };
+        let present = |wrong: &mut Vec<String>,
+                       object: &Object,
+                       context: &str,
+                       max_contacts: &str,
+                       want: u8| {
+            let name = &object.name;
+            match context {
+                c if c == object.context => {}
+                "" => wrong.push(format!("endpoint {name} is missing")),
+                other => wrong.push(format!("endpoint {name} has context {other:?}")),
+            }
+            match max_contacts {
+                "" => wrong.push(format!("aor {name} is missing")),
+                m if m == want.to_string() => {}
+                m => wrong.push(format!("aor {name} has max_contacts {m}, expected {want}")),
+            }
+            !context.is_empty()
+        };
         match (check, parts.as_slice()) {
-            (Check::Sentinel(name), &[value]) => {
+            (Check::Sentinel { file, name }, &[value]) => {
                 let (option, want) = SENTINEL_OPTION;
-                whole_file = value == want;
-                if !whole_file {
+                if value == want {
+                    whole_files += 1;
+                } else {
                     let got = if value.is_empty() {
                         "is missing".to_owned()
                     } else {
                         format!("has {option} {value}, rendered {want}")
                     };
                     wrong.push(format!(
-                        "Asterisk did not read {ENDPOINTS_FILE} whole: its last object, aor \
+                        "Asterisk did not read {file} whole: its last object, aor \
                          {name}, {got} (a parse error, a file cut short or an older file: \
                          what comes after the break is not live)"
                     ));
                 }
             }
+            (Check::DialplanProof { file, context }, &[value]) => {
+                if value == "1" {
+                    whole_files += 1;
+                } else {
+                    wrong.push(format!(
+                        "Asterisk did not read {file} whole: its last context, {context}, \
+                         is missing (a parse error, a file cut short or an older file: what \
+                         comes after the break is not live)"
+                    ));
+                }
+            }
             (
-                &Check::Present {
-                    ext,
+                Check::Present {
+                    object,
                     max_contacts: want,
                 },
                 &[context, max_contacts],
             ) => {
-                present(&mut wrong, ext, context, max_contacts, want);
+                present(&mut wrong, object, context, max_contacts, *want);
             }
             (
                 Check::Changed {
-                    ext,
+                    object,
                     max_contacts: want,
                     options,
                 },
                 [context, max_contacts, values @ ..],
             ) if values.len() == OPTIONS.len() => {
-                let ext = *ext;
                 // A missing endpoint is said once, not once per option.
-                if present(&mut wrong, ext, context, max_contacts, *want) {
+                if present(&mut wrong, object, context, max_contacts, *want) {
                     for ((option, got), expected) in
                         OPTIONS.iter().zip(values).zip(expected_values(options))
                     {
                         if *got != expected {
                             wrong.push(format!(
-                                "endpoint {ext} has {option}={got:?}, rendered {expected:?}"
+                                "endpoint {} has {option}={got:?}, rendered {expected:?}",
+                                object.name
                             ));
                         }
                     }
                 }
             }
-            (&Check::Absent { ext }, &[context, max_contacts, in_dialplan]) => {
+            (Check::Absent { object }, &[context, max_contacts, in_dialplan]) => {
+                let name = &object.name;
                 if !context.is_empty() {
-                    wrong.push(format!("endpoint {ext} was removed but is still live"));
+                    wrong.push(format!("endpoint {name} was removed but is still live"));
                 }
                 if !max_contacts.is_empty() {
-                    wrong.push(format!("aor {ext} was removed but is still live"));
+                    wrong.push(format!("aor {name} was removed but is still live"));
                 }
                 if in_dialplan == "1" {
                     wrong.push(format!(
-                        "dialplan extension {ext} was removed but is still live"
+                        "dialplan extension {} of {} was removed but is still live",
+                        object.number, object.context
                     ));
                 }
             }
             _ => return Err(format!("unexpected probe reply for {check:?}: {group:?}")),
         }
     }
-    Ok(Findings { wrong, whole_file })
+    Ok(Findings { wrong, whole_files })
 }
 
 struct Pending {
@@ -452,7 +521,7 @@ async fn run_checks(session: &mut Session, expect: &Expectation) -> Verdict {
         match evaluate(&batch, &value) {
             Ok(found) => {
                 missing.extend(found.wrong);
-                whole_files += u32::from(found.whole_file);
+                whole_files += found.whole_files;
             }
             Err(e) => {
                 failure = Some(e);
@@ -536,12 +605,35 @@ impl ProbeServer {
 mod tests {
     use super::*;
 
+    fn d(n: u32) -> Object {
+        Object::default_tenant(n)
+    }
+
+    fn acme(n: u32) -> Object {
+        Object {
+            name: format!("acme-{n}"),
+            context: "synergy-t-acme".into(),
+            number: n,
+        }
+    }
+
+    fn sentinel(name: &str) -> Check {
+        Check::Sentinel {
+            file: "generated_endpoints.conf".into(),
+            name: name.into(),
+        }
+    }
+
+    fn one_file(name: &str) -> Vec<(String, String)> {
+        vec![("generated_endpoints.conf".into(), name.into())]
+    }
+
     #[test]
     fn batches_stay_under_the_command_limit_and_cover_everything() {
         let exp = Expectation {
-            present: (1000..2000).map(|e| (e, 1, None)).collect(),
-            absent: vec![5000, 5001],
-            sentinel: "portal_proof_0123456789abcdef".into(),
+            present: (1000..2000).map(|e| (d(e), 1, None)).collect(),
+            absent: vec![d(5000), d(5001)],
+            sentinels: one_file("portal_proof_0123456789abcdef"),
             ..Expectation::default()
         };
         let b = batches(&exp);
@@ -552,16 +644,16 @@ mod tests {
         assert_eq!(
             [&all[0], &all[1], &all[1000], &all[1002]],
             [
-                &Check::Sentinel("portal_proof_0123456789abcdef".into()),
+                &sentinel("portal_proof_0123456789abcdef"),
                 &Check::Present {
-                    ext: 1000,
+                    object: d(1000),
                     max_contacts: 1
                 },
                 &Check::Present {
-                    ext: 1999,
+                    object: d(1999),
                     max_contacts: 1
                 },
-                &Check::Absent { ext: 5001 }
+                &Check::Absent { object: d(5001) }
             ]
         );
         assert!(b[0].command.starts_with(
@@ -572,7 +664,7 @@ mod tests {
             ";${PJSIP_ENDPOINT(5001,context)},${PJSIP_AOR(5001,max_contacts)},${DIALPLAN_EXISTS(synergy-internal,5001,1)}"
         ));
         let nothing_changed = batches(&Expectation {
-            sentinel: "portal_proof_0".into(),
+            sentinels: one_file("portal_proof_0"),
             unvisited: 1000,
             ..Expectation::default()
         });
@@ -580,16 +672,71 @@ mod tests {
             nothing_changed,
             [Batch {
                 command: "GET FULL VARIABLE ${PJSIP_AOR(portal_proof_0,max_contacts)}".into(),
-                checks: vec![Check::Sentinel("portal_proof_0".into())]
+                checks: vec![sentinel("portal_proof_0")]
             }],
             "the whole-file proof is always asked"
         );
     }
 
     #[test]
+    fn another_tenant_is_checked_by_name_in_its_context_and_each_file_proven() {
+        let exp = Expectation {
+            present: vec![(acme(100), 1, None), (d(100), 2, None)],
+            absent: vec![acme(101)],
+            sentinels: vec![
+                ("generated_endpoints.conf".into(), "portal_proof_d".into()),
+                (
+                    "generated_endpoints-acme.conf".into(),
+                    "portal_proof_a".into(),
+                ),
+            ],
+            dialplan_proofs: vec![(
+                "generated_routing-acme.conf".into(),
+                "portal_proof_r".into(),
+            )],
+            unvisited: 5,
+            ..Expectation::default()
+        };
+        let b = batches(&exp);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            b[0].command,
+            "GET FULL VARIABLE ${PJSIP_AOR(portal_proof_d,max_contacts)};\
+             ${PJSIP_AOR(portal_proof_a,max_contacts)};${DIALPLAN_EXISTS(portal_proof_r,s,1)};\
+             ${PJSIP_ENDPOINT(acme-100,context)},${PJSIP_AOR(acme-100,max_contacts)};\
+             ${PJSIP_ENDPOINT(100,context)},${PJSIP_AOR(100,max_contacts)};\
+             ${PJSIP_ENDPOINT(acme-101,context)},${PJSIP_AOR(acme-101,max_contacts)},\
+             ${DIALPLAN_EXISTS(synergy-t-acme,101,1)}"
+        );
+        let ok = evaluate(&b[0], "1;1;1;synergy-t-acme,1;synergy-internal,2;,,0").unwrap();
+        assert_eq!(
+            ok,
+            Findings {
+                wrong: vec![],
+                whole_files: 3
+            }
+        );
+        // acme-100 in the default tenant's context would reach its numbers: refused. The
+        // tenant's routing file not read whole, its removed extension still dialled.
+        let bad = evaluate(&b[0], "1;1;0;synergy-internal,1;synergy-internal,2;,,1").unwrap();
+        assert_eq!(
+            bad.wrong,
+            [
+                "Asterisk did not read generated_routing-acme.conf whole: its last context, \
+                 portal_proof_r, is missing (a parse error, a file cut short or an older file: \
+                 what comes after the break is not live)",
+                "endpoint acme-100 has context \"synergy-internal\"",
+                "dialplan extension 101 of synergy-t-acme was removed but is still live",
+            ]
+        );
+        assert_eq!(bad.whole_files, 2);
+        assert_eq!((exp.visited(), exp.checked()), (3, 8));
+    }
+
+    #[test]
     fn evaluation_names_what_is_missing_or_still_live() {
         let present = |ext| Check::Present {
-            ext,
+            object: d(ext),
             max_contacts: 1,
         };
         let b = Batch {
@@ -598,8 +745,8 @@ mod tests {
                 present(1000),
                 present(1001),
                 present(1002),
-                Check::Absent { ext: 1003 },
-                Check::Absent { ext: 1004 },
+                Check::Absent { object: d(1003) },
+                Check::Absent { object: d(1004) },
             ],
         };
         let reply = "synergy-internal,1;,;default,1;,,0;synergy-internal,1,1";
@@ -611,7 +758,7 @@ mod tests {
                 "endpoint 1002 has context \"default\"",
                 "endpoint 1004 was removed but is still live",
                 "aor 1004 was removed but is still live",
-                "dialplan extension 1004 was removed but is still live",
+                "dialplan extension 1004 of synergy-internal was removed but is still live",
             ]
         );
         assert!(
@@ -637,13 +784,13 @@ mod tests {
     fn the_sentinel_proves_the_endpoints_file_whole_or_says_how_it_was_not() {
         let b = Batch {
             command: String::new(),
-            checks: vec![Check::Sentinel("portal_proof_ab".into())],
+            checks: vec![sentinel("portal_proof_ab")],
         };
         assert_eq!(
             evaluate(&b, "1").unwrap(),
             Findings {
                 wrong: vec![],
-                whole_file: true
+                whole_files: 1
             }
         );
         // Cut off or not parsed to the end: the aor of this content is not there.
@@ -656,7 +803,7 @@ mod tests {
               what comes after the break is not live)"
             ]
         );
-        assert!(!missing.whole_file);
+        assert_eq!(missing.whole_files, 0);
         // Cut inside the section: Asterisk's default.
         let cut = evaluate(&b, "0").unwrap();
         assert_eq!(
@@ -679,8 +826,8 @@ mod tests {
             codecs: vec!["g722", "ulaw", "alaw"],
         };
         let exp = Expectation {
-            present: vec![(4001, 1, Some(tls.clone())), (4002, 2, None)],
-            sentinel: "s".into(),
+            present: vec![(d(4001), 1, Some(tls.clone())), (d(4002), 2, None)],
+            sentinels: one_file("s"),
             ..Expectation::default()
         };
         let b = batches(&exp);

@@ -1,4 +1,13 @@
-//! Renders the two generated include files from the users. Pure: same input, same bytes.
+//! Renders the generated include files from the users, two per tenant. Pure: same input,
+//! same bytes.
+//!
+//! The default tenant's users go into [`ENDPOINTS_FILE`] and [`ROUTING_FILE`] exactly as
+//! before tenants (objects named after the extension, context [`INTERNAL_CONTEXT`]), so an
+//! upgrade changes no byte of them and no phone needs touching. Every other tenant gets
+//! its own pair, `generated_endpoints-<slug>.conf` and `generated_routing-<slug>.conf` in
+//! the same directories, objects named [`crate::domain::sip_name`] (`acme-100`) and its own
+//! context `synergy-t-<slug>`, which holds that tenant's extensions by number and nothing
+//! else: no include, no pattern, so a phone dials its own company's numbers only.
 //!
 //! The text is written straight into one buffer per file (this runs on every apply and
 //! every `GET /apply/pending`), then parsed back with the strict parser in
@@ -7,7 +16,6 @@
 //! back whole. A file that fails that is never written. That, and the names the domain
 //! types allow, keeps a hostile name from opening a new section or line in Asterisk.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 
@@ -15,17 +23,25 @@ use sha2::{Digest, Sha256};
 
 use super::conf;
 use crate::config::EndpointPolicy;
-use crate::domain::{Name, Subscriber};
+use crate::domain::{Name, Subscriber, TenantSlug};
+use crate::record::{Fingerprints, TenantFingerprints};
 
 pub const ENDPOINTS_FILE: &str = "generated_endpoints.conf";
 pub const ROUTING_FILE: &str = "generated_routing.conf";
-/// Where phones' calls go; their endpoints point here.
+/// Where the default tenant's phones' calls go; their endpoints point here.
 pub const INTERNAL_CONTEXT: &str = "synergy-internal";
+/// Another tenant's context is this and its slug: the `t-` keeps every tenant's context
+/// apart from the portal's own (a tenant may be called `internal`).
+pub const TENANT_CONTEXT_PREFIX: &str = "synergy-t-";
+/// Another tenant's files are these, then `-<slug>.conf`.
+pub const ENDPOINTS_STEM: &str = "generated_endpoints";
+pub const ROUTING_STEM: &str = "generated_routing";
 /// The health-probe context: `Local/probe-<token>@synergy-portal-probe`.
 pub const PROBE_CONTEXT: &str = "synergy-portal-probe";
 pub const PROBE_EXTEN_PREFIX: &str = "probe-";
-/// The name of the endpoints file's last object starts with this, then a hash of the
-/// bytes above it: see [`Rendered::sentinel`]. The underscores keep it apart from every
+/// The name of an endpoints file's last object (and of the last context of a tenant's
+/// routing file) starts with this, then a hash of the bytes above it: see
+/// [`TenantFiles::sentinel`]. The underscores keep it apart from every
 /// name the portal gives a user's objects (digits, letters and `-`).
 pub const SENTINEL_PREFIX: &str = "portal_proof_";
 /// The option the probe reads back from the sentinel aor, and the value it must have: the
@@ -85,23 +101,104 @@ fn transport_of<'a>(sub: &'a Subscriber, policy: &'a EndpointPolicy) -> &'a str 
         .unwrap_or_else(|| policy.transports.default_id().as_str())
 }
 
-/// The two files, ready to write.
+/// Every file, ready to write.
 #[derive(Debug, Clone)]
 pub struct Rendered {
+    /// The default tenant's files first (always there, even without users: its routing
+    /// file holds the probe context), then every other tenant that has users, by slug.
+    pub files: Vec<TenantFiles>,
+    /// One hash per extension of what is rendered for it, by tenant: what `GET
+    /// /apply/pending` compares.
+    pub fingerprints: Fingerprints,
+    /// Hash of every file (for the default tenant alone, the same hash as before tenants).
+    pub content_hash: String,
+}
+
+impl Rendered {
+    /// The default tenant's files.
+    pub fn default_files(&self) -> &TenantFiles {
+        // `render_parts` always puts them first.
+        &self.files[0]
+    }
+
+    /// Hash of the `synergy-internal` context as rendered; the probe call carries it.
+    pub fn marker(&self) -> &str {
+        &self.default_files().routing_proof
+    }
+}
+
+/// One tenant's two files and what proves each was read whole.
+#[derive(Debug, Clone)]
+pub struct TenantFiles {
+    pub tenant: TenantSlug,
     pub endpoints: String,
     pub routing: String,
-    /// One hash per extension of what is rendered for it: what `GET /apply/pending` compares.
-    pub fingerprints: BTreeMap<u32, Fingerprint>,
-    /// Hash of both files.
-    pub content_hash: String,
-    /// Hash of the `synergy-internal` context as rendered; the probe call carries it.
-    pub marker: String,
     /// The endpoints file's last object: an aor named after a hash of every byte above
     /// it, referenced by no endpoint (nothing can register to it). Asterisk holds it, with
     /// [`SENTINEL_OPTION`], only when it read this very file to its end: a parse error
     /// drops everything after it (F-CFG-3), a cut file has no last section, an older
-    /// file has another name. The routing file's proof is [`Rendered::marker`].
+    /// file has another name.
     pub sentinel: String,
+    /// The routing file's proof. The default tenant's: the marker, a hash of the
+    /// `synergy-internal` context, which the probe call carries (the probe context is the
+    /// file's last section). Another tenant's: the name of the file's last context,
+    /// `portal_proof_<hash of the bytes above>` with `s,1` only, which the probe reads
+    /// with `DIALPLAN_EXISTS`; no context includes it, so no phone reaches it.
+    pub routing_proof: String,
+}
+
+impl TenantFiles {
+    pub fn endpoints_name(&self) -> String {
+        endpoints_file(self.tenant.as_str())
+    }
+
+    pub fn routing_name(&self) -> String {
+        routing_file(self.tenant.as_str())
+    }
+}
+
+/// The endpoints file of a tenant (by slug).
+pub fn endpoints_file(tenant: &str) -> String {
+    tenant_file(ENDPOINTS_FILE, ENDPOINTS_STEM, tenant)
+}
+
+/// The routing file of a tenant (by slug).
+pub fn routing_file(tenant: &str) -> String {
+    tenant_file(ROUTING_FILE, ROUTING_STEM, tenant)
+}
+
+fn tenant_file(default: &str, stem: &str, tenant: &str) -> String {
+    match tenant == TenantSlug::DEFAULT {
+        true => default.to_owned(),
+        false => format!("{stem}-{tenant}.conf"),
+    }
+}
+
+/// The tenant whose file of `stem` (one of [`ENDPOINTS_STEM`], [`ROUTING_STEM`]) `name` is,
+/// when it is another tenant's: how a tenant's files are found once it has no users left.
+pub fn other_tenant_of(stem: &str, name: &str) -> Option<TenantSlug> {
+    let slug = name
+        .strip_prefix(stem)?
+        .strip_prefix('-')?
+        .strip_suffix(".conf")?;
+    TenantSlug::parse(slug).ok().filter(|t| !t.is_default())
+}
+
+/// The dialplan context of a tenant's phones (by slug).
+pub fn context_of(tenant: &str) -> String {
+    match tenant == TenantSlug::DEFAULT {
+        true => INTERNAL_CONTEXT.to_owned(),
+        false => format!("{TENANT_CONTEXT_PREFIX}{tenant}"),
+    }
+}
+
+/// The PJSIP object name of a tenant's extension (by slug): [`crate::domain::sip_name`],
+/// for a tenant known only by its stored slug (a removed one).
+pub fn object_name(tenant: &str, number: u32) -> String {
+    match tenant == TenantSlug::DEFAULT {
+        true => number.to_string(),
+        false => format!("{tenant}-{number}"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,11 +209,11 @@ pub enum RenderError {
     Duplicate(u32),
     #[error("{file} does not read back as rendered ({source})")]
     RoundTrip {
-        file: &'static str,
+        file: String,
         source: conf::ConfError,
     },
     #[error("{file} does not read back as rendered: {what}")]
-    Mismatch { file: &'static str, what: String },
+    Mismatch { file: String, what: String },
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,7 +236,7 @@ fn agi_url(addr: SocketAddr) -> String {
     format!("agi://{ip}:{}/health", addr.port())
 }
 
-pub type Fingerprint = [u8; 32];
+pub use crate::record::Fingerprint;
 
 /// The fingerprint of what is rendered for one subscriber: everything that varies in its
 /// sections. A hash, so the applied state kept in the database holds no secret.
@@ -160,13 +257,21 @@ fn fingerprint(sub: &Subscriber, policy: &EndpointPolicy, codecs: &str) -> Finge
     h.finalize().into()
 }
 
-/// The fingerprint of every subscriber.
-pub fn fingerprints(subscribers: &[Subscriber], settings: &Settings) -> BTreeMap<u32, Fingerprint> {
+/// The fingerprint of every subscriber, by tenant and extension. A subscriber's own
+/// fingerprint does not hash its tenant (the key names it), so the default tenant's are
+/// those from before tenants and an upgrade finds nothing changed.
+pub fn fingerprints(subscribers: &[Subscriber], settings: &Settings) -> Fingerprints {
     let codecs = settings.policy.codecs.joined();
-    subscribers
-        .iter()
-        .map(|s| (s.extension.get(), fingerprint(s, settings.policy, &codecs)))
-        .collect()
+    let mut out = Fingerprints::new();
+    // The snapshot comes sorted by tenant: one lookup per run of a tenant.
+    for run in subscribers.chunk_by(|a, b| a.tenant == b.tenant) {
+        let map: &mut TenantFingerprints =
+            out.entry(run[0].tenant.as_str().to_owned()).or_default();
+        for s in run {
+            map.insert(s.extension.get(), fingerprint(s, settings.policy, &codecs));
+        }
+    }
+    out
 }
 
 fn callerid(out: &mut String, name: &str, ext: &str) {
@@ -194,20 +299,33 @@ impl Common {
     }
 }
 
+/// The names of one subscriber's objects: `name` for the endpoint, auth (and SIP
+/// username) and aor, `number` for what is dialled and shown, `context` its tenant's.
+struct Names<'a> {
+    name: &'a str,
+    number: &'a str,
+    context: &'a str,
+}
+
 /// The endpoint, auth and aor of one subscriber.
 fn pjsip_sections(
     out: &mut String,
-    ext: &str,
+    names: &Names,
     sub: &Subscriber,
-    name: &Name,
+    callerid_name: &Name,
     (transport, srtp): (&str, bool),
     common: &Common,
 ) {
+    let Names {
+        name,
+        number,
+        context,
+    } = *names;
     for line in [
         "[",
-        ext,
+        name,
         "]\ntype=endpoint\ncontext=",
-        INTERNAL_CONTEXT,
+        context,
         "\ndisallow=all\nallow=",
         &common.codecs,
         "\ntransport=",
@@ -216,23 +334,23 @@ fn pjsip_sections(
     ] {
         out.push_str(line);
     }
-    callerid(out, name.as_str(), ext);
+    callerid(out, callerid_name.as_str(), number);
     for line in [
         "\nauth=",
-        ext,
+        name,
         "\naors=",
-        ext,
+        name,
         "\n",
         common.nat,
         if srtp { SRTP_OPTIONS } else { "" },
         "\n[",
-        ext,
+        name,
         "]\ntype=auth\nauth_type=userpass\nusername=",
-        ext,
+        name,
         "\npassword=",
         sub.secret.expose(),
         "\n\n[",
-        ext,
+        name,
         "]\ntype=aor\nmax_contacts=",
     ] {
         out.push_str(line);
@@ -303,29 +421,38 @@ pub fn is_intact(text: &str) -> bool {
     h == HEADER && sum.strip_prefix("; sha256:") == Some(&hex(&Sha256::digest(body.as_bytes())))
 }
 
-fn mismatch(file: &'static str, what: String) -> RenderError {
-    RenderError::Mismatch { file, what }
+fn mismatch(file: &str, what: String) -> RenderError {
+    RenderError::Mismatch {
+        file: file.to_owned(),
+        what,
+    }
 }
 
-/// Parses the endpoints file back and checks it against the subscribers it came from.
+fn round_trip(file: &str) -> impl FnOnce(conf::ConfError) -> RenderError + '_ {
+    move |source| RenderError::RoundTrip {
+        file: file.to_owned(),
+        source,
+    }
+}
+
+/// Parses a tenant's endpoints file back and checks it against the subscribers it came
+/// from: their sections only, each named as meant, and the sentinel last.
 fn verify_endpoints(
-    text: &str,
-    sentinel: &str,
-    subs: &Checked,
+    files: &TenantFiles,
+    subs: &[(&Subscriber, Name)],
     policy: &EndpointPolicy,
 ) -> Result<(), RenderError> {
-    let file = ENDPOINTS_FILE;
-    let mut sections =
-        conf::parse(text).map_err(|source| RenderError::RoundTrip { file, source })?;
+    let file = files.endpoints_name();
+    let mut sections = conf::parse(&files.endpoints).map_err(round_trip(&file))?;
     let (option, value) = SENTINEL_OPTION;
     match sections.pop() {
         Some(last)
-            if last.name == sentinel
+            if last.name == files.sentinel
                 && last.entries == [("type", "aor"), (option, value)]
                 && sections.len() == subs.len() * 3 => {}
         _ => {
             return Err(mismatch(
-                file,
+                &file,
                 format!(
                     "{} sections for {} extensions and the sentinel",
                     sections.len() + 1,
@@ -334,78 +461,117 @@ fn verify_endpoints(
             ))
         }
     }
+    let context = context_of(files.tenant.as_str());
     let mut expect = String::new();
     for (chunk, (sub, name)) in sections.chunks(3).zip(subs) {
         let ext = sub.extension.to_string();
+        // The default tenant's object is its number: no second string.
+        let object = match files.tenant.is_default() {
+            true => std::borrow::Cow::Borrowed(ext.as_str()),
+            false => crate::domain::sip_name(&files.tenant, sub.extension).into(),
+        };
         let options = EndpointOptions::of(sub, policy);
         let extra = 3 * usize::from(options.nat) + 2 * usize::from(options.srtp);
         let lines = [PJSIP_LINES[0] + extra, PJSIP_LINES[1], PJSIP_LINES[2]];
         for (section, lines) in chunk.iter().zip(lines) {
-            if section.name != ext || section.entries.len() != lines {
+            if section.name != object || section.entries.len() != lines {
                 return Err(mismatch(
-                    file,
-                    format!("section [{}] of extension {ext}", section.name),
+                    &file,
+                    format!("section [{}] of extension {object}", section.name),
                 ));
             }
         }
         expect.clear();
         callerid(&mut expect, name.as_str(), &ext);
         let devices = sub.devices.get().to_string();
-        if chunk[0].entries[6] != ("callerid", expect.as_str())
+        if chunk[0].entries[1] != ("context", context.as_str())
+            || chunk[0].entries[6] != ("callerid", expect.as_str())
             || chunk[0].entries[4] != ("transport", options.transport.as_str())
+            || chunk[0].entries[7] != ("auth", &*object)
+            || chunk[0].entries[8] != ("aors", &*object)
+            || chunk[1].entries[2] != ("username", &*object)
             || chunk[1].entries[3] != ("password", sub.secret.expose())
             || chunk[2].entries[1] != ("max_contacts", devices.as_str())
         {
-            return Err(mismatch(file, format!("extension {ext}")));
+            return Err(mismatch(&file, format!("extension {object}")));
         }
     }
     Ok(())
 }
 
-fn verify_routing(text: &str, count: usize) -> Result<(), RenderError> {
-    let file = ROUTING_FILE;
-    let sections = conf::parse(text).map_err(|source| RenderError::RoundTrip { file, source })?;
-    match sections.as_slice() {
-        [internal, probe]
-            if internal.name == INTERNAL_CONTEXT
-                && internal.entries.len() == count * 2
-                && probe.name == PROBE_CONTEXT
-                && probe.entries.len() == 2 =>
-        {
-            Ok(())
-        }
-        _ => Err(mismatch(file, "unexpected contexts".into())),
+/// Parses a tenant's routing file back: its context with two lines per extension, each
+/// dialling that tenant's own object, then its proof (the probe context for the default
+/// tenant, the proof context for another).
+fn verify_routing(files: &TenantFiles, subs: &[(&Subscriber, Name)]) -> Result<(), RenderError> {
+    let file = files.routing_name();
+    let sections = conf::parse(&files.routing).map_err(round_trip(&file))?;
+    let context = context_of(files.tenant.as_str());
+    let [phones, proof] = sections.as_slice() else {
+        return Err(mismatch(&file, "unexpected contexts".into()));
+    };
+    let proof_ok = match files.tenant.is_default() {
+        true => proof.name == PROBE_CONTEXT && proof.entries.len() == 2,
+        false => proof.name == files.routing_proof && proof.entries == [("exten", "s,1,NoOp()")],
+    };
+    if phones.name != context || phones.entries.len() != subs.len() * 2 || !proof_ok {
+        return Err(mismatch(&file, "unexpected contexts".into()));
     }
+    let mut buf = [0u8; 10];
+    for (lines, (sub, _)) in phones.entries.chunks(2).zip(subs) {
+        // Read without allocating: `<number>,1,Dial(PJSIP/<object>,25)`, where the object
+        // is the number (default tenant) or `<slug>-<number>`.
+        let number = digits(sub.extension.get(), &mut buf);
+        let dialled = match lines {
+            [("exten", exten), ("same", "n,Hangup()")] => exten
+                .strip_prefix(number)
+                .and_then(|r| r.strip_prefix(",1,Dial(PJSIP/"))
+                .and_then(|r| r.strip_suffix(",25)")),
+            _ => None,
+        };
+        let own = match (dialled, files.tenant.is_default()) {
+            (Some(object), true) => object == number,
+            (Some(object), false) => {
+                object
+                    .strip_prefix(files.tenant.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    == Some(number)
+            }
+            (None, _) => false,
+        };
+        if !own {
+            let object = crate::domain::sip_name(&files.tenant, sub.extension);
+            return Err(mismatch(&file, format!("extension {object}")));
+        }
+    }
+    Ok(())
 }
 
-/// Renders both files and proves they read back as meant: what the apply writes.
+/// Renders every file and proves each reads back as meant: what the apply writes.
 pub fn render_checked(
     subscribers: &[Subscriber],
     settings: &Settings,
 ) -> Result<Rendered, RenderError> {
-    let (rendered, subs) = render_parts(subscribers, settings)?;
-    verify_endpoints(
-        &rendered.endpoints,
-        &rendered.sentinel,
-        &subs,
-        settings.policy,
-    )?;
-    verify_routing(&rendered.routing, subs.len())?;
+    let (rendered, groups) = render_parts(subscribers, settings)?;
+    for (files, subs) in rendered.files.iter().zip(&groups) {
+        verify_endpoints(files, subs, settings.policy)?;
+        verify_routing(files, subs)?;
+    }
     Ok(rendered)
 }
 
-/// Renders both files without reading them back. `subscribers` need not be sorted; the
+/// Renders every file without reading them back. `subscribers` need not be sorted; the
 /// output always is.
 pub fn render(subscribers: &[Subscriber], settings: &Settings) -> Result<Rendered, RenderError> {
     render_parts(subscribers, settings).map(|(r, _)| r)
 }
 
-type Checked<'a> = Vec<(&'a Subscriber, Name)>;
+/// The subscribers of each rendered tenant, in the order of [`Rendered::files`].
+type Groups<'a> = Vec<Vec<(&'a Subscriber, Name)>>;
 
 fn render_parts<'a>(
     subscribers: &'a [Subscriber],
     settings: &Settings,
-) -> Result<(Rendered, Checked<'a>), RenderError> {
+) -> Result<(Rendered, Groups<'a>), RenderError> {
     let mut subs = Vec::with_capacity(subscribers.len());
     for sub in subscribers {
         let name = Name::parse(&sub.name).map_err(|e| RenderError::BadSubscriber {
@@ -423,33 +589,102 @@ fn render_parts<'a>(
         }
         subs.push((sub, name));
     }
-    subs.sort_by_key(|(s, _)| s.extension);
+    // The default tenant first, then by slug; within a tenant by extension.
+    subs.sort_by(|(a, _), (b, _)| {
+        (!a.tenant.is_default(), &a.tenant, a.extension).cmp(&(
+            !b.tenant.is_default(),
+            &b.tenant,
+            b.extension,
+        ))
+    });
     if let Some(w) = subs
         .windows(2)
-        .find(|w| w[0].0.extension == w[1].0.extension)
+        .find(|w| w[0].0.extension == w[1].0.extension && w[0].0.tenant == w[1].0.tenant)
     {
         return Err(RenderError::Duplicate(w[0].0.extension.get()));
     }
+    let mut groups: Groups = Vec::new();
+    let mut subs = subs.into_iter().peekable();
+    // The default tenant's files exist even when it has no users: the probe context.
+    let default = TenantSlug::default_tenant();
+    let mut tenant = default.clone();
+    loop {
+        let mut group = Vec::new();
+        while let Some(next) = subs.next_if(|(s, _)| s.tenant == tenant) {
+            group.push(next);
+        }
+        groups.push(group);
+        match subs.peek() {
+            Some((s, _)) => tenant = s.tenant.clone(),
+            None => break,
+        }
+    }
 
-    let mut pjsip = file_buffer(subs.len() * 512);
-    let mut routing = file_buffer(subs.len() * 64 + 256);
-    let mut fingerprints = BTreeMap::new();
-    routing.push('[');
-    routing.push_str(INTERNAL_CONTEXT);
-    routing.push_str("]\n");
-    let mut buf = [0u8; 10];
     let policy = settings.policy;
     let common = Common::of(policy);
-    for (sub, name) in &subs {
-        let ext = digits(sub.extension.get(), &mut buf);
+    let agi = agi_url(settings.agi_addr);
+    let mut files = Vec::with_capacity(groups.len());
+    let mut fingerprints = Fingerprints::new();
+    let mut all = Sha256::new();
+    for group in &groups {
+        let tenant = group.first().map_or(&default, |(s, _)| &s.tenant);
+        let (tenant_files, prints, hashes) = render_tenant(tenant, group, &common, policy, &agi);
+        for hash in hashes {
+            all.update(hash);
+        }
+        if !prints.is_empty() {
+            fingerprints.insert(tenant.as_str().to_owned(), prints);
+        }
+        files.push(tenant_files);
+    }
+    let rendered = Rendered {
+        files,
+        fingerprints,
+        content_hash: hex(&all.finalize()),
+    };
+    Ok((rendered, groups))
+}
+
+/// One tenant's two files, its fingerprints, and the hash of each file's body.
+fn render_tenant(
+    tenant: &TenantSlug,
+    subs: &[(&Subscriber, Name)],
+    common: &Common,
+    policy: &EndpointPolicy,
+    agi: &str,
+) -> (TenantFiles, TenantFingerprints, [[u8; 32]; 2]) {
+    let default = tenant.is_default();
+    let context = context_of(tenant.as_str());
+    let mut pjsip = file_buffer(subs.len() * 512);
+    let mut routing = file_buffer(subs.len() * 64 + 256);
+    let mut fingerprints = TenantFingerprints::new();
+    routing.push('[');
+    routing.push_str(&context);
+    routing.push_str("]\n");
+    let mut buf = [0u8; 10];
+    let mut object = String::new();
+    for (sub, name) in subs {
+        let number = digits(sub.extension.get(), &mut buf);
+        // The default tenant's objects are named after the number (as before tenants).
+        if !default {
+            object.clear();
+            object.push_str(tenant.as_str());
+            object.push('-');
+            object.push_str(number);
+        }
+        let names = Names {
+            name: if default { number } else { &object },
+            number,
+            context: &context,
+        };
         let transport = transport_of(sub, policy);
         let srtp = policy.is_tls(transport);
-        pjsip_sections(&mut pjsip, ext, sub, name, (transport, srtp), &common);
+        pjsip_sections(&mut pjsip, &names, sub, name, (transport, srtp), common);
         for part in [
             "exten => ",
-            ext,
+            number,
             ",1,Dial(PJSIP/",
-            ext,
+            names.name,
             ",25)\n same => n,Hangup()\n",
         ] {
             routing.push_str(part);
@@ -468,29 +703,33 @@ fn render_parts<'a>(
         )
     });
     let sentinel = format!("{SENTINEL_PREFIX}{above}");
-    // The probe context comes last: if it is live, everything before it is too.
-    let agi = agi_url(settings.agi_addr);
-    let (marker, routing_hash) = close(&mut routing, |marker| {
-        format!(
-            "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,AGI({agi},${{EXTEN:{}}},{marker})\n same => n,Hangup()\n",
-            PROBE_EXTEN_PREFIX.len()
-        )
-    });
-
-    let mut both = Sha256::new();
-    both.update(pjsip_hash);
-    both.update(routing_hash);
-    let rendered = Rendered {
+    // The proof comes last: if it is live, everything before it is too.
+    let (routing_proof, routing_hash) = match default {
+        true => close(&mut routing, |marker| {
+            format!(
+                "\n[{PROBE_CONTEXT}]\nexten => _{PROBE_EXTEN_PREFIX}.,1,AGI({agi},${{EXTEN:{}}},{marker})\n same => n,Hangup()\n",
+                PROBE_EXTEN_PREFIX.len()
+            )
+        }),
+        false => {
+            let (above, hash) = close(&mut routing, |above| {
+                format!(
+                    "\n; read back by the apply's health probe: live only when Asterisk read this file whole\n\
+                     [{SENTINEL_PREFIX}{above}]\nexten => s,1,NoOp()\n"
+                )
+            });
+            (format!("{SENTINEL_PREFIX}{above}"), hash)
+        }
+    };
+    let files = TenantFiles {
+        tenant: tenant.clone(),
         endpoints: pjsip,
         routing,
-        fingerprints,
-        content_hash: hex(&both.finalize()),
-        marker,
         sentinel,
+        routing_proof,
     };
-    Ok((rendered, subs))
+    (files, fingerprints, [pjsip_hash, routing_hash])
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,7 +779,7 @@ mod tests {
             ..sub(1001, "Bob")
         };
         let r = render_checked(&[bob, sub(1000, "Alice Example")], &settings()).unwrap();
-        let (_, body) = r.endpoints.split_once("\n\n").unwrap();
+        let (_, body) = r.files[0].endpoints.split_once("\n\n").unwrap();
         let (sections, sentinel) = body.split_at(body.find("; read back").unwrap());
         assert_eq!(
             sections,
@@ -558,7 +797,7 @@ mod tests {
         );
         // Last, the sentinel: named after the sections above it.
         let hash = hex(&Sha256::digest(sections.as_bytes())[..8]);
-        assert_eq!(r.sentinel, format!("portal_proof_{hash}"));
+        assert_eq!(r.files[0].sentinel, format!("portal_proof_{hash}"));
         assert_eq!(
             sentinel,
             format!(
@@ -566,7 +805,7 @@ mod tests {
                  [portal_proof_{hash}]\ntype=aor\nmax_contacts=1\n"
             )
         );
-        let body = r.routing.split_once("\n\n").unwrap().1;
+        let body = r.files[0].routing.split_once("\n\n").unwrap().1;
         assert_eq!(
             body,
             format!(
@@ -574,13 +813,16 @@ mod tests {
                  exten => 1001,1,Dial(PJSIP/1001,25)\n same => n,Hangup()\n\n\
                  [synergy-portal-probe]\n\
                  exten => _probe-.,1,AGI(agi://127.0.0.1:4573/health,${{EXTEN:6}},{})\n same => n,Hangup()\n",
-                r.marker
+                r.marker()
             )
         );
-        assert_eq!(r.marker.len(), 16);
-        assert!(is_intact(&r.endpoints) && is_intact(&r.routing));
+        assert_eq!(r.marker().len(), 16);
+        assert!(is_intact(&r.files[0].endpoints) && is_intact(&r.files[0].routing));
         assert_eq!(
-            r.fingerprints.keys().copied().collect::<Vec<_>>(),
+            r.fingerprints["default"]
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
             [1000, 1001]
         );
     }
@@ -590,34 +832,297 @@ mod tests {
         let a = render_checked(&[sub(1000, "A"), sub(1001, "B")], &settings()).unwrap();
         let b = render_checked(&[sub(1001, "B"), sub(1000, "A")], &settings()).unwrap();
         assert_eq!(
-            (a.endpoints.as_str(), &a.content_hash),
-            (b.endpoints.as_str(), &b.content_hash)
+            (a.files[0].endpoints.as_str(), &a.content_hash),
+            (b.files[0].endpoints.as_str(), &b.content_hash)
         );
         let c = render_checked(&[sub(1000, "A"), sub(1001, "C")], &settings()).unwrap();
         assert_ne!(a.content_hash, c.content_hash);
-        assert_eq!(a.fingerprints[&1000], c.fingerprints[&1000]);
         assert_eq!(
-            a.marker, c.marker,
+            a.fingerprints["default"][&1000],
+            c.fingerprints["default"][&1000]
+        );
+        assert_eq!(
+            a.marker(),
+            c.marker(),
             "a renamed user leaves the dialplan as it was"
         );
         assert_ne!(
-            a.sentinel, c.sentinel,
+            a.files[0].sentinel, c.files[0].sentinel,
             "the sentinel names its file's content"
         );
         let d = render_checked(&[sub(1000, "A")], &settings()).unwrap();
-        assert_ne!(a.marker, d.marker);
-        assert_ne!(a.fingerprints[&1001], c.fingerprints[&1001]);
+        assert_ne!(a.marker(), d.marker());
+        assert_ne!(
+            a.fingerprints["default"][&1001],
+            c.fingerprints["default"][&1001]
+        );
     }
 
     #[test]
     fn an_empty_system_still_has_the_contexts() {
         let r = render_checked(&[], &settings()).unwrap();
-        let (_, body) = r.endpoints.split_once("\n\n").unwrap();
+        let (_, body) = r.files[0].endpoints.split_once("\n\n").unwrap();
         assert!(body.starts_with("; read back by the apply's health probe"));
-        assert!(body.ends_with(&format!("[{}]\ntype=aor\nmax_contacts=1\n", r.sentinel)));
-        assert!(r
+        assert!(body.ends_with(&format!(
+            "[{}]\ntype=aor\nmax_contacts=1\n",
+            r.files[0].sentinel
+        )));
+        assert!(r.files[0]
             .routing
             .contains("[synergy-internal]\n\n[synergy-portal-probe]"));
+        assert_eq!(r.files.len(), 1, "no other tenant, no other file");
+        assert!(r.fingerprints.is_empty());
+    }
+
+    fn of(tenant: &str, ext: i32, name: &str) -> Subscriber {
+        Subscriber {
+            tenant: TenantSlug::parse(tenant).unwrap(),
+            ..sub(ext, name)
+        }
+    }
+
+    #[test]
+    fn the_default_tenant_renders_as_before_tenants_whatever_other_tenants_hold() {
+        let alone = render_checked(&[sub(100, "A"), sub(101, "B")], &settings()).unwrap();
+        let mixed = render_checked(
+            &[
+                of("acme", 101, "X"),
+                sub(101, "B"),
+                of("acme", 100, "Y"),
+                sub(100, "A"),
+                of("beta", 100, "Z"),
+            ],
+            &settings(),
+        )
+        .unwrap();
+        let (d, m) = (alone.default_files(), mixed.default_files());
+        assert_eq!(
+            (&d.endpoints, &d.routing, &d.sentinel, alone.marker()),
+            (&m.endpoints, &m.routing, &m.sentinel, mixed.marker())
+        );
+        assert_eq!(alone.fingerprints["default"], mixed.fingerprints["default"]);
+        // A single-company content hash is the one from before tenants: a hash of the two
+        // files' hashes, so an upgrade applies nothing.
+        let body = |t: &str| Sha256::digest(t.split_once("\n\n").unwrap().1.as_bytes());
+        let mut both = Sha256::new();
+        both.update(body(&d.endpoints));
+        both.update(body(&d.routing));
+        assert_eq!(alone.content_hash, hex(&both.finalize()));
+        assert_ne!(alone.content_hash, mixed.content_hash);
+        let slugs: Vec<&str> = mixed.files.iter().map(|f| f.tenant.as_str()).collect();
+        assert_eq!(slugs, ["default", "acme", "beta"]);
+        assert_eq!(
+            mixed
+                .files
+                .iter()
+                .map(|f| f.endpoints_name())
+                .collect::<Vec<_>>(),
+            [
+                "generated_endpoints.conf",
+                "generated_endpoints-acme.conf",
+                "generated_endpoints-beta.conf"
+            ]
+        );
+        assert_eq!(mixed.files[1].routing_name(), "generated_routing-acme.conf");
+        // Two tenants' extension 100 are two objects with two fingerprints.
+        let keys: Vec<(&str, Vec<u32>)> = mixed
+            .fingerprints
+            .iter()
+            .map(|(t, f)| (t.as_str(), f.keys().copied().collect()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("acme", vec![100, 101]),
+                ("beta", vec![100]),
+                ("default", vec![100, 101])
+            ]
+        );
+        assert_eq!(
+            fingerprints(&[of("acme", 100, "Y"), sub(100, "A")], &settings()).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn another_tenant_renders_its_own_names_context_and_proof() {
+        let r = render_checked(
+            &[of("acme", 101, "Bob"), of("acme", 100, "Alice")],
+            &settings(),
+        )
+        .unwrap();
+        let acme = &r.files[1];
+        let (_, body) = acme.endpoints.split_once("\n\n").unwrap();
+        let (sections, sentinel) = body.split_at(body.find("; read back").unwrap());
+        assert_eq!(
+            sections,
+            "[acme-100]\ntype=endpoint\ncontext=synergy-t-acme\ndisallow=all\nallow=g722,ulaw,alaw\n\
+             transport=transport-udp\ndirect_media=no\ncallerid=\"Alice\" <100>\n\
+             auth=acme-100\naors=acme-100\nrtp_symmetric=yes\nforce_rport=yes\nrewrite_contact=yes\n\n\
+             [acme-100]\ntype=auth\nauth_type=userpass\nusername=acme-100\n\
+             password=SECRET100xxxxxxxxxxxxxxxxx\n\n[acme-100]\ntype=aor\nmax_contacts=1\n\
+             remove_existing=yes\nqualify_frequency=60\n\n\
+             [acme-101]\ntype=endpoint\ncontext=synergy-t-acme\ndisallow=all\nallow=g722,ulaw,alaw\n\
+             transport=transport-udp\ndirect_media=no\ncallerid=\"Bob\" <101>\n\
+             auth=acme-101\naors=acme-101\nrtp_symmetric=yes\nforce_rport=yes\nrewrite_contact=yes\n\n\
+             [acme-101]\ntype=auth\nauth_type=userpass\nusername=acme-101\n\
+             password=SECRET101xxxxxxxxxxxxxxxxx\n\n[acme-101]\ntype=aor\nmax_contacts=1\n\
+             remove_existing=yes\nqualify_frequency=60\n\n"
+        );
+        let hash = hex(&Sha256::digest(sections.as_bytes())[..8]);
+        assert_eq!(acme.sentinel, format!("portal_proof_{hash}"));
+        assert!(sentinel.ends_with(&format!(
+            "[portal_proof_{hash}]\ntype=aor\nmax_contacts=1\n"
+        )));
+        let (_, routing) = acme.routing.split_once("\n\n").unwrap();
+        let phones =
+            "[synergy-t-acme]\nexten => 100,1,Dial(PJSIP/acme-100,25)\n same => n,Hangup()\n\
+                      exten => 101,1,Dial(PJSIP/acme-101,25)\n same => n,Hangup()\n";
+        let proof = hex(&Sha256::digest(phones.as_bytes())[..8]);
+        assert_eq!(acme.routing_proof, format!("portal_proof_{proof}"));
+        assert_eq!(
+            routing,
+            format!(
+                "{phones}\n; read back by the apply's health probe: live only when Asterisk read this file whole\n\
+                 [portal_proof_{proof}]\nexten => s,1,NoOp()\n"
+            )
+        );
+        assert!(is_intact(&acme.endpoints) && is_intact(&acme.routing));
+        // The probe context is the default tenant's alone.
+        assert!(r.files[0].routing.contains("[synergy-portal-probe]"));
+        assert!(!acme.routing.contains("synergy-portal-probe"));
+    }
+
+    #[test]
+    fn a_tenants_phones_can_dial_only_its_own_extensions() {
+        let r = render_checked(
+            &[
+                of("acme", 100, "A"),
+                of("acme", 101, "B"),
+                sub(100, "C"),
+                sub(101, "D"),
+                of("beta", 101, "E"),
+            ],
+            &settings(),
+        )
+        .unwrap();
+        for files in &r.files {
+            let own = |object: &str| {
+                if files.tenant.is_default() {
+                    object.bytes().all(|b| b.is_ascii_digit())
+                } else {
+                    object
+                        .strip_prefix(files.tenant.as_str())
+                        .and_then(|o| o.strip_prefix('-'))
+                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                }
+            };
+            let sections = conf::parse(&files.routing).unwrap();
+            let context = context_of(files.tenant.as_str());
+            let phones = &sections[0];
+            assert_eq!(phones.name, context);
+            for (key, value) in &phones.entries {
+                // Every line of the phones' context: an exact number (no pattern, no
+                // include, no switch) dialling one of the tenant's own objects.
+                match *key {
+                    "exten" => {
+                        let (number, rest) = value.split_once(",1,Dial(PJSIP/").unwrap();
+                        assert!(number.bytes().all(|b| b.is_ascii_digit()), "{value}");
+                        let object = rest.strip_suffix(",25)").unwrap();
+                        assert!(own(object), "{}: {value}", files.tenant);
+                    }
+                    "same" => assert_eq!(*value, "n,Hangup()"),
+                    other => panic!("{other} in {context}"),
+                }
+            }
+            // The endpoints point at their own tenant's context, and only there.
+            for s in conf::parse(&files.endpoints).unwrap() {
+                for (key, value) in &s.entries {
+                    if *key == "context" {
+                        assert_eq!(*value, context);
+                    }
+                }
+                assert!(own(s.name) || s.name == files.sentinel);
+            }
+        }
+        // acme's phones dialling 101 reach acme-101.
+        assert!(r.files[1]
+            .routing
+            .contains("exten => 101,1,Dial(PJSIP/acme-101,25)\n"));
+    }
+
+    #[test]
+    fn names_files_and_contexts_follow_the_slug() {
+        let acme = TenantSlug::parse("acme").unwrap();
+        for (tenant, n) in [
+            (TenantSlug::default_tenant(), 100),
+            (acme.clone(), 100),
+            (acme, 7),
+        ] {
+            assert_eq!(
+                object_name(tenant.as_str(), n),
+                crate::domain::sip_name(&tenant, crate::domain::Extension::from_stored(n as i32))
+            );
+        }
+        assert_eq!(context_of("default"), "synergy-internal");
+        assert_eq!(context_of("internal"), "synergy-t-internal");
+        assert_eq!(endpoints_file("default"), ENDPOINTS_FILE);
+        assert_eq!(routing_file("a-1"), "generated_routing-a-1.conf");
+        let t = |stem, name| other_tenant_of(stem, name).map(|t| t.as_str().to_owned());
+        assert_eq!(
+            t(ENDPOINTS_STEM, "generated_endpoints-acme.conf").as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            t(ROUTING_STEM, "generated_routing-a-1.conf").as_deref(),
+            Some("a-1")
+        );
+        for not_a_tenants in [
+            "generated_endpoints.conf",
+            "generated_endpoints-default.conf",
+            "generated_endpoints-Acme.conf",
+            "generated_endpoints-.conf",
+            ".generated_endpoints-acme.conf.x1.tmp",
+            "generated_endpoints-acme.conf~",
+            "generated_routing-acme.conf",
+        ] {
+            assert_eq!(t(ENDPOINTS_STEM, not_a_tenants), None, "{not_a_tenants}");
+        }
+    }
+
+    #[test]
+    fn an_extension_may_repeat_across_tenants_but_not_within_one() {
+        assert!(render_checked(&[of("acme", 100, "A"), sub(100, "B")], &settings()).is_ok());
+        assert_eq!(
+            render_checked(&[of("acme", 100, "A"), of("acme", 100, "B")], &settings()).unwrap_err(),
+            RenderError::Duplicate(100)
+        );
+    }
+
+    #[test]
+    fn every_file_is_read_back_strictly() {
+        let r = render_checked(&[of("acme", 100, "A")], &settings()).unwrap();
+        let (default, _) = render_parts(&[], &settings()).unwrap();
+        let groups: Groups = vec![Vec::new()];
+        assert!(verify_routing(default.default_files(), &groups[0]).is_ok());
+        // A tenant's file that lost its proof context, or dials another's object, fails.
+        let subs = [of("acme", 100, "A")];
+        let group = vec![(&subs[0], Name::parse("A").unwrap())];
+        let mut bad = r.files[1].clone();
+        bad.routing = bad.routing.replace("PJSIP/acme-100", "PJSIP/100");
+        assert!(matches!(
+            verify_routing(&bad, &group),
+            Err(RenderError::Mismatch { file, .. }) if file == "generated_routing-acme.conf"
+        ));
+        let mut bad = r.files[1].clone();
+        bad.endpoints = bad
+            .endpoints
+            .replace("context=synergy-t-acme", "context=synergy-internal");
+        assert!(verify_endpoints(&bad, &group, policy()).is_err());
+        let mut bad = r.files[1].clone();
+        bad.routing_proof = "portal_proof_other".into();
+        assert!(verify_routing(&bad, &group).is_err());
+        assert!(verify_endpoints(&r.files[1], &group, policy()).is_ok());
     }
 
     #[test]
@@ -634,7 +1139,7 @@ mod tests {
         ];
         for name in accepted {
             let r = render_checked(&[sub(1000, name)], &settings()).unwrap();
-            let parsed = conf::parse(&r.endpoints).unwrap();
+            let parsed = conf::parse(&r.files[0].endpoints).unwrap();
             assert_eq!(parsed.len(), 4, "{name:?}: three sections and the sentinel");
             assert_eq!(
                 parsed[0].entries[6],
@@ -675,8 +1180,10 @@ mod tests {
             RenderError::Duplicate(1000)
         );
         let r = render_checked(&[sub(1000, "A")], &settings()).unwrap();
-        assert!(!is_intact(&r.endpoints[..r.endpoints.len() - 5]));
-        assert!(!is_intact(&r.endpoints.replace("ulaw", "gsm")));
+        assert!(!is_intact(
+            &r.files[0].endpoints[..r.files[0].endpoints.len() - 5]
+        ));
+        assert!(!is_intact(&r.files[0].endpoints.replace("ulaw", "gsm")));
     }
 
     #[test]
@@ -692,12 +1199,12 @@ mod tests {
         };
         let subs = [sub(1000, "A")];
         let before = render_checked(&subs, &plain).unwrap();
-        assert!(before.endpoints.contains(
+        assert!(before.files[0].endpoints.contains(
             "allow=ulaw,alaw\ntransport=transport-udp\ndirect_media=no\ncallerid=\"A\" <1000>\nauth=1000\naors=1000\n\n"
         ));
         let now = render_checked(&subs, &settings()).unwrap();
         assert_ne!(
-            before.fingerprints[&1000], now.fingerprints[&1000],
+            before.fingerprints["default"][&1000], now.fingerprints["default"][&1000],
             "turning the NAT options on changes every endpoint: the next apply re-renders them"
         );
         // A user no node has adopted yet renders with the default transport.
@@ -706,8 +1213,8 @@ mod tests {
             ..sub(1000, "A")
         };
         assert_eq!(
-            render_checked(&[legacy], &settings()).unwrap().endpoints,
-            now.endpoints
+            render_checked(&[legacy], &settings()).unwrap().files[0].endpoints,
+            now.files[0].endpoints
         );
         // Another transport is another fingerprint; one the node does not offer is refused.
         let tls = Subscriber {
@@ -715,7 +1222,7 @@ mod tests {
             ..sub(1000, "A")
         };
         let moved = fingerprints(&[tls], &settings());
-        assert_ne!(moved[&1000], now.fingerprints[&1000]);
+        assert_ne!(moved["default"][&1000], now.fingerprints["default"][&1000]);
         let gone = Subscriber {
             transport: Some("transport-ws".into()),
             ..sub(1000, "A")

@@ -102,28 +102,27 @@ pub(super) async fn read_applied_state(
     })
 }
 
-/// The fingerprint of every extension last applied on `node`.
+/// The fingerprint of every extension last applied on `node`, by tenant and number.
 pub(super) async fn read_applied_fingerprints(
     client: &impl GenericClient,
     node: &str,
 ) -> Result<Fingerprints, StoreError> {
     let rows = client
         .query_typed(
-            "SELECT number, fingerprint FROM applied_extensions WHERE node = $1",
+            "SELECT tenant, number, fingerprint FROM applied_extensions WHERE node = $1",
             &[(&node, Type::TEXT)],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            // A malformed stored fingerprint reads as all zeroes: that extension shows as changed.
-            let bytes: &[u8] = r.get(1);
-            (
-                r.get::<_, i32>(0).unsigned_abs(),
-                bytes.try_into().unwrap_or([0; 32]),
-            )
-        })
-        .collect())
+    let mut out = Fingerprints::new();
+    for r in &rows {
+        // A malformed stored fingerprint reads as all zeroes: that extension shows as changed.
+        let bytes: &[u8] = r.try_get(2)?;
+        out.entry(r.try_get::<_, String>(0)?).or_default().insert(
+            r.try_get::<_, i32>(1)?.unsigned_abs(),
+            bytes.try_into().unwrap_or([0; 32]),
+        );
+    }
+    Ok(out)
 }
 
 /// The hash of the files last applied on `node`, if any.
@@ -149,27 +148,40 @@ pub(super) async fn save_applied_state(
     fingerprints: &Fingerprints,
     content_hash: Option<&str>,
 ) -> Result<(), StoreError> {
-    let removed: Vec<i32> = changes.removed.iter().map(|n| *n as i32).collect();
-    let upsert = changes.added.iter().chain(&changes.changed);
-    let numbers: Vec<i32> = upsert.clone().map(|n| *n as i32).collect();
-    let prints: Vec<&[u8]> = upsert
-        .filter_map(|n| fingerprints.get(n))
-        .map(|f| f.as_slice())
-        .collect();
-    if !removed.is_empty() {
+    let (mut gone_tenants, mut gone) = (Vec::<&str>::new(), Vec::<i32>::new());
+    for (tenant, number) in changes.removed_all() {
+        gone_tenants.push(tenant);
+        gone.push(number as i32);
+    }
+    let (mut tenants, mut numbers, mut prints) = (Vec::<&str>::new(), Vec::new(), Vec::new());
+    for (tenant, number) in changes.touched() {
+        if let Some(print) = fingerprints.get(tenant).and_then(|f| f.get(&number)) {
+            tenants.push(tenant);
+            numbers.push(number as i32);
+            prints.push(print.as_slice());
+        }
+    }
+    if !gone.is_empty() {
         tx.execute_typed(
-            "DELETE FROM applied_extensions WHERE node = $1 AND number = ANY($2)",
-            &[(&node, Type::TEXT), (&removed, Type::INT4_ARRAY)],
+            "DELETE FROM applied_extensions a
+              USING unnest($2::text[], $3::integer[]) AS g(tenant, number)
+              WHERE a.node = $1 AND a.tenant = g.tenant AND a.number = g.number",
+            &[
+                (&node, Type::TEXT),
+                (&gone_tenants, Type::TEXT_ARRAY),
+                (&gone, Type::INT4_ARRAY),
+            ],
         )
         .await?;
     }
     if !numbers.is_empty() {
         tx.execute_typed(
-            "INSERT INTO applied_extensions (node, number, fingerprint)
-             SELECT $1, * FROM unnest($2::integer[], $3::bytea[])
-             ON CONFLICT (node, number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+            "INSERT INTO applied_extensions (node, tenant, number, fingerprint)
+             SELECT $1, * FROM unnest($2::text[], $3::integer[], $4::bytea[])
+             ON CONFLICT (node, tenant, number) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
             &[
                 (&node, Type::TEXT),
+                (&tenants, Type::TEXT_ARRAY),
                 (&numbers, Type::INT4_ARRAY),
                 (&prints, Type::BYTEA_ARRAY),
             ],
@@ -322,7 +334,8 @@ impl Store {
         Ok(n)
     }
 
-    /// The extensions the node's last successful applies wrote.
+    /// The default tenant's extensions the node's last successful applies wrote (the
+    /// registration view knows extensions by number).
     pub async fn applied_extensions(
         &self,
         node: &str,
@@ -330,7 +343,7 @@ impl Store {
         let conn = self.conn().await?;
         Ok(conn
             .query(
-                "SELECT number FROM applied_extensions WHERE node = $1",
+                "SELECT number FROM applied_extensions WHERE node = $1 AND tenant = 'default'",
                 &[&node],
             )
             .await?

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenants",
         include_str!("../../migrations/0008_tenants.sql"),
     ),
+    (
+        9,
+        "applied_tenants",
+        include_str!("../../migrations/0009_applied_tenants.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -19,7 +19,7 @@ use tokio_postgres::{GenericClient, Transaction};
 use super::{Store, StoreError};
 use crate::config::{Codecs, EndpointPolicy};
 use crate::domain::{NodeName, TransportId, Transports};
-use crate::record::{Fingerprint, NodeOutcome};
+use crate::record::{Fingerprints, NodeOutcome};
 
 /// A node unseen for this long is not alive.
 pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
@@ -238,24 +238,27 @@ impl Store {
     }
 
     /// The applied fingerprints of every node, by node name.
-    pub async fn applied_by_node(
-        &self,
-    ) -> Result<BTreeMap<String, BTreeMap<u32, Fingerprint>>, StoreError> {
+    pub async fn applied_by_node(&self) -> Result<BTreeMap<String, Fingerprints>, StoreError> {
         let conn = self.conn().await?;
-        let mut by_node: BTreeMap<String, BTreeMap<u32, Fingerprint>> = BTreeMap::new();
+        let mut by_node: BTreeMap<String, Fingerprints> = BTreeMap::new();
         for r in conn
             .query(
-                "SELECT node, number, fingerprint FROM applied_extensions",
+                "SELECT node, tenant, number, fingerprint FROM applied_extensions",
                 &[],
             )
             .await?
         {
-            let bytes: &[u8] = r.try_get(2)?;
-            by_node.entry(r.try_get(0)?).or_default().insert(
-                r.try_get::<_, i32>(1)?.unsigned_abs(),
-                // A malformed stored fingerprint reads as all zeroes: shown as changed.
-                bytes.try_into().unwrap_or([0; 32]),
-            );
+            let bytes: &[u8] = r.try_get(3)?;
+            by_node
+                .entry(r.try_get(0)?)
+                .or_default()
+                .entry(r.try_get(1)?)
+                .or_default()
+                .insert(
+                    r.try_get::<_, i32>(2)?.unsigned_abs(),
+                    // A malformed stored fingerprint reads as all zeroes: shown as changed.
+                    bytes.try_into().unwrap_or([0; 32]),
+                );
         }
         Ok(by_node)
     }
