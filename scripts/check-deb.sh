@@ -245,6 +245,7 @@ expected=$(sort <<'EOF'
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/nodes.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/operations.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/postgres-tls.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/tenants.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/README.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/extensions.conf
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk-snippets/manager.conf

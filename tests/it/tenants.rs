@@ -999,3 +999,149 @@ async fn a_database_from_before_tenants_keeps_every_user_in_default() {
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), 1004);
 }
+
+/// A phone on the LAN registers under `name` (its SIP username) and answers qualify.
+fn phone(ast: &crate::support::asterisk::FakeAsterisk, name: &str, port: u16) -> String {
+    use crate::support::asterisk::Registration;
+    let at = format!("192.0.2.10:{port}");
+    let uri = format!("sip:{name}@{at}");
+    ast.answer_qualify(name, &uri, Some(std::time::Duration::from_micros(400)));
+    let mut r = Registration::new(name, &uri, at.parse().unwrap());
+    r.expires = Some(std::time::Duration::from_secs(3600));
+    ast.register_with(&r).unwrap();
+    uri
+}
+
+fn answered(outcome: &crate::support::asterisk::CallOutcome) -> bool {
+    matches!(
+        outcome,
+        crate::support::asterisk::CallOutcome::Answered { .. }
+    )
+}
+
+#[tokio::test]
+async fn two_companies_with_the_same_numbers_each_reach_only_their_own_phones() {
+    use crate::support::asterisk::{CallOutcome, Offer, Options};
+    use crate::support::{stand, PROBE_3S};
+
+    let s = stand(Options::default(), &[PROBE_3S]).await;
+    for slug in ["acme", "beta"] {
+        create_tenant(&s.app, slug, 100, 199, None).await;
+    }
+    for (tenant, email) in [
+        ("acme", "alice@acme.example"),
+        ("acme", "bob@acme.example"),
+        ("beta", "carol@beta.example"),
+        ("beta", "dave@beta.example"),
+    ] {
+        let r = create_in(&s.app, tenant, email, None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = s.app.create_user("Erin", "erin@default.example").await;
+    assert_eq!(r["sip_username"], "1000");
+    let acme = s.app.get("/users?tenant=acme").await.body;
+    let names: Vec<&Value> = acme["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| &u["sip_username"])
+        .collect();
+    assert_eq!(names, [&json!("acme-100"), &json!("acme-101")]);
+
+    let r = s.app.post("/apply", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rec = r.body;
+    assert_eq!(rec["changes"]["added"], json!([1000]), "{rec}");
+    assert_eq!(
+        rec["changes"]["tenants"],
+        json!({"acme": {"added": [100, 101], "removed": [], "changed": []},
+               "beta": {"added": [100, 101], "removed": [], "changed": []}}),
+        "{rec}"
+    );
+    assert_eq!(rec["health"]["proof"]["whole_files"], 6, "{rec}");
+    assert_eq!(rec["health"]["checked"], 5, "{rec}");
+    for file in [
+        "generated_endpoints-acme.conf",
+        "generated_endpoints-beta.conf",
+    ] {
+        assert!(s.app.pjsip_dir.join(file).exists(), "{file}");
+    }
+    assert_eq!(
+        s.ast.field("endpoint", "acme-100", "context").as_deref(),
+        Some("synergy-t-acme")
+    );
+
+    // acme's 101 is reachable, beta's is not registered: acme's 100 dialing 101 rings
+    // acme's 101, beta's 100 dialing 101 does not ring acme's.
+    let offer = Offer::rtp(&["g722", "ulaw", "alaw"]);
+    phone(&s.ast, "acme-100", 5201);
+    let acme_101 = phone(&s.ast, "acme-101", 5202);
+    phone(&s.ast, "beta-100", 5203);
+    assert!(answered(&s.ast.call("acme-100", "101", &offer)));
+    assert!(!answered(&s.ast.call("beta-100", "101", &offer)));
+    // Now only beta's 101 has a phone: the other way round.
+    s.ast.unregister("acme-101", &acme_101).unwrap();
+    phone(&s.ast, "beta-101", 5204);
+    assert!(answered(&s.ast.call("beta-100", "101", &offer)));
+    assert!(!answered(&s.ast.call("acme-100", "101", &offer)));
+    // No dial string of acme's reaches beta or the default tenant, not even by name.
+    for dialed in ["beta-101", "beta-100", "1000", "PJSIP/beta-101", "s"] {
+        let outcome = s.ast.call("acme-100", dialed, &offer);
+        assert!(
+            matches!(outcome, CallOutcome::Refused { status: 404, .. }),
+            "{dialed}: {outcome:?}"
+        );
+    }
+
+    // One of beta's users changes: only beta's endpoints file is written, and the probe
+    // visits only that user.
+    let before = std::fs::read(s.app.pjsip_dir.join("generated_endpoints-acme.conf")).unwrap();
+    let dave = s.app.get("/users?tenant=beta&q=dave").await.body["users"][0]["id"].clone();
+    let r = s
+        .app
+        .post(&format!("/users/{dave}/secret"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rec = s.app.post("/apply", json!({})).await.body;
+    assert_eq!(
+        rec["changes"]["tenants"]["beta"]["changed"],
+        json!([101]),
+        "{rec}"
+    );
+    assert_eq!(rec["health"]["proof"]["visited"], 1, "{rec}");
+    assert_eq!(
+        std::fs::read(s.app.pjsip_dir.join("generated_endpoints-acme.conf")).unwrap(),
+        before
+    );
+
+    // acme leaves: its users go, its files go, Asterisk holds none of its objects.
+    for u in s.app.get("/users?tenant=acme").await.body["users"]
+        .as_array()
+        .unwrap()
+    {
+        let r = s.app.delete(&format!("/users/{}", u["id"])).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    let r = s.app.delete("/tenants/acme").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = s.app.post("/apply", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["changes"]["tenants"]["acme"]["removed"],
+        json!([100, 101]),
+        "{}",
+        r.body
+    );
+    assert!(!s
+        .app
+        .pjsip_dir
+        .join("generated_endpoints-acme.conf")
+        .exists());
+    assert!(!s
+        .app
+        .dialplan_dir
+        .join("generated_routing-acme.conf")
+        .exists());
+    assert!(!s.ast.endpoints().contains_key("acme-100"));
+    assert!(s.ast.endpoints().contains_key("beta-100"));
+}
