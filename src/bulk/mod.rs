@@ -79,20 +79,29 @@ fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Imports (or plans) a whole file: all or nothing. `rules.range` is the default
-/// tenant's; a row naming another tenant is checked against that tenant's range.
+/// tenant's; a row naming another tenant is checked against that tenant's range. `bound`:
+/// the tenant of a caller bound to one, whose rows naming none are its, and naming another
+/// are refused (field `tenant`).
 pub async fn import(
     store: &Store,
     format: Format,
     bytes: &[u8],
     rules: UserRules<'_>,
     mode: Mode<'_>,
+    bound: Option<&TenantSlug>,
 ) -> Result<Outcome, ImportError> {
     let range = rules.range;
     let known = store.list_tenants(range).await?;
-    let mut ranges = TenantRanges::default();
+    let mut ranges = TenantRanges {
+        bound: bound.cloned(),
+        ..TenantRanges::default()
+    };
     let mut ids = HashMap::new();
-    for t in &known {
-        ranges.0.insert(t.slug.clone(), t.range()?);
+    for t in known
+        .iter()
+        .filter(|t| bound.is_none_or(|own| t.slug == *own))
+    {
+        ranges.ranges.insert(t.slug.clone(), t.range()?);
         ids.insert(t.slug.clone(), t.id);
     }
     let parsed = file::parse_for(format, bytes, rules, &ranges)

@@ -77,7 +77,7 @@ pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, 
         Some(found) if bool::from(found.hash.0.ct_eq(&hash.0)) => Ok(Caller {
             actor: Actor::Token(found.name),
             scopes: found.scopes,
-            tenant: None,
+            tenant: found.tenant,
         }),
         _ => Err(ApiError::Unauthorized),
     }

@@ -16,7 +16,7 @@ use super::App;
 use super::Resp;
 use crate::asterisk::contacts::{Registration, RegistrationState};
 use crate::domain::{
-    tenant_of, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
+    tenant_named, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
 };
 use crate::store::{ListQuery, Order, UserRow};
@@ -112,11 +112,13 @@ pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
 pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let key = idempotency_key(&req)?;
     let body = json_body(req).await?;
-    // The tenant first: the extension is checked against its range.
-    let slug = match body.as_object() {
-        Some(obj) => tenant_of(obj)?,
+    // The tenant first: the extension is checked against its range. A bound caller's
+    // request that names none is its tenant's; one naming no tenant at all, `default`.
+    let named = match body.as_object() {
+        Some(obj) => tenant_named(obj)?,
         None => return Err(ValidationError::new("body", "must be a JSON object").into()),
     };
+    let slug = tenants::within(ctx, named)?.unwrap_or_else(TenantSlug::default_tenant);
     let tenant = tenants::named(app, &slug).await?;
     let range = tenant.range()?;
     let rules = UserRules {
@@ -146,7 +148,7 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
     Ok(resp)
 }
 
-pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let params: UsersQuery = query(req)?;
     let limit = params.limit.map_or(1000, |l| l.0);
     let offset = params.offset.map_or(0, |o| o.0);
@@ -156,8 +158,8 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         .map(Search::parse)
         .transpose()?
         .flatten();
-    let tenant = match &params.tenant {
-        Some(slug) => Some(tenants::named(app, slug).await?.id),
+    let tenant = match tenants::within(ctx, params.tenant.clone())? {
+        Some(slug) => Some(tenants::named(app, &slug).await?.id),
         None => None,
     };
     let query = ListQuery {
@@ -201,8 +203,17 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
     ))
 }
 
-pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
+/// The user of `/users/{id}` when the caller may see it: 404 when there is none or it is
+/// another tenant's. A user never moves between tenants, so what this finds still holds
+/// when the change that follows runs.
+async fn found(app: &App, ctx: &Ctx, id: i64) -> Result<UserRow, ApiError> {
     let user = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    tenants::visible(ctx, &user.tenant)?;
+    Ok(user)
+}
+
+pub async fn get(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    let user = found(app, ctx, id).await?;
     Ok(json_response(StatusCode::OK, &shown(app, &user)))
 }
 
@@ -214,7 +225,7 @@ pub async fn update(
 ) -> Result<Resp, ApiError> {
     let body = json_body(req).await?;
     // A moved extension is checked against the range of the user's own tenant.
-    let current = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    let current = found(app, ctx, id).await?;
     let tenant = tenants::named(app, &current.tenant).await?;
     let range = tenant.range()?;
     let rules = UserRules {
@@ -240,6 +251,9 @@ pub async fn update(
 }
 
 pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    if ctx.tenant.is_some() {
+        found(app, ctx, id).await?;
+    }
     let user = app
         .store
         .delete_user(id, &ctx.actor)
@@ -252,6 +266,9 @@ pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
 }
 
 pub async fn rotate_secret(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    if ctx.tenant.is_some() {
+        found(app, ctx, id).await?;
+    }
     let (ext, secret) = app
         .store
         .rotate_secret(id, &ctx.actor)
