@@ -647,3 +647,97 @@ async fn the_walk_with_a_bound_token_never_reaches_another_tenants_user() {
         .any(|t| t["name"] == "beta-victim"));
     assert_eq!(app.get("/tenants/beta").await.status, StatusCode::OK);
 }
+
+/// Migration 0010 on a database holding tokens and audit rows from before: every token
+/// stays unbound and keeps working, each audit row about a user that still exists gets
+/// that user's tenant, a deleted user's rows stay about none (seen by unbound callers
+/// only), and nothing else changes.
+#[tokio::test]
+async fn migration_0010_keeps_tokens_unbound_and_places_old_audit_rows() {
+    use crate::support::app::TestDb;
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                         applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .unwrap();
+    for (version, name, sql) in pbx_portal::store::MIGRATIONS {
+        if *version > 9 {
+            continue;
+        }
+        c.batch_execute(sql).await.unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await
+        .unwrap();
+    }
+    c.batch_execute(
+        "INSERT INTO tenants (slug, name, extension_min, extension_max)
+             VALUES ('acme', 'Acme', 100, 199);
+         SELECT * FROM portal_create_user('Ann', 'ann@x.org', NULL, 1000, 1999,
+             'secret-of-ann-0123456789', 1::smallint, 'transport-udp', 1);
+         SELECT * FROM portal_create_user('Bob', 'bob@x.org', NULL, 1000, 1999,
+             'secret-of-bob-0123456789', 1::smallint, 'transport-udp',
+             (SELECT id FROM tenants WHERE slug = 'acme'));
+         INSERT INTO api_tokens (name, hash, scopes, created_by)
+             VALUES ('old', sha256(convert_to('pbxp_' || repeat('ab', 32), 'UTF8')), '{read,admin}', 'cli');
+         INSERT INTO audit_log (actor, action, user_id)
+             SELECT 'bootstrap', 'user.created', id FROM users;
+         INSERT INTO audit_log (actor, action, user_id) VALUES ('old', 'user.deleted', 424242);
+         INSERT INTO audit_log (actor, action, token) VALUES ('cli', 'token.created', 'old');",
+    )
+    .await
+    .unwrap();
+    let app = TestApp::start_on(db, tempfile::tempdir().unwrap(), &[]).await;
+    let c = app.db().client().await;
+    let rows: Vec<(String, Option<i64>, Option<String>)> = c
+        .query(
+            "SELECT a.action, a.user_id, t.slug FROM audit_log a
+               LEFT JOIN tenants t ON t.id = a.tenant_id ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let places: Vec<Option<&str>> = rows.iter().map(|r| r.2.as_deref()).collect();
+    assert_eq!(
+        places,
+        [Some("default"), Some("acme"), None, None],
+        "{rows:?}"
+    );
+    // The old token is unbound and works as before.
+    let old = format!("pbxp_{}", "ab".repeat(32));
+    let r = call(&app, &old, Method::GET, "/tokens", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["tokens"][0]["tenant"].is_null());
+    let r = call(&app, &old, Method::GET, "/users", None).await;
+    assert_eq!(r.body["total"], 2);
+    let r = call(&app, &old, Method::GET, "/audit", None).await;
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 4);
+}
+
+/// What a bound token does without touching a user or a token (an apply) is recorded
+/// under its tenant, so its admin finds it in `GET /audit`.
+#[tokio::test]
+async fn an_apply_by_a_bound_token_is_in_its_tenants_audit() {
+    let w = world().await;
+    let (app, t) = (&w.app, w.acme.as_str());
+    let r = call(app, t, Method::POST, "/apply", None).await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.body);
+    let r = call(app, t, Method::GET, "/audit", None).await;
+    let apply = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "apply")
+        .cloned();
+    let apply = apply.unwrap_or_else(|| panic!("{}", r.body));
+    assert_eq!(apply["tenant"], "acme");
+    assert_eq!(apply["actor"], "acme-admin");
+}
