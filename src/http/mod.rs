@@ -304,7 +304,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         Op::UpdateUser => users::update(app, &ctx, route.user_id()?, req).await,
         Op::DeleteUser => users::delete(app, &ctx, route.user_id()?).await,
         Op::RotateSecret => users::rotate_secret(app, &ctx, route.user_id()?).await,
-        Op::Available => users::available(app).await,
+        Op::Available => users::available(app, &ctx).await,
         Op::Apply => apply::apply(app, &ctx, &req).await,
         Op::Pending => apply::pending(app).await,
         Op::Applies => apply::list(app, &req).await,

@@ -19,7 +19,7 @@ use crate::domain::{
     tenant_named, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
 };
-use crate::store::{ListQuery, Order, UserRow};
+use crate::store::{ListQuery, Order, UserRow, DEFAULT_TENANT_ID};
 
 /// A user as every answer shows it: what is stored (its tenant and transport among it),
 /// what its phones register as, and whether they are online.
@@ -298,9 +298,17 @@ pub fn free_ranges(min: u32, max: u32, taken: &[u32]) -> (Vec<[u32; 2]>, u64) {
     (ranges, free)
 }
 
-pub async fn available(app: &App) -> Result<Resp, ApiError> {
-    let r = app.config.range;
-    let taken = app.store.taken_in_range(&r).await?;
+/// The default tenant's free numbers; a caller bound to a tenant gets its tenant's (the
+/// default tenant's numbering is not its to see).
+pub async fn available(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    let (r, tenant) = match &ctx.tenant {
+        Some(own) => {
+            let t = tenants::named(app, own).await?;
+            (t.range()?, t.id)
+        }
+        None => (app.config.range, DEFAULT_TENANT_ID),
+    };
+    let taken = app.store.taken_in_range(&r, tenant).await?;
     let (ranges, free) = free_ranges(r.min(), r.max(), &taken);
     Ok(json_response(
         StatusCode::OK,

@@ -464,15 +464,23 @@ impl Store {
         }))
     }
 
-    /// The default tenant's taken numbers inside the range, ascending.
-    pub async fn taken_in_range(&self, range: &ExtensionRange) -> Result<Vec<u32>, StoreError> {
+    /// The taken numbers of the tenant (its id) inside the range, ascending.
+    pub async fn taken_in_range(
+        &self,
+        range: &ExtensionRange,
+        tenant: i64,
+    ) -> Result<Vec<u32>, StoreError> {
         let conn = self.conn().await?;
         let (min, max) = (range.min() as i32, range.max() as i32);
         let rows = conn
             .query_typed(
-                "SELECT number FROM extensions WHERE tenant_id = 1 AND number BETWEEN $1 AND $2
+                "SELECT number FROM extensions WHERE tenant_id = $3 AND number BETWEEN $1 AND $2
                   ORDER BY number",
-                &[(&min, Type::INT4), (&max, Type::INT4)],
+                &[
+                    (&min, Type::INT4),
+                    (&max, Type::INT4),
+                    (&tenant, Type::INT8),
+                ],
             )
             .await?;
         Ok(rows

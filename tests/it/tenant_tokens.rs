@@ -741,3 +741,19 @@ async fn an_apply_by_a_bound_token_is_in_its_tenants_audit() {
     assert_eq!(apply["tenant"], "acme");
     assert_eq!(apply["actor"], "acme-admin");
 }
+
+/// `GET /extensions/available` with a bound token: its tenant's range and free numbers,
+/// not the default tenant's numbering.
+#[tokio::test]
+async fn a_bound_token_sees_its_tenants_free_numbers() {
+    let w = world().await;
+    let (app, t) = (&w.app, w.acme.as_str());
+    let r = call(app, t, Method::GET, "/extensions/available", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"ranges": [[101, 199]], "free": 99, "min": 100, "max": 199})
+    );
+    let host = app.get("/extensions/available").await.body;
+    assert_ne!(host["min"], 100, "{host}");
+}
