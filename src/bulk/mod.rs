@@ -68,12 +68,19 @@ pub enum Outcome {
 
 /// What an `Idempotency-Key` is compared by: the route, the format and the file's
 /// fingerprint (see [`Parsed::fingerprint`]).
-fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
+///
+/// A caller bound to a tenant imports the rows naming none into its tenant, so its tenant
+/// is part of the request: the same file and key from another tenant's caller is another
+/// request (never a replay of this one's users and secrets).
+fn request_hash(format: Format, fingerprint: &[u8; 32], bound: Option<&TenantSlug>) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(match format {
         Format::Csv => b"POST /users/import text/csv\n".as_slice(),
         Format::Json => b"POST /users/import application/json\n".as_slice(),
     });
+    if let Some(t) = bound {
+        h.update(format!("tenant {t}\n").as_bytes());
+    }
     h.update(fingerprint);
     h.finalize().to_vec()
 }
@@ -129,7 +136,7 @@ pub async fn import(
             idempotency_key,
             actor,
         } => {
-            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
+            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint, bound));
             store
                 .import_users(
                     &users,

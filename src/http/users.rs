@@ -118,6 +118,7 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
         Some(obj) => tenant_named(obj)?,
         None => return Err(ValidationError::new("body", "must be a JSON object").into()),
     };
+    let names_none = named.is_none();
     let slug = tenants::within(ctx, named)?.unwrap_or_else(TenantSlug::default_tenant);
     let tenant = tenants::named(app, &slug).await?;
     let range = tenant.range()?;
@@ -126,12 +127,20 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
         ..app.config.user_rules()
     };
     let new = NewUser::parse(&body, rules)?;
+    // The Idempotency-Key compares the body. A bound caller's body naming no tenant
+    // creates in its tenant, so it is compared with its tenant filled in: the same key and
+    // body from another tenant's caller (or an unbound one, meaning `default`) is another
+    // request, never a replay of this user and its secret.
+    let mut compared = body;
+    if let (Some(own), true, Some(obj)) = (&ctx.tenant, names_none, compared.as_object_mut()) {
+        obj.insert("tenant".into(), Value::String(own.as_str().into()));
+    }
     let outcome = app
         .store
         .create_user(
             &new,
             &tenant,
-            key.as_deref().map(|k| (k, &body)),
+            key.as_deref().map(|k| (k, &compared)),
             &ctx.actor,
         )
         .await?;

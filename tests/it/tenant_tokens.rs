@@ -757,3 +757,77 @@ async fn a_bound_token_sees_its_tenants_free_numbers() {
     let host = app.get("/extensions/available").await.body;
     assert_ne!(host["min"], 100, "{host}");
 }
+
+/// An Idempotency-Key is compared with the tenant a request acts in: another tenant's (or
+/// the host's) request with the same key and body is refused, never answered with that
+/// request's user and secret; the bound caller's own retry is replayed.
+#[tokio::test]
+async fn an_idempotency_key_never_replays_another_tenants_user() {
+    let w = world().await;
+    let (app, t) = (&w.app, w.acme.as_str());
+    let body = json!({"name": "Kay", "email": "kay@x.org"});
+    let host = app
+        .post_with("/users", body.clone(), &[("idempotency-key", "k-1")])
+        .await;
+    assert_eq!(host.status, StatusCode::CREATED, "{}", host.body);
+    assert_eq!(host.body["tenant"], "default");
+    let post = |key: &'static str| {
+        let auth = format!("Bearer {t}");
+        let bytes: bytes::Bytes = serde_json::to_vec(&body).unwrap().into();
+        async move {
+            app.send(
+                Method::POST,
+                "/users",
+                Some(("application/json", bytes)),
+                &[("authorization", auth.as_str()), ("idempotency-key", key)],
+                false,
+            )
+            .await
+        }
+    };
+    let before = snapshot(app).await;
+    let r = post("k-1").await;
+    assert_eq!(
+        r.error(),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        "{}",
+        r.body
+    );
+    assert!(!String::from_utf8_lossy(&r.raw).contains("sip_password"));
+    assert_eq!(snapshot(app).await, before);
+    let first = post("k-2").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["tenant"], "acme");
+    let again = post("k-2").await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["id"], first.body["id"]);
+
+    // The same for an import.
+    let file = "name,email\nLou,lou@x.org\n";
+    let host = app
+        .send(
+            Method::POST,
+            "/users/import",
+            Some(("text/csv", file.into())),
+            &[("idempotency-key", "k-3")],
+            true,
+        )
+        .await;
+    assert!(host.status.is_success(), "{} {}", host.status, host.body);
+    let auth = format!("Bearer {t}");
+    let r = app
+        .send(
+            Method::POST,
+            "/users/import",
+            Some(("text/csv", file.into())),
+            &[("authorization", auth.as_str()), ("idempotency-key", "k-3")],
+            false,
+        )
+        .await;
+    assert_eq!(
+        r.error(),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        "{}",
+        r.body
+    );
+}
