@@ -831,3 +831,34 @@ async fn an_idempotency_key_never_replays_another_tenants_user() {
         r.body
     );
 }
+
+/// Deleting an (empty) tenant takes its tokens with it: they stop working at once, and the
+/// audit rows about it stay, about no tenant.
+#[tokio::test]
+async fn a_deleted_tenants_tokens_stop_working() {
+    let app = TestApp::spawn().await;
+    tenant(&app, "gamma").await;
+    let t = token(&app, "gamma-admin", Some("gamma"), &["read", "admin"]).await;
+    assert_eq!(
+        call(&app, &t, Method::GET, "/users", None).await.status,
+        StatusCode::OK
+    );
+    let rows_before = app.get("/audit").await.body["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        app.delete("/tenants/gamma").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = call(&app, &t, Method::GET, "/users", None).await;
+    assert_eq!(r.error(), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert!(app.get("/tokens").await.body["tokens"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let audit = app.get("/audit").await.body;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), rows_before, "{audit}");
+    assert!(entries.iter().all(|e| e.get("tenant").is_none()), "{audit}");
+}
