@@ -756,9 +756,17 @@ fn tenant_slug(value: &Value) -> Result<TenantSlug, ValidationError> {
 /// The tenant a user object names: its `tenant`, `default` when absent or `null`. Read
 /// before the rest of the object, whose extension is checked against that tenant's range.
 pub fn tenant_of(obj: &serde_json::Map<String, Value>) -> Result<TenantSlug, ValidationError> {
+    Ok(tenant_named(obj)?.unwrap_or_else(TenantSlug::default_tenant))
+}
+
+/// The tenant an object names, `None` when its `tenant` is absent or `null`: what a caller
+/// bound to a tenant fills in with its own.
+pub fn tenant_named(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<Option<TenantSlug>, ValidationError> {
     match obj.get("tenant") {
-        None | Some(Value::Null) => Ok(TenantSlug::default_tenant()),
-        Some(v) => tenant_slug(v),
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => tenant_slug(v).map(Some),
     }
 }
 

@@ -22,8 +22,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
-    tenant_of, Devices, Email, Extension, ExtensionRange, Name, NewUser, NewUserParts, TenantSlug,
-    UserRules, ValidationError,
+    tenant_named, Devices, Email, Extension, ExtensionRange, Name, NewUser, NewUserParts,
+    TenantSlug, UserRules, ValidationError,
 };
 use csv::ByteRecord;
 use serde::Serialize;
@@ -175,12 +175,27 @@ pub struct NotJson(pub String);
 /// against its own tenant's, and a row naming a tenant not in here is refused (field
 /// `tenant`).
 #[derive(Debug, Clone, Default)]
-pub struct TenantRanges(pub HashMap<TenantSlug, ExtensionRange>);
+pub struct TenantRanges {
+    pub ranges: HashMap<TenantSlug, ExtensionRange>,
+    /// The tenant of the caller bound to one: a row naming none is its, a row naming
+    /// another is refused (field `tenant`), and `ranges` holds only it.
+    pub bound: Option<TenantSlug>,
+}
 
 impl TenantRanges {
     /// Only the default tenant, with `range`.
     pub fn only_default(range: ExtensionRange) -> Self {
-        Self(HashMap::from([(TenantSlug::default_tenant(), range)]))
+        Self {
+            ranges: HashMap::from([(TenantSlug::default_tenant(), range)]),
+            bound: None,
+        }
+    }
+
+    /// The tenant of a row that names none: the bound caller's, else `default`.
+    fn absent(&self) -> TenantSlug {
+        self.bound
+            .clone()
+            .unwrap_or_else(TenantSlug::default_tenant)
     }
 }
 
@@ -195,7 +210,7 @@ fn row_rules<'a>(
     wide: &'a ExtensionRange,
 ) -> (UserRules<'a>, Option<ValidationError>) {
     match tenant {
-        Ok(slug) => match tenants.0.get(&slug) {
+        Ok(slug) => match tenants.ranges.get(&slug) {
             Some(range) => (UserRules { range, ..rules }, None),
             None => (
                 UserRules {
@@ -204,7 +219,12 @@ fn row_rules<'a>(
                 },
                 Some(ValidationError::new(
                     "tenant",
-                    format!("no tenant '{slug}'"),
+                    match &tenants.bound {
+                        Some(own) => format!(
+                            "this token is bound to tenant '{own}' and cannot import into '{slug}'"
+                        ),
+                        None => format!("no tenant '{slug}'"),
+                    },
                 )),
             ),
         },
@@ -509,17 +529,19 @@ fn csv_row(
         .iter()
         .position(|c| *c == Column::Tenant)
         .and_then(|i| record.get(i))
-        .map_or(
-            Ok(TenantSlug::default_tenant()),
-            |raw| match std::str::from_utf8(raw).map(str::trim) {
-                Ok("") => Ok(TenantSlug::default_tenant()),
+        .map_or(Ok(tenants.absent()), |raw| {
+            match std::str::from_utf8(raw).map(str::trim) {
+                Ok("") => Ok(tenants.absent()),
                 Ok(t) => TenantSlug::parse(t).map_err(|m| ValidationError::new("tenant", m)),
                 Err(_) => Err(ValidationError::new("tenant", "is not valid UTF-8")),
-            },
-        );
+            }
+        });
     let wide = wide_range();
     let (rules, unknown) = row_rules(tenant.clone(), tenants, rules, &wide);
     let mut r = Row::new(at, rules);
+    // Without a tenant column every row is the caller's tenant (the column, when there
+    // is one, sets it below).
+    r.user.tenant = Some(tenants.absent());
     let u = &mut r.user;
     if record.len() > columns.len() {
         errors.push(RowError::new(
@@ -692,11 +714,17 @@ fn json_row(
     };
     // The tenant first: the extension is checked against its range.
     let wide = wide_range();
-    let (rules, unknown) = row_rules(tenant_of(obj), tenants, rules, &wide);
+    let named = tenant_named(obj);
+    let absent = matches!(named, Ok(None));
+    let tenant = named.map(|t| t.unwrap_or_else(|| tenants.absent()));
+    let (rules, unknown) = row_rules(tenant, tenants, rules, &wide);
     // `id` and `created_at` (of an export) are ignored, whatever they hold.
     let mut user = NewUser::parse_fields(obj, &IGNORED, rules, &mut |e| {
         errors.push(RowError::invalid(at, e))
     });
+    if absent {
+        user.tenant = Some(tenants.absent());
+    }
     if let Some(e) = unknown {
         errors.push(RowError::invalid(at, e));
         user.tenant = None;

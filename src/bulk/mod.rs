@@ -68,31 +68,47 @@ pub enum Outcome {
 
 /// What an `Idempotency-Key` is compared by: the route, the format and the file's
 /// fingerprint (see [`Parsed::fingerprint`]).
-fn request_hash(format: Format, fingerprint: &[u8; 32]) -> Vec<u8> {
+///
+/// A caller bound to a tenant imports the rows naming none into its tenant, so its tenant
+/// is part of the request: the same file and key from another tenant's caller is another
+/// request (never a replay of this one's users and secrets).
+fn request_hash(format: Format, fingerprint: &[u8; 32], bound: Option<&TenantSlug>) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(match format {
         Format::Csv => b"POST /users/import text/csv\n".as_slice(),
         Format::Json => b"POST /users/import application/json\n".as_slice(),
     });
+    if let Some(t) = bound {
+        h.update(format!("tenant {t}\n").as_bytes());
+    }
     h.update(fingerprint);
     h.finalize().to_vec()
 }
 
 /// Imports (or plans) a whole file: all or nothing. `rules.range` is the default
-/// tenant's; a row naming another tenant is checked against that tenant's range.
+/// tenant's; a row naming another tenant is checked against that tenant's range. `bound`:
+/// the tenant of a caller bound to one, whose rows naming none are its, and naming another
+/// are refused (field `tenant`).
 pub async fn import(
     store: &Store,
     format: Format,
     bytes: &[u8],
     rules: UserRules<'_>,
     mode: Mode<'_>,
+    bound: Option<&TenantSlug>,
 ) -> Result<Outcome, ImportError> {
     let range = rules.range;
     let known = store.list_tenants(range).await?;
-    let mut ranges = TenantRanges::default();
+    let mut ranges = TenantRanges {
+        bound: bound.cloned(),
+        ..TenantRanges::default()
+    };
     let mut ids = HashMap::new();
-    for t in &known {
-        ranges.0.insert(t.slug.clone(), t.range()?);
+    for t in known
+        .iter()
+        .filter(|t| bound.is_none_or(|own| t.slug == *own))
+    {
+        ranges.ranges.insert(t.slug.clone(), t.range()?);
         ids.insert(t.slug.clone(), t.id);
     }
     let parsed = file::parse_for(format, bytes, rules, &ranges)
@@ -120,7 +136,7 @@ pub async fn import(
             idempotency_key,
             actor,
         } => {
-            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint));
+            let hash = idempotency_key.map(|_| request_hash(format, &fingerprint, bound));
             store
                 .import_users(
                     &users,

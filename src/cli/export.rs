@@ -23,7 +23,9 @@ pub async fn run(config: Config, format: ExportFormat) -> anyhow::Result<ExitCod
 
 async fn export(config: &Config, format: bulk::Format) -> anyhow::Result<()> {
     let store = app::open_store(config).await?;
-    let mut rows = store.export_users(1000, Duration::from_secs(30)).await?;
+    let mut rows = store
+        .export_users(1000, Duration::from_secs(30), None)
+        .await?;
     let mut writer = bulk::sheet::ExportWriter::new(format);
     // A chunk is written while the next is read (a terminal or pipe that blocks the
     // write only slows the reads down).

@@ -23,7 +23,7 @@ pub async fn run(config: Config, path: &str, dry_run: bool) -> anyhow::Result<Ex
             actor: &Actor::Cli,
         }
     };
-    let sheet = match bulk::import(&store, format, &bytes, config.user_rules(), mode).await {
+    let sheet = match bulk::import(&store, format, &bytes, config.user_rules(), mode, None).await {
         Ok(bulk::Outcome::Created(imported)) => bulk::sheet::created_csv(&imported.users),
         Ok(bulk::Outcome::Planned(users)) => bulk::sheet::planned_csv(&users),
         Err(bulk::ImportError::Invalid(errors)) => {

@@ -134,6 +134,11 @@ pub enum TokenCommand {
         /// Lifetime in days, like 90d; without it the token does not expire.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Bind the token to this tenant (its slug): it then sees and changes only that
+        /// tenant's users, tokens, audit rows and registrations. Without it the token
+        /// reaches every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// List the live tokens (never a token or its hash).
     List,

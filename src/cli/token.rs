@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail};
 use pbx_portal::app;
 use pbx_portal::auth::{parse_expires_in, Actor, Scopes, TokenName};
 use pbx_portal::config::Config;
+use pbx_portal::domain::TenantSlug;
 use pbx_portal::store::{Store, StoreError};
 
 use super::TokenCommand;
@@ -27,10 +28,27 @@ async fn run_command(config: Config, command: TokenCommand) -> anyhow::Result<()
             name,
             scopes,
             expires_in,
-        } => create(&store, &name, &scopes, expires_in.as_deref()).await,
+            tenant,
+        } => {
+            let tenant = match tenant {
+                Some(raw) => Some(bound_to(&store, &config, &raw).await?),
+                None => None,
+            };
+            create(&store, &name, &scopes, expires_in.as_deref(), tenant).await
+        }
         TokenCommand::List => list(&store).await,
         TokenCommand::Revoke { name } => revoke(&store, &name).await,
     }
+}
+
+/// The id of the tenant `--tenant` names; an error naming it when there is none.
+async fn bound_to(store: &Store, config: &Config, raw: &str) -> anyhow::Result<i64> {
+    let slug = TenantSlug::parse(raw).map_err(|e| anyhow!("--tenant: {e}"))?;
+    store
+        .tenant(&slug, &config.range)
+        .await?
+        .map(|t| t.id)
+        .ok_or_else(|| anyhow!("--tenant: no tenant '{slug}'"))
 }
 
 async fn create(
@@ -38,6 +56,7 @@ async fn create(
     name: &str,
     scopes: &[String],
     expires_in: Option<&str>,
+    tenant: Option<i64>,
 ) -> anyhow::Result<()> {
     let name = TokenName::parse(name).map_err(|e| anyhow!("name: {e}"))?;
     let scopes =
@@ -47,7 +66,7 @@ async fn create(
         .transpose()
         .map_err(|e| anyhow!("--expires-in: {e}"))?;
     let (token, info) = store
-        .create_token(&name, scopes, days, &Actor::Cli)
+        .create_token(&name, scopes, days, tenant, &Actor::Cli)
         .await
         .map_err(|e| match e {
             StoreError::TokenNameTaken => {
@@ -55,11 +74,18 @@ async fn create(
             }
             e => e.into(),
         })?;
-    eprintln!(
-        "token {} ({}) created; it is shown once:",
-        info.name,
-        info.scopes.join(",")
-    );
+    match &info.tenant {
+        Some(t) => eprintln!(
+            "token {} ({}, tenant {t}) created; it is shown once:",
+            info.name,
+            info.scopes.join(",")
+        ),
+        None => eprintln!(
+            "token {} ({}) created; it is shown once:",
+            info.name,
+            info.scopes.join(",")
+        ),
+    }
     println!("{}", token.expose());
     Ok(())
 }
@@ -73,14 +99,15 @@ async fn list(store: &Store) -> anyhow::Result<()> {
         .unwrap_or_else(|| "-".into())
     };
     println!(
-        "{:<24} {:<32} {:<26} {:<26} LAST USED",
-        "NAME", "SCOPES", "CREATED", "EXPIRES"
+        "{:<24} {:<32} {:<16} {:<26} {:<26} LAST USED",
+        "NAME", "SCOPES", "TENANT", "CREATED", "EXPIRES"
     );
-    for t in store.list_tokens().await? {
+    for t in store.list_tokens(None).await? {
         println!(
-            "{:<24} {:<32} {:<26} {:<26} {}",
+            "{:<24} {:<32} {:<16} {:<26} {:<26} {}",
             t.name,
             t.scopes.join(","),
+            t.tenant.as_ref().map_or("-", TenantSlug::as_str),
             fmt(Some(t.created_at)),
             fmt(t.expires_at),
             fmt(t.last_used_at)
@@ -91,7 +118,7 @@ async fn list(store: &Store) -> anyhow::Result<()> {
 
 async fn revoke(store: &Store, name: &str) -> anyhow::Result<()> {
     let parsed = TokenName::parse(name).map_err(|e| anyhow!("name: {e}"))?;
-    if !store.revoke_token(&parsed, &Actor::Cli).await? {
+    if !store.revoke_token(&parsed, None, &Actor::Cli).await? {
         bail!("no live token named {name}");
     }
     println!("token {name} revoked");

@@ -5,6 +5,7 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::{query, Bounded};
 use super::{App, Resp};
@@ -19,11 +20,17 @@ struct AuditQuery {
     user: Option<Bounded<1, 9_007_199_254_740_991>>,
 }
 
-pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+/// A caller bound to a tenant sees only the rows about its tenant (a row's tenant is the
+/// touched user's or token's, else the acting token's).
+pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let q: AuditQuery = query(req)?;
     let entries = app
         .store
-        .list_audit(q.limit.map_or(100, |l| l.0), q.user.map(|u| u.0))
+        .list_audit(
+            q.limit.map_or(100, |l| l.0),
+            q.user.map(|u| u.0),
+            ctx.tenant.as_ref(),
+        )
         .await?;
     Ok(json_response(
         StatusCode::OK,

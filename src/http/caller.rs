@@ -15,11 +15,14 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::App;
 use crate::auth::{Actor, Scope, Scopes, TokenHash, MAX_HEADER};
+use crate::domain::TenantSlug;
 
-/// What a handler knows about the request beyond its input: who made it.
+/// What a handler knows about the request beyond its input: who made it, and the one
+/// tenant it is bound to (`None`: every tenant).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub actor: Actor,
+    pub tenant: Option<TenantSlug>,
 }
 
 /// An authenticated caller and what it may do.
@@ -27,13 +30,17 @@ pub struct Ctx {
 pub struct Caller {
     actor: Actor,
     scopes: Scopes,
+    tenant: Option<TenantSlug>,
 }
 
 impl Caller {
     /// The request context when the caller holds `scope`; else 403 naming it.
     pub fn require(self, scope: Scope) -> Result<Ctx, ApiError> {
         if self.scopes.contains(scope) {
-            Ok(Ctx { actor: self.actor })
+            Ok(Ctx {
+                actor: self.actor,
+                tenant: self.tenant,
+            })
         } else {
             Err(ApiError::Forbidden(scope))
         }
@@ -60,6 +67,7 @@ pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, 
         return Ok(Caller {
             actor: Actor::Bootstrap,
             scopes: Scopes::all(),
+            tenant: None,
         });
     }
     if !TokenHash::well_formed(given) {
@@ -69,6 +77,7 @@ pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, 
         Some(found) if bool::from(found.hash.0.ct_eq(&hash.0)) => Ok(Caller {
             actor: Actor::Token(found.name),
             scopes: found.scopes,
+            tenant: found.tenant,
         }),
         _ => Err(ApiError::Unauthorized),
     }

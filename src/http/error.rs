@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token lacks the '{0}' scope this route needs")]
     Forbidden(crate::auth::Scope),
+    /// Creating or deleting a tenant, asked by a token bound to one: the host's job.
+    #[error("this token is bound to a tenant; creating and deleting tenants needs an unbound admin token")]
+    TenantBound,
     #[error("a token with this name already exists (revoke it first)")]
     TokenNameTaken,
     #[error("not found")]
@@ -76,7 +79,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::TenantBound => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Validation(_) | Self::IdempotencyKeyReused | Self::ImportInvalid(_) => {
@@ -121,7 +124,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
+            Self::Forbidden(_) | Self::TenantBound => "forbidden",
             Self::TokenNameTaken => "token_name_taken",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",

@@ -190,7 +190,15 @@ pub async fn import(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
             actor: &ctx.actor,
         }
     };
-    let outcome = bulk::import(&app.store, format, &bytes, app.config.user_rules(), mode).await?;
+    let outcome = bulk::import(
+        &app.store,
+        format,
+        &bytes,
+        app.config.user_rules(),
+        mode,
+        ctx.tenant.as_ref(),
+    )
+    .await?;
     drop(bytes);
     let mut resp = match outcome {
         Outcome::Created(imported) => {
@@ -254,14 +262,18 @@ pub async fn import(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
     Ok(resp)
 }
 
-pub async fn export(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+/// A caller bound to a tenant exports that tenant's users only.
+pub async fn export(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let ExportQuery { format } = query(req)?;
     let format = match format {
         Some(f) => f.0,
         None if wants_csv(req.headers()) => Format::Csv,
         None => Format::Json,
     };
-    let rows = app.store.export_users(EXPORT_BATCH, EXPORT_STALL).await?;
+    let rows = app
+        .store
+        .export_users(EXPORT_BATCH, EXPORT_STALL, ctx.tenant.clone())
+        .await?;
     let mut resp = Response::new(streamed(Export {
         rows,
         writer: ExportWriter::new(format),

@@ -1,5 +1,9 @@
 //! `POST /tokens`, `GET /tokens`, `DELETE /tokens/{name}` (scope `admin`). The token's text
 //! is in the 201 answer and nowhere else: not in a list, a log line or the audit.
+//!
+//! A token may be bound to one tenant (`"tenant"`). A caller bound to a tenant creates only
+//! tokens of its own tenant (naming another: 422 field `tenant`), and lists and revokes only
+//! those (another tenant's token: 404, as if there were none).
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -8,9 +12,10 @@ use serde_json::{json, Value};
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::request::json_body;
+use super::tenants;
 use super::{App, Resp};
 use crate::auth::{expiry_days, Scopes, TokenName, TokenRuleError};
-use crate::domain::ValidationError;
+use crate::domain::{tenant_named, TenantSlug, ValidationError};
 
 impl From<TokenRuleError> for ApiError {
     fn from(e: TokenRuleError) -> Self {
@@ -23,6 +28,7 @@ struct NewTokenRequest {
     name: TokenName,
     scopes: Scopes,
     expires_in_days: Option<i32>,
+    tenant: Option<TenantSlug>,
 }
 
 fn parse(body: &Value) -> Result<NewTokenRequest, ApiError> {
@@ -31,7 +37,7 @@ fn parse(body: &Value) -> Result<NewTokenRequest, ApiError> {
         .ok_or_else(|| ValidationError::new("body", "must be a JSON object"))?;
     if let Some(k) = obj
         .keys()
-        .find(|k| !["name", "scopes", "expires_in_days"].contains(&k.as_str()))
+        .find(|k| !["name", "scopes", "expires_in_days", "tenant"].contains(&k.as_str()))
     {
         return Err(ValidationError::new(k.as_str(), "unknown field").into());
     }
@@ -59,14 +65,25 @@ fn parse(body: &Value) -> Result<NewTokenRequest, ApiError> {
         name,
         scopes,
         expires_in_days,
+        tenant: tenant_named(obj)?,
     })
 }
 
 pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let new = parse(&json_body(req).await?)?;
+    let tenant = match tenants::within(ctx, new.tenant)? {
+        Some(slug) => Some(tenants::named(app, &slug).await?.id),
+        None => None,
+    };
     let (token, info) = app
         .store
-        .create_token(&new.name, new.scopes, new.expires_in_days, &ctx.actor)
+        .create_token(
+            &new.name,
+            new.scopes,
+            new.expires_in_days,
+            tenant,
+            &ctx.actor,
+        )
         .await?;
     tracing::info!(token = new.name.as_str(), actor = %ctx.actor, "token created");
     let mut body = serde_json::to_value(&info).unwrap_or_default();
@@ -74,8 +91,8 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
     Ok(json_response(StatusCode::CREATED, &body))
 }
 
-pub async fn list(app: &App) -> Result<Resp, ApiError> {
-    let tokens = app.store.list_tokens().await?;
+pub async fn list(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    let tokens = app.store.list_tokens(ctx.tenant.as_ref()).await?;
     Ok(json_response(StatusCode::OK, &json!({ "tokens": tokens })))
 }
 
@@ -87,7 +104,11 @@ fn name_in_path(req: &Request<Incoming>) -> Option<TokenName> {
 
 pub async fn revoke(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let name = name_in_path(req).ok_or(ApiError::NotFound)?;
-    if !app.store.revoke_token(&name, &ctx.actor).await? {
+    if !app
+        .store
+        .revoke_token(&name, ctx.tenant.as_ref(), &ctx.actor)
+        .await?
+    {
         return Err(ApiError::NotFound);
     }
     tracing::info!(token = name.as_str(), actor = %ctx.actor, "token revoked");

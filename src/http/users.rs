@@ -16,10 +16,10 @@ use super::App;
 use super::Resp;
 use crate::asterisk::contacts::{Registration, RegistrationState};
 use crate::domain::{
-    tenant_of, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
+    tenant_named, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
 };
-use crate::store::{ListQuery, Order, UserRow};
+use crate::store::{ListQuery, Order, UserRow, DEFAULT_TENANT_ID};
 
 /// A user as every answer shows it: what is stored (its tenant and transport among it),
 /// what its phones register as, and whether they are online.
@@ -112,11 +112,14 @@ pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
 pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let key = idempotency_key(&req)?;
     let body = json_body(req).await?;
-    // The tenant first: the extension is checked against its range.
-    let slug = match body.as_object() {
-        Some(obj) => tenant_of(obj)?,
+    // The tenant first: the extension is checked against its range. A bound caller's
+    // request that names none is its tenant's; one naming no tenant at all, `default`.
+    let named = match body.as_object() {
+        Some(obj) => tenant_named(obj)?,
         None => return Err(ValidationError::new("body", "must be a JSON object").into()),
     };
+    let names_none = named.is_none();
+    let slug = tenants::within(ctx, named)?.unwrap_or_else(TenantSlug::default_tenant);
     let tenant = tenants::named(app, &slug).await?;
     let range = tenant.range()?;
     let rules = UserRules {
@@ -124,12 +127,20 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
         ..app.config.user_rules()
     };
     let new = NewUser::parse(&body, rules)?;
+    // The Idempotency-Key compares the body. A bound caller's body naming no tenant
+    // creates in its tenant, so it is compared with its tenant filled in: the same key and
+    // body from another tenant's caller (or an unbound one, meaning `default`) is another
+    // request, never a replay of this user and its secret.
+    let mut compared = body;
+    if let (Some(own), true, Some(obj)) = (&ctx.tenant, names_none, compared.as_object_mut()) {
+        obj.insert("tenant".into(), Value::String(own.as_str().into()));
+    }
     let outcome = app
         .store
         .create_user(
             &new,
             &tenant,
-            key.as_deref().map(|k| (k, &body)),
+            key.as_deref().map(|k| (k, &compared)),
             &ctx.actor,
         )
         .await?;
@@ -146,7 +157,7 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
     Ok(resp)
 }
 
-pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let params: UsersQuery = query(req)?;
     let limit = params.limit.map_or(1000, |l| l.0);
     let offset = params.offset.map_or(0, |o| o.0);
@@ -156,8 +167,8 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         .map(Search::parse)
         .transpose()?
         .flatten();
-    let tenant = match &params.tenant {
-        Some(slug) => Some(tenants::named(app, slug).await?.id),
+    let tenant = match tenants::within(ctx, params.tenant.clone())? {
+        Some(slug) => Some(tenants::named(app, &slug).await?.id),
         None => None,
     };
     let query = ListQuery {
@@ -201,8 +212,17 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
     ))
 }
 
-pub async fn get(app: &App, id: i64) -> Result<Resp, ApiError> {
+/// The user of `/users/{id}` when the caller may see it: 404 when there is none or it is
+/// another tenant's. A user never moves between tenants, so what this finds still holds
+/// when the change that follows runs.
+async fn found(app: &App, ctx: &Ctx, id: i64) -> Result<UserRow, ApiError> {
     let user = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    tenants::visible(ctx, &user.tenant)?;
+    Ok(user)
+}
+
+pub async fn get(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    let user = found(app, ctx, id).await?;
     Ok(json_response(StatusCode::OK, &shown(app, &user)))
 }
 
@@ -214,7 +234,7 @@ pub async fn update(
 ) -> Result<Resp, ApiError> {
     let body = json_body(req).await?;
     // A moved extension is checked against the range of the user's own tenant.
-    let current = app.store.get_user(id).await?.ok_or(ApiError::NotFound)?;
+    let current = found(app, ctx, id).await?;
     let tenant = tenants::named(app, &current.tenant).await?;
     let range = tenant.range()?;
     let rules = UserRules {
@@ -240,6 +260,9 @@ pub async fn update(
 }
 
 pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    if ctx.tenant.is_some() {
+        found(app, ctx, id).await?;
+    }
     let user = app
         .store
         .delete_user(id, &ctx.actor)
@@ -252,6 +275,9 @@ pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
 }
 
 pub async fn rotate_secret(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
+    if ctx.tenant.is_some() {
+        found(app, ctx, id).await?;
+    }
     let (ext, secret) = app
         .store
         .rotate_secret(id, &ctx.actor)
@@ -281,9 +307,17 @@ pub fn free_ranges(min: u32, max: u32, taken: &[u32]) -> (Vec<[u32; 2]>, u64) {
     (ranges, free)
 }
 
-pub async fn available(app: &App) -> Result<Resp, ApiError> {
-    let r = app.config.range;
-    let taken = app.store.taken_in_range(&r).await?;
+/// The default tenant's free numbers; a caller bound to a tenant gets its tenant's (the
+/// default tenant's numbering is not its to see).
+pub async fn available(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    let (r, tenant) = match &ctx.tenant {
+        Some(own) => {
+            let t = tenants::named(app, own).await?;
+            (t.range()?, t.id)
+        }
+        None => (app.config.range, DEFAULT_TENANT_ID),
+    };
+    let taken = app.store.taken_in_range(&r, tenant).await?;
     let (ranges, free) = free_ranges(r.min(), r.max(), &taken);
     Ok(json_response(
         StatusCode::OK,

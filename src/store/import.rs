@@ -203,8 +203,8 @@ pub const INSERT: &str = "
           FROM input i JOIN u ON u.email = i.email AND u.tenant_id = i.tenant
         RETURNING number, user_id, devices, transport
     ), a AS (
-        INSERT INTO audit_log (actor, action, user_id)
-        SELECT $6, 'user.imported', u.id FROM u
+        INSERT INTO audit_log (actor, action, user_id, tenant_id)
+        SELECT $6, 'user.imported', u.id, u.tenant_id FROM u
     )
     SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport, t.slug
       FROM u JOIN e ON e.user_id = u.id JOIN tenants t ON t.id = u.tenant_id";
@@ -492,10 +492,13 @@ impl Store {
     /// An export holds its connection as long as its reader takes, so at most
     /// [`Store::EXPORTS`] run at once; another waits as long as for a pooled connection,
     /// then is refused as unavailable, and the rest of the API keeps its connections.
+    ///
+    /// `tenant`: only that tenant's users (a caller bound to it); `None`: every tenant's.
     pub async fn export_users(
         &self,
         batch: i32,
         stall: Duration,
+        tenant: Option<TenantSlug>,
     ) -> Result<ExportRows, StoreError> {
         let slot =
             tokio::time::timeout(Duration::from_secs(5), self.exports.clone().acquire_owned())
@@ -515,7 +518,9 @@ impl Store {
             async move {
                 let _slot = slot;
                 let mut ready = Some(ready);
-                if let Err(e) = export(&store, batch.max(1), stall, &out, &mut ready).await {
+                let tenant = tenant.as_ref().map(TenantSlug::as_str);
+                if let Err(e) = export(&store, batch.max(1), stall, tenant, &out, &mut ready).await
+                {
                     match ready.take() {
                         Some(ready) => drop(ready.send(Err(e))),
                         None => {
@@ -541,6 +546,7 @@ impl Store {
 const EXPORT: &str = "
     SELECT u.id, u.name, u.email, e.number, e.devices, u.created_at, e.transport, t.slug
       FROM users u JOIN extensions e ON e.user_id = u.id JOIN tenants t ON t.id = u.tenant_id
+     WHERE $1::text IS NULL OR t.slug = $1
      ORDER BY e.tenant_id, e.number";
 
 enum Chunk {
@@ -567,6 +573,7 @@ async fn export(
     store: &Store,
     batch: i32,
     stall: Duration,
+    tenant: Option<&str>,
     out: &mpsc::Sender<Chunk>,
     ready: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
 ) -> Result<(), StoreError> {
@@ -577,7 +584,7 @@ async fn export(
         .read_only(true)
         .start()
         .await?;
-    let portal = tx.bind(EXPORT, &[]).await?;
+    let portal = tx.bind(EXPORT, &[&tenant]).await?;
     let mut rows = tx.query_portal(&portal, batch).await?;
     if let Some(ready) = ready.take() {
         if ready.send(Ok(())).is_err() {

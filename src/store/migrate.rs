@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "applied_tenants",
         include_str!("../../migrations/0009_applied_tenants.sql"),
     ),
+    (
+        10,
+        "tenant_tokens",
+        include_str!("../../migrations/0010_tenant_tokens.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -40,7 +40,7 @@ pub use import::{
 };
 pub use locks::{ApplyLock, ApplyLockKind, Coordination, LockConn};
 pub use migrate::{migrate, pending as pending_migrations, MIGRATIONS};
-pub use tenants::{TenantChangeError, TenantRow};
+pub use tenants::{TenantChangeError, TenantRow, DEFAULT_TENANT_ID};
 pub use tokens::{FoundToken, TokenInfo};
 pub use users::{CreateOutcome, ListQuery, Order, UserRow};
 

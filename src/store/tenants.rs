@@ -16,6 +16,10 @@ use crate::domain::{ExtensionRange, NewTenant, TenantPatch, TenantSlug, Validati
 /// tenant's key, (class, 1), is the one every version before tenants took.
 pub(super) const ALLOCATION_LOCK: i32 = 1_346_524_240;
 
+/// The id of the tenant `default` (the row every deployment has had since the first
+/// migration).
+pub const DEFAULT_TENANT_ID: i64 = 1;
+
 /// A tenant as the API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantRow {

@@ -12,6 +12,7 @@ use tokio_postgres::types::Type;
 
 use super::{audit, map_db_error, Store, StoreError};
 use crate::auth::{Actor, NewToken, Scopes, TokenHash, TokenName};
+use crate::domain::TenantSlug;
 
 /// A token as `GET /tokens` and `pbx-portal token list` show it: never its text or hash.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -24,6 +25,8 @@ pub struct TokenInfo {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    /// The one tenant the token is bound to; `None` (null): every tenant.
+    pub tenant: Option<TenantSlug>,
 }
 
 impl TokenInfo {
@@ -34,6 +37,9 @@ impl TokenInfo {
             created_at: r.try_get(2)?,
             expires_at: r.try_get(3)?,
             last_used_at: r.try_get(4)?,
+            tenant: r
+                .try_get::<_, Option<String>>(5)?
+                .map(TenantSlug::from_stored),
         })
     }
 }
@@ -44,17 +50,28 @@ pub struct FoundToken {
     pub name: TokenName,
     pub scopes: Scopes,
     pub hash: TokenHash,
+    /// The tenant it is bound to, if any.
+    pub tenant: Option<TenantSlug>,
 }
 
-const INFO_COLUMNS: &str = "name, scopes, created_at, expires_at, last_used_at";
+const INFO_COLUMNS: &str = "name, scopes, created_at, expires_at, last_used_at,
+    (SELECT s.slug FROM tenants s WHERE s.id = tenant_id)";
+
+/// The condition "the token is visible to a caller bound to the tenant whose slug is
+/// parameter `$n`" (NULL: an unbound caller, who sees every token).
+fn within(n: usize) -> String {
+    format!("(${n}::text IS NULL OR tenant_id = (SELECT s.id FROM tenants s WHERE s.slug = ${n}))")
+}
 
 impl Store {
-    /// Stores a new token's hash; the audit row commits with it.
+    /// Stores a new token's hash, bound to `tenant` (the id of a tenant the caller has
+    /// found) or to none; the audit row, about that tenant, commits with it.
     pub async fn create_token(
         &self,
         name: &TokenName,
         scopes: Scopes,
         expires_in_days: Option<i32>,
+        tenant: Option<i64>,
         actor: &Actor,
     ) -> Result<(NewToken, TokenInfo), StoreError> {
         let token = NewToken::generate();
@@ -65,12 +82,13 @@ impl Store {
             .query_typed(
                 &format!(
                     "WITH t AS (
-                        INSERT INTO api_tokens (name, hash, scopes, expires_at, created_by)
-                        VALUES ($1, $2, $3, now() + make_interval(days => $4), $5)
-                        RETURNING {INFO_COLUMNS}),
+                        INSERT INTO api_tokens (name, hash, scopes, expires_at, created_by,
+                                                tenant_id)
+                        VALUES ($1, $2, $3, now() + make_interval(days => $4), $5, $6)
+                        RETURNING {INFO_COLUMNS}, tenant_id),
                      a AS ({})
                      SELECT {INFO_COLUMNS} FROM t",
-                    audit::from_cte("t", 5, "token.created", "NULL::bigint", "name")
+                    audit::from_cte("t", 5, "token.created", "NULL::bigint", "name", "tenant_id")
                 ),
                 &[
                     (&name.as_str(), Type::TEXT),
@@ -78,6 +96,7 @@ impl Store {
                     (&scopes, Type::TEXT_ARRAY),
                     (&expires_in_days, Type::INT4),
                     (&actor.as_str(), Type::TEXT),
+                    (&tenant, Type::INT8),
                 ],
             )
             .await
@@ -89,13 +108,20 @@ impl Store {
     }
 
     /// Live (not revoked) tokens, by name; expired ones included, so that an admin sees them.
-    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+    /// `tenant`: a caller bound to that tenant sees only the tokens bound to it.
+    pub async fn list_tokens(
+        &self,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn().await?;
+        let tenant = tenant.map(TenantSlug::as_str);
         conn.query_typed(
             &format!(
-                "SELECT {INFO_COLUMNS} FROM api_tokens WHERE revoked_at IS NULL ORDER BY name"
+                "SELECT {INFO_COLUMNS} FROM api_tokens
+                  WHERE revoked_at IS NULL AND {} ORDER BY name",
+                within(1)
             ),
-            &[],
+            &[(&tenant, Type::TEXT)],
         )
         .await?
         .iter()
@@ -103,21 +129,33 @@ impl Store {
         .collect()
     }
 
-    /// Revokes the live token of that name; false when there is none.
-    pub async fn revoke_token(&self, name: &TokenName, actor: &Actor) -> Result<bool, StoreError> {
+    /// Revokes the live token of that name; false when there is none (or, for a caller
+    /// bound to `tenant`, none of that tenant's).
+    pub async fn revoke_token(
+        &self,
+        name: &TokenName,
+        tenant: Option<&TenantSlug>,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
         let conn = self.conn().await?;
+        let tenant = tenant.map(TenantSlug::as_str);
         let rows = conn
             .query_typed(
                 &format!(
                     "WITH t AS (
                         UPDATE api_tokens SET revoked_at = now()
-                         WHERE name = $1 AND revoked_at IS NULL
-                        RETURNING name),
+                         WHERE name = $1 AND revoked_at IS NULL AND {}
+                        RETURNING name, tenant_id),
                      a AS ({})
                      SELECT 1 FROM t",
-                    audit::from_cte("t", 2, "token.revoked", "NULL::bigint", "name")
+                    within(3),
+                    audit::from_cte("t", 2, "token.revoked", "NULL::bigint", "name", "tenant_id")
                 ),
-                &[(&name.as_str(), Type::TEXT), (&actor.as_str(), Type::TEXT)],
+                &[
+                    (&name.as_str(), Type::TEXT),
+                    (&actor.as_str(), Type::TEXT),
+                    (&tenant, Type::TEXT),
+                ],
             )
             .await?;
         Ok(!rows.is_empty())
@@ -131,7 +169,8 @@ impl Store {
         let rows = conn
             .query_typed(
                 "SELECT id, name, scopes, hash,
-                        last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+                        last_used_at IS NULL OR last_used_at < now() - interval '1 minute',
+                        (SELECT s.slug FROM tenants s WHERE s.id = tenant_id)
                    FROM api_tokens
                   WHERE hash = $1 AND revoked_at IS NULL
                     AND (expires_at IS NULL OR expires_at > now())",
@@ -158,6 +197,9 @@ impl Store {
             name: TokenName::from_stored(r.try_get(1)?),
             scopes: Scopes::from_stored(&r.try_get::<_, Vec<String>>(2)?),
             hash: TokenHash(hash),
+            tenant: r
+                .try_get::<_, Option<String>>(5)?
+                .map(TenantSlug::from_stored),
         }))
     }
 

@@ -213,7 +213,7 @@ impl Store {
             "WITH c AS (SELECT * FROM portal_create_user($1, $2, $3, $4, $5, $6, $7, $9, $10)),
                   a AS ({})
              SELECT c.*, $11::text FROM c",
-            audit::from_cte("c", 8, "user.created", "c.id", "NULL")
+            audit::from_cte("c", 8, "user.created", "c.id", "NULL", "$10")
         );
         let create = create.as_str();
 
@@ -384,8 +384,8 @@ impl Store {
                          WHERE user_id = $1
                      RETURNING number, devices, transport),
                      a AS (
-                        INSERT INTO audit_log (actor, action, user_id, fields)
-                        SELECT $6, 'user.updated', u.id, $7 FROM u)
+                        INSERT INTO audit_log (actor, action, user_id, fields, tenant_id)
+                        SELECT $6, 'user.updated', u.id, $7, u.tenant_id FROM u)
                      SELECT {USER_COLUMNS} FROM u, e, tenants t WHERE t.id = u.tenant_id"
                 ),
                 &[
@@ -417,7 +417,7 @@ impl Store {
                                 RETURNING id, name, email, created_at, tenant_id),
                           a AS ({})
                      SELECT {USER_COLUMNS} FROM u, e, tenants t WHERE t.id = u.tenant_id",
-                    audit::from_cte("u", 2, "user.deleted", "u.id", "NULL")
+                    audit::from_cte("u", 2, "user.deleted", "u.id", "NULL", "u.tenant_id")
                 ),
                 &[(&id, Type::INT8), (&actor.as_str(), Type::TEXT)],
             )
@@ -442,7 +442,14 @@ impl Store {
                         RETURNING number, user_id, tenant_id),
                      a AS ({})
                      SELECT x.number, t.slug FROM x JOIN tenants t ON t.id = x.tenant_id",
-                    audit::from_cte("x", 3, "user.secret_rotated", "x.user_id", "NULL")
+                    audit::from_cte(
+                        "x",
+                        3,
+                        "user.secret_rotated",
+                        "x.user_id",
+                        "NULL",
+                        "x.tenant_id"
+                    )
                 ),
                 &[
                     (&id, Type::INT8),
@@ -457,15 +464,23 @@ impl Store {
         }))
     }
 
-    /// The default tenant's taken numbers inside the range, ascending.
-    pub async fn taken_in_range(&self, range: &ExtensionRange) -> Result<Vec<u32>, StoreError> {
+    /// The taken numbers of the tenant (its id) inside the range, ascending.
+    pub async fn taken_in_range(
+        &self,
+        range: &ExtensionRange,
+        tenant: i64,
+    ) -> Result<Vec<u32>, StoreError> {
         let conn = self.conn().await?;
         let (min, max) = (range.min() as i32, range.max() as i32);
         let rows = conn
             .query_typed(
-                "SELECT number FROM extensions WHERE tenant_id = 1 AND number BETWEEN $1 AND $2
+                "SELECT number FROM extensions WHERE tenant_id = $3 AND number BETWEEN $1 AND $2
                   ORDER BY number",
-                &[(&min, Type::INT4), (&max, Type::INT4)],
+                &[
+                    (&min, Type::INT4),
+                    (&max, Type::INT4),
+                    (&tenant, Type::INT8),
+                ],
             )
             .await?;
         Ok(rows

@@ -43,6 +43,7 @@ mod process;
 mod proof;
 mod registrations;
 mod tenant_files;
+mod tenant_tokens;
 mod tenants;
 mod tls;
 mod tokens;

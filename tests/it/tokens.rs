@@ -207,8 +207,16 @@ async fn tokens_are_created_once_listed_without_secrets_and_revoked_at_once() {
     assert!(!raw.contains(&token[5..]) && !raw.contains("hash"), "{raw}");
     assert_eq!(
         listed.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["created_at", "expires_at", "last_used_at", "name", "scopes"]
+        [
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "name",
+            "scopes",
+            "tenant"
+        ]
     );
+    assert!(listed["tenant"].is_null(), "{listed}");
 
     // Errors.
     let cases = [
