@@ -97,7 +97,7 @@ def _tenant_rule(case, err: dict) -> bool:
     field, message = err.get("field"), str(err.get("message", ""))
     slug = str((case.path_parameters or {}).get("slug"))
     body = case.body if isinstance(case.body, dict) else {}
-    if _names_no_tenant(err) and path in ("/users", "/users/{id}"):
+    if _names_no_tenant(err) and path in ("/users", "/users/{id}", "/tokens"):
         return True
     if (method, path, field) == ("PATCH", "/users/{id}", "tenant"):
         return message.startswith("a user cannot move between tenants")
