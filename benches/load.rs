@@ -1814,7 +1814,7 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
             let rec = if side == 0 {
                 // Its own lock only: the pipeline as it was before nodes.
                 applier
-                    .apply(&Actor::Cli, Held::ByThisRequest)
+                    .apply(&Actor::Cli, Held::ByThisRequest, None)
                     .await
                     .unwrap()
             } else {

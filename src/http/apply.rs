@@ -12,7 +12,7 @@ use super::request::{query, AppliesQuery, ApplyQuery};
 use super::App;
 use super::Resp;
 use crate::apply::cluster::{Choice, NodeState};
-use crate::domain::ValidationError;
+use crate::domain::{TenantSlug, ValidationError};
 use crate::record::ApplyRecord;
 
 /// A node as `GET /nodes` answers it.
@@ -56,12 +56,35 @@ impl NodeView {
     }
 }
 
+/// The tenant an apply covers: the caller's own when it is bound to one (naming another
+/// is refused like an unknown one: 422 field `tenant`, which leaks nothing), else the one
+/// `?tenant=` names, else every tenant.
+async fn apply_tenant(
+    app: &App,
+    ctx: &Ctx,
+    named: Option<TenantSlug>,
+) -> Result<Option<TenantSlug>, ApiError> {
+    match (&ctx.tenant, named) {
+        (Some(bound), Some(named)) if *bound != named => {
+            Err(ValidationError::new("tenant", format!("no tenant '{named}'")).into())
+        }
+        (Some(bound), _) => Ok(Some(bound.clone())),
+        (None, Some(named)) => {
+            super::tenants::named(app, &named).await?;
+            Ok(Some(named))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let ApplyQuery {
         dry_run,
         nodes,
         strategy,
+        tenant,
     } = query(req)?;
+    let tenant = apply_tenant(app, ctx, tenant).await?;
     let rec = if dry_run.is_some_and(|f| f.0) {
         if nodes.is_some() || strategy.is_some() {
             return Err(ValidationError::new(
@@ -71,11 +94,12 @@ pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp
             )
             .into());
         }
-        app.applier.dry_run(&ctx.actor).await?
+        app.applier.dry_run(&ctx.actor, tenant.as_ref()).await?
     } else {
         let choice = Choice {
             nodes: nodes.map(|n| n.0),
             strategy: strategy.unwrap_or_default(),
+            tenant,
         };
         app.cluster.apply(&ctx.actor, &choice).await?
     };

@@ -18,7 +18,7 @@ use crate::record::{
 };
 
 const APPLY_COLUMNS: &str = "id, status, started_at, finished_at, duration_ms, endpoints, \
-     changes, reload, health, rolled_back, error, content_hash, actor, node, requested_by, nodes";
+     changes, reload, health, rolled_back, error, content_hash, actor, node, requested_by, nodes, tenant";
 
 fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
     let status: &str = r.try_get(1)?;
@@ -41,6 +41,7 @@ fn record_from_row(r: &tokio_postgres::Row) -> Result<ApplyRecord, StoreError> {
         node: r.try_get(13)?,
         requested_by: r.try_get(14)?,
         nodes: r.try_get::<_, Json<Vec<NodeOutcome>>>(15)?.0,
+        tenant: r.try_get(16)?,
     })
 }
 
@@ -237,6 +238,7 @@ impl Store {
         dry_run: bool,
         node: &str,
         requested_by: Option<&str>,
+        tenant: Option<&str>,
     ) -> Result<ApplyRecord, StoreError> {
         let conn = self.conn().await?;
         let action = if dry_run { "apply.dry_run" } else { "apply" };
@@ -244,8 +246,8 @@ impl Store {
             .query_typed_one(
                 &format!(
                     "WITH r AS (
-                        INSERT INTO apply_audit_log (status, actor, node, requested_by)
-                        VALUES ('running', $1, $3, $4)
+                        INSERT INTO apply_audit_log (status, actor, node, requested_by, tenant)
+                        VALUES ('running', $1, $3, $4, $5)
                         RETURNING {APPLY_COLUMNS}),
                      a AS (INSERT INTO audit_log (actor, action, apply_id)
                            SELECT $1, $2, r.id FROM r)
@@ -256,6 +258,7 @@ impl Store {
                     (&action, Type::TEXT),
                     (&node, Type::TEXT),
                     (&requested_by, Type::TEXT),
+                    (&tenant, Type::TEXT),
                 ],
             )
             .await?;

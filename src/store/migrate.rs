@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "applied_tenants",
         include_str!("../../migrations/0009_applied_tenants.sql"),
     ),
+    (
+        11,
+        "tenant_apply",
+        include_str!("../../migrations/0011_tenant_apply.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"
