@@ -923,6 +923,70 @@ async fn join(
 mod tests {
     use super::*;
 
+    fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
+        let mut out = Fingerprints::new();
+        for (slug, n, b) in entries {
+            out.entry((*slug).to_owned())
+                .or_default()
+                .insert(*n, [*b; 32]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_scoped_apply_sees_and_records_its_tenant_alone() {
+        let applied = prints(&[("default", 1000, 1), ("acme", 100, 1), ("beta", 100, 1)]);
+        let current = prints(&[("default", 1000, 2), ("acme", 100, 2), ("acme", 101, 1)]);
+        let acme = TenantSlug::parse("acme").unwrap();
+        let c = scoped_changes(&current, &applied, Some(&acme));
+        assert!(c.changed.is_empty() && c.removed.is_empty() && c.added.is_empty());
+        assert_eq!(c.tenants.keys().collect::<Vec<_>>(), ["acme"]);
+        assert_eq!(
+            (
+                c.tenants["acme"].added.clone(),
+                c.tenants["acme"].changed.clone()
+            ),
+            (vec![101], vec![100])
+        );
+        // Every tenant: beta's removal and the default tenant's change too.
+        let all = scoped_changes(&current, &applied, None);
+        assert_eq!(
+            (all.changed.clone(), all.tenants["beta"].removed.clone()),
+            (vec![1000], vec![100])
+        );
+
+        // What is applied afterwards: acme as rendered, the others as they were.
+        let after = merged(&applied, &current, "acme");
+        assert_eq!(after["default"], applied["default"]);
+        assert_eq!(after["beta"], applied["beta"]);
+        assert_eq!(after["acme"], current["acme"]);
+        // Beta rendered without users: its entry goes.
+        assert!(!merged(&applied, &current, "beta").contains_key("beta"));
+    }
+
+    #[test]
+    fn every_scoped_apply_names_a_new_applied_state() {
+        let policy = EndpointPolicy {
+            transports: crate::domain::Transports::new(vec![crate::domain::TransportId::udp()])
+                .unwrap(),
+            tls: Default::default(),
+            nat: true,
+            codecs: Default::default(),
+            qualify_frequency: 60,
+        };
+        let settings = render::Settings {
+            policy: &policy,
+            agi_addr: "127.0.0.1:4573".parse().unwrap(),
+        };
+        let r = render::render_checked(&[], &settings).unwrap();
+        let one = scoped_hash(Some("h0"), &r, "acme");
+        assert_ne!(one, scoped_hash(Some("h0"), &r, "beta"));
+        assert_ne!(one, scoped_hash(Some(&one), &r, "acme"));
+        assert_ne!(one, scoped_hash(None, &r, "acme"));
+        assert_eq!(one, scoped_hash(Some("h0"), &r, "acme"));
+        assert_ne!(one, r.content_hash);
+    }
+
     #[tokio::test]
     async fn a_panicking_apply_task_is_an_error_not_a_crash() {
         let task = tokio::spawn(async { panic!("boom") });

@@ -56,24 +56,48 @@ impl NodeView {
     }
 }
 
-/// The tenant an apply covers: the caller's own when it is bound to one (naming another
-/// is refused like an unknown one: 422 field `tenant`, which leaks nothing), else the one
-/// `?tenant=` names, else every tenant.
+/// Whose changes an apply covers, before the database is asked whether a named tenant
+/// exists.
+#[derive(Debug, PartialEq, Eq)]
+enum Scope {
+    /// Every tenant's: an unbound caller that named none.
+    Every,
+    /// The caller's own tenant (it exists: the caller's token is bound to it).
+    Bound(TenantSlug),
+    /// The tenant `?tenant=` names, to be looked up.
+    Named(TenantSlug),
+}
+
+/// A caller bound to a tenant applies that tenant's changes; naming another is refused
+/// like an unknown tenant (422 field `tenant`: whether it exists is not told).
+fn scope_of(
+    bound: Option<&TenantSlug>,
+    named: Option<TenantSlug>,
+) -> Result<Scope, ValidationError> {
+    match (bound, named) {
+        (Some(bound), Some(named)) if *bound != named => Err(ValidationError::new(
+            "tenant",
+            format!("no tenant '{named}'"),
+        )),
+        (Some(bound), _) => Ok(Scope::Bound(bound.clone())),
+        (None, Some(named)) => Ok(Scope::Named(named)),
+        (None, None) => Ok(Scope::Every),
+    }
+}
+
+/// The tenant an apply covers (`None`: every tenant); an unknown one: 422 field `tenant`.
 async fn apply_tenant(
     app: &App,
     ctx: &Ctx,
     named: Option<TenantSlug>,
 ) -> Result<Option<TenantSlug>, ApiError> {
-    match (&ctx.tenant, named) {
-        (Some(bound), Some(named)) if *bound != named => {
-            Err(ValidationError::new("tenant", format!("no tenant '{named}'")).into())
+    match scope_of(ctx.tenant.as_ref(), named)? {
+        Scope::Every => Ok(None),
+        Scope::Bound(t) => Ok(Some(t)),
+        Scope::Named(t) => {
+            super::tenants::named(app, &t).await?;
+            Ok(Some(t))
         }
-        (Some(bound), _) => Ok(Some(bound.clone())),
-        (None, Some(named)) => {
-            super::tenants::named(app, &named).await?;
-            Ok(Some(named))
-        }
-        (None, None) => Ok(None),
     }
 }
 
@@ -135,4 +159,30 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         StatusCode::OK,
         &json!({ "applies": applies }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slug(s: &str) -> TenantSlug {
+        TenantSlug::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_bound_caller_applies_its_own_tenant_and_cannot_name_another() {
+        let acme = slug("acme");
+        assert_eq!(scope_of(Some(&acme), None), Ok(Scope::Bound(slug("acme"))));
+        assert_eq!(
+            scope_of(Some(&acme), Some(slug("acme"))),
+            Ok(Scope::Bound(slug("acme")))
+        );
+        let refused = scope_of(Some(&acme), Some(slug("beta"))).unwrap_err();
+        assert_eq!(refused.field, "tenant");
+        assert_eq!(
+            scope_of(None, Some(slug("beta"))),
+            Ok(Scope::Named(slug("beta")))
+        );
+        assert_eq!(scope_of(None, None), Ok(Scope::Every));
+    }
 }

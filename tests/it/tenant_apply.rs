@@ -10,12 +10,13 @@ use std::time::SystemTime;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::app::TestApp;
+use crate::support::app::{Http, TestApp};
 use crate::support::asterisk::Options;
+use crate::support::cluster::{applies, statuses, Cluster, Setup};
 use crate::support::process::Scratch;
 use crate::support::{stand, PROBE_3S};
 
-async fn create_tenant(app: &TestApp, slug: &str) {
+async fn create_tenant(app: &Http, slug: &str) {
     let r = app
         .post(
             "/tenants",
@@ -26,7 +27,7 @@ async fn create_tenant(app: &TestApp, slug: &str) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
-async fn create_in(app: &TestApp, tenant: &str, email: &str) -> Value {
+async fn create_in(app: &Http, tenant: &str, email: &str) -> Value {
     let r = app
         .post(
             "/users",
@@ -277,4 +278,82 @@ async fn apply_tenant_from_the_shell_applies_that_tenant_and_refuses_an_unknown_
         json!({"beta": {"added": [100], "removed": [], "changed": []}}),
         "{rec}"
     );
+}
+
+#[tokio::test]
+async fn a_scoped_apply_on_two_nodes_applies_that_tenant_on_both() {
+    let c = Cluster::start(
+        &["a", "b"],
+        Setup {
+            probe: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let a = &c.node("a").http;
+    create_tenant(a, "acme").await;
+    create_tenant(a, "beta").await;
+    a.create_user("Dee Default", "dee@x.org").await;
+    create_in(a, "acme", "a1@x.org").await;
+    create_in(a, "beta", "b1@x.org").await;
+    let r = a.post("/apply", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, c.logs());
+
+    create_in(a, "acme", "a2@x.org").await;
+    create_in(a, "beta", "b2@x.org").await;
+    let beta = |n: &str| {
+        let etc = c.node(n).etc();
+        [
+            etc.join("pjsip.d/synergycall/generated_endpoints-beta.conf"),
+            etc.join("extensions.d/synergycall/generated_routing-beta.conf"),
+        ]
+    };
+    let before: Vec<_> = ["a", "b"]
+        .iter()
+        .flat_map(|n| beta(n).map(|p| stamp(&p)))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let r = a.post("/apply?tenant=acme", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, c.logs());
+    assert_eq!(r.body["tenant"], "acme");
+    assert_eq!(
+        statuses(&r.body),
+        vec![
+            ("a".into(), "applied".into()),
+            ("b".into(), "applied".into())
+        ]
+    );
+    for n in ["a", "b"] {
+        let live = c.node(n).ast.endpoints();
+        assert!(live.contains_key("acme-101"), "{n}: {:?}", live.keys());
+        assert!(!live.contains_key("beta-101"), "{n}: {:?}", live.keys());
+    }
+    let after: Vec<_> = ["a", "b"]
+        .iter()
+        .flat_map(|n| beta(n).map(|p| stamp(&p)))
+        .collect();
+    assert!(before == after, "beta's files were rewritten on a node");
+    // B's own record says it applied acme's change alone, at a's request.
+    let on_b = applies(a, "b").await;
+    assert_eq!(on_b[0]["tenant"], "acme", "{:?}", on_b[0]);
+    assert_eq!(on_b[0]["requested_by"], "a");
+    assert_eq!(
+        on_b[0]["changes"]["tenants"],
+        json!({"acme": {"added": [101], "removed": [], "changed": []}})
+    );
+    // Beta is still pending on both nodes; the next unscoped apply takes it everywhere.
+    for n in ["a", "b"] {
+        let pending = c.node(n).http.get("/apply/pending").await.body;
+        assert_eq!(
+            pending["tenants"],
+            json!({"beta": {"added": [101], "removed": [], "changed": []}}),
+            "{n}: {pending}"
+        );
+    }
+    let r = a.post("/apply", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, c.logs());
+    for n in ["a", "b"] {
+        assert!(c.node(n).ast.endpoints().contains_key("beta-101"), "{n}");
+    }
 }
