@@ -902,6 +902,41 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_files_depend_on_its_own_users_alone() {
+        // What a tenant-scoped apply relies on when it renders that tenant only.
+        let mixed = render_checked(
+            &[
+                of("acme", 100, "Y"),
+                sub(100, "A"),
+                of("beta", 100, "Z"),
+                of("acme", 101, "X"),
+            ],
+            &settings(),
+        )
+        .unwrap();
+        let alone =
+            render_checked(&[of("acme", 101, "X"), of("acme", 100, "Y")], &settings()).unwrap();
+        let (m, a) = (&mixed.files[1], &alone.files[1]);
+        assert_eq!(
+            (
+                m.tenant.as_str(),
+                &m.endpoints,
+                &m.routing,
+                &m.sentinel,
+                &m.routing_proof
+            ),
+            (
+                "acme",
+                &a.endpoints,
+                &a.routing,
+                &a.sentinel,
+                &a.routing_proof
+            )
+        );
+        assert_eq!(mixed.fingerprints["acme"], alone.fingerprints["acme"]);
+    }
+
+    #[test]
     fn the_default_tenant_renders_as_before_tenants_whatever_other_tenants_hold() {
         let alone = render_checked(&[sub(100, "A"), sub(101, "B")], &settings()).unwrap();
         let mixed = render_checked(

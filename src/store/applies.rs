@@ -67,15 +67,41 @@ pub(super) async fn mark_interrupted(
 }
 
 pub(super) async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, StoreError> {
-    let rows = client
-        .query_typed(
-            "SELECT e.number, u.name, e.secret, e.devices, e.transport, t.slug
-               FROM extensions e JOIN users u ON u.id = e.user_id
-               JOIN tenants t ON t.id = e.tenant_id
-              ORDER BY e.number",
-            &[],
-        )
-        .await?;
+    read_snapshot_of(client, None).await
+}
+
+/// The snapshot of one tenant's users (`None`: every tenant's). A tenant-scoped apply
+/// renders that tenant alone: its files depend on its own users only, and reading and
+/// rendering 10,000 users for the 200 of one tenant would be most of its cost.
+pub(super) async fn read_snapshot_of(
+    client: &impl GenericClient,
+    tenant: Option<&str>,
+) -> Result<Snapshot, StoreError> {
+    let rows = match tenant {
+        None => {
+            client
+                .query_typed(
+                    "SELECT e.number, u.name, e.secret, e.devices, e.transport, t.slug
+                       FROM extensions e JOIN users u ON u.id = e.user_id
+                       JOIN tenants t ON t.id = e.tenant_id
+                      ORDER BY e.number",
+                    &[],
+                )
+                .await?
+        }
+        Some(slug) => {
+            client
+                .query_typed(
+                    "SELECT e.number, u.name, e.secret, e.devices, e.transport, t.slug
+                       FROM extensions e JOIN users u ON u.id = e.user_id
+                       JOIN tenants t ON t.id = e.tenant_id
+                      WHERE t.slug = $1
+                      ORDER BY e.number",
+                    &[(&slug, Type::TEXT)],
+                )
+                .await?
+        }
+    };
     Ok(rows
         .iter()
         .map(|r| Subscriber {
