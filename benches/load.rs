@@ -46,7 +46,11 @@
 //! `LOAD_BENCH=nodes cargo bench --bench load` runs only the nodes part;
 //! `LOAD_BENCH=render cargo bench --bench load` only the render with and without the NAT
 //! options and G.722 (in process); `LOAD_BENCH=core cargo bench --bench load` everything
-//! but bulk and nodes (the main performance table).
+//! but bulk and nodes (the main performance table). `LOAD_BENCH=tenants cargo bench --bench
+//! load`: 50 tenants of 200 users (10,000), files only: a tenant-scoped apply of one
+//! changed user against the single-tenant apply of 200 users in another database, and
+//! `GET /users?tenant=` of one tenant against the same page of a single-tenant database,
+//! alternated round by round.
 
 use std::time::{Duration, Instant};
 
@@ -830,6 +834,10 @@ async fn main() {
         }
         Ok("nodes") => {
             nodes(&http, &admin, &format!("{db}_nodes"), dir.path()).await;
+            true
+        }
+        Ok("tenants") => {
+            tenants(&http, &admin, &format!("{db}_tenants"), dir.path()).await;
             true
         }
         _ if std::env::args().any(|a| a == "auth") => {
@@ -1814,7 +1822,7 @@ async fn nodes(http: &Http, admin: &str, db: &str, dir: &std::path::Path) {
             let rec = if side == 0 {
                 // Its own lock only: the pipeline as it was before nodes.
                 applier
-                    .apply(&Actor::Cli, Held::ByThisRequest)
+                    .apply(&Actor::Cli, Held::ByThisRequest, None)
                     .await
                     .unwrap()
             } else {
@@ -1996,4 +2004,192 @@ async fn ami_login(ast: &asterisk::FakeAsterisk, timeout: Duration) -> ami::Clie
     })
     .await
     .unwrap()
+}
+
+/// A database `db` with a files-only service of its own (directories under `dir/name`).
+async fn files_only_service(
+    admin: &str,
+    db: &str,
+    dir: &std::path::Path,
+    name: &str,
+) -> (Service, String, tokio_postgres::Client) {
+    pg(admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}?sslmode=disable", admin.rsplit_once('/').unwrap().0);
+    let (pjsip, dialplan) = (
+        dir.join(name).join("pjsip"),
+        dir.join(name).join("dialplan"),
+    );
+    std::fs::create_dir_all(&pjsip).unwrap();
+    std::fs::create_dir_all(&dialplan).unwrap();
+    let (service, base) =
+        Service::start(&url, &pjsip, &dialplan, &[("PORTAL_RELOAD", "none".into())]).await;
+    let client = pg(&url).await;
+    (service, base, client)
+}
+
+/// `POST /apply{query}` after rotating the secret of one user of tenant `tenant`: one
+/// timed apply per call, which must apply exactly that change.
+async fn rotate_and_apply(
+    http: &Http,
+    base: &str,
+    db: &tokio_postgres::Client,
+    tenant: &str,
+    query: &str,
+    round: usize,
+) -> Batch {
+    let secret = format!("tenantrotated{round:011}");
+    db.execute(
+        "UPDATE extensions SET secret = $1
+          WHERE tenant_id = (SELECT id FROM tenants WHERE slug = $2)
+            AND number = (SELECT min(number) FROM extensions
+                           WHERE tenant_id = (SELECT id FROM tenants WHERE slug = $2))",
+        &[&secret, &tenant],
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let (status, body) = call(http, base, Method::POST, &format!("/apply{query}"), None).await;
+    let took = t.elapsed();
+    let rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &rec["status"]),
+        (200, &serde_json::json!("applied")),
+        "{rec}"
+    );
+    (vec![took], took)
+}
+
+/// `n` reads of `path`, each answering `users` users.
+async fn pages(http: &Http, base: &str, path: &str, users: usize, n: usize) -> Batch {
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, body) = call(http, base, Method::GET, path, None).await;
+        lat.push(t.elapsed());
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["users"].as_array().map(Vec::len), Some(users));
+    }
+    (lat, t0.elapsed())
+}
+
+/// `LOAD_BENCH=tenants cargo bench --bench load` runs only this: 50 tenants of 200 users
+/// against one tenant of 200, files only (issue 18's performance paragraph).
+async fn tenants(http: &Http, admin: &str, db_prefix: &str, dir: &std::path::Path) {
+    const TENANTS: usize = 50;
+    const USERS: i32 = 200;
+    let (multi, multi_base, multi_db) =
+        files_only_service(admin, &format!("{db_prefix}_multi"), dir, "tenants-multi").await;
+    let (single, single_base, single_db) =
+        files_only_service(admin, &format!("{db_prefix}_single"), dir, "tenants-single").await;
+    let t = Instant::now();
+    for i in 1..=TENANTS {
+        let slug = format!("t{i:02}");
+        multi_db
+            .execute(
+                "INSERT INTO tenants (slug, name, extension_min, extension_max)
+                 VALUES ($1, $1, 100, 999)",
+                &[&slug],
+            )
+            .await
+            .unwrap();
+        multi_db
+            .execute(
+                "SELECT portal_create_user('User ' || g, 'u' || g || '@x.org', NULL, 100, 999,
+                        'tenantsecret' || lpad(g::text, 12, '0'), 1::smallint, NULL,
+                        (SELECT id FROM tenants WHERE slug = $2))
+                   FROM generate_series(1, $1::int) g",
+                &[&USERS, &slug],
+            )
+            .await
+            .unwrap();
+    }
+    single_db
+        .execute(
+            "SELECT portal_create_user('User ' || g, 'u' || g || '@x.org', NULL, 10000, 999999,
+                    'tenantsecret' || lpad(g::text, 12, '0'))
+               FROM generate_series(1, $1::int) g",
+            &[&USERS],
+        )
+        .await
+        .unwrap();
+    println!();
+    println!(
+        "tenants: {TENANTS} x {USERS} users ({} in all) against one tenant of {USERS}, \
+         files only (created in {})",
+        TENANTS * USERS as usize,
+        ms(t.elapsed())
+    );
+    // Everything applied once on both; every round then changes one user.
+    for base in [&multi_base, &single_base] {
+        let (status, body) = call(http, base, Method::POST, "/apply", None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let bases = [multi_base.as_str(), single_base.as_str()];
+    let dbs = [&multi_db, &single_db];
+    // Warm both (first connections, caches).
+    for side in 0..2 {
+        let (tenant, query) = [("t01", "?tenant=t01"), ("default", "")][side];
+        for r in 0..3 {
+            rotate_and_apply(http, bases[side], dbs[side], tenant, query, 1000 + r).await;
+        }
+    }
+    let (scoped, whole, _) = interleaved(40, None, |side, r| {
+        let (tenant, query) = [("t01", "?tenant=t01"), ("default", "")][side];
+        rotate_and_apply(http, bases[side], dbs[side], tenant, query, 2 * r + side)
+    })
+    .await;
+    let diff = scoped.p50.as_secs_f64() - whole.p50.as_secs_f64();
+    println!(
+        "{:<60} {:>10} {:>10}",
+        "POST /apply?tenant=t01, one user changed, 10,000 users",
+        ms(scoped.p50),
+        ms(scoped.p99)
+    );
+    println!(
+        "{:<60} {:>10} {:>10}",
+        "POST /apply, one user changed, one tenant of 200",
+        ms(whole.p50),
+        ms(whole.p99)
+    );
+    println!(
+        "{:<60} {:>+8.2} ms   limit +2.00 ms",
+        "  difference of the p50s",
+        diff * 1000.0
+    );
+
+    let paths = ["/users?tenant=t01&limit=200", "/users?limit=200"];
+    for side in 0..2 {
+        pages(http, bases[side], paths[side], USERS as usize, 20).await;
+    }
+    let (of_many, of_one, _) = interleaved(20, None, |side, _| {
+        pages(http, bases[side], paths[side], USERS as usize, 25)
+    })
+    .await;
+    println!(
+        "{:<60} {:>10} {:>10}",
+        "GET /users?tenant=t01&limit=200, among 10,000 users",
+        ms(of_many.p50),
+        ms(of_many.p99)
+    );
+    println!(
+        "{:<60} {:>10} {:>10}",
+        "GET /users?limit=200, one tenant of 200",
+        ms(of_one.p50),
+        ms(of_one.p99)
+    );
+    println!(
+        "{:<60} {:>9.2}x   limit 1.20x",
+        "  ratio of the p50s",
+        of_many.p50.as_secs_f64() / of_one.p50.as_secs_f64()
+    );
+    drop((multi, single, multi_db, single_db));
+    for side in ["multi", "single"] {
+        drop_db(admin, &format!("{db_prefix}_{side}")).await;
+    }
 }

@@ -41,10 +41,12 @@ fn main() -> ExitCode {
                 dry_run,
                 nodes,
                 strategy,
+                tenant,
             } => {
                 let choice = Choice {
                     nodes,
                     strategy: strategy.unwrap_or_default(),
+                    tenant,
                 };
                 cli::apply::run(config, dry_run, choice).await
             }

@@ -376,6 +376,9 @@ pub struct ApplyRecord {
     pub requested_by: Option<String>,
     /// The outcome on every node the apply chose, in order.
     pub nodes: Vec<NodeOutcome>,
+    /// The tenant whose changes alone it applied; absent when it applied every tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// How a cluster apply runs its nodes. Its names (`?strategy=`, `--strategy`) are serde's
@@ -493,6 +496,7 @@ impl ApplyRecord {
             node: String::new(),
             requested_by: None,
             nodes: Vec::new(),
+            tenant: None,
         }
     }
 

@@ -26,7 +26,7 @@ use super::{Applier, ApplyError, Held};
 use crate::asterisk::contacts::Summary;
 use crate::auth::Actor;
 use crate::backoff::Backoff;
-use crate::domain::NodeName;
+use crate::domain::{NodeName, TenantSlug};
 use crate::metrics::Metrics;
 use crate::record::{overall, ApplyRecord, ApplyStatus, FailureCode, NodeOutcome, Strategy};
 use crate::shutdown::Shutdown;
@@ -50,6 +50,9 @@ pub struct Choice {
     /// `None`: every alive node (and this one).
     pub nodes: Option<Vec<NodeName>>,
     pub strategy: Strategy,
+    /// The tenant whose changes alone to apply, on every chosen node (`None`: every
+    /// tenant).
+    pub tenant: Option<TenantSlug>,
 }
 
 /// Why a cluster apply did not run.
@@ -118,12 +121,13 @@ impl Cluster {
         let clock = Instant::now();
         let store = self.applier.store();
         let chosen = self.choose(choice.nodes.as_deref()).await?;
+        let tenant = choice.tenant.as_ref();
         let includes_me = chosen.iter().any(|c| c.name == self.me());
         let others: Vec<&Chosen> = chosen.iter().filter(|c| c.name != self.me()).collect();
         if others.is_empty() {
             // This node alone: the single-node apply, which takes the coordination lock with
             // its own (one transaction: as few connections as before nodes existed).
-            return Ok(self.applier.apply(actor, Held::Alone).await?);
+            return Ok(self.applier.apply(actor, Held::Alone, tenant).await?);
         }
         let pool = store.pool_state().size;
         if pool < MIN_POOL {
@@ -141,12 +145,15 @@ impl Cluster {
         // This node's record: its own apply's, or (not chosen) one for the request it runs.
         let coordinating = match includes_me {
             true => None,
-            false => Some(self.coordinator_record(actor).await?),
+            false => Some(self.coordinator_record(actor, tenant).await?),
         };
         let batch = store.next_batch().await?;
         let (mine, outcomes) = match choice.strategy {
-            Strategy::Parallel => self.parallel(actor, batch, includes_me, &others).await?,
-            Strategy::Rolling => self.rolling(actor, batch, &chosen).await?,
+            Strategy::Parallel => {
+                self.parallel(actor, batch, includes_me, &others, tenant)
+                    .await?
+            }
+            Strategy::Rolling => self.rolling(actor, batch, &chosen, tenant).await?,
         };
         coordination.release().await;
         let ordered: Vec<NodeOutcome> = chosen
@@ -161,7 +168,7 @@ impl Cluster {
         let mut rec = match (mine, coordinating) {
             (Some(rec), _) | (None, Some(rec)) => rec,
             // Chosen, but a rolling apply stopped before this node.
-            (None, None) => self.coordinator_record(actor).await?,
+            (None, None) => self.coordinator_record(actor, tenant).await?,
         };
         rec.nodes = ordered;
         if !applied_here {
@@ -221,6 +228,7 @@ impl Cluster {
         batch: i64,
         includes_me: bool,
         others: &[&Chosen],
+        tenant: Option<&TenantSlug>,
     ) -> Result<(Option<ApplyRecord>, BTreeMap<String, NodeOutcome>), ClusterError> {
         let mut outcomes = BTreeMap::new();
         let mut asked = Vec::new();
@@ -232,12 +240,12 @@ impl Cluster {
             }
         }
         if !asked.is_empty() {
-            self.ask(batch, &asked, actor).await?;
+            self.ask(batch, &asked, actor, tenant).await?;
         }
         let (mine, theirs) = tokio::join!(
             async {
                 if includes_me {
-                    Some(self.apply_here(actor).await)
+                    Some(self.apply_here(actor, tenant).await)
                 } else {
                     None
                 }
@@ -262,19 +270,20 @@ impl Cluster {
         actor: &Actor,
         batch: i64,
         chosen: &[Chosen],
+        tenant: Option<&TenantSlug>,
     ) -> Result<(Option<ApplyRecord>, BTreeMap<String, NodeOutcome>), ClusterError> {
         let mut outcomes = BTreeMap::new();
         let mut mine = None;
         for c in chosen {
             let outcome = if c.name == self.me() {
-                let rec = self.apply_here(actor).await?;
+                let rec = self.apply_here(actor, tenant).await?;
                 let o = NodeOutcome::of(&rec);
                 mine = Some(rec);
                 o
             } else if !c.alive {
                 unreachable(&c.name)
             } else {
-                self.ask(batch, &[c.name.as_str()], actor).await?;
+                self.ask(batch, &[c.name.as_str()], actor, tenant).await?;
                 let mut got = self.wait(batch, &[c.name.as_str()]).await?;
                 got.remove(&c.name)
                     .unwrap_or_else(|| timed_out(&c.name, self.timeout))
@@ -289,19 +298,36 @@ impl Cluster {
     }
 
     /// This node's own apply; a failed one is an outcome, not an error.
-    async fn apply_here(&self, actor: &Actor) -> Result<ApplyRecord, ClusterError> {
-        match self.applier.apply(actor, Held::ByThisRequest).await {
+    async fn apply_here(
+        &self,
+        actor: &Actor,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<ApplyRecord, ClusterError> {
+        match self.applier.apply(actor, Held::ByThisRequest, tenant).await {
             Ok(rec) => Ok(rec),
             Err(ApplyError::Failed(rec)) => Ok(*rec),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn ask(&self, batch: i64, names: &[&str], actor: &Actor) -> Result<(), ClusterError> {
+    async fn ask(
+        &self,
+        batch: i64,
+        names: &[&str],
+        actor: &Actor,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<(), ClusterError> {
         let me = &self.applier.node().name;
         self.applier
             .store()
-            .request_applies(batch, names, me, actor.as_str(), self.timeout)
+            .request_applies(
+                batch,
+                names,
+                me,
+                actor.as_str(),
+                self.timeout,
+                tenant.map(TenantSlug::as_str),
+            )
             .await?;
         Ok(())
     }
@@ -348,11 +374,21 @@ impl Cluster {
     }
 
     /// The audit row of a request this node coordinated without applying itself.
-    async fn coordinator_record(&self, actor: &Actor) -> Result<ApplyRecord, ClusterError> {
+    async fn coordinator_record(
+        &self,
+        actor: &Actor,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<ApplyRecord, ClusterError> {
         let mut rec = self
             .applier
             .store()
-            .start_apply(actor, false, self.me(), None)
+            .start_apply(
+                actor,
+                false,
+                self.me(),
+                None,
+                tenant.map(TenantSlug::as_str),
+            )
             .await?;
         rec.reload.output = "this node did not apply: it asked the others".into();
         Ok(rec)
@@ -511,7 +547,9 @@ async fn serve_request(applier: Applier, claimed: Claimed) {
     let actor = Actor::from_stored(&claimed.actor);
     tracing::info!(batch = claimed.batch, by = %claimed.requested_by, "applying at another node's request");
     let held = Held::By(claimed.requested_by.clone());
-    let outcome = match applier.apply(&actor, held).await {
+    // The slug was a tenant's when asked; one deleted since has nothing left to apply.
+    let tenant = claimed.tenant.clone().map(TenantSlug::from_stored);
+    let outcome = match applier.apply(&actor, held, tenant.as_ref()).await {
         Ok(rec) => NodeOutcome::of(&rec),
         Err(ApplyError::Failed(rec)) => NodeOutcome::of(&rec),
         Err(ApplyError::InProgress) => NodeOutcome::failed(

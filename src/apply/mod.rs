@@ -30,7 +30,8 @@ use crate::asterisk::reload::{Generation, Link, ReloadFailure, Via};
 use crate::asterisk::render::{self, EndpointOptions, Rendered};
 use crate::auth::Actor;
 use crate::backoff::Backoff;
-use crate::config::{AsteriskConfig, EndpointPolicy};
+use crate::config::{AsteriskConfig, EndpointPolicy, ReloadMode};
+use crate::domain::TenantSlug;
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::record::{
@@ -212,7 +213,7 @@ impl Applier {
 
     /// The database against the last applied state.
     pub async fn pending(&self) -> Result<Pending, StoreError> {
-        let (_, changes) = self.unapplied().await?;
+        let (_, changes) = self.unapplied(None).await?;
         Ok(Pending {
             pending: !changes.is_empty(),
             changes,
@@ -220,7 +221,8 @@ impl Applier {
     }
 
     /// How many extensions the database holds, and how they differ from the applied state.
-    async fn unapplied(&self) -> Result<(usize, Changes), StoreError> {
+    /// `tenant`: that tenant's changes only.
+    async fn unapplied(&self, tenant: Option<&TenantSlug>) -> Result<(usize, Changes), StoreError> {
         let (snap, applied) = self
             .store
             .snapshot_and_applied(self.node.name.as_str())
@@ -228,17 +230,23 @@ impl Applier {
         let current = render::fingerprints(&snap, &self.settings());
         Ok((
             snap.len(),
-            Changes::between(&current, &applied.fingerprints),
+            scoped_changes(&current, &applied.fingerprints, tenant),
         ))
     }
 
     /// Records what an apply would change, touching neither files nor Asterisk.
-    pub async fn dry_run(&self, actor: &Actor) -> Result<ApplyRecord, ApplyError> {
+    /// `tenant`: that tenant's changes only.
+    pub async fn dry_run(
+        &self,
+        actor: &Actor,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<ApplyRecord, ApplyError> {
         let actor = actor.clone();
+        let tenant = tenant.cloned();
         self.detached(|a| async move {
             let clock = Instant::now();
-            let (endpoints, changes) = a.unapplied().await?;
-            let mut rec = a.start(&actor, true, None).await?;
+            let (endpoints, changes) = a.unapplied(tenant.as_ref()).await?;
+            let mut rec = a.start(&actor, true, None, tenant.as_ref()).await?;
             rec.status = ApplyStatus::DryRun;
             rec.endpoints = endpoints as i32;
             rec.changes = changes;
@@ -252,9 +260,17 @@ impl Applier {
 
     /// Runs one apply on this node to the end and returns its record; a failed apply is
     /// `ApplyError::Failed` with its record. `lock` says how this node is held meanwhile.
-    pub async fn apply(&self, actor: &Actor, lock: Held) -> Result<ApplyRecord, ApplyError> {
+    /// `tenant`: only that tenant's changes are applied (its two files written, its
+    /// changes probed and recorded); every other tenant's stay pending.
+    pub async fn apply(
+        &self,
+        actor: &Actor,
+        lock: Held,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<ApplyRecord, ApplyError> {
         let actor = actor.clone();
-        self.detached(|a| async move { a.apply_locked(&actor, lock).await })
+        let tenant = tenant.cloned();
+        self.detached(|a| async move { a.apply_locked(&actor, lock, tenant.as_ref()).await })
             .await
     }
 
@@ -264,9 +280,16 @@ impl Applier {
         actor: &Actor,
         dry_run: bool,
         requested_by: Option<&str>,
+        tenant: Option<&TenantSlug>,
     ) -> Result<ApplyRecord, StoreError> {
         self.store
-            .start_apply(actor, dry_run, self.node.name.as_str(), requested_by)
+            .start_apply(
+                actor,
+                dry_run,
+                self.node.name.as_str(),
+                requested_by,
+                tenant.map(TenantSlug::as_str),
+            )
             .await
     }
 
@@ -317,7 +340,12 @@ impl Applier {
         result
     }
 
-    async fn apply_locked(&self, actor: &Actor, lock: Held) -> Result<ApplyRecord, ApplyError> {
+    async fn apply_locked(
+        &self,
+        actor: &Actor,
+        lock: Held,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<ApplyRecord, ApplyError> {
         let clock = Instant::now();
         let mut conn = self.store.lock_conn().await?;
         let kind = match lock {
@@ -335,14 +363,14 @@ impl Applier {
         // render: both are done before any file is touched.
         let known = self.known();
         let (started, read) = tokio::join!(
-            self.start(actor, false, requested_by),
-            locked.read(known.applied.as_ref())
+            self.start(actor, false, requested_by, tenant),
+            locked.read(known.applied.as_ref(), tenant.map(TenantSlug::as_str))
         );
         let mut rec = started?;
         tracing::info!(apply = rec.id, "apply started");
 
         let outcome = match read {
-            Ok(state) => self.steps(state, known, &mut rec).await,
+            Ok(state) => self.steps(state, known, tenant, &mut rec).await,
             Err(e) => Err(e.into()),
         };
         rec.finish(OffsetDateTime::now_utc(), clock.elapsed());
@@ -437,14 +465,32 @@ impl Applier {
         &self,
         (snap, applied): (Snapshot, AppliedState),
         known: Known,
+        tenant: Option<&TenantSlug>,
         rec: &mut ApplyRecord,
     ) -> Result<Option<Applied>, ApplyFailure> {
+        // A scoped apply read and renders its tenant's users alone (its files depend on
+        // nothing else): `endpoints` counts them.
         rec.endpoints = snap.len() as i32;
-        let rendered = self.render(&snap)?;
-        rec.changes = Changes::between(&rendered.fingerprints, &applied.fingerprints);
-        rec.content_hash = Some(rendered.content_hash.clone());
+        let mut rendered = self.render(&snap)?;
+        rec.changes = scoped_changes(&rendered.fingerprints, &applied.fingerprints, tenant);
+        let AppliedState {
+            fingerprints: applied_prints,
+            content_hash: applied_hash,
+        } = applied;
+        // A scoped apply's hash names the applied state it leaves (see `scoped_hash`).
+        rec.content_hash = Some(match tenant {
+            None => rendered.content_hash.clone(),
+            Some(t) => scoped_hash(applied_hash.as_deref(), &rendered, t.as_str()),
+        });
+        // Not read again below: moved, not copied (10,000 extensions are 10,000 nodes).
+        let fingerprints = match tenant {
+            None => std::mem::take(&mut rendered.fingerprints),
+            Some(t) => merged(applied_prints, &mut rendered.fingerprints, t.as_str()),
+        };
+        let marker = self.marker(&rendered, tenant)?;
 
-        let Some(written) = self.write(&rendered, &applied)? else {
+        let Some(written) = self.write(&rendered, applied_hash.as_deref(), tenant, &rec.changes)?
+        else {
             rec.status = ApplyStatus::Unchanged;
             return Ok(None);
         };
@@ -457,20 +503,39 @@ impl Applier {
             written.keep();
             rec.status = ApplyStatus::Applied;
             return Ok(Some(Applied {
-                fingerprints: rendered.fingerprints,
+                fingerprints,
                 proven: false,
                 generation: None,
             }));
         };
         let scope = match self.cfg.health_check {
-            true => Some(self.proof_scope(&mut link, known, &applied).await),
+            true => Some(
+                self.proof_scope(&mut link, known, applied_hash.as_deref())
+                    .await,
+            ),
             false => None,
         };
+        let mut unproven_for_next = false;
         let reloaded = self.reload(&mut link, rec).await;
         self.metrics
             .reload(rec.reload.method, Some(reload_started.elapsed()));
         let live = match (reloaded, scope) {
-            (Ok(()), Some(scope)) => self.probe(&mut link, &snap, &rendered, scope, rec).await,
+            (Ok(()), Some(scope)) => {
+                let whole = ProbeOf {
+                    rendered: &rendered,
+                    tenant,
+                    marker,
+                };
+                let partial = tenant.is_some() && scope.is_err();
+                let probed = self.probe(&mut link, &snap, whole, scope, rec).await;
+                // A scoped apply that visited every extension of its tenant only saw that
+                // tenant's: it is no proof for the next apply to build on.
+                if partial {
+                    self.lock_known().proven = false;
+                    unproven_for_next = true;
+                }
+                probed
+            }
             (Ok(()), None) => {
                 rec.health = Health::skipped();
                 Ok(())
@@ -480,7 +545,7 @@ impl Applier {
         let result = match live {
             Ok(()) => {
                 // The generation the next apply compares with: read after the reload.
-                let proven = rec.health.status == HealthStatus::Ok;
+                let proven = rec.health.status == HealthStatus::Ok && !unproven_for_next;
                 let generation = match proven {
                     true => link.generation().await,
                     false => None,
@@ -488,7 +553,7 @@ impl Applier {
                 written.keep();
                 rec.status = ApplyStatus::Applied;
                 Ok(Some(Applied {
-                    fingerprints: rendered.fingerprints,
+                    fingerprints,
                     proven,
                     generation,
                 }))
@@ -515,20 +580,30 @@ impl Applier {
     }
 
     /// Writes the files, or `None` when both the disk and the last apply already hold them.
+    /// `tenant`: that tenant's two files only; they need no writing when the disk holds
+    /// them and the tenant has no change to apply (`changes` is that tenant's).
     fn write(
         &self,
         rendered: &Rendered,
-        applied: &AppliedState,
+        applied_hash: Option<&str>,
+        tenant: Option<&TenantSlug>,
+        changes: &Changes,
     ) -> Result<Option<Written>, ApplyFailure> {
-        let current = Current::load(&self.cfg, rendered).map_err(|e| {
+        let current = match tenant {
+            None => Current::load(&self.cfg, rendered),
+            Some(t) => Current::load_tenant(&self.cfg, rendered, t.as_str()),
+        }
+        .map_err(|e| {
             ApplyFailure::new(
                 FailureCode::WriteFailed,
                 format!("cannot read the current files: {e}"),
             )
         })?;
-        if current.hold(rendered)
-            && applied.content_hash.as_deref() == Some(rendered.content_hash.as_str())
-        {
+        let unchanged = match tenant {
+            None => applied_hash == Some(rendered.content_hash.as_str()),
+            Some(_) => changes.is_empty(),
+        };
+        if current.hold(rendered) && unchanged {
             return Ok(None);
         }
         current.write(rendered).map(Some).map_err(|f| ApplyFailure {
@@ -536,6 +611,48 @@ impl Applier {
             message: f.message,
             rolled_back: f.restored,
         })
+    }
+
+    /// The marker the probe call must carry: the rendered one, unless a scoped apply of
+    /// another tenant leaves the default routing file as it is on disk (its pending
+    /// changes stay pending), whose marker is then the one written there.
+    fn marker(
+        &self,
+        rendered: &Rendered,
+        tenant: Option<&TenantSlug>,
+    ) -> Result<String, ApplyFailure> {
+        if tenant.is_none_or(TenantSlug::is_default) {
+            return Ok(rendered.marker().to_owned());
+        }
+        let path = self
+            .cfg
+            .dialplan_dir
+            .join(render::routing_file(TenantSlug::DEFAULT));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(render::marker_in(&text)
+                .unwrap_or(rendered.marker())
+                .to_owned()),
+            // No default routing file yet: no probe context Asterisk could call, so no
+            // proof possible. Refused before any file is touched, when a probe would run.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match self.cfg.health_check && self.cfg.reload != ReloadMode::None {
+                    true => Err(ApplyFailure::new(
+                        FailureCode::HealthCheckFailed,
+                        format!(
+                            "{} (the default tenant's routing file, which holds the health \
+                             probe's context) was never applied: apply every tenant once \
+                             (without a tenant) first",
+                            path.display()
+                        ),
+                    )),
+                    false => Ok(rendered.marker().to_owned()),
+                }
+            }
+            Err(e) => Err(ApplyFailure::new(
+                FailureCode::WriteFailed,
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
     }
 
     /// Reloads PJSIP and the dialplan; records how.
@@ -579,12 +696,12 @@ impl Applier {
         &self,
         link: &mut Link,
         known: Known,
-        applied: &AppliedState,
+        applied_hash: Option<&str>,
     ) -> Result<(), FullProofReason> {
         let Some(saved) = known.applied.filter(|_| known.proven) else {
             return Err(FullProofReason::NoEarlierProof);
         };
-        if applied.content_hash.is_none() || applied.content_hash != saved.content_hash {
+        if applied_hash.is_none() || applied_hash != saved.content_hash.as_deref() {
             return Err(FullProofReason::AppliedElsewhere);
         }
         let Some(then) = known.generation else {
@@ -604,15 +721,24 @@ impl Applier {
         &self,
         link: &mut Link,
         snap: &Snapshot,
-        rendered: &Rendered,
+        of: ProbeOf<'_>,
         scope: Result<(), FullProofReason>,
         rec: &mut ApplyRecord,
     ) -> Result<(), ApplyFailure> {
+        let ProbeOf {
+            rendered,
+            tenant,
+            marker,
+        } = of;
+        let ours = |slug: &str| tenant.is_none_or(|t| t.as_str() == slug);
         // Added and changed endpoints are read back option by option too.
         let touched: std::collections::HashSet<(&str, u32)> = rec.changes.touched().collect();
         let present: Vec<_> = snap
             .iter()
-            .filter(|s| scope.is_err() || touched.contains(&(s.tenant.as_str(), s.extension.get())))
+            .filter(|s| {
+                (scope.is_err() && ours(s.tenant.as_str()))
+                    || touched.contains(&(s.tenant.as_str(), s.extension.get()))
+            })
             .map(|s| {
                 let ext = s.extension.get();
                 let options = touched
@@ -635,12 +761,17 @@ impl Applier {
                 number,
             })
             .collect();
-        let files = &rendered.files;
+        // A scoped apply proves its tenant's files only: the others are as they were.
+        let files: Vec<_> = rendered
+            .files
+            .iter()
+            .filter(|f| ours(f.tenant.as_str()))
+            .collect();
         let expect = Expectation {
             unvisited: (snap.len() - present.len()) as u32,
             present,
             absent,
-            marker: rendered.marker().to_owned(),
+            marker,
             sentinels: files
                 .iter()
                 .map(|f| (f.endpoints_name(), f.sentinel.clone()))
@@ -698,6 +829,67 @@ impl Applier {
     }
 }
 
+/// What the probe proves whole: the files of `tenant` (every tenant's when `None`), and
+/// the marker the probe call carries.
+struct ProbeOf<'a> {
+    rendered: &'a Rendered,
+    tenant: Option<&'a TenantSlug>,
+    marker: String,
+}
+
+/// The changes `current` makes to `applied`; `tenant`: that tenant's only.
+fn scoped_changes(
+    current: &Fingerprints,
+    applied: &Fingerprints,
+    tenant: Option<&TenantSlug>,
+) -> Changes {
+    match tenant {
+        None => Changes::between(current, applied),
+        Some(t) => Changes::between(&only(current, t.as_str()), &only(applied, t.as_str())),
+    }
+}
+
+/// `prints` of one tenant.
+fn only(prints: &Fingerprints, tenant: &str) -> Fingerprints {
+    prints
+        .get(tenant)
+        .map(|f| Fingerprints::from([(tenant.to_owned(), f.clone())]))
+        .unwrap_or_default()
+}
+
+/// The applied state after applying `tenant` of `rendered` to `applied`: that tenant's
+/// fingerprints as rendered, every other tenant's as they were.
+fn merged(mut applied: Fingerprints, rendered: &mut Fingerprints, tenant: &str) -> Fingerprints {
+    match rendered.remove(tenant) {
+        Some(f) => applied.insert(tenant.to_owned(), f),
+        None => applied.remove(tenant),
+    };
+    applied
+}
+
+/// The node's applied hash after a scoped apply of `tenant`. It names the applied state
+/// (not the bytes of every file, which no rendering holds: the other tenants' files are
+/// the ones applied before): the previous state's hash, the tenant and its files as
+/// written. Every apply that writes gives a new one, so what relies on the hash — the
+/// [`Known`] cache and the proof's "nothing applied since" — stays sound; an unscoped
+/// apply that follows finds it differs from its rendering and writes (ARCHITECTURE.md,
+/// "Applying one tenant").
+fn scoped_hash(previous: Option<&str>, rendered: &Rendered, tenant: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tenant-apply\0");
+    h.update(previous.unwrap_or("").as_bytes());
+    h.update(b"\0");
+    h.update(tenant.as_bytes());
+    h.update(b"\0");
+    if let Some(f) = rendered.files.iter().find(|f| f.tenant.as_str() == tenant) {
+        h.update(f.endpoints.as_bytes());
+        h.update(b"\0");
+        h.update(f.routing.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Runs `write` until it succeeds, while the database is unavailable, for at most
 /// [`RECORD_PATIENCE`] (backing off from 200 ms to 2 s).
 async fn persist<F, Fut>(mut write: F) -> Result<(), StoreError>
@@ -739,6 +931,70 @@ async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
+        let mut out = Fingerprints::new();
+        for (slug, n, b) in entries {
+            out.entry((*slug).to_owned())
+                .or_default()
+                .insert(*n, [*b; 32]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_scoped_apply_sees_and_records_its_tenant_alone() {
+        let applied = prints(&[("default", 1000, 1), ("acme", 100, 1), ("beta", 100, 1)]);
+        let current = prints(&[("default", 1000, 2), ("acme", 100, 2), ("acme", 101, 1)]);
+        let acme = TenantSlug::parse("acme").unwrap();
+        let c = scoped_changes(&current, &applied, Some(&acme));
+        assert!(c.changed.is_empty() && c.removed.is_empty() && c.added.is_empty());
+        assert_eq!(c.tenants.keys().collect::<Vec<_>>(), ["acme"]);
+        assert_eq!(
+            (
+                c.tenants["acme"].added.clone(),
+                c.tenants["acme"].changed.clone()
+            ),
+            (vec![101], vec![100])
+        );
+        // Every tenant: beta's removal and the default tenant's change too.
+        let all = scoped_changes(&current, &applied, None);
+        assert_eq!(
+            (all.changed.clone(), all.tenants["beta"].removed.clone()),
+            (vec![1000], vec![100])
+        );
+
+        // What is applied afterwards: acme as rendered, the others as they were.
+        let after = merged(applied.clone(), &mut current.clone(), "acme");
+        assert_eq!(after["default"], applied["default"]);
+        assert_eq!(after["beta"], applied["beta"]);
+        assert_eq!(after["acme"], current["acme"]);
+        // Beta rendered without users: its entry goes.
+        assert!(!merged(applied, &mut current.clone(), "beta").contains_key("beta"));
+    }
+
+    #[test]
+    fn every_scoped_apply_names_a_new_applied_state() {
+        let policy = EndpointPolicy {
+            transports: crate::domain::Transports::new(vec![crate::domain::TransportId::udp()])
+                .unwrap(),
+            tls: Default::default(),
+            nat: true,
+            codecs: Default::default(),
+            qualify_frequency: 60,
+        };
+        let settings = render::Settings {
+            policy: &policy,
+            agi_addr: "127.0.0.1:4573".parse().unwrap(),
+        };
+        let r = render::render_checked(&[], &settings).unwrap();
+        let one = scoped_hash(Some("h0"), &r, "acme");
+        assert_ne!(one, scoped_hash(Some("h0"), &r, "beta"));
+        assert_ne!(one, scoped_hash(Some(&one), &r, "acme"));
+        assert_ne!(one, scoped_hash(None, &r, "acme"));
+        assert_eq!(one, scoped_hash(Some("h0"), &r, "acme"));
+        assert_ne!(one, r.content_hash);
+    }
 
     #[tokio::test]
     async fn a_panicking_apply_task_is_an_error_not_a_crash() {

@@ -110,6 +110,37 @@ impl Current {
         Ok(Self { files })
     }
 
+    /// Reads one tenant's two files as they are now, and nothing else: a tenant-scoped
+    /// apply leaves every other tenant's files alone (not even rewritten with the same
+    /// bytes). When `rendered` has no files for the tenant (no users left) its files are
+    /// removed.
+    pub fn load_tenant(
+        cfg: &AsteriskConfig,
+        rendered: &Rendered,
+        tenant: &str,
+    ) -> io::Result<Self> {
+        let at = rendered
+            .files
+            .iter()
+            .position(|f| f.tenant.as_str() == tenant);
+        let (endpoints, routing) = match at {
+            Some(i) => (Slot::Endpoints(i), Slot::Routing(i)),
+            None => (Slot::Stale, Slot::Stale),
+        };
+        Ok(Self {
+            files: vec![
+                (
+                    Managed::load(&cfg.pjsip_dir, &render::endpoints_file(tenant))?,
+                    endpoints,
+                ),
+                (
+                    Managed::load(&cfg.dialplan_dir, &render::routing_file(tenant))?,
+                    routing,
+                ),
+            ],
+        })
+    }
+
     /// Whether the files on disk already are `rendered`, byte for byte, and no stale
     /// file is left.
     pub fn hold(&self, rendered: &Rendered) -> bool {

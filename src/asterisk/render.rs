@@ -184,6 +184,17 @@ pub fn other_tenant_of(stem: &str, name: &str) -> Option<TenantSlug> {
     TenantSlug::parse(slug).ok().filter(|t| !t.is_default())
 }
 
+/// The marker a default routing file as written carries in its probe context (its last
+/// section): what the probe call must bring when an apply of another tenant leaves that
+/// file as it is. `None` when the file has no probe context at its end.
+pub fn marker_in(routing: &str) -> Option<&str> {
+    let (_, probe) = routing.rsplit_once(&format!("\n[{PROBE_CONTEXT}]\n"))?;
+    let line = probe.lines().next()?;
+    let args = line.strip_suffix(')')?;
+    let (_, marker) = args.rsplit_once(',')?;
+    Some(marker).filter(|m| !m.is_empty())
+}
+
 /// The dialplan context of a tenant's phones (by slug).
 pub fn context_of(tenant: &str) -> String {
     match tenant == TenantSlug::DEFAULT {
@@ -764,6 +775,15 @@ mod tests {
         &POLICY
     }
 
+    #[test]
+    fn the_marker_is_read_back_from_the_default_routing_file_as_written() {
+        let r = render_checked(&[sub(1000, "A")], &settings()).unwrap();
+        assert_eq!(marker_in(&r.default_files().routing), Some(r.marker()));
+        assert_eq!(marker_in("[synergy-internal]\nexten => 1,1,NoOp()\n"), None);
+        let cut = &r.default_files().routing[..r.default_files().routing.len() - 30];
+        assert_eq!(marker_in(cut), None);
+    }
+
     fn settings() -> Settings<'static> {
         Settings {
             policy: policy(),
@@ -879,6 +899,41 @@ mod tests {
             tenant: TenantSlug::parse(tenant).unwrap(),
             ..sub(ext, name)
         }
+    }
+
+    #[test]
+    fn a_tenants_files_depend_on_its_own_users_alone() {
+        // What a tenant-scoped apply relies on when it renders that tenant only.
+        let mixed = render_checked(
+            &[
+                of("acme", 100, "Y"),
+                sub(100, "A"),
+                of("beta", 100, "Z"),
+                of("acme", 101, "X"),
+            ],
+            &settings(),
+        )
+        .unwrap();
+        let alone =
+            render_checked(&[of("acme", 101, "X"), of("acme", 100, "Y")], &settings()).unwrap();
+        let (m, a) = (&mixed.files[1], &alone.files[1]);
+        assert_eq!(
+            (
+                m.tenant.as_str(),
+                &m.endpoints,
+                &m.routing,
+                &m.sentinel,
+                &m.routing_proof
+            ),
+            (
+                "acme",
+                &a.endpoints,
+                &a.routing,
+                &a.sentinel,
+                &a.routing_proof
+            )
+        );
+        assert_eq!(mixed.fingerprints["acme"], alone.fingerprints["acme"]);
     }
 
     #[test]

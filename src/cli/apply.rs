@@ -20,6 +20,16 @@ use pbx_portal::shutdown::Shutdown;
 pub async fn run(mut config: Config, dry_run: bool, choice: Choice) -> anyhow::Result<ExitCode> {
     let failed = |e: &dyn std::fmt::Display| anyhow!("apply failed: {e}");
     let (store, node) = app::prepare(&mut config).await.map_err(|e| failed(&e))?;
+    if let Some(t) = &choice.tenant {
+        if store
+            .tenant(t, &config.range)
+            .await
+            .map_err(|e| failed(&e))?
+            .is_none()
+        {
+            return Err(failed(&format!("no tenant '{t}'")));
+        }
+    }
     let (server, applier) = if config.asterisk.health_check && !dry_run {
         let (server, applier) = app::probe_and_applier(&mut config, store, node)
             .await
@@ -32,7 +42,7 @@ pub async fn run(mut config: Config, dry_run: bool, choice: Choice) -> anyhow::R
     };
     let result = if dry_run {
         applier
-            .dry_run(&Actor::Cli)
+            .dry_run(&Actor::Cli, choice.tenant.as_ref())
             .await
             .map_err(ClusterError::from)
     } else {

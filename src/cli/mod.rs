@@ -16,7 +16,7 @@ pub mod serve;
 pub mod token;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pbx_portal::domain::NodeName;
+use pbx_portal::domain::{NodeName, TenantSlug};
 use pbx_portal::record::Strategy;
 
 const ABOUT: &str = "Users and SIP extensions for Asterisk 22, applied as generated include files";
@@ -80,6 +80,10 @@ pub enum Command {
         /// stopping at the first failure).
         #[arg(long, value_parser = apply::parse_strategy)]
         strategy: Option<Strategy>,
+        /// Only this tenant's pending changes (its slug): its two files are written, every
+        /// other tenant's changes stay pending; default: every tenant.
+        #[arg(long, value_parser = TenantSlug::parse)]
+        tenant: Option<TenantSlug>,
     },
     /// Check the database, include directories and lines, AMI and the FastAGI port.
     #[command(long_about = "The doctor: checks that the database is reachable and \

@@ -12,7 +12,7 @@ use super::request::{query, AppliesQuery, ApplyQuery};
 use super::App;
 use super::Resp;
 use crate::apply::cluster::{Choice, NodeState};
-use crate::domain::ValidationError;
+use crate::domain::{TenantSlug, ValidationError};
 use crate::record::ApplyRecord;
 
 /// A node as `GET /nodes` answers it.
@@ -56,12 +56,59 @@ impl NodeView {
     }
 }
 
+/// Whose changes an apply covers, before the database is asked whether a named tenant
+/// exists.
+#[derive(Debug, PartialEq, Eq)]
+enum Scope {
+    /// Every tenant's: an unbound caller that named none.
+    Every,
+    /// The caller's own tenant (it exists: the caller's token is bound to it).
+    Bound(TenantSlug),
+    /// The tenant `?tenant=` names, to be looked up.
+    Named(TenantSlug),
+}
+
+/// A caller bound to a tenant applies that tenant's changes; naming another is refused
+/// like an unknown tenant (422 field `tenant`: whether it exists is not told).
+fn scope_of(
+    bound: Option<&TenantSlug>,
+    named: Option<TenantSlug>,
+) -> Result<Scope, ValidationError> {
+    match (bound, named) {
+        (Some(bound), Some(named)) if *bound != named => Err(ValidationError::new(
+            "tenant",
+            format!("no tenant '{named}'"),
+        )),
+        (Some(bound), _) => Ok(Scope::Bound(bound.clone())),
+        (None, Some(named)) => Ok(Scope::Named(named)),
+        (None, None) => Ok(Scope::Every),
+    }
+}
+
+/// The tenant an apply covers (`None`: every tenant); an unknown one: 422 field `tenant`.
+async fn apply_tenant(
+    app: &App,
+    ctx: &Ctx,
+    named: Option<TenantSlug>,
+) -> Result<Option<TenantSlug>, ApiError> {
+    match scope_of(ctx.tenant.as_ref(), named)? {
+        Scope::Every => Ok(None),
+        Scope::Bound(t) => Ok(Some(t)),
+        Scope::Named(t) => {
+            super::tenants::named(app, &t).await?;
+            Ok(Some(t))
+        }
+    }
+}
+
 pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let ApplyQuery {
         dry_run,
         nodes,
         strategy,
+        tenant,
     } = query(req)?;
+    let tenant = apply_tenant(app, ctx, tenant).await?;
     let rec = if dry_run.is_some_and(|f| f.0) {
         if nodes.is_some() || strategy.is_some() {
             return Err(ValidationError::new(
@@ -71,11 +118,12 @@ pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp
             )
             .into());
         }
-        app.applier.dry_run(&ctx.actor).await?
+        app.applier.dry_run(&ctx.actor, tenant.as_ref()).await?
     } else {
         let choice = Choice {
             nodes: nodes.map(|n| n.0),
             strategy: strategy.unwrap_or_default(),
+            tenant,
         };
         app.cluster.apply(&ctx.actor, &choice).await?
     };
@@ -111,4 +159,30 @@ pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
         StatusCode::OK,
         &json!({ "applies": applies }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slug(s: &str) -> TenantSlug {
+        TenantSlug::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_bound_caller_applies_its_own_tenant_and_cannot_name_another() {
+        let acme = slug("acme");
+        assert_eq!(scope_of(Some(&acme), None), Ok(Scope::Bound(slug("acme"))));
+        assert_eq!(
+            scope_of(Some(&acme), Some(slug("acme"))),
+            Ok(Scope::Bound(slug("acme")))
+        );
+        let refused = scope_of(Some(&acme), Some(slug("beta"))).unwrap_err();
+        assert_eq!(refused.field, "tenant");
+        assert_eq!(
+            scope_of(None, Some(slug("beta"))),
+            Ok(Scope::Named(slug("beta")))
+        );
+        assert_eq!(scope_of(None, None), Ok(Scope::Every));
+    }
 }

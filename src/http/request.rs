@@ -184,6 +184,8 @@ pub struct ApplyQuery {
     pub dry_run: Option<Flag>,
     pub nodes: Option<NodeList>,
     pub strategy: Option<Strategy>,
+    /// Only this tenant's changes (a slug; one that names no tenant is refused).
+    pub tenant: Option<TenantSlug>,
 }
 
 /// `nodes`: comma-separated node names, each once.

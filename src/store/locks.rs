@@ -110,14 +110,16 @@ impl ApplyLock<'_> {
     /// transaction. `known`: an applied state this process saved; while the node's
     /// applied hash is still its hash, its fingerprints are not read again (only applies
     /// write them, each with its hash, under this lock).
+    /// `tenant`: that tenant's users only (the applied state is the node's, whole).
     pub async fn read(
         &self,
         known: Option<&AppliedState>,
+        tenant: Option<&str>,
     ) -> Result<(Snapshot, AppliedState), StoreError> {
         let node = self.node.name.as_str();
         // Pipelined on the transaction's connection: one round trip.
         let (snap, content_hash) = tokio::try_join!(
-            applies::read_snapshot(&self.tx),
+            applies::read_snapshot_of(&self.tx, tenant),
             applies::read_applied_hash(&self.tx, node)
         )?;
         let applied = match known {

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenant_tokens",
         include_str!("../../migrations/0010_tenant_tokens.sql"),
     ),
+    (
+        11,
+        "tenant_apply",
+        include_str!("../../migrations/0011_tenant_apply.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -62,6 +62,8 @@ pub struct Claimed {
     pub batch: i64,
     pub actor: String,
     pub requested_by: String,
+    /// The tenant whose changes alone to apply (`None`: every tenant).
+    pub tenant: Option<String>,
 }
 
 const ALIVE: &str = "(last_seen > now() - make_interval(secs => $1) AND stopped_at IS NULL)";
@@ -281,12 +283,13 @@ impl Store {
         requested_by: &NodeName,
         actor: &str,
         wait: Duration,
+        tenant: Option<&str>,
     ) -> Result<(), StoreError> {
         let conn = self.conn().await?;
         conn.query_typed(
             "WITH r AS (
-                INSERT INTO apply_requests (batch, node, requested_by, actor, deadline)
-                SELECT $1, n, $3, $4, now() + make_interval(secs => $5)
+                INSERT INTO apply_requests (batch, node, requested_by, actor, deadline, tenant)
+                SELECT $1, n, $3, $4, now() + make_interval(secs => $5), $7
                   FROM unnest($2::text[]) n
                 RETURNING node)
              SELECT pg_notify($6, node) FROM r",
@@ -297,6 +300,7 @@ impl Store {
                 (&actor, Type::TEXT),
                 (&wait.as_secs_f64(), Type::FLOAT8),
                 (&APPLY_CHANNEL, Type::TEXT),
+                (&tenant, Type::TEXT),
             ],
         )
         .await?;
@@ -309,7 +313,7 @@ impl Store {
         conn.query(
             "UPDATE apply_requests SET claimed_at = now()
               WHERE node = $1 AND claimed_at IS NULL AND deadline > now()
-              RETURNING id, batch, actor, requested_by",
+              RETURNING id, batch, actor, requested_by, tenant",
             &[&node.as_str()],
         )
         .await?
@@ -320,6 +324,7 @@ impl Store {
                 batch: r.try_get(1)?,
                 actor: r.try_get(2)?,
                 requested_by: r.try_get(3)?,
+                tenant: r.try_get(4)?,
             })
         })
         .collect()

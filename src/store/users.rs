@@ -298,7 +298,11 @@ impl Store {
                 n += 1;
             }
             if q.tenant.is_some() {
-                parts.push(format!("u.tenant_id = ${n}"));
+                // Both sides of the join (the extension carries its user's tenant, bound by
+                // the composite key): each is then read by its tenant index, 200 rows each,
+                // where naming the users' side alone made PostgreSQL scan every extension
+                // of every tenant (1.5 ms instead of 0.3 ms among 10,000 users).
+                parts.push(format!("u.tenant_id = ${n} AND e.tenant_id = ${n}"));
             }
             if parts.is_empty() {
                 String::new()

@@ -42,6 +42,7 @@ mod phones;
 mod process;
 mod proof;
 mod registrations;
+mod tenant_apply;
 mod tenant_files;
 mod tenant_tokens;
 mod tenants;

@@ -912,6 +912,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
             "POST /apply dry_run",
             "POST /apply nodes",
             "POST /apply strategy",
+            "POST /apply tenant",
             "POST /users/import dry_run",
         ]
     );
