@@ -183,23 +183,9 @@ impl Store {
     ) -> Result<Option<TenantRow>, TenantChangeError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let Some(id) = tx
-            .query_typed(
-                "SELECT id FROM tenants WHERE slug = $1",
-                &[(&slug.as_str(), Type::TEXT)],
-            )
-            .await?
-            .first()
-            .map(|r| r.get::<_, i64>(0))
-        else {
+        let Some(id) = lock_allocation(&tx, slug).await? else {
             return Ok(None);
         };
-        let key = id as i32;
-        tx.execute_typed(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[(&ALLOCATION_LOCK, Type::INT4), (&key, Type::INT4)],
-        )
-        .await?;
         // Read again under the lock: what it holds now is what the checks must see.
         let current = find(&tx, slug, default_range)
             .await?
@@ -281,23 +267,9 @@ impl Store {
     pub async fn delete_tenant(&self, slug: &TenantSlug) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let Some(id) = tx
-            .query_typed(
-                "SELECT id FROM tenants WHERE slug = $1",
-                &[(&slug.as_str(), Type::TEXT)],
-            )
-            .await?
-            .first()
-            .map(|r| r.get::<_, i64>(0))
-        else {
+        let Some(id) = lock_allocation(&tx, slug).await? else {
             return Ok(false);
         };
-        let key = id as i32;
-        tx.execute_typed(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[(&ALLOCATION_LOCK, Type::INT4), (&key, Type::INT4)],
-        )
-        .await?;
         let deleted = tx
             .execute_typed(
                 "DELETE FROM tenants t WHERE t.id = $1
@@ -316,4 +288,30 @@ impl Store {
 
 fn no_row() -> StoreError {
     StoreError::Unavailable("the database returned no row".into())
+}
+
+/// Takes the allocation lock of the tenant `slug` names in `tx` (creates in it wait until
+/// the transaction ends); its id, or `None` when no tenant has that slug.
+async fn lock_allocation(
+    tx: &tokio_postgres::Transaction<'_>,
+    slug: &TenantSlug,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let Some(id) = tx
+        .query_typed(
+            "SELECT id FROM tenants WHERE slug = $1",
+            &[(&slug.as_str(), Type::TEXT)],
+        )
+        .await?
+        .first()
+        .map(|r| r.get::<_, i64>(0))
+    else {
+        return Ok(None);
+    };
+    let key = id as i32;
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[(&ALLOCATION_LOCK, Type::INT4), (&key, Type::INT4)],
+    )
+    .await?;
+    Ok(Some(id))
 }
