@@ -97,15 +97,13 @@ def _tenant_rule(case, err: dict) -> bool:
     field, message = err.get("field"), str(err.get("message", ""))
     slug = str((case.path_parameters or {}).get("slug"))
     body = case.body if isinstance(case.body, dict) else {}
-    if _names_no_tenant(err) and path in ("/users", "/users/{id}", "/tokens"):
+    if _names_no_tenant(err) and path in ("/users", "/users/{id}", "/tokens", "/apply"):
         return True
     if (method, path, field) == ("PATCH", "/users/{id}", "tenant"):
         return message.startswith("a user cannot move between tenants")
-    if (method, path, field) == ("POST", "/users", "extension"):
-        # The range of the tenant named; the default tenant's is in the document.
-        return body.get("tenant") not in (None, "default") and message.startswith(
-            "must be within the range"
-        )
+    if path in ("/users", "/users/{id}") and method in ("POST", "PATCH") and field == "extension":
+        # The range of another tenant than `default`, whose range alone is in the document.
+        return message.startswith("must be within the range") and " of tenant '" in message
     if path in ("/tenants", "/tenants/{slug}") and method in ("POST", "PATCH"):
         if field == "extension_max" and message.startswith("must not be below extension_min"):
             return True

@@ -19,7 +19,7 @@ use crate::domain::{
     tenant_named, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
 };
-use crate::store::{ListQuery, Order, UserRow, DEFAULT_TENANT_ID};
+use crate::store::{ListQuery, Order, TenantRow, UserRow, DEFAULT_TENANT_ID};
 
 /// A user as every answer shows it: what is stored (its tenant and transport among it),
 /// what its phones register as, and whether they are online.
@@ -126,7 +126,7 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
         range: &range,
         ..app.config.user_rules()
     };
-    let new = NewUser::parse(&body, rules)?;
+    let new = NewUser::parse(&body, rules).map_err(|e| in_tenant(e, &tenant))?;
     // The Idempotency-Key compares the body. A bound caller's body naming no tenant
     // creates in its tenant, so it is compared with its tenant filled in: the same key and
     // body from another tenant's caller (or an unbound one, meaning `default`) is another
@@ -226,6 +226,15 @@ pub async fn get(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
     Ok(json_response(StatusCode::OK, &shown(app, &user)))
 }
 
+/// An extension outside the range of a tenant other than `default` says whose range it
+/// is: the served document states the default tenant's only.
+fn in_tenant(mut e: ValidationError, tenant: &TenantRow) -> ValidationError {
+    if e.field == "extension" && !tenant.is_default() && e.message.starts_with("must be within") {
+        e.message = format!("{} of tenant '{}'", e.message, tenant.slug);
+    }
+    e
+}
+
 pub async fn update(
     app: &App,
     ctx: &Ctx,
@@ -241,7 +250,7 @@ pub async fn update(
         range: &range,
         ..app.config.user_rules()
     };
-    let patch = UserPatch::parse(&body, rules)?;
+    let patch = UserPatch::parse(&body, rules).map_err(|e| in_tenant(e, &tenant))?;
     if patch.tenant.as_ref().is_some_and(|t| *t != current.tenant) {
         return Err(ValidationError::new(
             "tenant",

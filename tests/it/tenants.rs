@@ -1039,6 +1039,20 @@ async fn two_companies_with_the_same_numbers_each_reach_only_their_own_phones() 
     }
     let r = s.app.create_user("Erin", "erin@default.example").await;
     assert_eq!(r["sip_username"], "1000");
+    // An explicit number outside the tenant's range says whose range it is.
+    let r = create_in(&s.app, "acme", "eve@acme.example", Some(500)).await;
+    assert_eq!(
+        (
+            r.status,
+            &r.body["error"]["field"],
+            &r.body["error"]["message"]
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("extension"),
+            &json!("must be within the range 100-199 of tenant 'acme'")
+        )
+    );
     let acme = s.app.get("/users?tenant=acme").await.body;
     let names: Vec<&Value> = acme["users"]
         .as_array()
