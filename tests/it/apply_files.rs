@@ -263,21 +263,8 @@ async fn names_stored_with_a_backslash_before_the_rule_are_repaired_and_apply() 
     // A database as the previous version left it: only the first migration, and names
     // with a backslash (which Asterisk 22.7 showed without it).
     let db = TestDb::create().await;
+    db.migrate_to(1).await;
     let c = db.client().await;
-    let (version, name, sql) = pbx_portal::store::MIGRATIONS[0];
-    c.batch_execute(sql).await.unwrap();
-    c.batch_execute(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                         applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await
-    .unwrap();
-    c.execute(
-        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-        &[&version, &name],
-    )
-    .await
-    .unwrap();
     for (name, email) in [
         ("Bob\\", "bob@x.org"),
         ("\\\\", "b@x.org"),

@@ -678,24 +678,7 @@ async fn migration_0010_keeps_tokens_unbound_and_places_old_audit_rows() {
     use crate::support::app::TestDb;
     let db = TestDb::create().await;
     let c = db.client().await;
-    c.batch_execute(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                         applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await
-    .unwrap();
-    for (version, name, sql) in pbx_portal::store::MIGRATIONS {
-        if *version > 9 {
-            continue;
-        }
-        c.batch_execute(sql).await.unwrap();
-        c.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await
-        .unwrap();
-    }
+    db.migrate_to(9).await;
     c.batch_execute(
         "INSERT INTO tenants (slug, name, extension_min, extension_max)
              VALUES ('acme', 'Acme', 100, 199);

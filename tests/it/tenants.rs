@@ -869,24 +869,7 @@ async fn import_and_export_carry_the_tenant() {
 async fn a_database_from_before_tenants_keeps_every_user_in_default() {
     let db = TestDb::create().await;
     let c = db.client().await;
-    c.batch_execute(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                         applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await
-    .unwrap();
-    for (version, name, sql) in pbx_portal::store::MIGRATIONS {
-        if *version > 7 {
-            continue;
-        }
-        c.batch_execute(sql).await.unwrap();
-        c.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await
-        .unwrap();
-    }
+    db.migrate_to(7).await;
     for (i, (name, email)) in [
         ("Ann", "ann@x.org"),
         ("Bob", "bob@x.org"),

@@ -38,6 +38,30 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Migrates to `last` and no further, recording each migration as `pbx-portal migrate`
+    /// does: a database as an earlier version of the portal left it.
+    pub async fn migrate_to(&self, last: i32) {
+        let c = self.client().await;
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+        for (version, name, sql) in pbx_portal::store::MIGRATIONS {
+            if *version > last {
+                break;
+            }
+            c.batch_execute(sql).await.unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .unwrap();
+        }
+    }
+
     pub async fn create() -> Self {
         let name = format!("pbx_portal_test_{}", rand_suffix());
         let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
