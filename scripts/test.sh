@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: PostgreSQL (found or installed, TLS switched on with a
 # CA made on this machine: scripts/pg-tls.sh), formatting, lints,
-# every test against a throwaway database per test, schemathesis against a real server
+# every test against a throwaway database per test (the console's in headless chromium:
+# scripts/browser-deps.sh installs chromium and the pinned playwright-core), schemathesis against a real server
 # (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit, the Debian package
 # (scripts/check-deb.sh: needs root, as CI has). Run from anywhere.
 set -euo pipefail
@@ -30,6 +31,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== browser test dependencies"
+scripts/browser-deps.sh
 echo "== cargo test"
 cargo test
 echo "== schemathesis"
