@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: PostgreSQL (found or installed, TLS switched on with a
-# CA made on this machine: scripts/pg-tls.sh), formatting, lints,
-# every test against a throwaway database per test (the console's in headless chromium:
-# scripts/browser-deps.sh installs chromium and the pinned playwright-core), schemathesis against a real server
+# CA made on this machine: scripts/pg-tls.sh), the HTTPS test CA (scripts/test-ca.sh),
+# formatting, lints,
+# every test against a throwaway database per test, schemathesis against a real server
 # (pinned, time-bounded: scripts/schemathesis.sh), the systemd unit, the Debian package
 # (scripts/check-deb.sh: needs root, as CI has). Run from anywhere.
 set -euo pipefail
@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 export TEST_DATABASE_URL=$PG_ADMIN_URL
 ensure_postgres_tls    # exports PBX_PORTAL_TEST_PG_TLS for tests/it/tls.rs
+# The CA and server certificates of the HTTPS tests (tests/it/https.rs) and the browser
+# tests: kept in the target directory, made again only when near their end.
+PBX_PORTAL_TEST_HTTPS_DIR=$(scripts/test-ca.sh "${PBX_PORTAL_TEST_HTTPS_DIR:-${CARGO_TARGET_DIR:-target}/test-https}")
+export PBX_PORTAL_TEST_HTTPS_DIR
 
 cleanup() {
     # Databases of tests that were killed before they could drop their own: named
@@ -32,7 +36,7 @@ cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== browser test dependencies"
-scripts/browser-deps.sh
+scripts/browser-deps.sh    # Debian's chromium, the pinned playwright-core: tests/it/console.rs
 echo "== cargo test"
 cargo test
 echo "== schemathesis"

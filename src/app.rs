@@ -23,6 +23,7 @@ use crate::asterisk::probe::ProbeServer;
 use crate::config::{Config, ConfigError, ReloadMode};
 use crate::events::Hub;
 use crate::http::App;
+use crate::https;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::store::nodes::Node;
@@ -40,6 +41,9 @@ pub enum StartError {
     Connect(#[from] store::ConnectError),
     #[error("database: {0}")]
     Store(StoreError),
+    /// PORTAL_TLS_CERT or PORTAL_TLS_KEY cannot be used: the line names the file.
+    #[error(transparent)]
+    Tls(#[from] crate::https::TlsError),
     #[error("cannot listen on {addr} ({var}): {source}")]
     Bind {
         var: &'static str,
@@ -87,9 +91,38 @@ pub struct Running {
     /// Stops the node's heartbeat and its LISTEN connection.
     stop_node: watch::Sender<bool>,
     node: JoinHandle<()>,
+    /// The certificate HTTPS serves, when it is on.
+    tls: Option<Arc<https::Server>>,
 }
 
 impl Running {
+    /// What SIGHUP does: re-reads the certificate and key of HTTPS. New handshakes get
+    /// the new certificate, open connections keep theirs; a file that cannot be used
+    /// leaves the previous certificate in place, with a warning naming it.
+    pub fn reload(&self) {
+        let Some(tls) = &self.tls else {
+            tracing::info!("SIGHUP: HTTPS is off (PORTAL_TLS_CERT unset): nothing to re-read");
+            return;
+        };
+        match tls.reload() {
+            Ok(summary) => tracing::info!(
+                certificate = %tls.files().cert.display(),
+                %summary,
+                "SIGHUP: TLS certificate re-read; new connections get it"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                still = %tls.summary(),
+                "SIGHUP: TLS certificate not re-read; still serving the previous one"
+            ),
+        }
+    }
+
+    /// The certificate new HTTPS connections get (`None`: plain HTTP).
+    pub fn tls_certificate(&self) -> Option<https::Summary> {
+        self.tls.as_ref().map(|t| t.summary())
+    }
+
     /// Stops accepting, then waits for in-flight requests and any running apply.
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(true);
@@ -227,6 +260,14 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
 /// Connects, migrates, recovers, binds and serves.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let token = config.require_token()?.clone();
+    // The certificate first: a file that cannot be used stops start-up naming it, before
+    // anything is connected or bound.
+    let tls = config
+        .tls
+        .clone()
+        .map(https::Server::new)
+        .transpose()?
+        .map(Arc::new);
     let (store, node) = prepare(&mut config).await?;
     let interrupted = store.recover_interrupted(&node).await?;
     if interrupted > 0 {
@@ -290,8 +331,28 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         registrations,
         hub,
     });
-    let http = tokio::spawn(crate::http::serve(http, app.clone(), shutdown));
-    tracing::info!(%http_addr, %agi_addr, node = %app.config.node, "pbx-portal serving");
+    let http = tokio::spawn(crate::http::serve(
+        http,
+        app.clone(),
+        tls.as_ref().map(|t| t.config()),
+        shutdown,
+    ));
+    match &tls {
+        Some(t) => tracing::info!(
+            %http_addr,
+            %agi_addr,
+            node = %app.config.node,
+            certificate = %t.files().cert.display(),
+            summary = %t.summary(),
+            "pbx-portal serving HTTPS"
+        ),
+        None => {
+            tracing::info!(%http_addr, %agi_addr, node = %app.config.node, "pbx-portal serving")
+        }
+    }
+    if https::clear_text_exposed(http_addr, tls.is_some()) {
+        tracing::warn!(%http_addr, "{}", https::CLEAR_TEXT_WARNING);
+    }
     Ok(Running {
         http_addr,
         agi_addr,
@@ -301,5 +362,6 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         stop_link,
         stop_node,
         node,
+        tls,
     })
 }

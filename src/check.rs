@@ -1,4 +1,6 @@
 //! `pbx-portal check`: the doctor. One line per check; any failure makes it exit non-zero.
+//! The first line is HTTPS: the certificate and key would load (and are not about to
+//! expire), or, without them, whether PORTAL_LISTEN leaves loopback in clear text.
 //! A `warn` line is something an admin should know about that does not stop the portal
 //! from working (clear text to a database on another host): it leaves the exit code 0.
 //! A `skip` line is a check that could not be made here (Asterisk is only asked over
@@ -20,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::asterisk::ami;
 use crate::asterisk::pjsip_conf::{self, PjsipConfError, TransportSection};
 use crate::config::{Config, EndpointPolicy, ReloadMode, Tls, Verify};
+use crate::https;
 use crate::store::{self, SessionTls, Store};
 
 /// The verdict of one check; its name, lower-case (`FAIL` in capitals), starts the line.
@@ -178,6 +181,45 @@ fn tls_line(session: &SessionTls, tls: &Tls, local: bool) -> Line {
     Line {
         mark,
         name: "database tls",
+        detail,
+    }
+}
+
+/// How long before its end a served certificate is worth a warning.
+const EXPIRY_WARNING: time::Duration = time::Duration::days(14);
+
+/// HTTPS on PORTAL_LISTEN: whether the files would load (FAIL when not: `serve` would not
+/// start) and how long the certificate has left; without TLS, a warning when the address
+/// is not loopback, as `serve` logs at start.
+fn https_line(cfg: &Config, now: time::OffsetDateTime) -> Line {
+    let (mark, detail) = match &cfg.tls {
+        Some(files) => match https::load(files) {
+            Err(e) => (Mark::Fail, e.to_string()),
+            Ok(loaded) => {
+                let s = loaded.summary();
+                let detail = format!("on {}: {} ({s})", cfg.listen, files.cert.display());
+                match s.not_after {
+                    Some(end) if end <= now => (Mark::Fail, format!("{detail}: expired")),
+                    Some(end) if end - now < EXPIRY_WARNING => (
+                        Mark::Warn,
+                        format!("{detail}: expires in {} days", (end - now).whole_days()),
+                    ),
+                    _ => (Mark::Ok, detail),
+                }
+            }
+        },
+        None if https::clear_text_exposed(cfg.listen, false) => (
+            Mark::Warn,
+            format!("off on {}: {}", cfg.listen, https::CLEAR_TEXT_WARNING),
+        ),
+        None => (
+            Mark::Ok,
+            format!("off (PORTAL_LISTEN {} is loopback only)", cfg.listen),
+        ),
+    };
+    Line {
+        mark,
+        name: "https",
         detail,
     }
 }
@@ -547,6 +589,7 @@ pub async fn run(cfg: &Config) -> Vec<Line> {
     let sections = pjsip_conf::read_transports(&a.config_dir, &a.pjsip_dir);
     let [live, srtp] = asterisk_lines(cfg, &sections).await;
     vec![
+        https_line(cfg, time::OffsetDateTime::now_utc()),
         line("database", db),
         tls,
         line("pjsip dir", writable(&a.pjsip_dir)),
@@ -845,5 +888,80 @@ mod tests {
             detail: String::new()
         }
         .passes());
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://u:pw@localhost/db"),
+            ("PORTAL_RELOAD", "none"),
+            ("PORTAL_NODE", "pbx1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_vars(&vars).unwrap()
+    }
+
+    #[test]
+    fn https_off_loopback_is_a_warning_and_its_files_must_load() {
+        let now = time::OffsetDateTime::now_utc();
+        let l = https_line(&config(&[]), now);
+        assert_eq!(l.mark, Mark::Ok, "{}", l.detail);
+        assert_eq!(l.name, "https");
+        let l = https_line(&config(&[("PORTAL_LISTEN", "0.0.0.0:8080")]), now);
+        assert_eq!(l.mark, Mark::Warn, "{}", l.detail);
+        assert!(
+            l.detail
+                .contains("bearer tokens cross the network in clear")
+                && l.passes(),
+            "{}",
+            l.detail
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-ca.sh");
+        assert!(std::process::Command::new(script)
+            .arg(d)
+            .output()
+            .unwrap()
+            .status
+            .success());
+        let (cert, key) = (d.join("server.crt"), d.join("server.key"));
+        let tls = config(&[
+            ("PORTAL_LISTEN", "0.0.0.0:8443"),
+            ("PORTAL_TLS_CERT", cert.to_str().unwrap()),
+            ("PORTAL_TLS_KEY", key.to_str().unwrap()),
+        ]);
+        let l = https_line(&tls, now);
+        assert_eq!(l.mark, Mark::Ok, "{}", l.detail);
+        assert!(l.detail.contains("server.crt (sha256 "), "{}", l.detail);
+        let end = crate::https::load(tls.tls.as_ref().unwrap())
+            .unwrap()
+            .summary()
+            .not_after
+            .unwrap();
+        let l = https_line(&tls, end - time::Duration::days(3));
+        assert!(
+            l.mark == Mark::Warn && l.detail.ends_with("expires in 3 days"),
+            "{}",
+            l.detail
+        );
+        let l = https_line(&tls, end + time::Duration::days(1));
+        assert!(
+            l.mark == Mark::Fail && l.detail.ends_with("expired"),
+            "{}",
+            l.detail
+        );
+
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n").unwrap();
+        let l = https_line(&tls, now);
+        assert_eq!(l.mark, Mark::Fail);
+        assert!(
+            l.detail.contains("server.key") && !l.detail.contains("SECRET"),
+            "{}",
+            l.detail
+        );
     }
 }

@@ -406,6 +406,18 @@ struct Vars {
     node: Option<NodeName>,
     #[serde(rename = "PORTAL_NODE_TIMEOUT_MS", default = "default_node_timeout")]
     node_timeout: Millis,
+    #[serde(rename = "PORTAL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    #[serde(rename = "PORTAL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The certificate chain and private key HTTPS serves (PORTAL_TLS_CERT, PORTAL_TLS_KEY):
+/// PEM files, read at start and again on SIGHUP (`crate::https`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How to log in to AMI; the one place an AMI client is built from.
@@ -453,6 +465,8 @@ pub struct Config {
     pub node: NodeName,
     /// How long a cluster apply waits for each other node's record.
     pub node_timeout: Duration,
+    /// HTTPS on `listen` when set; plain HTTP otherwise.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -540,6 +554,22 @@ impl Config {
             }
             (Some(list), _) => list.0,
         };
+        let tls = match (v.tls_cert, v.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "PORTAL_TLS_KEY",
+                    "is required when PORTAL_TLS_CERT is set (HTTPS needs both files)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "PORTAL_TLS_CERT",
+                    "is required when PORTAL_TLS_KEY is set (HTTPS needs both files)",
+                ))
+            }
+        };
         let node = match v.node {
             Some(n) => n,
             None => host_name().map_err(|r| bad("PORTAL_NODE", r))?,
@@ -548,6 +578,7 @@ impl Config {
             database,
             node,
             node_timeout: v.node_timeout.0,
+            tls,
             pool_size: v.pool_size.0,
             api_token: v.api_token,
             listen: v.listen.0,
@@ -636,6 +667,34 @@ mod tests {
         assert_eq!(policy.codecs.joined(), "g722,ulaw,alaw");
         assert_eq!(c.pool_size, 16);
         assert_eq!(c.database.tls().mode, SslMode::Prefer, "libpq's default");
+        assert_eq!(c.tls, None, "plain HTTP unless both files are named");
+    }
+
+    #[test]
+    fn https_needs_both_files() {
+        let c = Config::from_vars(&vars(&[
+            ("PORTAL_TLS_CERT", "/etc/pbx-portal/tls/fullchain.pem"),
+            ("PORTAL_TLS_KEY", "/etc/pbx-portal/tls/privkey.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/etc/pbx-portal/tls/fullchain.pem".into(),
+                key: "/etc/pbx-portal/tls/privkey.pem".into(),
+            })
+        );
+        let e = Config::from_vars(&vars(&[("PORTAL_TLS_CERT", "/c.pem")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration error: PORTAL_TLS_KEY: is required when PORTAL_TLS_CERT is set (HTTPS needs both files)"
+        );
+        assert_eq!(err_var(&[("PORTAL_TLS_KEY", "/k.pem")]), "PORTAL_TLS_CERT");
+        // An empty value counts as unset.
+        assert_eq!(
+            err_var(&[("PORTAL_TLS_CERT", "/c.pem"), ("PORTAL_TLS_KEY", "")]),
+            "PORTAL_TLS_KEY"
+        );
     }
 
     #[test]

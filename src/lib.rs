@@ -16,7 +16,7 @@
 //!               audit logs: the only thing several nodes share)
 //! asterisk  ──▶ the leaves only (render, files, AMI, CLI, FastAGI, the probe)
 //! leaves    record, metrics (──▶ record), config (──▶ domain), domain, auth, events,
-//!           shutdown, backoff
+//!           shutdown, backoff, https (──▶ config)
 //! ```
 //!
 //! `store` and `asterisk` never import each other nor `apply`: `asterisk` returns its own
@@ -27,7 +27,8 @@
 //! [`domain`] (parsed user input), [`auth`] (scopes, actors, the token format), [`config`],
 //! [`record`] (what an apply did, which `store` persists and `http` answers), [`metrics`]
 //! (the Prometheus registry `http` and `apply` update), [`events`] (the hub of `GET
-//! /events`), [`shutdown`] and [`backoff`] (the pauses of the retry loops). [`check`] is the doctor; [`bulk`] is shared by the HTTP
+//! /events`), [`shutdown`], [`backoff`] (the pauses of the retry loops) and [`https`]
+//! (the certificate HTTP serves, re-read on SIGHUP). [`check`] is the doctor; [`bulk`] is shared by the HTTP
 //! routes and the `import` / `export` commands.
 
 pub mod app;
@@ -41,6 +42,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod record;
 pub mod shutdown;
@@ -52,7 +54,7 @@ mod tests {
 
     /// The leaves: any layer may import them; among themselves, see [`LAYERS`].
     const LEAVES: &[&str] = &[
-        "record", "metrics", "config", "domain", "auth", "events", "shutdown", "backoff",
+        "record", "metrics", "config", "domain", "auth", "events", "shutdown", "backoff", "https",
     ];
 
     /// What each module may import of the crate (`crate::<module>`) besides the leaves
@@ -77,6 +79,7 @@ mod tests {
         ("events", false, &[]),
         ("shutdown", false, &[]),
         ("backoff", false, &[]),
+        ("https", false, &["config"]),
     ];
 
     fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -1,4 +1,5 @@
-//! `pbx-portal serve`: the service, until SIGTERM or SIGINT.
+//! `pbx-portal serve`: the service, until SIGTERM or SIGINT; SIGHUP re-reads the HTTPS
+//! certificate and key (`systemctl reload pbx-portal`).
 
 use std::process::ExitCode;
 
@@ -10,19 +11,29 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 /// The signals are taken before the service starts: once it answers, a SIGTERM must
 /// already mean a graceful stop, not the default disposition (killed, no exit code).
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let signals = Signals::take();
+    let mut signals = Signals::take();
     let running = app::start(config).await?;
-    signals.wait().await;
+    while let Event::Reload = signals.next().await {
+        running.reload();
+    }
     tracing::info!("shutting down: finishing in-flight requests and applies");
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM and SIGINT, handled from the moment this is made.
+/// SIGTERM, SIGINT and SIGHUP, handled from the moment this is made (SIGHUP's default,
+/// ending the process, would turn a certificate renewal into an outage).
 struct Signals {
     term: Option<Signal>,
     int: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+/// What a signal asks of the service.
+enum Event {
+    Stop,
+    Reload,
 }
 
 impl Signals {
@@ -30,14 +41,16 @@ impl Signals {
         Self {
             term: signal(SignalKind::terminate()).ok(),
             int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
         }
     }
 
-    /// Until the first of them arrives (forever when neither could be taken).
-    async fn wait(mut self) {
+    /// The next of them to arrive (never, when none could be taken).
+    async fn next(&mut self) -> Event {
         tokio::select! {
-            _ = recv(self.term.as_mut()) => {}
-            _ = recv(self.int.as_mut()) => {}
+            _ = recv(self.term.as_mut()) => Event::Stop,
+            _ = recv(self.int.as_mut()) => Event::Stop,
+            _ = recv(self.hup.as_mut()) => Event::Reload,
         }
     }
 }

@@ -349,13 +349,28 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
 }
 
 /// Serves HTTP/1.1 until `shutdown` turns true, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: Shutdown) {
+///
+/// With `tls` every connection is TLS (rustls, ALPN `http/1.1`) and every answer carries
+/// `Strict-Transport-Security`. The handshake runs in the connection's own task, bounded
+/// (10 s), so a peer that connects and never speaks holds neither the accept loop
+/// nor, past that bound, the shutdown. The configuration's certificate resolver is what a
+/// SIGHUP swaps (`crate::https`): open connections keep theirs.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: Shutdown,
+) {
+    /// How long a TLS client may take to finish its handshake.
+    const HANDSHAKE: Duration = Duration::from_secs(10);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     // Bounds a client that opens a connection and sends its headers slowly.
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let hsts = acceptor.is_some();
     loop {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -370,13 +385,50 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: Shutdown)
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |req| handle(app.clone(), req)),
-        );
-        let conn = graceful.watch(conn);
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move {
+                let mut resp = handle(app, req).await?;
+                if hsts {
+                    resp.headers_mut().insert(
+                        hyper::header::STRICT_TRANSPORT_SECURITY,
+                        hyper::header::HeaderValue::from_static(crate::https::HSTS),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        // Taken now, before the loop can end: shutdown then also waits for a connection
+        // still in its handshake.
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match acceptor {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(tls), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
         });
