@@ -32,6 +32,7 @@ mod apply_files;
 mod asterisk_standin;
 mod bulk;
 mod console;
+mod console_serving;
 mod crash;
 mod edits;
 mod events;
