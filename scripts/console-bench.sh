@@ -62,6 +62,7 @@ base="http://127.0.0.1:$port"
     export PORTAL_API_TOKEN="$token"
     export PORTAL_LISTEN="127.0.0.1:$port"
     export PORTAL_AGI_LISTEN="127.0.0.1:$agi_port"
+    export PORTAL_EXTENSION_MIN=10000 PORTAL_EXTENSION_MAX=29999   # room for 10,000 users
     export PORTAL_RELOAD=none
     export PORTAL_PJSIP_DIR="$etc/pjsip.d/synergycall"
     export PORTAL_DIALPLAN_DIR="$etc/extensions.d/synergycall"

@@ -59,9 +59,18 @@ async function firstPage(context) {
   await page.goto(`${PORTAL}/#/users`);
   await page.waitForFunction(() => window.__firstRow > 0, null, { polling: 20, timeout: 10_000 });
   const t = await page.evaluate(() => window.__firstRow);
+  // Where the time went: every request of the page until then, relative to navigation.
+  lastTimeline = await page.evaluate(() =>
+    performance
+      .getEntriesByType('resource')
+      .concat(performance.getEntriesByType('navigation'))
+      .map((e) => ({ name: e.name.replace(location.origin, ''), start: e.startTime, end: e.responseEnd }))
+      .sort((a, b) => a.start - b.start),
+  );
   await page.close();
   return t;
 }
+let lastTimeline = [];
 
 async function filterAsYouType(page, pageSize) {
   const search = page.getByLabel('Search', { exact: true });
@@ -204,6 +213,8 @@ try {
 
   line('users page, navigation to first page painted (cold cache)', median(cold), LIMITS.firstPage, fmt);
   console.log(`     (warm cache: ${fmt(median(warm))}; ${pageSize} rows a page; cold min ${fmt(Math.min(...cold))} max ${fmt(Math.max(...cold))})`);
+  console.log('     the last navigation, request by request (start → end, ms after navigation):');
+  for (const e of lastTimeline) console.log(`       ${e.start.toFixed(1).padStart(7)} → ${e.end.toFixed(1).padStart(7)}  ${e.name.slice(0, 90)}`);
   line('filter: keystroke to next frame', median(typed.map((s) => s.echo)), LIMITS.perKey, fmt);
   line('filter: search request to filtered list painted', median(typed.map((s) => s.afterRequest)), LIMITS.perKey, fmt);
   console.log(`     (keystroke to filtered list, the debounce included: ${fmt(median(typed.map((s) => s.total)))})`);

@@ -165,6 +165,42 @@ test('users: create shows the secret once, edit, rotate, delete', async () => {
   await context.close();
 });
 
+test('tenants: a user created in a tenant, the tenant filter; a bound token sees its tenant only', async () => {
+  const { context, page } = await tab();
+  await signIn(page);
+  await page.getByRole('button', { name: 'New user', exact: true }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name', { exact: true }).fill('Tenant Person');
+  await dialog.getByLabel('Email', { exact: true }).fill('person@acme.example');
+  await dialog.getByLabel('Tenant', { exact: true }).selectOption('acme');
+  await dialog.getByRole('button', { name: 'Create', exact: true }).click();
+  const secret = page.getByRole('dialog').filter({ has: page.getByRole('heading', { name: 'SIP credentials' }) });
+  await secret.getByRole('button', { name: 'Close', exact: true }).click();
+  const u = await userByEmail('person@acme.example');
+  assert.equal(u.tenant, 'acme');
+  assert.equal(u.extension, 100, 'the lowest free number of the tenant');
+
+  const tenants = () => page.locator('tr[data-user-id]').evaluateAll((rs) => rs.map((r) => r.dataset.tenant));
+  await page.getByLabel('Tenant', { exact: true }).filter({ visible: true }).selectOption('acme');
+  await until('only acme rows', async () => {
+    const t = await tenants();
+    return t.length > 0 && t.every((x) => x === 'acme');
+  });
+  await page.getByRole('button', { name: 'Edit 100 (acme)', exact: true }).waitFor();
+  await page.getByLabel('Tenant', { exact: true }).filter({ visible: true }).selectOption('');
+  await until('every tenant again', async () => (await tenants()).some((x) => x === 'default'));
+
+  const { token } = await control('POST', '/token', { name: 'acme-reader', scopes: ['read'], tenant: 'acme' });
+  const bound = await context.newPage();
+  await signIn(bound, token);
+  await bound.getByTestId('whoami').filter({ hasText: 'acme' }).waitFor();
+  await bound.locator(`tr[data-user-id="${u.id}"]`).waitFor();
+  const seen = await bound.locator('tr[data-user-id]').evaluateAll((rs) => rs.map((r) => r.dataset.tenant));
+  assert.deepEqual([...new Set(seen)], ['acme']);
+  assert.equal(await bound.getByLabel('Tenant', { exact: true }).filter({ visible: true }).count(), 0, 'a bound token is offered the tenant filter');
+  await context.close();
+});
+
 test('hostile names, quotes and right-to-left text are shown as text', async () => {
   // The API refuses < > " in names (they would break Asterisk's callerid): these are put
   // straight into the database, as an older version or another tool could have left them.
