@@ -35,7 +35,12 @@ const METHOD = { ami: 'reloaded over AMI', cli: 'reloaded with asterisk -rx', no
 function probeText(health) {
   if (!health) return 'no probe';
   if (health.status === 'ok') return `probe passed (${health.checked} extensions proven)`;
-  if (health.status === 'failed') return `probe failed${health.missing?.length ? `: ${health.missing.join(', ')}` : ''}`;
+  if (health.status === 'failed') {
+    const missing = health.missing || [];
+    const shown = missing.slice(0, 3).join('; ');
+    const more = missing.length > 3 ? ` and ${missing.length - 3} more` : '';
+    return `probe failed${missing.length ? `: ${shown}${more}` : ''}`;
+  }
   return 'probe skipped';
 }
 

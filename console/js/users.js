@@ -129,7 +129,7 @@ export function usersPage(container, me) {
         ),
       );
     }
-    return h('tr', { 'data-user-id': u.id, 'data-extension': u.extension, 'data-tenant': u.tenant }, cells);
+    return h('tr', { 'data-user-id': u.id, 'data-extension': u.extension, 'data-tenant': u.tenant, 'data-sip-username': u.sip_username }, cells);
   }
 
   function renderRows() {
@@ -183,11 +183,14 @@ export function usersPage(container, me) {
     reloadSoon = setTimeout(load, 300);
   }
 
-  /** A registration event: the user id when the event has one, else tenant + extension. */
+  /** A registration event: the row of its user id, else of its sip_username (unique on
+   * the host), else of its tenant (absent: default) and extension. */
   function onRegistration(ev) {
     let rows;
-    if (ev.user_id != null || ev.id != null) {
-      rows = tbody.querySelectorAll(`tr[data-user-id="${Number(ev.user_id ?? ev.id)}"]`);
+    if (ev.user_id != null) {
+      rows = tbody.querySelectorAll(`tr[data-user-id="${Number(ev.user_id)}"]`);
+    } else if (typeof ev.sip_username === 'string') {
+      rows = tbody.querySelectorAll(`tr[data-sip-username="${CSS.escape(ev.sip_username)}"]`);
     } else {
       const tenant = typeof ev.tenant === 'string' ? ev.tenant : 'default';
       rows = [...tbody.querySelectorAll(`tr[data-extension="${Number(ev.extension)}"]`)].filter(

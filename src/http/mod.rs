@@ -83,7 +83,7 @@ enum Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     /// Anyone, without a token.
-    Public(Open),
+    Public(Anyone),
     /// A caller whose token holds the scope.
     Scoped(Scope, Op),
     /// Any caller with a valid token, whatever its scopes.
@@ -98,7 +98,7 @@ enum Own {
 
 /// The public handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Open {
+enum Anyone {
     Healthz,
     OpenApi,
     Console,
@@ -176,10 +176,10 @@ impl Route {
         use Handler::{Public, Scoped, Signed};
         use Scope::{Admin, Apply, Metrics, Read, Write};
         match self {
-            Self::Healthz => const { &[(Method::GET, Public(Open::Healthz))] },
-            Self::OpenApi => const { &[(Method::GET, Public(Open::OpenApi))] },
-            Self::Console => const { &[(Method::GET, Public(Open::Console))] },
-            Self::Asset => const { &[(Method::GET, Public(Open::Asset))] },
+            Self::Healthz => const { &[(Method::GET, Public(Anyone::Healthz))] },
+            Self::OpenApi => const { &[(Method::GET, Public(Anyone::OpenApi))] },
+            Self::Console => const { &[(Method::GET, Public(Anyone::Console))] },
+            Self::Asset => const { &[(Method::GET, Public(Anyone::Asset))] },
             Self::WhoAmI => const { &[(Method::GET, Signed(Own::WhoAmI))] },
             Self::Users => {
                 const {
@@ -305,10 +305,10 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
     let (scope, op) = match handler {
         Some(Handler::Public(open)) => {
             return match open {
-                Open::Healthz => Ok(system::healthz(app).await),
-                Open::OpenApi => Ok(system::openapi(&app.openapi)),
-                Open::Console => console::index(),
-                Open::Asset => console::asset(req.uri().path()),
+                Anyone::Healthz => Ok(system::healthz(app).await),
+                Anyone::OpenApi => Ok(system::openapi(&app.openapi)),
+                Anyone::Console => console::index(),
+                Anyone::Asset => console::asset(req.uri().path()),
             }
         }
         Some(Handler::Signed(own)) => {
