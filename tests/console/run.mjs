@@ -166,6 +166,8 @@ test('users: create shows the secret once, edit, rotate, delete', async () => {
 });
 
 test('tenants: a user created in a tenant, the tenant filter; a bound token sees its tenant only', async () => {
+  const d = await api('POST', '/users', { body: { name: 'Default Person', email: 'person@default.example' } });
+  assert.equal(d.status, 201, d.text);
   const { context, page } = await tab();
   await signIn(page);
   await page.getByRole('button', { name: 'New user', exact: true }).click();
@@ -281,6 +283,15 @@ test("a phone registering on the stand-in turns its user's dot green within 1 s"
   for (const e of elapsed) assert.ok(e <= 1000, `the dot turned green ${e.toFixed(0)} ms after the phone registered`);
   const label = await dot(ada, 'online').evaluate((el) => `${el.getAttribute('aria-label') ?? ''} ${el.textContent}`);
   assert.match(label, /online/);
+  // Every row's dot says what the API says (tenants' users too).
+  const all = (await api('GET', '/users?limit=1000')).json.users;
+  for (const u of all) {
+    const want = u.registration.state;
+    await until(`the dot of ${u.extension} (${u.tenant}) to say ${want}, as the API does`, async () =>
+      (await dot(u).getAttribute('data-registration')) === want,
+    5_000);
+  }
+  console.log(`# states: ${all.map((u) => `${u.extension}/${u.tenant}=${u.registration.state}`).join(' ')}`);
   await screenshot(page, 'console-users.png');
 
   const t0 = performance.now();
