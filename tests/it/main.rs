@@ -34,6 +34,7 @@ mod bulk;
 mod crash;
 mod edits;
 mod events;
+mod https;
 mod metrics;
 mod nodes;
 mod openapi;
