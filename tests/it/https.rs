@@ -56,6 +56,7 @@ async fn the_api_answers_over_https_with_hsts_and_plain_http_gets_no_answer() {
         .await
         .expect("a client trusting the test CA");
     assert_eq!(c.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(c.version, Some(rustls::ProtocolVersion::TLSv1_3));
     assert_eq!(c.certificate, der("server"));
     let (status, headers, _) = c.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);

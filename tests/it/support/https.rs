@@ -77,6 +77,7 @@ pub struct Conn {
     /// The server's certificate (DER) as this connection received it.
     pub certificate: Vec<u8>,
     pub alpn: Option<Vec<u8>>,
+    pub version: Option<rustls::ProtocolVersion>,
 }
 
 /// Connects to `addr` (loopback) trusting only the test CA, offering ALPN `http/1.1`,
@@ -108,6 +109,7 @@ pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
         .map(|c| c.to_vec())
         .unwrap_or_default();
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    let version = session.protocol_version();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -116,6 +118,7 @@ pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
         sender,
         certificate,
         alpn,
+        version,
     })
 }
 
