@@ -248,13 +248,23 @@ async fn clear_text_off_loopback_warns_in_the_log_and_in_check() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let portal = Portal { child, addr };
+    let mut portal = Portal { child, addr };
+    let log = capture_stderr(&mut portal.child);
     eventually("it serves", Duration::from_secs(10), || async move {
         tokio::net::TcpStream::connect(addr).await.ok()
     })
     .await;
+    // SIGHUP without HTTPS: nothing to re-read, and the process goes on.
+    portal.signal("HUP");
+    eventually("SIGHUP is logged", Duration::from_secs(10), || {
+        let l = log.lock().unwrap().clone();
+        std::future::ready(l.contains("nothing to re-read").then_some(()))
+    })
+    .await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
     portal.signal("TERM");
-    let (code, err) = portal.wait();
+    let (code, _) = portal.wait();
+    let err = log.lock().unwrap().clone();
     assert_eq!(code, Some(0), "it starts: {err}");
     let line = err
         .lines()
