@@ -118,11 +118,6 @@ impl Running {
         }
     }
 
-    /// The certificate new HTTPS connections get (`None`: plain HTTP).
-    pub fn tls_certificate(&self) -> Option<https::Summary> {
-        self.tls.as_ref().map(|t| t.summary())
-    }
-
     /// Stops accepting, then waits for in-flight requests and any running apply.
     pub async fn shutdown(self) {
         let _ = self.stop_http.send(true);

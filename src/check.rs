@@ -1,6 +1,6 @@
 //! `pbx-portal check`: the doctor. One line per check; any failure makes it exit non-zero.
-//! The first line is HTTPS: the certificate and key would load (and are not about to
-//! expire), or, without them, whether PORTAL_LISTEN leaves loopback in clear text.
+//! After the database lines comes HTTPS: the certificate and key would load (and are not
+//! about to expire), or, without them, whether PORTAL_LISTEN leaves loopback in clear.
 //! A `warn` line is something an admin should know about that does not stop the portal
 //! from working (clear text to a database on another host): it leaves the exit code 0.
 //! A `skip` line is a check that could not be made here (Asterisk is only asked over
@@ -589,9 +589,9 @@ pub async fn run(cfg: &Config) -> Vec<Line> {
     let sections = pjsip_conf::read_transports(&a.config_dir, &a.pjsip_dir);
     let [live, srtp] = asterisk_lines(cfg, &sections).await;
     vec![
-        https_line(cfg, time::OffsetDateTime::now_utc()),
         line("database", db),
         tls,
+        https_line(cfg, time::OffsetDateTime::now_utc()),
         line("pjsip dir", writable(&a.pjsip_dir)),
         line("dialplan dir", writable(&a.dialplan_dir)),
         line(

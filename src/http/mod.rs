@@ -388,7 +388,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
 /// With `tls` every connection is TLS (rustls, ALPN `http/1.1`) and every answer carries
 /// `Strict-Transport-Security`. The handshake runs in the connection's own task, bounded
 /// (10 s), so a peer that connects and never speaks holds neither the accept loop
-/// nor, past that bound, the shutdown. The configuration's certificate resolver is what a
+/// nor the shutdown. The configuration's certificate resolver is what a
 /// SIGHUP swaps (`crate::https`): open connections keep theirs.
 pub async fn serve(
     listener: TcpListener,
@@ -438,6 +438,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let acceptor = acceptor.clone();
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let ended = match acceptor {
                 None => {
@@ -446,7 +447,14 @@ pub async fn serve(
                         .await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        h = handshake => h,
+                        // Shutting down: a connection without a request yet has nothing
+                        // to finish.
+                        _ = stop.wait() => return,
+                    };
+                    match tls {
                         Ok(Ok(tls)) => {
                             watcher
                                 .watch(builder.serve_connection(TokioIo::new(tls), service))

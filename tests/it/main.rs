@@ -36,6 +36,7 @@ mod console_serving;
 mod crash;
 mod edits;
 mod events;
+mod https;
 mod metrics;
 mod nodes;
 mod openapi;

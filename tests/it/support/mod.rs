@@ -3,6 +3,7 @@
 pub mod app;
 pub mod asterisk;
 pub mod cluster;
+pub mod https;
 pub mod process;
 pub mod proxy;
 pub mod sse;
