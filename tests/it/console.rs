@@ -21,8 +21,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::app::{TestApp, TOKEN};
 use crate::support::asterisk::{Fault, Options, Tamper};
-use crate::support::{stand, Stand, PROBE_3S};
+use crate::support::{https, pairs, stand, Stand, PROBE_3S};
 
 /// The whole browser run's limit: far above what it takes (about a minute on a loaded
 /// 2-core machine), so that a hang ends the test with the script's output.
@@ -351,41 +352,19 @@ async fn console_in_a_real_browser() {
     drop(s);
 }
 
-/// The CA and server certificate of scripts/test-ca.sh: where scripts/test.sh made them
-/// (`PBX_PORTAL_TEST_HTTPS_DIR`), else made (or kept) below the target directory.
-fn test_ca() -> PathBuf {
-    if let Some(d) = std::env::var_os("PBX_PORTAL_TEST_HTTPS_DIR") {
-        return PathBuf::from(d);
-    }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-https");
-    let out = std::process::Command::new(repo().join("scripts/test-ca.sh"))
-        .arg(&dir)
-        .output()
-        .expect("run scripts/test-ca.sh");
-    assert!(
-        out.status.success(),
-        "scripts/test-ca.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
 #[tokio::test]
 async fn console_over_https_with_the_test_ca_trusted() {
     browser_deps();
-    let ca = test_ca();
-    let (cert, key) = (ca.join("server.crt"), ca.join("server.key"));
-    let app = crate::support::app::TestApp::spawn_with(&[
-        ("PORTAL_TLS_CERT", cert.to_str().unwrap()),
-        ("PORTAL_TLS_KEY", key.to_str().unwrap()),
-    ])
-    .await;
-    let ca_cert = ca.join("ca.crt").display().to_string();
+    // The CA of scripts/test-ca.sh and the server certificate it signed (support::https).
+    let files = tempfile::tempdir().unwrap();
+    https::install("server", files.path());
+    let app = TestApp::spawn_with(&pairs(&https::vars(files.path()))).await;
+    let ca_cert = https::dir().join("ca.crt").display().to_string();
     run_node(
         "https.mjs",
         &[
             ("PORTAL_URL", format!("https://{}", app.http.addr)),
-            ("ADMIN_TOKEN", crate::support::app::TOKEN.to_owned()),
+            ("ADMIN_TOKEN", TOKEN.to_owned()),
             ("CA_CERT", ca_cert.clone()),
             // The script's own requests (fetch) trust the test CA too.
             ("NODE_EXTRA_CA_CERTS", ca_cert),
