@@ -26,9 +26,25 @@ const state = {
   me: null, // {name, scopes, tenant} once signed in
   cleanup: null, // what the current page closes when left (its event stream)
   notice: null, // a message for the sign-in page (signed out)
+  checked: false, // whether /whoami was asked since this tab loaded
 };
 
 const main = () => document.getElementById('main');
+
+// The last /whoami answer of this tab, so that a reload paints the page without waiting
+// for it; it is asked again in the background (and a 401 signs out as anywhere).
+const ME_KEY = 'pbx-portal.whoami';
+function cachedMe() {
+  try {
+    const me = JSON.parse(sessionStorage.getItem(ME_KEY));
+    return me && Array.isArray(me.scopes) ? me : null;
+  } catch {
+    return null;
+  }
+}
+function same(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
 
 /** What the pages know about the caller. */
 function caller() {
@@ -50,6 +66,7 @@ function go(route) {
 
 function signOut(notice) {
   session.clear();
+  sessionStorage.removeItem(ME_KEY);
   state.me = null;
   state.notice = notice || null;
   go('signin');
@@ -102,16 +119,42 @@ async function render() {
   const route = location.hash.replace(/^#\/?/, '');
   if (!session.token()) {
     state.me = null;
+    state.checked = false;
+    sessionStorage.removeItem(ME_KEY);
     if (route !== 'signin') return go('signin');
     header();
     const notice = state.notice;
     state.notice = null;
-    signinPage(main(), { notice, onSignedIn: () => go('users') });
+    signinPage(main(), {
+      notice,
+      onSignedIn: (me) => {
+        state.me = me;
+        state.checked = true;
+        sessionStorage.setItem(ME_KEY, JSON.stringify(me));
+        go('users');
+      },
+    });
     return;
   }
-  if (!state.me) {
+  if (!state.me) state.me = cachedMe();
+  if (state.me) {
+    if (!state.checked) {
+      state.checked = true;
+      api('/whoami')
+        .then((me) => {
+          sessionStorage.setItem(ME_KEY, JSON.stringify(me));
+          if (!same(me, state.me)) {
+            state.me = me;
+            render();
+          }
+        })
+        .catch(() => {});
+    }
+  } else {
     try {
       state.me = await api('/whoami');
+      state.checked = true;
+      sessionStorage.setItem(ME_KEY, JSON.stringify(state.me));
     } catch {
       // a 401 already signed out; anything else: try again at the next navigation
       if (session.token()) replace(main(), h('p', { role: 'alert' }, 'The server could not be reached.'));

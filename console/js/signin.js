@@ -33,9 +33,9 @@ export function signinPage(container, { notice, onSignedIn }) {
     button.disabled = true;
     alert.clear();
     try {
-      await api('/whoami', { token });
+      const me = await api('/whoami', { token });
       session.set(token);
-      onSignedIn();
+      onSignedIn(me);
     } catch (e) {
       alert.show(
         e.status === 401

@@ -303,6 +303,13 @@ mod tests {
                 assert!(c.assets.contains_key(&r), "{name} imports {r}");
             }
         }
+        // Every module is preloaded by the page: all of them load at once, not import
+        // level by import level.
+        for (name, hashed) in &c.names {
+            if name.ends_with(".js") {
+                assert!(refs.contains(hashed), "index.html does not preload {name}");
+            }
+        }
         // Every asset is reachable and named after its content.
         for (name, hashed) in &c.names {
             let (stem, _) = name.rsplit_once('.').unwrap();
