@@ -403,9 +403,10 @@ test('a token without apply sees no Apply link and no Apply now button; without 
   await page.evaluate(() => {
     window.location.hash = '#/apply';
   });
-  await page.getByRole('heading', { level: 1 }).waitFor();
+  await h1(page, 'Apply').waitFor();
+  await page.getByRole('region', { name: 'Pending changes' }).waitFor();
   // (Not networkidle: the live /events stream never lets the network go idle.)
-  await page.waitForTimeout(500);
+  await page.waitForTimeout(300);
   assert.equal(await page.getByRole('button', { name: 'Apply now' }).count(), 0);
 
   // Read-only: no New user either.
