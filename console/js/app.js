@@ -5,7 +5,7 @@
 import { api, session, whenUnauthorized } from './api.js';
 import { h, replace } from './dom.js';
 import { signinPage } from './signin.js';
-import { usersPage } from './users.js';
+import { usersPage, prefetchUsers } from './users.js';
 import { applyPage } from './apply.js';
 import { importPage } from './import.js';
 import { nodesPage } from './nodes.js';
@@ -187,4 +187,7 @@ whenUnauthorized(() => {
 });
 
 window.addEventListener('hashchange', render);
+// The users page is where a tab usually opens: its first page is asked for now, while the
+// modules and /whoami are on their way, not after them.
+if (session.token() && /^(#\/?(users)?)?$/.test(location.hash)) prefetchUsers();
 render();

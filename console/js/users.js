@@ -16,10 +16,38 @@ const COLUMNS = [
   { key: 'email', label: 'Email' },
 ];
 
+/** The list's query string for a state of the page. */
+function listQuery(st) {
+  return query({
+    limit: PAGE_SIZE,
+    offset: st.page * PAGE_SIZE,
+    q: st.q.trim(),
+    order: st.order,
+    direction: st.direction,
+    tenant: st.tenant,
+  });
+}
+
+const FIRST = { q: '', tenant: '', order: 'extension', direction: 'asc', page: 0 };
+let prefetched = null; // {q, at, promise}: the first page, asked before /whoami answered
+
+/** Asks for the first page at once (the router calls it while it asks /whoami, so both
+ * are on their way together); the page uses the answer if it is fresh. */
+export function prefetchUsers() {
+  const q = listQuery(FIRST);
+  prefetched = { q, at: Date.now(), promise: api(`/users${q}`).catch(() => null) };
+}
+
+function takePrefetched(q) {
+  const p = prefetched;
+  prefetched = null;
+  return p && p.q === q && Date.now() - p.at < 5000 ? p.promise : null;
+}
+
 export function usersPage(container, me) {
   const canWrite = me.can('write');
   const canTenants = me.can('admin') && !me.tenant;
-  const st = { q: '', tenant: '', order: 'extension', direction: 'asc', page: 0, total: 0, users: [] };
+  const st = { ...FIRST, total: 0, users: [] };
   let inflight = null;
   let debounce = null;
   let reloadSoon = null;
@@ -48,7 +76,7 @@ export function usersPage(container, me) {
       load();
     },
   }, h('option', { value: '' }, 'All tenants'));
-  if (canTenants) {
+  function loadTenants() {
     api('/tenants')
       .then((r) => {
         for (const t of r.tenants) tenantSelect.append(h('option', { value: t.slug }, `${t.name} (${t.slug})`));
@@ -150,16 +178,10 @@ export function usersPage(container, me) {
     if (inflight) inflight.abort();
     const controller = new AbortController();
     inflight = controller;
-    const q = query({
-      limit: PAGE_SIZE,
-      offset: st.page * PAGE_SIZE,
-      q: st.q.trim(),
-      order: st.order,
-      direction: st.direction,
-      tenant: st.tenant,
-    });
+    const q = listQuery(st);
     try {
-      const r = await api(`/users${q}`, { signal: controller.signal });
+      const early = takePrefetched(q);
+      const r = (early && (await early)) || (await api(`/users${q}`, { signal: controller.signal }));
       if (inflight !== controller) return;
       inflight = null;
       alert.clear();
@@ -171,10 +193,12 @@ export function usersPage(container, me) {
       st.users = r.users;
       st.total = r.total;
       renderRows();
+      if (!started) start();
     } catch (e) {
       if (e.name === 'AbortError' || inflight !== controller) return;
       inflight = null;
       alert.show(describe(e));
+      if (!started) start();
     }
   }
 
@@ -205,30 +229,38 @@ export function usersPage(container, me) {
     }
   }
 
-  const stop = subscribe({
-    onEvent: (type, data) => {
-      if (type === 'registration') onRegistration(data);
-      else if (type === 'user') {
-        const u = data.user;
-        if (data.action === 'updated' && u) {
-          const i = st.users.findIndex((x) => x.id === u.id);
-          if (i >= 0) {
-            st.users[i] = { ...st.users[i], ...u };
-            const old = tbody.querySelector(`tr[data-user-id="${Number(u.id)}"]`);
-            if (old && !old.contains(document.activeElement)) old.replaceWith(row(st.users[i]));
+  // What waits for the first page, so that it does not compete with it: the tenants of the
+  // filter and the live stream (which re-reads the page when it opens: nothing is missed).
+  let started = false;
+  let stop = () => {};
+  function start() {
+    started = true;
+    if (canTenants) loadTenants();
+    stop = subscribe({
+      onEvent: (type, data) => {
+        if (type === 'registration') onRegistration(data);
+        else if (type === 'user') {
+          const u = data.user;
+          if (data.action === 'updated' && u) {
+            const i = st.users.findIndex((x) => x.id === u.id);
+            if (i >= 0) {
+              st.users[i] = { ...st.users[i], ...u };
+              const old = tbody.querySelector(`tr[data-user-id="${Number(u.id)}"]`);
+              if (old && !old.contains(document.activeElement)) old.replaceWith(row(st.users[i]));
+            }
+          } else {
+            scheduleReload();
           }
-        } else {
-          scheduleReload();
         }
-      }
-    },
-    onOpen: () => load(),
-    onState: (s) => {
-      live.dataset.live = s;
-      live.textContent =
-        s === 'live' ? 'Live: registrations update as phones change.' : s === 'closed' ? 'Live status is off.' : 'Reconnecting to live status…';
-    },
-  });
+      },
+      onOpen: () => load(),
+      onState: (s) => {
+        live.dataset.live = s;
+        live.textContent =
+          s === 'live' ? 'Live: registrations update as phones change.' : s === 'closed' ? 'Live status is off.' : 'Reconnecting to live status…';
+      },
+    });
+  }
 
   async function remove(u) {
     const ok = await confirmDialog({
@@ -380,6 +412,7 @@ export function usersPage(container, me) {
   load();
 
   return () => {
+    started = true; // a late first answer starts nothing
     stop();
     clearTimeout(debounce);
     clearTimeout(reloadSoon);
