@@ -443,7 +443,16 @@ test('a token revoked while the tab is open sends the tab to sign-in at the next
   });
   await h1(page, 'Sign in').waitFor();
   assert.equal(new URL(page.url()).hash, '#/signin');
-  await page.getByRole('alert').filter({ hasText: 'signed out' }).waitFor();
+  try {
+    await page.getByRole('alert').filter({ hasText: 'signed out' }).waitFor();
+  } catch (e) {
+    const state = await page.evaluate((k) => ({
+      hash: location.hash,
+      token: sessionStorage.getItem(k) !== null,
+      alerts: [...document.querySelectorAll('[role="alert"]')].map((a) => a.textContent),
+    }), TOKEN_KEY);
+    throw new Error(`on sign-in without the "signed out" alert: ${JSON.stringify(state)} (${e.message.split('\n')[0]})`);
+  }
   assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY), null);
   await context.close();
 });
