@@ -396,6 +396,25 @@ test('apply: the pending changes first; a failing probe shows "Rolled back" and 
   await context.close();
 });
 
+test('apply: a second apply while one runs is explained (409)', async () => {
+  const u = await api('POST', '/users', { body: { name: 'Frances Allen', email: 'frances@apply.example' } });
+  assert.equal(u.status, 201, u.text);
+  const { page } = await tab();
+  await signIn(page);
+  await open(page, '#/apply', 'Apply');
+  await control('POST', '/fault/stall', { ms: 3000 });
+  let running;
+  try {
+    running = api('POST', '/apply', { body: {} }); // holds the apply lock while AMI stalls
+    await new Promise((r) => setTimeout(r, 500));
+    await page.getByRole('button', { name: 'Apply now', exact: true }).click();
+    await page.getByRole('alert').filter({ hasText: /another apply is running/i }).waitFor();
+  } finally {
+    await control('POST', '/fault/clear'); // AMI answers at once again: the apply ends soon
+    await running;
+  }
+});
+
 test('a token without apply sees no Apply link and no Apply now button; without admin no Tokens', async () => {
   const { token } = await control('POST', '/token', { name: 'no-apply', scopes: ['read', 'write'] });
   const { context, page } = await tab();

@@ -146,6 +146,13 @@ async fn control(s: &Stand, method: &str, path: &str, body: Value) -> (u16, Valu
             s.ast.set_fault(Fault::TamperBeforeLoad(tamper));
             (200, json!({}))
         }
+        ("POST", "/fault/stall") => {
+            // AMI (and the CLI) accept actions but answer only after this long: an apply
+            // holds its lock meanwhile.
+            let ms = body["ms"].as_u64().unwrap_or(2000);
+            s.ast.set_fault(Fault::Stall(Duration::from_millis(ms)));
+            (200, json!({}))
+        }
         ("POST", "/fault/clear") => {
             s.ast.clear_faults();
             (200, json!({}))
