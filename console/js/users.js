@@ -35,6 +35,12 @@ let prefetched = null; // {q, at, promise}: the first page, asked before /whoami
  * are on their way together); the page uses the answer if it is fresh. */
 export function prefetchUsers() {
   const q = listQuery(FIRST);
+  const early = window.pbxFirstPage; // boot.js asked before the modules ran
+  window.pbxFirstPage = null;
+  if (early && early.q === q) {
+    prefetched = early;
+    return;
+  }
   prefetched = { q, at: Date.now(), promise: api(`/users${q}`).catch(() => null) };
 }
 

@@ -50,6 +50,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("events.js", include_str!("../../console/js/events.js")),
     ("dialogs.js", include_str!("../../console/js/dialogs.js")),
     ("app.js", include_str!("../../console/js/app.js")),
+    ("boot.js", include_str!("../../console/js/boot.js")),
     ("signin.js", include_str!("../../console/js/signin.js")),
     ("users.js", include_str!("../../console/js/users.js")),
     ("apply.js", include_str!("../../console/js/apply.js")),

@@ -61,14 +61,16 @@ async fn the_page_and_its_assets_are_served_with_their_headers() {
         match parts[2] {
             "js" => {
                 assert_eq!(ct, "text/javascript; charset=utf-8");
-                js = Some(String::from_utf8(r.raw.to_vec()).unwrap());
+                if parts[0] == "app" {
+                    js = Some(String::from_utf8(r.raw.to_vec()).unwrap());
+                }
             }
             "css" => assert_eq!(ct, "text/css; charset=utf-8"),
             other => panic!("unexpected asset type {other}"),
         }
     }
     // The entry module imports the others by their hashed names, each served.
-    let js = js.expect("a module");
+    let js = js.expect("the entry module app.js");
     let imports: Vec<&str> = js
         .split("from './")
         .skip(1)
