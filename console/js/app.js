@@ -123,11 +123,12 @@ async function render() {
     sessionStorage.removeItem(ME_KEY);
     if (route !== 'signin') return go('signin');
     header();
-    const notice = state.notice;
-    state.notice = null;
+    // The notice stays until the next sign-in: a navigation that comes after the 401 (a
+    // tab already sent here by another request) shows it again.
     signinPage(main(), {
-      notice,
+      notice: state.notice,
       onSignedIn: (me) => {
+        state.notice = null;
         state.me = me;
         state.checked = true;
         sessionStorage.setItem(ME_KEY, JSON.stringify(me));
