@@ -152,9 +152,9 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub order: Order,
     pub descending: bool,
-    /// Only users of the default tenant whose extension is (`true`) or is not (`false`)
-    /// in the list.
-    pub extensions: Option<(bool, Vec<i32>)>,
+    /// Only users whose line is (`true`) or is not (`false`) among these, given as
+    /// two lists of the same length: tenant slugs and numbers.
+    pub extensions: Option<(bool, Vec<String>, Vec<i32>)>,
     /// Only the users of this tenant (its id).
     pub tenant: Option<i64>,
 }
@@ -273,7 +273,8 @@ impl Store {
         if let Some(p) = &pattern {
             filter_params.extend([(p as &(dyn ToSql + Sync), Type::TEXT), (&exact, Type::INT4)]);
         }
-        if let Some((_, numbers)) = &q.extensions {
+        if let Some((_, slugs, numbers)) = &q.extensions {
+            filter_params.push((slugs, Type::TEXT_ARRAY));
             filter_params.push((numbers, Type::INT4_ARRAY));
         }
         if let Some(tenant) = &q.tenant {
@@ -290,12 +291,15 @@ impl Store {
                 ));
                 n += 2;
             }
-            if let Some((inside, _)) = &q.extensions {
+            if let Some((inside, _, _)) = &q.extensions {
                 let not = if *inside { "" } else { "NOT " };
-                // The registration view knows the default tenant's phones only (their
-                // endpoints are named by number): another tenant's users match neither.
-                parts.push(format!("u.tenant_id = 1 AND {not}(e.number = ANY(${n}))"));
-                n += 1;
+                // A line is a tenant's number: two tenants' 100 are two lines.
+                parts.push(format!(
+                    "{not}EXISTS (SELECT 1 FROM unnest(${n}::text[], ${}::int4[]) AS o(slug, number)
+                       WHERE o.slug = t.slug AND o.number = e.number)",
+                    n + 1
+                ));
+                n += 2;
             }
             if q.tenant.is_some() {
                 // Both sides of the join (the extension carries its user's tenant, bound by
