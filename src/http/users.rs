@@ -164,10 +164,7 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         .map(Search::parse)
         .transpose()?
         .flatten();
-    let tenant = match tenants::within(ctx, params.tenant.clone())? {
-        Some(slug) => Some(tenants::named(app, &slug).await?.id),
-        None => None,
-    };
+    let tenant = tenants::within(ctx, params.tenant.clone())?;
     let query = ListQuery {
         limit,
         offset,
@@ -175,7 +172,7 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         order: params.order.map_or(Order::Extension, |k| k.0),
         descending: params.direction.is_some_and(|d| d.0),
         extensions: None,
-        tenant,
+        tenant: tenant.clone(),
     };
     // `registered` filters on the live view; while it is not live every registration is
     // `unknown`, which matches neither `true` nor `false`.
@@ -196,6 +193,11 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         Some(query) => app.store.list_users(query).await?,
         None => (Vec::new(), 0),
     };
+    // The page's statement resolved the slug: a user on the page proves the tenant exists,
+    // so only an empty page asks whether it does (422 field `tenant` when not).
+    if let (Some(slug), true) = (&tenant, users.is_empty()) {
+        tenants::named(app, slug).await?;
+    }
     // Serialized straight from the rows: no intermediate JSON tree for 1000 users.
     #[derive(Serialize)]
     struct Page<'a> {

@@ -496,3 +496,33 @@ async fn pending_status_and_nodes_tell_a_bound_caller_its_tenant_alone() {
     assert!(!text.contains("acme"), "{text}");
     assert_eq!(app.get("/status").await.body["last_apply"], every.body);
 }
+
+/// The page of one tenant resolves the slug in its own statement: an unknown tenant is
+/// still 422 (asked only when the page is empty), a known empty one an empty page.
+#[tokio::test]
+async fn a_tenant_page_tells_an_unknown_tenant_from_an_empty_one() {
+    let app = TestApp::spawn_with(&[("PORTAL_EXTENSION_MIN", "100")]).await;
+    tenant(&app, "acme").await;
+    tenant(&app, "empty").await;
+    user_100(&app, "acme").await;
+    let r = app.get("/users?tenant=nobody").await;
+    assert_eq!(
+        r.refusal(),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "tenant"
+        )
+    );
+    assert_eq!(r.body["error"]["message"], "no tenant 'nobody'");
+    for path in ["/users?tenant=empty", "/users?tenant=acme&offset=5"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(r.body["users"], json!([]), "{path}");
+    }
+    let page = app.get("/users?tenant=acme").await.body;
+    assert_eq!(
+        (&page["total"], &page["users"][0]["sip_username"]),
+        (&json!(1), &json!("acme-100"))
+    );
+}
