@@ -397,12 +397,15 @@ impl Applier {
                     locked.commit().await
                 }
                 .await;
-                // The registration view shows every tenant's applied lines.
-                self.registrations.set_applied(
-                    fingerprints.iter().flat_map(|(tenant, f)| {
-                        f.keys().map(move |n| Line::new(tenant.as_str(), *n))
-                    }),
-                );
+                // The registration view shows every tenant's applied lines: what this
+                // apply added and removed (a changed line stays applied).
+                let lines = |i: usize| -> Vec<Line> {
+                    rec.changes
+                        .by_tenant()
+                        .flat_map(|(t, lists)| lists[i].iter().map(move |n| Line::new(t, *n)))
+                        .collect()
+                };
+                self.registrations.update_applied(lines(1), lines(0));
                 match first {
                     Ok(()) => {
                         *self.lock_known() = Known {

@@ -318,6 +318,21 @@ impl View {
         self.applied = applied.into_iter().map(|l| (l.aor(), l)).collect();
     }
 
+    /// An apply removed `line`; whether it was online (its phones now read `offline`).
+    pub fn unapply(&mut self, line: &Line) -> bool {
+        let aor = line.aor();
+        let was = self.live && !self.contacts_of(&aor).is_empty();
+        self.applied.remove(&aor);
+        was
+    }
+
+    /// An apply added `line`; whether it is online at once (a phone registered before).
+    pub fn add_applied(&mut self, line: Line) -> bool {
+        let aor = line.aor();
+        self.applied.insert(aor.clone(), line);
+        self.live && !self.contacts_of(&aor).is_empty()
+    }
+
     /// The applied line an aor belongs to, if any.
     pub fn line(&self, aor: &str) -> Option<&Line> {
         self.applied.get(aor)
@@ -521,6 +536,13 @@ mod tests {
         let by = v.by_tenant().unwrap();
         assert_eq!(by["acme"], [1, 0, 1]);
         assert_eq!(by["default"], [0, 1, 0]);
+        // Lines removed and added one by one, as an apply changes them.
+        assert!(v.unapply(&Line::new("acme", 100)));
+        assert_eq!(v.online(), Some(vec![]));
+        assert!(!v.unapply(&Line::new("beta", 100)));
+        assert!(v.add_applied(Line::new("acme", 100)));
+        assert!(!v.add_applied(Line::new("beta", 100)));
+        assert_eq!(v.online(), Some(vec![Line::new("acme", 100)]));
         // An acme contact of a line not applied is never shown, nor anyone else's.
         v.set_applied([Line::new("default", 100)]);
         assert_eq!(

@@ -177,6 +177,32 @@ impl Registrations {
         }
     }
 
+    /// What an apply changed of the applied lines: `removed` are no longer shown, `added`
+    /// are. The streams hear of each line whose state this changes (one that was online,
+    /// one online at once). Costs the lines changed, not every tenant's lines: an apply
+    /// of one user among 10,000 stays as cheap as among 200.
+    pub fn update_applied(
+        &self,
+        removed: impl IntoIterator<Item = Line>,
+        added: impl IntoIterator<Item = Line>,
+    ) {
+        let mut touched = Vec::new();
+        {
+            let mut view = self.view();
+            for line in removed {
+                if view.unapply(&line) {
+                    touched.push(line);
+                }
+            }
+            for line in added {
+                if view.add_applied(line.clone()) {
+                    touched.push(line);
+                }
+            }
+        }
+        self.publish_lines(touched);
+    }
+
     /// Asks the link for a fresh snapshot (after an apply: a removed endpoint leaves its
     /// contact behind without an event, F-REG-24).
     pub fn resync(&self) {
