@@ -169,6 +169,10 @@ const USER_COLUMNS: &str =
 const USERS_JOINED: &str = "users u JOIN extensions e ON e.user_id = u.id
     JOIN tenants t ON t.id = u.tenant_id";
 
+/// Users with their extension, for a page of one tenant (whose slug the statement is
+/// given).
+const USERS_AND_EXTENSIONS: &str = "users u JOIN extensions e ON e.user_id = u.id";
+
 fn like_pattern(q: &str) -> String {
     let escaped = q
         .replace('\\', "\\\\")
@@ -282,6 +286,17 @@ impl Store {
         if let Some(slug) = &slug {
             filter_params.push((slug, Type::TEXT));
         }
+        // The number of the slug's parameter when the parameters start at `first`.
+        let slug_at = |first: usize| {
+            first + 2 * usize::from(pattern.is_some()) + 2 * usize::from(q.extensions.is_some())
+        };
+        // One tenant's page names the slug it was given instead of joining `tenants`: the
+        // join is the part PostgreSQL plans worst (before the tables' statistics exist it
+        // scanned the tenants once per user, 0.7 ms instead of 0.2 ms among 10,000 users).
+        let (from, slug_of): (&str, fn(usize) -> String) = match q.tenant {
+            Some(_) => (USERS_AND_EXTENSIONS, |n: usize| format!("${n}::text")),
+            None => (USERS_JOINED, |_: usize| "t.slug".to_owned()),
+        };
         // The filter, its parameters numbered from `first`.
         let filter = |first: usize| {
             let mut n = first;
@@ -298,8 +313,9 @@ impl Store {
                 // A line is a tenant's number: two tenants' 100 are two lines.
                 parts.push(format!(
                     "{not}EXISTS (SELECT 1 FROM unnest(${n}::text[], ${}::int4[]) AS o(slug, number)
-                       WHERE o.slug = t.slug AND o.number = e.number)",
-                    n + 1
+                       WHERE o.slug = {} AND o.number = e.number)",
+                    n + 1,
+                    slug_of(slug_at(first))
                 ));
                 n += 2;
             }
@@ -322,8 +338,9 @@ impl Store {
         };
         let dir = if q.descending { "DESC" } else { "ASC" };
         // Column and direction come from closed enums, never from the request text.
+        let columns = USER_COLUMNS.replace("t.slug", &slug_of(slug_at(3)));
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM {USERS_JOINED}
+            "SELECT {columns} FROM {from}
               {}
               ORDER BY {} {dir}, e.number {dir}
               LIMIT $1 OFFSET $2",
@@ -341,7 +358,7 @@ impl Store {
         let total = if !more && (!users.is_empty() || q.offset == 0) {
             q.offset + users.len() as i64
         } else {
-            let count = format!("SELECT count(*) FROM {USERS_JOINED} {}", filter(1));
+            let count = format!("SELECT count(*) FROM {from} {}", filter(1));
             conn.query_typed(&count, &filter_params)
                 .await?
                 .first()

@@ -160,6 +160,21 @@ async fn a_tenant_phone_is_online_for_its_own_user_only() {
         ids(&s.app.get("/users?registered=true&tenant=beta").await.body),
         Vec::<i64>::new()
     );
+    // Every filter at once (their parameters numbered in turn), and the count of a page
+    // past the end.
+    for (path, want) in [
+        ("/users?registered=true&tenant=acme&q=hundred", vec![acme]),
+        ("/users?registered=false&tenant=acme&q=hundred", vec![]),
+        ("/users?registered=false&tenant=beta&q=hundred", vec![beta]),
+    ] {
+        assert_eq!(ids(&s.app.get(path).await.body), want, "{path}");
+    }
+    let past = s
+        .app
+        .get("/users?registered=true&tenant=acme&q=hundred&offset=3")
+        .await
+        .body;
+    assert_eq!((&past["total"], &past["users"]), (&json!(1), &json!([])));
     let bound = get_as(&s.app, &acme_token, "/users?registered=true").await;
     assert_eq!(ids(&bound), [acme]);
     assert_eq!(bound["users"][0]["registration"]["state"], "online");
