@@ -403,7 +403,7 @@ impl Cluster {
             tokio::try_join!(store.nodes(), store.applied_by_node(), store.snapshot())?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
-            let last_apply = store.list_applies(&row.name, 1).await?.pop();
+            let last_apply = store.list_applies(&row.name, 1, None).await?.pop();
             let current = self.applier.fingerprints_for(&users, &row.policy);
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);

@@ -192,11 +192,21 @@ pub async fn pending(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
     ))
 }
 
-pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+/// The node's applies, newest first; a caller bound to a tenant is shown each as
+/// [`seen_by`] tells it, and an apply of another tenant not at all (the database leaves
+/// those out, so `limit` counts what the caller sees).
+pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let AppliesQuery { limit, node } = query(req)?;
     let limit = limit.map_or(50, |l| l.0);
     let node = node.as_ref().unwrap_or(&app.config.node);
-    let applies = app.store.list_applies(node.as_str(), limit).await?;
+    let bound = ctx.tenant.as_ref();
+    let applies: Vec<Value> = app
+        .store
+        .list_applies(node.as_str(), limit, bound.map(TenantSlug::as_str))
+        .await?
+        .iter()
+        .filter_map(|rec| seen_by(rec, bound))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "applies": applies }),

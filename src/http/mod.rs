@@ -307,7 +307,7 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         Op::Available => users::available(app, &ctx).await,
         Op::Apply => apply::apply(app, &ctx, &req).await,
         Op::Pending => apply::pending(app, &ctx).await,
-        Op::Applies => apply::list(app, &req).await,
+        Op::Applies => apply::list(app, &ctx, &req).await,
         Op::Nodes => apply::nodes(app, &ctx).await,
         Op::CreateToken => tokens::create(app, &ctx, req).await,
         Op::ListTokens => tokens::list(app, &ctx).await,

@@ -140,7 +140,9 @@ pub async fn status(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
         ami(app),
         within(
             "the database",
-            app.store.list_applies(app.config.node.as_str(), 1)
+            // The node's last apply, shown as the caller may see it (null when it was
+            // another tenant's); GET /applies lists the caller's own.
+            app.store.list_applies(app.config.node.as_str(), 1, None)
         ),
         within("the database", app.applier.pending(bound)),
     );

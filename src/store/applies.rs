@@ -335,14 +335,20 @@ impl Store {
         &self,
         node: &str,
         limit: i64,
+        tenant: Option<&str>,
     ) -> Result<Vec<ApplyRecord>, StoreError> {
         let conn = self.conn().await?;
         conn.query_typed(
             &format!(
                 "SELECT {APPLY_COLUMNS} FROM apply_audit_log WHERE node IN ($2, '')
+                    AND ($3::text IS NULL OR tenant IS NULL OR tenant = $3)
                   ORDER BY id DESC LIMIT $1"
             ),
-            &[(&limit, Type::INT8), (&node, Type::TEXT)],
+            &[
+                (&limit, Type::INT8),
+                (&node, Type::TEXT),
+                (&tenant, Type::TEXT),
+            ],
         )
         .await?
         .iter()

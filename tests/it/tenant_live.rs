@@ -417,8 +417,8 @@ async fn pending_status_and_nodes_tell_a_bound_caller_its_tenant_alone() {
     let beta_token = token(app, "beta-ops", Some("beta")).await;
     user_100(app, "default").await;
     user_100(app, "acme").await;
-    let r = app.post("/apply", json!({})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let first = app.post("/apply", json!({})).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     user_100(app, "beta").await;
     let r = app
         .post(
@@ -510,6 +510,54 @@ async fn pending_status_and_nodes_tell_a_bound_caller_its_tenant_alone() {
     let text = serde_json::to_string(&st).unwrap();
     assert!(!text.contains("acme"), "{text}");
     assert_eq!(app.get("/status").await.body["last_apply"], every.body);
+
+    // The node's applies: each bound caller its own and its part of the one of every
+    // tenant, never the other's; the host every record whole.
+    let ids = |v: &Value| -> Vec<(Value, Value)> {
+        v["applies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["id"].clone(), a["tenant"].clone()))
+            .collect()
+    };
+    let beta_list = get_as(app, &beta_token, "/applies").await;
+    assert_eq!(
+        ids(&beta_list),
+        [
+            (every.body["id"].clone(), json!("beta")),
+            (first.body["id"].clone(), json!("beta"))
+        ]
+    );
+    assert_eq!(
+        beta_list["applies"][1]["changes"],
+        json!({"added": [], "removed": [], "changed": []})
+    );
+    assert_eq!(beta_list["applies"][0], last.clone());
+    let text = serde_json::to_string(&beta_list).unwrap();
+    assert!(!text.contains("acme"), "{text}");
+    let acme_list = get_as(app, &acme_token, "/applies").await;
+    assert_eq!(
+        ids(&acme_list),
+        [
+            (every.body["id"].clone(), json!("acme")),
+            (r.body["id"].clone(), json!("acme")),
+            (first.body["id"].clone(), json!("acme"))
+        ]
+    );
+    let all = app.get("/applies").await.body;
+    assert_eq!(
+        ids(&all),
+        [
+            (every.body["id"].clone(), Value::Null),
+            (r.body["id"].clone(), json!("acme")),
+            (first.body["id"].clone(), Value::Null)
+        ]
+    );
+    assert_eq!(
+        get_as(app, &beta_token, "/applies?limit=1").await["applies"][0]["id"],
+        every.body["id"]
+    );
 }
 
 /// The page of one tenant resolves the slug in its own statement: an unknown tenant is
