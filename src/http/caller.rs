@@ -82,3 +82,20 @@ pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, 
         _ => Err(ApiError::Unauthorized),
     }
 }
+
+/// `GET /whoami`: the caller's token name (`null` for the bootstrap token), scopes and
+/// tenant, so that the console offers only what the token may do. Any valid token may ask.
+pub fn whoami(caller: &Caller) -> super::Resp {
+    let name = match &caller.actor {
+        Actor::Token(n) => Some(n.as_str()),
+        Actor::Bootstrap | Actor::Cli => None,
+    };
+    super::error::json_response(
+        hyper::StatusCode::OK,
+        &serde_json::json!({
+            "name": name,
+            "scopes": caller.scopes.names(),
+            "tenant": caller.tenant.as_ref().map(|t| t.as_str()),
+        }),
+    )
+}

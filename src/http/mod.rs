@@ -10,6 +10,7 @@ mod apply;
 mod audit;
 pub mod body;
 mod caller;
+mod console;
 pub mod error;
 mod events;
 mod import;
@@ -70,22 +71,38 @@ enum Route {
     Tenants,
     /// `/tenants/{slug}`: the handler reads the slug from the path.
     Tenant,
+    /// `/whoami`: the caller's token, for the console.
+    WhoAmI,
+    /// `/`: the console's page.
+    Console,
+    /// `/assets/{file}`: the handler reads the file name from the path.
+    Asset,
 }
 
 /// What a method of a route runs, and who may call it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     /// Anyone, without a token.
-    Public(Open),
+    Public(Anyone),
     /// A caller whose token holds the scope.
     Scoped(Scope, Op),
+    /// Any caller with a valid token, whatever its scopes.
+    Signed(Own),
+}
+
+/// The handlers any valid token may call: what a caller may know about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    WhoAmI,
 }
 
 /// The public handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Open {
+enum Anyone {
     Healthz,
     OpenApi,
+    Console,
+    Asset,
 }
 
 /// The handlers that need a scope.
@@ -144,6 +161,9 @@ impl Route {
             ["audit"] => Self::Audit,
             ["tenants"] => Self::Tenants,
             ["tenants", _] => Self::Tenant,
+            ["whoami"] => Self::WhoAmI,
+            [] => Self::Console,
+            ["assets", _] => Self::Asset,
             _ => return None,
         })
     }
@@ -153,11 +173,14 @@ impl Route {
     /// a 405's `Allow` header all read. A match without a wildcard, so a new route does
     /// not compile until someone decides its methods and their scopes.
     fn methods(self) -> &'static [(Method, Handler)] {
-        use Handler::{Public, Scoped};
+        use Handler::{Public, Scoped, Signed};
         use Scope::{Admin, Apply, Metrics, Read, Write};
         match self {
-            Self::Healthz => const { &[(Method::GET, Public(Open::Healthz))] },
-            Self::OpenApi => const { &[(Method::GET, Public(Open::OpenApi))] },
+            Self::Healthz => const { &[(Method::GET, Public(Anyone::Healthz))] },
+            Self::OpenApi => const { &[(Method::GET, Public(Anyone::OpenApi))] },
+            Self::Console => const { &[(Method::GET, Public(Anyone::Console))] },
+            Self::Asset => const { &[(Method::GET, Public(Anyone::Asset))] },
+            Self::WhoAmI => const { &[(Method::GET, Signed(Own::WhoAmI))] },
             Self::Users => {
                 const {
                     &[
@@ -262,6 +285,9 @@ impl Route {
             Self::Audit => "/audit",
             Self::Tenants => "/tenants",
             Self::Tenant => "/tenants/{slug}",
+            Self::WhoAmI => "/whoami",
+            Self::Console => "/",
+            Self::Asset => "/assets/{file}",
         }
     }
 }
@@ -278,10 +304,18 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         .map(|(_, h)| *h);
     let (scope, op) = match handler {
         Some(Handler::Public(open)) => {
-            return Ok(match open {
-                Open::Healthz => system::healthz(app).await,
-                Open::OpenApi => system::openapi(&app.openapi),
-            })
+            return match open {
+                Anyone::Healthz => Ok(system::healthz(app).await),
+                Anyone::OpenApi => Ok(system::openapi(&app.openapi)),
+                Anyone::Console => console::index(),
+                Anyone::Asset => console::asset(req.uri().path()),
+            }
+        }
+        Some(Handler::Signed(own)) => {
+            let caller = caller::authenticate(app, &req).await?;
+            return Ok(match own {
+                Own::WhoAmI => caller::whoami(&caller),
+            });
         }
         Some(Handler::Scoped(scope, op)) => (scope, op),
         None => {
@@ -330,10 +364,11 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
     let template = parsed.map_or("(unknown)", Route::template);
     let method = req.method().clone();
     let span = tracing::info_span!("request", method = %method, route = %template);
-    let resp = route(&app, parsed, req)
+    let mut resp = route(&app, parsed, req)
         .instrument(span.clone())
         .await
         .unwrap_or_else(|e| span.in_scope(|| e.into_response()));
+    console::secure(resp.headers_mut());
     let took = started.elapsed();
     let status = resp.status().as_u16();
     app.metrics
@@ -477,6 +512,14 @@ mod tests {
         assert_eq!(Route::parse("/tenants"), Some(Route::Tenants));
         assert_eq!(Route::parse("/tenants/acme"), Some(Route::Tenant));
         assert_eq!(Route::parse("/tenants/acme/x"), None);
+        assert_eq!(Route::parse("/"), Some(Route::Console));
+        assert_eq!(Route::parse(""), Some(Route::Console));
+        assert_eq!(
+            Route::parse("/assets/app.0123456789abcdef.js"),
+            Some(Route::Asset)
+        );
+        assert_eq!(Route::parse("/assets/a/b"), None);
+        assert_eq!(Route::parse("/whoami"), Some(Route::WhoAmI));
     }
 
     /// The scope `method` on `route` needs; `None` for a public or unserved method.
@@ -487,7 +530,7 @@ mod tests {
             .find(|(m, _)| m == method)
             .and_then(|(_, h)| match h {
                 Handler::Scoped(s, _) => Some(*s),
-                Handler::Public(_) => None,
+                Handler::Public(_) | Handler::Signed(_) => None,
             })
     }
 
@@ -520,5 +563,8 @@ mod tests {
         assert_eq!(Route::Status.allow(), "GET");
         assert!(Route::Healthz.is_public() && Route::OpenApi.is_public());
         assert!(!Route::Metrics.is_public());
+        assert!(Route::Console.is_public() && Route::Asset.is_public());
+        assert!(!Route::WhoAmI.is_public());
+        assert_eq!(scope(Route::WhoAmI, &Method::GET), None);
     }
 }

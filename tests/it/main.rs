@@ -31,6 +31,7 @@ mod apply_asterisk;
 mod apply_files;
 mod asterisk_standin;
 mod bulk;
+mod console_serving;
 mod crash;
 mod edits;
 mod events;

@@ -303,6 +303,7 @@ async fn every_documented_operation_answers_as_documented() {
         "GET /users",
         "GET /users/export",
         "GET /users/{id}",
+        "GET /whoami",
         "PATCH /tenants/{slug}",
         "PATCH /users/{id}",
         "POST /apply",
