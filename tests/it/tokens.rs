@@ -594,6 +594,54 @@ async fn the_audit_names_who_changed_what_newest_first() {
     let r = app.get("/audit?user=x").await;
     assert_eq!(r.body["error"]["field"], "user");
 
+    // actor= follows one actor, exactly (with user= too); a name no actor can have: 422.
+    let actions_of = |body: &Value| -> Vec<String> {
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e["actor"].as_str().unwrap(), e["action"]))
+            .collect()
+    };
+    let deployer = app.get("/audit?actor=deployer").await.body;
+    assert_eq!(
+        actions_of(&deployer),
+        ["deployer \"apply\"", "deployer \"apply.dry_run\""]
+    );
+    let both = app
+        .get(&format!("/audit?actor=provisioner&user={id}&limit=2"))
+        .await
+        .body;
+    assert_eq!(
+        actions_of(&both),
+        [
+            "provisioner \"user.deleted\"",
+            "provisioner \"user.secret_rotated\""
+        ]
+    );
+    assert_eq!(
+        app.get("/audit?actor=bootstrap").await.body["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        app.get("/audit?actor=deploy").await.body["entries"],
+        json!([])
+    );
+    for bad in ["a%20b", "x'%3B--", ""] {
+        let r = app.get(&format!("/audit?actor={bad}")).await;
+        assert_eq!(
+            (r.error(), r.body["error"]["field"].as_str()),
+            (
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+                Some("actor")
+            ),
+            "{bad}"
+        );
+    }
+
     // The apply record keeps its actor.
     let applies = app.get("/applies").await.body;
     assert_eq!(applies["applies"][0]["actor"], "deployer");
