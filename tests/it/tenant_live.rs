@@ -9,44 +9,17 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::app::{Http, Resp, TestApp};
+use crate::support::app::{call, create_tenant as tenant, create_token, TestApp};
 use crate::support::asterisk::Options;
 use crate::support::sse::{Frame, Sse};
 use crate::support::{self, stand, Stand};
 
 const SOON: Duration = Duration::from_secs(10);
 
-async fn call(http: &Http, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let auth = format!("Bearer {token}");
-    let headers = [("authorization", auth.as_str())];
-    let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap().into()));
-    http.send(method, path, body, &headers, false).await
-}
-
 async fn get_as(app: &TestApp, token: &str, path: &str) -> Value {
     let r = call(app, token, Method::GET, path, None).await;
     assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
     r.body
-}
-
-async fn tenant(app: &TestApp, slug: &str) {
-    let r = app
-        .post(
-            "/tenants",
-            json!({"slug": slug, "name": slug, "extension_min": 100, "extension_max": 199}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
-
-async fn token(app: &TestApp, name: &str, tenant: Option<&str>) -> String {
-    let mut body = json!({"name": name, "scopes": ["read", "write", "apply"]});
-    if let Some(t) = tenant {
-        body["tenant"] = json!(t);
-    }
-    let r = app.post("/tokens", body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.body["token"].as_str().unwrap().to_owned()
 }
 
 /// A user with extension 100 in `tenant`; its id.
@@ -124,8 +97,20 @@ async fn three_hundreds() -> (Stand, [i64; 3]) {
 #[tokio::test]
 async fn a_tenant_phone_is_online_for_its_own_user_only() {
     let (s, [default, acme, beta]) = three_hundreds().await;
-    let acme_token = token(&s.app, "acme-reader", Some("acme")).await;
-    let beta_token = token(&s.app, "beta-reader", Some("beta")).await;
+    let acme_token = create_token(
+        &s.app,
+        "acme-reader",
+        &["read", "write", "apply"],
+        Some("acme"),
+    )
+    .await;
+    let beta_token = create_token(
+        &s.app,
+        "beta-reader",
+        &["read", "write", "apply"],
+        Some("beta"),
+    )
+    .await;
     for id in [default, acme, beta] {
         assert_eq!(state_of(&s.app, id).await, "offline");
     }
@@ -253,9 +238,21 @@ async fn a_line_no_longer_applied_in_its_tenant_shows_no_registration() {
 #[tokio::test]
 async fn a_bound_stream_receives_its_tenant_events_only() {
     let (s, [_, acme, _]) = three_hundreds().await;
-    let acme_token = token(&s.app, "acme-events", Some("acme")).await;
-    let beta_token = token(&s.app, "beta-events", Some("beta")).await;
-    let all_token = token(&s.app, "all-events", None).await;
+    let acme_token = create_token(
+        &s.app,
+        "acme-events",
+        &["read", "write", "apply"],
+        Some("acme"),
+    )
+    .await;
+    let beta_token = create_token(
+        &s.app,
+        "beta-events",
+        &["read", "write", "apply"],
+        Some("beta"),
+    )
+    .await;
+    let all_token = create_token(&s.app, "all-events", &["read", "write", "apply"], None).await;
     let mut all = Sse::open_as(s.app.addr, &all_token, None).await;
     let mut acme_sse = Sse::open_as(s.app.addr, &acme_token, None).await;
     let mut beta_sse = Sse::open_as(s.app.addr, &beta_token, None).await;
@@ -413,8 +410,8 @@ async fn pending_status_and_nodes_tell_a_bound_caller_its_tenant_alone() {
     let app = &s.app;
     tenant(app, "acme").await;
     tenant(app, "beta").await;
-    let acme_token = token(app, "acme-ops", Some("acme")).await;
-    let beta_token = token(app, "beta-ops", Some("beta")).await;
+    let acme_token = create_token(app, "acme-ops", &["read", "write", "apply"], Some("acme")).await;
+    let beta_token = create_token(app, "beta-ops", &["read", "write", "apply"], Some("beta")).await;
     user_100(app, "default").await;
     user_100(app, "acme").await;
     let first = app.post("/apply", json!({})).await;
