@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::apply::cluster::{self, Cluster};
 use crate::apply::Applier;
+use crate::asterisk::contacts::Line;
 use crate::asterisk::event_link::{self, Registrations};
 use crate::asterisk::pjsip_conf;
 use crate::asterisk::probe::ProbeServer;
@@ -230,6 +231,20 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
     Metrics::new(move || {
         let s = registrations.summary();
         let counts = |n: Option<usize>| n.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let tenants = registrations
+            .by_tenant()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(tenant, [online, offline, contacts])| {
+                let counts = metrics::RegistrationCounts {
+                    online: wide(online),
+                    offline: wide(offline),
+                    contacts: wide(contacts),
+                };
+                (tenant, counts)
+            })
+            .collect();
         let pool = store.pool_state();
         metrics::Live {
             registrations: match (counts(s.online), counts(s.offline), counts(s.contacts)) {
@@ -242,6 +257,7 @@ fn live_metrics(registrations: &Arc<Registrations>, store: &Store, link: bool) -
                 }
                 _ => None,
             },
+            tenants,
             registration_link_up: link.then_some(s.live),
             pool: metrics::PoolCounts {
                 open: pool.in_use + pool.idle,
@@ -281,7 +297,13 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 
     let hub = Hub::default();
     let registrations = Arc::new(Registrations::new(hub.clone()));
-    registrations.set_applied(store.applied_extensions(config.node.as_str()).await?);
+    registrations.set_applied(
+        store
+            .applied_extensions(config.node.as_str())
+            .await?
+            .into_iter()
+            .map(|(tenant, number)| Line::new(tenant, number)),
+    );
     let (stop_link, link_shutdown) = Shutdown::new();
     // Only AMI reports registrations: with the CLI or no reload the view stays `unknown`.
     if config.asterisk.reload == ReloadMode::Ami {

@@ -131,6 +131,16 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// An actor a client names (`GET /audit?actor=`): `bootstrap`, `cli` or a token's
+    /// name by its rule.
+    pub fn parse(s: &str) -> Result<Self, TokenRuleError> {
+        match s {
+            "bootstrap" => Ok(Self::Bootstrap),
+            "cli" => Ok(Self::Cli),
+            name => TokenName::parse(name).map(Self::Token),
+        }
+    }
+
     /// The actor an apply request row names (written by [`Actor::as_str`]).
     pub fn from_stored(s: &str) -> Self {
         match s {
@@ -296,6 +306,16 @@ impl fmt::Debug for TokenHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_actor_named_by_a_client_reads_as_the_audit_writes_it() {
+        for name in ["bootstrap", "cli", "ops.bot-1"] {
+            assert_eq!(Actor::parse(name).unwrap().as_str(), name);
+        }
+        for bad in ["", "a b", "ops'", &"x".repeat(65)] {
+            assert!(Actor::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tokens_are_prefixed_256_bit_hex_and_differ() {

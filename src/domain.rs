@@ -520,7 +520,13 @@ impl fmt::Display for TenantSlug {
 /// whatever the tenants' numbering: a default name is digits only, another one has a `-`
 /// followed by digits only, so the slug is everything before its last `-`.
 pub fn sip_name(tenant: &TenantSlug, extension: Extension) -> String {
-    match tenant.is_default() {
+    sip_name_of(tenant.as_str(), extension.get())
+}
+
+/// [`sip_name`] of a tenant slug and number as stored (the registration view keys its
+/// phones by this name, the aor Asterisk reports them under).
+pub fn sip_name_of(tenant: &str, extension: u32) -> String {
+    match tenant == TenantSlug::DEFAULT {
         true => extension.to_string(),
         false => format!("{tenant}-{extension}"),
     }

@@ -7,6 +7,11 @@
 //! and published into a bounded broadcast channel: publishing never waits, and a stream
 //! that falls behind by more than the channel holds is told so (`Lagged`) and dropped —
 //! a slow client never slows the publisher or the other streams.
+//!
+//! Each frame carries its [`Audience`]: the tenant it concerns, or only the streams bound
+//! to no tenant. The hub still serialises a frame once; each stream's forwarder reads the
+//! audience and skips what its caller may not see, so a tenant-bound token's stream never
+//! holds another tenant's bytes.
 
 use std::sync::Arc;
 
@@ -19,10 +24,41 @@ use tokio::sync::broadcast;
 /// by a burst.
 const BACKLOG: usize = 16 * 1024;
 
+/// Who may receive a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// What concerns one tenant (by slug): streams bound to it, and every unbound one.
+    Tenant(String),
+    /// Streams of tokens bound to no tenant only (what spans tenants).
+    Unbound,
+    /// Streams bound to this tenant only: its own view of something an unbound stream
+    /// receives whole (as [`Audience::Unbound`]).
+    Bound(String),
+}
+
+impl Audience {
+    /// Whether a stream bound to `bound` (`None`: unbound) receives the frame.
+    pub fn admits(&self, bound: Option<&str>) -> bool {
+        match (self, bound) {
+            (Self::Bound(_), None) => false,
+            (_, None) => true,
+            (Self::Tenant(t) | Self::Bound(t), Some(b)) => t == b,
+            (Self::Unbound, Some(_)) => false,
+        }
+    }
+}
+
+/// One serialised frame and who may receive it.
+#[derive(Debug)]
+pub struct Frame {
+    pub audience: Audience,
+    pub bytes: Bytes,
+}
+
 /// The stream of frames. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Bytes>>,
+    tx: broadcast::Sender<Arc<Frame>>,
 }
 
 impl Default for Hub {
@@ -41,14 +77,18 @@ pub fn frame(kind: &str, data: &impl Serialize) -> Bytes {
 }
 
 impl Hub {
-    /// Publishes an event to every stream open now (none is kept for later ones).
-    pub fn publish(&self, kind: &str, data: &impl Serialize) {
+    /// Publishes an event to every stream open now that `audience` admits (none is kept
+    /// for later ones).
+    pub fn publish(&self, audience: Audience, kind: &str, data: &impl Serialize) {
         if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Arc::new(frame(kind, data)));
+            let _ = self.tx.send(Arc::new(Frame {
+                audience,
+                bytes: frame(kind, data),
+            }));
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Bytes>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Frame>> {
         self.tx.subscribe()
     }
 }
@@ -63,13 +103,25 @@ mod tests {
         assert_eq!(&f[..], b"event: user\ndata: {\"name\":\"a\\nb\"}\n\n");
     }
 
+    #[test]
+    fn a_bound_stream_is_admitted_its_tenant_only() {
+        let acme = Audience::Tenant("acme".into());
+        assert!(acme.admits(None) && acme.admits(Some("acme")));
+        assert!(!acme.admits(Some("beta")));
+        assert!(Audience::Unbound.admits(None));
+        assert!(!Audience::Unbound.admits(Some("acme")));
+        let own = Audience::Bound("acme".into());
+        assert!(own.admits(Some("acme")));
+        assert!(!own.admits(None) && !own.admits(Some("beta")));
+    }
+
     #[tokio::test]
     async fn a_stream_that_falls_behind_learns_it_and_others_do_not_wait() {
         let hub = Hub::default();
         let mut slow = hub.subscribe();
         let mut fast = hub.subscribe();
         for i in 0..BACKLOG + 5 {
-            hub.publish("n", &i);
+            hub.publish(Audience::Unbound, "n", &i);
             assert!(fast.recv().await.is_ok());
         }
         assert!(matches!(

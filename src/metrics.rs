@@ -19,7 +19,9 @@
 //! - **Bounded labels, no user value.** Every label value is a `&'static str` this module
 //!   or the router chose (a route *template*, one of nine methods or `other`, a status
 //!   word or error code) or an HTTP status code: a path, an id, a query value, a header,
-//!   a name or an email cannot become a label, and no secret passes through here.
+//!   a name or an email cannot become a label, and no secret passes through here. The
+//!   one label an admin names is `tenant` (a tenant's slug), on the per-tenant gauges
+//!   alone: its cardinality is the number of tenants, never of users.
 //! - **Per service, not global.** The integration tests run many services in one
 //!   process; each counts only its own requests.
 
@@ -72,11 +74,14 @@ const PROBE_BUCKETS: &[f64] = &[
 pub struct EncodeError(#[from] std::fmt::Error);
 
 /// What the running service knows at the moment of a scrape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Live {
     /// The applied extensions by registration, and their contacts; `None` while the
     /// registration view is not live (the series are then absent, never a stale count).
     pub registrations: Option<RegistrationCounts>,
+    /// The same, tenant by tenant (by slug), for the tenants with applied extensions;
+    /// empty while the view is not live.
+    pub tenants: Vec<(String, RegistrationCounts)>,
     /// Whether the registration link (its own AMI connection) is up and synced; `None`
     /// when no link runs (`PORTAL_RELOAD` is not `ami`).
     pub registration_link_up: Option<bool>,
@@ -435,6 +440,41 @@ impl Collector for LiveCollector {
                 count(r.contacts),
             )?;
         }
+        if !live.tenants.is_empty() {
+            let states: Vec<_> = live
+                .tenants
+                .iter()
+                .flat_map(|(t, r)| {
+                    [
+                        (
+                            [("tenant", t.as_str()), ("state", "online")],
+                            count(r.online),
+                        ),
+                        (
+                            [("tenant", t.as_str()), ("state", "offline")],
+                            count(r.offline),
+                        ),
+                    ]
+                })
+                .collect();
+            gauges(
+                &mut encoder,
+                "tenant_registrations",
+                "Applied extensions of each tenant by registration state (their sum over tenants is pbx_portal_registrations); absent while the registration view is not live.",
+                states.iter().map(|(l, v)| (l, *v)),
+            )?;
+            let contacts: Vec<_> = live
+                .tenants
+                .iter()
+                .map(|(t, r)| ([("tenant", t.as_str())], count(r.contacts)))
+                .collect();
+            gauges(
+                &mut encoder,
+                "tenant_registration_contacts",
+                "Registered contacts of each tenant's applied extensions; absent while the registration view is not live.",
+                contacts.iter().map(|(l, v)| (l, *v)),
+            )?;
+        }
         if let Some(up) = live.registration_link_up {
             gauges(
                 &mut encoder,
@@ -534,6 +574,24 @@ mod tests {
                 offline: 1,
                 contacts: 3,
             }),
+            tenants: vec![
+                (
+                    "acme".into(),
+                    RegistrationCounts {
+                        online: 2,
+                        offline: 0,
+                        contacts: 3,
+                    },
+                ),
+                (
+                    "default".into(),
+                    RegistrationCounts {
+                        online: 0,
+                        offline: 1,
+                        contacts: 0,
+                    },
+                ),
+            ],
             registration_link_up: Some(true),
             pool: PoolCounts {
                 open: 3,
@@ -570,6 +628,8 @@ mod tests {
             "pbx_portal_probe_duration_seconds_bucket",
             "pbx_portal_registrations",
             "pbx_portal_registration_contacts",
+            "pbx_portal_tenant_registrations",
+            "pbx_portal_tenant_registration_contacts",
             "pbx_portal_ami_link_up",
             "pbx_portal_db_pool_connections",
             "pbx_portal_db_pool_max_connections",
@@ -577,6 +637,13 @@ mod tests {
             assert!(names.contains(expected), "{expected} missing from\n{text}");
         }
         assert!(text.contains(r#"pbx_portal_db_pool_connections{state="in_use"} 2"#));
+        for line in [
+            r#"pbx_portal_tenant_registrations{tenant="acme",state="online"} 2"#,
+            r#"pbx_portal_tenant_registrations{tenant="default",state="offline"} 1"#,
+            r#"pbx_portal_tenant_registration_contacts{tenant="acme"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

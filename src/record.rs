@@ -114,6 +114,28 @@ impl Changes {
         }))
     }
 
+    /// One tenant's changes alone, in the record's shape (the default tenant's at the top
+    /// level, another's under `tenants`).
+    pub fn of_tenant(&self, slug: &str) -> Self {
+        if slug == DEFAULT_TENANT {
+            return Self {
+                added: self.added.clone(),
+                removed: self.removed.clone(),
+                changed: self.changed.clone(),
+                tenants: BTreeMap::new(),
+            };
+        }
+        Self {
+            tenants: self
+                .tenants
+                .get(slug)
+                .filter(|t| !t.is_empty())
+                .map(|t| BTreeMap::from([(slug.to_owned(), t.clone())]))
+                .unwrap_or_default(),
+            ..Self::default()
+        }
+    }
+
     /// The extensions added or changed, by tenant and number.
     pub fn touched(&self) -> impl Iterator<Item = (&str, u32)> {
         self.by_tenant().flat_map(|(slug, [added, _, changed])| {
@@ -379,6 +401,39 @@ pub struct ApplyRecord {
     /// The tenant whose changes alone it applied; absent when it applied every tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+}
+
+/// What a caller bound to a tenant is told of an apply that covered every tenant (its
+/// `GET /events` stream, its `/status`): the record's outcome and that tenant's changes
+/// alone — the record's nodes, proof and errors may name other tenants' lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantApply<'a> {
+    pub id: i64,
+    pub status: ApplyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<i64>,
+    pub node: &'a str,
+    pub tenant: &'a str,
+    pub changes: Changes,
+}
+
+impl ApplyRecord {
+    /// The record as a caller bound to `slug` is told it (see [`TenantApply`]).
+    pub fn seen_by<'a>(&'a self, slug: &'a str) -> TenantApply<'a> {
+        TenantApply {
+            id: self.id,
+            status: self.status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            node: &self.node,
+            tenant: slug,
+            changes: self.changes.of_tenant(slug),
+        }
+    }
 }
 
 /// How a cluster apply runs its nodes. Its names (`?strategy=`, `--strategy`) are serde's

@@ -1,5 +1,5 @@
-// Audit log: who changed what, newest first (GET /audit). The user filter is the API's
-// `user` parameter; the actor filter narrows the rows read (the API has no actor filter).
+// Audit log: who changed what, newest first (GET /audit). Both filters are the API's:
+// `actor` (a token's name, bootstrap or cli, exact) and `user` (a user id).
 
 import { api, query, describe } from './api.js';
 import { h, replace, field, alertArea, when } from './dom.js';
@@ -12,13 +12,10 @@ export function auditPage(container) {
   const count = h('p', { role: 'status', class: 'status' });
   const actor = h('input', { type: 'text', autocomplete: 'off', placeholder: 'token name, bootstrap or cli' });
   const user = h('input', { type: 'number', min: '1', inputmode: 'numeric', placeholder: 'user id' });
-  let entries = [];
   let controller = null;
   let timer = null;
 
-  function render() {
-    const a = actor.value.trim().toLowerCase();
-    const rows = entries.filter((e) => !a || e.actor.toLowerCase().includes(a));
+  function render(rows) {
     count.textContent = `${rows.length} ${rows.length === 1 ? 'entry' : 'entries'}`;
     replace(
       tbody,
@@ -42,26 +39,31 @@ export function auditPage(container) {
     controller = new AbortController();
     const mine = controller;
     const u = user.value.trim();
+    const a = actor.value.trim();
     if (u && !/^[1-9][0-9]*$/.test(u)) {
       alert.show('User: a user id is a positive whole number.');
       return;
     }
+    if (a && !/^[A-Za-z0-9._-]{1,64}$/.test(a)) {
+      alert.show('Actor: a token name (letters, digits, . _ -), bootstrap or cli.');
+      return;
+    }
     try {
-      const r = await api(`/audit${query({ limit: LIMIT, user: u })}`, { signal: mine.signal });
+      const r = await api(`/audit${query({ limit: LIMIT, user: u, actor: a })}`, { signal: mine.signal });
       if (mine !== controller) return;
-      entries = r.entries;
       alert.clear();
-      render();
+      render(r.entries);
     } catch (e) {
       if (e.name !== 'AbortError') alert.show(describe(e));
     }
   }
 
-  actor.addEventListener('input', render);
-  user.addEventListener('input', () => {
-    clearTimeout(timer);
-    timer = setTimeout(load, 150);
-  });
+  for (const input of [actor, user]) {
+    input.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(load, 150);
+    });
+  }
 
   replace(
     container,

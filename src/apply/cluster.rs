@@ -84,7 +84,8 @@ struct Chosen {
 #[derive(Debug, Clone)]
 pub struct NodeState {
     pub row: NodeRow,
-    pub pending: bool,
+    /// Every tenant's changes not applied on the node yet.
+    pub changes: crate::record::Changes,
     pub last_apply: Option<ApplyRecord>,
 }
 
@@ -402,14 +403,14 @@ impl Cluster {
             tokio::try_join!(store.nodes(), store.applied_by_node(), store.snapshot())?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
-            let last_apply = store.list_applies(&row.name, 1).await?.pop();
+            let last_apply = store.list_applies(&row.name, 1, None).await?.pop();
             let current = self.applier.fingerprints_for(&users, &row.policy);
             let empty = BTreeMap::new();
             let theirs = applied.get(&row.name).unwrap_or(&empty);
-            let pending = !crate::record::Changes::between(&current, theirs).is_empty();
+            let changes = crate::record::Changes::between(&current, theirs);
             views.push(NodeState {
                 row,
-                pending,
+                changes,
                 last_apply,
             });
         }

@@ -24,6 +24,7 @@ use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::asterisk::contacts::Line;
 use crate::asterisk::event_link::Registrations;
 use crate::asterisk::probe::{Expectation, Object, Probes};
 use crate::asterisk::reload::{Generation, Link, ReloadFailure, Via};
@@ -32,7 +33,7 @@ use crate::auth::Actor;
 use crate::backoff::Backoff;
 use crate::config::{AsteriskConfig, EndpointPolicy, ReloadMode};
 use crate::domain::TenantSlug;
-use crate::events::Hub;
+use crate::events::{Audience, Hub};
 use crate::metrics::Metrics;
 use crate::record::{
     AppliedState, ApplyRecord, ApplyStatus, Changes, FailureCode, Fingerprints, FullProofReason,
@@ -212,8 +213,9 @@ impl Applier {
     }
 
     /// The database against the last applied state.
-    pub async fn pending(&self) -> Result<Pending, StoreError> {
-        let (_, changes) = self.unapplied(None).await?;
+    /// What an apply would change: every tenant's (`None`) or one tenant's alone.
+    pub async fn pending(&self, tenant: Option<&TenantSlug>) -> Result<Pending, StoreError> {
+        let (_, changes) = self.unapplied(tenant).await?;
         Ok(Pending {
             pending: !changes.is_empty(),
             changes,
@@ -328,7 +330,7 @@ impl Applier {
         if let Some(rec) = ended {
             self.metrics
                 .apply_finished(rec.status, rec.failure(), started.elapsed());
-            self.hub.publish("apply", rec);
+            publish_apply(&self.hub, rec);
         }
         if let Err(ApplyError::Panicked(_)) = &result {
             // Its transaction ended with the task, so the lock is free again: record it.
@@ -395,13 +397,15 @@ impl Applier {
                     locked.commit().await
                 }
                 .await;
-                // The registration view knows the default tenant's extensions (by number).
-                self.registrations.set_applied(
-                    fingerprints
-                        .get(crate::record::DEFAULT_TENANT)
-                        .map(|f| f.keys().copied().collect())
-                        .unwrap_or_default(),
-                );
+                // The registration view shows every tenant's applied lines: what this
+                // apply added and removed (a changed line stays applied).
+                let lines = |i: usize| -> Vec<Line> {
+                    rec.changes
+                        .by_tenant()
+                        .flat_map(|(t, lists)| lists[i].iter().map(move |n| Line::new(t, *n)))
+                        .collect()
+                };
+                self.registrations.update_applied(lines(1), lines(0));
                 match first {
                     Ok(()) => {
                         *self.lock_known() = Known {
@@ -838,6 +842,28 @@ struct ProbeOf<'a> {
 }
 
 /// The changes `current` makes to `applied`; `tenant`: that tenant's only.
+/// Publishes an ended apply on the event stream. An apply of one tenant is that tenant's
+/// event (its record is what the tenant's own caller is answered). An apply of every
+/// tenant goes whole to unbound streams, and to each tenant it changed as
+/// [`TenantApply`](crate::record::TenantApply): a bound stream never reads another tenant's extensions.
+fn publish_apply(hub: &Hub, rec: &ApplyRecord) {
+    if let Some(tenant) = &rec.tenant {
+        hub.publish(Audience::Tenant(tenant.clone()), "apply", rec);
+        return;
+    }
+    hub.publish(Audience::Unbound, "apply", rec);
+    for (slug, [added, removed, changed]) in rec.changes.by_tenant() {
+        if added.is_empty() && removed.is_empty() && changed.is_empty() {
+            continue;
+        }
+        hub.publish(
+            Audience::Bound(slug.to_owned()),
+            "apply",
+            &rec.seen_by(slug),
+        );
+    }
+}
+
 fn scoped_changes(
     current: &Fingerprints,
     applied: &Fingerprints,

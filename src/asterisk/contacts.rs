@@ -10,6 +10,11 @@
 //! a removed endpoint leaves its contact behind with no event (F-REG-24), so the view
 //! only shows contacts of extensions the portal has applied.
 //!
+//! Asterisk names a contact by its aor, which is the user's SIP name: the bare number for
+//! the default tenant, `<slug>-<number>` for any other ([`sip_name_of`]). So the view is
+//! keyed by aor name and knows, for each applied aor, whose line it is (tenant and
+//! number): two tenants' extension 100 are two aors and never share a registration.
+//!
 //! A phone behind a NAT claims a private address in its Via and Contact; with the
 //! endpoint's `rewrite_contact` Asterisk stores the contact at the address its packets
 //! came from and keeps the claim in `x-ast-orig-host` (`shared/asterisk/nat/`, F-NAT-3).
@@ -22,6 +27,28 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::ami::Message;
+use crate::domain::sip_name_of;
+
+/// A line the portal applied: one tenant's extension (by slug and number).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Line {
+    pub tenant: String,
+    pub extension: u32,
+}
+
+impl Line {
+    pub fn new(tenant: impl Into<String>, extension: u32) -> Self {
+        Self {
+            tenant: tenant.into(),
+            extension,
+        }
+    }
+
+    /// The aor Asterisk reports the line's contacts under.
+    pub fn aor(&self) -> String {
+        sip_name_of(&self.tenant, self.extension)
+    }
+}
 
 /// Whether a contact answers Asterisk's qualify OPTIONS now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,8 +198,8 @@ pub struct Applied {
 #[derive(Debug, Clone, Default)]
 pub struct View {
     contacts: BTreeMap<String, Vec<Contact>>,
-    /// The extensions the portal has applied: only their contacts are shown.
-    applied: BTreeSet<u32>,
+    /// The lines the portal has applied, by aor: only their contacts are shown.
+    applied: BTreeMap<String, Line>,
     live: bool,
     synced_at: Option<OffsetDateTime>,
 }
@@ -285,20 +312,46 @@ impl View {
         self.live
     }
 
-    /// The extensions applied now (after an apply, and at start from the database).
-    pub fn set_applied(&mut self, applied: BTreeSet<u32>) {
-        self.applied = applied;
+    /// The lines applied now, every tenant's (after an apply, and at start from the
+    /// database).
+    pub fn set_applied(&mut self, applied: impl IntoIterator<Item = Line>) {
+        self.applied = applied.into_iter().map(|l| (l.aor(), l)).collect();
     }
 
-    /// The registration of one extension.
-    pub fn registration(&self, extension: u32) -> Registration {
+    /// An apply removed `line`; whether it was online (its phones now read `offline`).
+    pub fn unapply(&mut self, line: &Line) -> bool {
+        let aor = line.aor();
+        let was = self.live && !self.contacts_of(&aor).is_empty();
+        self.applied.remove(&aor);
+        was
+    }
+
+    /// An apply added `line`; whether it is online at once (a phone registered before).
+    pub fn add_applied(&mut self, line: Line) -> bool {
+        let aor = line.aor();
+        self.applied.insert(aor.clone(), line);
+        self.live && !self.contacts_of(&aor).is_empty()
+    }
+
+    /// The applied line an aor belongs to, if any.
+    pub fn line(&self, aor: &str) -> Option<&Line> {
+        self.applied.get(aor)
+    }
+
+    /// The registration of one tenant's extension.
+    pub fn registration(&self, tenant: &str, extension: u32) -> Registration {
+        self.registration_of(&sip_name_of(tenant, extension))
+    }
+
+    /// The registration of the line whose aor is `aor`.
+    pub fn registration_of(&self, aor: &str) -> Registration {
         if !self.live {
             return Registration {
                 state: RegistrationState::Unknown,
                 contacts: Vec::new(),
             };
         }
-        let contacts = self.contacts_of(extension).to_vec();
+        let contacts = self.contacts_of(aor).to_vec();
         Registration {
             state: if contacts.is_empty() {
                 RegistrationState::Offline
@@ -309,41 +362,60 @@ impl View {
         }
     }
 
-    fn contacts_of(&self, extension: u32) -> &[Contact] {
-        if !self.applied.contains(&extension) {
+    fn contacts_of(&self, aor: &str) -> &[Contact] {
+        if !self.applied.contains_key(aor) {
             return &[];
         }
-        self.contacts
-            .get(&extension.to_string())
-            .map_or(&[], Vec::as_slice)
+        self.contacts.get(aor).map_or(&[], Vec::as_slice)
     }
 
-    /// The applied extensions with at least one contact; `None` when not live.
-    pub fn online(&self) -> Option<Vec<u32>> {
+    /// The applied lines with at least one contact; `None` when not live.
+    pub fn online(&self) -> Option<Vec<Line>> {
         self.live.then(|| {
             self.applied
                 .iter()
-                .copied()
-                .filter(|e| !self.contacts_of(*e).is_empty())
+                .filter(|(aor, _)| !self.contacts_of(aor).is_empty())
+                .map(|(_, line)| line.clone())
                 .collect()
         })
     }
 
-    pub fn summary(&self) -> Summary {
-        let online = self.online();
-        let contacts = self.live.then(|| {
-            self.applied
-                .iter()
-                .map(|e| self.contacts_of(*e).len())
-                .sum()
-        });
+    /// Every tenant's lines (`None`), or one tenant's.
+    pub fn summary(&self, tenant: Option<&str>) -> Summary {
+        let (mut applied, mut online, mut contacts) = (0, 0, 0);
+        for (aor, line) in &self.applied {
+            if tenant.is_some_and(|t| t != line.tenant) {
+                continue;
+            }
+            let n = self.contacts_of(aor).len();
+            applied += 1;
+            online += usize::from(n > 0);
+            contacts += n;
+        }
+        let live = |n: usize| self.live.then_some(n);
         Summary {
             live: self.live,
-            offline: online.as_ref().map(|o| self.applied.len() - o.len()),
-            online: online.map(|o| o.len()),
-            contacts,
+            online: live(online),
+            offline: live(applied - online),
+            contacts: live(contacts),
             synced_at: self.synced_at,
         }
+    }
+
+    /// Each tenant's applied lines as `[online, offline, contacts]`, by slug; `None`
+    /// when not live. Only tenants with applied lines appear.
+    pub fn by_tenant(&self) -> Option<BTreeMap<String, [usize; 3]>> {
+        self.live.then(|| {
+            let mut out: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+            for (aor, line) in &self.applied {
+                let n = self.contacts_of(aor).len();
+                let counts = out.entry(line.tenant.clone()).or_default();
+                counts[0] += usize::from(n > 0);
+                counts[1] += usize::from(n == 0);
+                counts[2] += n;
+            }
+            out
+        })
     }
 }
 
@@ -374,7 +446,7 @@ mod tests {
 
     fn live(applied: &[u32], snapshot: Vec<Contact>) -> View {
         let mut v = View::default();
-        v.set_applied(applied.iter().copied().collect());
+        v.set_applied(applied.iter().map(|e| Line::new("default", *e)));
         v.replace(snapshot, now());
         v
     }
@@ -401,26 +473,82 @@ mod tests {
     fn registration_is_unknown_until_live_and_only_for_applied_extensions() {
         let contact = Contact::from_list(&Message::parse(LISTED)).unwrap();
         let mut v = View::default();
-        assert_eq!(v.registration(1901).state, RegistrationState::Unknown);
+        assert_eq!(
+            v.registration("default", 1901).state,
+            RegistrationState::Unknown
+        );
         v.replace(vec![contact.clone()], now());
         assert_eq!(
-            v.registration(1901).state,
+            v.registration("default", 1901).state,
             RegistrationState::Offline,
             "an orphan contact of an extension not applied is never shown"
         );
-        v.set_applied([1901, 1902].into());
-        let r = v.registration(1901);
+        v.set_applied([1901, 1902].map(|e| Line::new("default", e)));
+        let r = v.registration("default", 1901);
         assert_eq!((r.state, r.contacts.len()), (RegistrationState::Online, 1));
-        assert_eq!(v.registration(1902).state, RegistrationState::Offline);
-        assert_eq!(v.online(), Some(vec![1901]));
-        let s = v.summary();
+        assert_eq!(
+            v.registration("default", 1902).state,
+            RegistrationState::Offline
+        );
+        assert_eq!(v.online(), Some(vec![Line::new("default", 1901)]));
+        let s = v.summary(None);
         assert_eq!(
             (s.online, s.offline, s.contacts),
             (Some(1), Some(1), Some(1))
         );
         v.lost();
-        assert_eq!(v.registration(1901).state, RegistrationState::Unknown);
-        assert_eq!((v.online(), v.summary().online), (None, None));
+        assert_eq!(
+            v.registration("default", 1901).state,
+            RegistrationState::Unknown
+        );
+        assert_eq!((v.online(), v.summary(None).online), (None, None));
+    }
+
+    #[test]
+    fn each_tenant_line_is_its_own_aor() {
+        let acme = Contact::from_list(&Message::parse(
+            &LISTED
+                .replace("1901;@", "acme-100;@")
+                .replace("sip:1901@", "sip:acme-100@"),
+        ))
+        .unwrap();
+        assert_eq!(acme.aor, "acme-100");
+        let mut v = View::default();
+        v.set_applied([
+            Line::new("default", 100),
+            Line::new("acme", 100),
+            Line::new("beta", 100),
+        ]);
+        v.replace(vec![acme], now());
+        assert_eq!(v.registration("acme", 100).state, RegistrationState::Online);
+        for other in ["default", "beta"] {
+            assert_eq!(
+                v.registration(other, 100).state,
+                RegistrationState::Offline,
+                "{other}"
+            );
+        }
+        assert_eq!(v.online(), Some(vec![Line::new("acme", 100)]));
+        assert_eq!(v.line("acme-100"), Some(&Line::new("acme", 100)));
+        assert_eq!(v.summary(Some("acme")).online, Some(1));
+        assert_eq!(v.summary(Some("beta")).online, Some(0));
+        assert_eq!(v.summary(None).offline, Some(2));
+        let by = v.by_tenant().unwrap();
+        assert_eq!(by["acme"], [1, 0, 1]);
+        assert_eq!(by["default"], [0, 1, 0]);
+        // Lines removed and added one by one, as an apply changes them.
+        assert!(v.unapply(&Line::new("acme", 100)));
+        assert_eq!(v.online(), Some(vec![]));
+        assert!(!v.unapply(&Line::new("beta", 100)));
+        assert!(v.add_applied(Line::new("acme", 100)));
+        assert!(!v.add_applied(Line::new("beta", 100)));
+        assert_eq!(v.online(), Some(vec![Line::new("acme", 100)]));
+        // An acme contact of a line not applied is never shown, nor anyone else's.
+        v.set_applied([Line::new("default", 100)]);
+        assert_eq!(
+            v.registration("acme", 100).state,
+            RegistrationState::Offline
+        );
     }
 
     #[test]
@@ -435,7 +563,7 @@ mod tests {
                 needs_snapshot: true
             }
         );
-        let c = &v.registration(1901).contacts[0];
+        let c = &v.registration("default", 1901).contacts[0];
         assert_eq!(
             (c.source.as_str(), c.status),
             ("127.0.0.1:5101", ContactStatus::NotQualified)
@@ -449,7 +577,7 @@ mod tests {
                 needs_snapshot: false
             }
         );
-        let c = &v.registration(1901).contacts[0];
+        let c = &v.registration("default", 1901).contacts[0];
         assert_eq!(
             (c.status, c.rtt_usec),
             (ContactStatus::Reachable, Some(526))
@@ -462,7 +590,7 @@ mod tests {
         );
         let a = v.apply(&event("sip:1901@127.0.0.1:5101", "Unreachable", "0"));
         assert_eq!(a.changed.as_deref(), Some("1901"));
-        assert_eq!(v.registration(1901).contacts[0].rtt_usec, None);
+        assert_eq!(v.registration("default", 1901).contacts[0].rtt_usec, None);
         // The same status again changes nothing (Asterisk only reports changes anyway).
         assert_eq!(
             v.apply(&event("sip:1901@127.0.0.1:5101", "Unreachable", "0"))
@@ -471,7 +599,10 @@ mod tests {
         );
         let a = v.apply(&event("sip:1901@127.0.0.1:5101", "Removed", "0"));
         assert_eq!(a.changed.as_deref(), Some("1901"));
-        assert_eq!(v.registration(1901).state, RegistrationState::Offline);
+        assert_eq!(
+            v.registration("default", 1901).state,
+            RegistrationState::Offline
+        );
         assert_eq!(
             v.apply(&event("sip:1901@127.0.0.1:5101", "Removed", "0")),
             Applied::default()
@@ -523,7 +654,7 @@ mod tests {
         let e = StatusEvent::parse(&recorded(events, "Event: ContactStatus\r\n")).unwrap();
         let mut v = live(&[1001], vec![]);
         v.apply(&e);
-        (listed, v.registration(1001).contacts[0].clone())
+        (listed, v.registration("default", 1001).contacts[0].clone())
     }
 
     #[test]

@@ -25,10 +25,10 @@ use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
 use super::ami::{encode, Connection, Message};
-use super::contacts::{Contact, Registration, StatusEvent, Summary, View};
+use super::contacts::{Contact, Line, Registration, StatusEvent, Summary, View};
 use crate::backoff::Backoff;
 use crate::config::{AmiSettings, ReloadMode};
-use crate::events::Hub;
+use crate::events::{Audience, Hub};
 use crate::shutdown::Shutdown;
 
 /// How often a live link takes a fresh snapshot.
@@ -82,10 +82,14 @@ pub async fn receives_system_events(settings: &AmiSettings) -> Result<(), LinkEr
     })
 }
 
-/// A registration that changed, as `GET /events` sends it.
+/// A registration that changed, as `GET /events` sends it: the extension as before
+/// tenants, and whose it is (`tenant`, and the `sip_username` its phones register as,
+/// which is unique on the host).
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub extension: u32,
+    pub tenant: String,
+    pub sip_username: String,
     #[serde(flatten)]
     pub registration: Registration,
 }
@@ -113,17 +117,29 @@ impl Registrations {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn registration(&self, extension: u32) -> Registration {
-        self.view().registration(extension)
+    /// The registration of one tenant's extension.
+    pub fn registration(&self, tenant: &str, extension: u32) -> Registration {
+        self.view().registration(tenant, extension)
     }
 
-    /// The applied extensions with a contact; `None` when the view is not live.
-    pub fn online(&self) -> Option<Vec<u32>> {
+    /// The applied lines with a contact, every tenant's; `None` when the view is not live.
+    pub fn online(&self) -> Option<Vec<Line>> {
         self.view().online()
     }
 
+    /// Every tenant's counts.
     pub fn summary(&self) -> Summary {
-        self.view().summary()
+        self.view().summary(None)
+    }
+
+    /// One tenant's counts (what a caller bound to it sees).
+    pub fn summary_of(&self, tenant: &str) -> Summary {
+        self.view().summary(Some(tenant))
+    }
+
+    /// Each tenant's `[online, offline, contacts]`; `None` when the view is not live.
+    pub fn by_tenant(&self) -> Option<std::collections::BTreeMap<String, [usize; 3]>> {
+        self.view().by_tenant()
     }
 
     /// What a node's heartbeat says of its AMI: `ok` while this link is live.
@@ -147,8 +163,8 @@ impl Registrations {
             .clone()
     }
 
-    /// The extensions applied now; their registrations are shown, others never.
-    pub fn set_applied(&self, applied: BTreeSet<u32>) {
+    /// The lines applied now, every tenant's; their registrations are shown, others never.
+    pub fn set_applied(&self, applied: impl IntoIterator<Item = Line>) {
         let (before, after) = {
             let mut view = self.view();
             let before = view.online();
@@ -156,9 +172,35 @@ impl Registrations {
             (before, view.online())
         };
         if before != after {
-            let touched: BTreeSet<u32> = before.into_iter().chain(after).flatten().collect();
-            self.publish(touched.into_iter().map(|e| e.to_string()));
+            let touched: BTreeSet<Line> = before.into_iter().chain(after).flatten().collect();
+            self.publish_lines(touched);
         }
+    }
+
+    /// What an apply changed of the applied lines: `removed` are no longer shown, `added`
+    /// are. The streams hear of each line whose state this changes (one that was online,
+    /// one online at once). Costs the lines changed, not every tenant's lines: an apply
+    /// of one user among 10,000 stays as cheap as among 200.
+    pub fn update_applied(
+        &self,
+        removed: impl IntoIterator<Item = Line>,
+        added: impl IntoIterator<Item = Line>,
+    ) {
+        let mut touched = Vec::new();
+        {
+            let mut view = self.view();
+            for line in removed {
+                if view.unapply(&line) {
+                    touched.push(line);
+                }
+            }
+            for line in added {
+                if view.add_applied(line.clone()) {
+                    touched.push(line);
+                }
+            }
+        }
+        self.publish_lines(touched);
     }
 
     /// Asks the link for a fresh snapshot (after an apply: a removed endpoint leaves its
@@ -167,19 +209,35 @@ impl Registrations {
         self.resync.notify_one();
     }
 
+    /// Tells the event stream the registration of each aor that is an applied line (a
+    /// contact of anything else is never shown), to its tenant's streams and unbound ones.
     fn publish(&self, aors: impl IntoIterator<Item = String>) {
+        let lines: Vec<Line> = {
+            let view = self.view();
+            aors.into_iter()
+                .filter_map(|aor| view.line(&aor).cloned())
+                .collect()
+        };
+        self.publish_lines(lines);
+    }
+
+    /// Tells the event stream the registration of each line (one no longer applied reads
+    /// `offline`).
+    fn publish_lines(&self, lines: impl IntoIterator<Item = Line>) {
         let view = self.view();
-        for aor in aors {
-            if let Ok(extension) = aor.parse::<u32>() {
-                let registration = view.registration(extension);
-                self.hub.publish(
-                    "registration",
-                    &Change {
-                        extension,
-                        registration,
-                    },
-                );
-            }
+        for line in lines {
+            let sip_username = line.aor();
+            let registration = view.registration_of(&sip_username);
+            self.hub.publish(
+                Audience::Tenant(line.tenant.clone()),
+                "registration",
+                &Change {
+                    extension: line.extension,
+                    tenant: line.tenant,
+                    sip_username,
+                    registration,
+                },
+            );
         }
     }
 
@@ -207,7 +265,7 @@ impl Registrations {
             online
         };
         *self.down_because.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-        self.publish(online.into_iter().flatten().map(|e| e.to_string()));
+        self.publish_lines(online.into_iter().flatten());
     }
 }
 

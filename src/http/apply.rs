@@ -24,35 +24,67 @@ struct NodeView {
     last_seen: Option<OffsetDateTime>,
     version: String,
     pending: Option<bool>,
-    last_apply: Option<ApplyRecord>,
+    /// The tenants (slugs) with changes not applied on the node yet: a tenant-bound
+    /// caller's own at most.
+    pending_tenants: Vec<String>,
+    last_apply: Option<Value>,
     ami: Option<String>,
     registrations: Option<Value>,
 }
 
 impl NodeView {
     /// `here` is this node's AMI link state and registrations, from its own live view;
-    /// the other nodes' come from their last heartbeat.
-    fn new(node: NodeState, me: &str, here: &(String, Option<Value>)) -> Self {
+    /// the other nodes' come from their last heartbeat. A caller bound to a tenant sees
+    /// that tenant's pending state, last apply and registrations alone: another node's
+    /// heartbeat counts every tenant's phones, so it reads `null` for such a caller.
+    fn new(
+        node: NodeState,
+        me: &str,
+        here: &(String, Option<Value>),
+        bound: Option<&TenantSlug>,
+    ) -> Self {
         let NodeState {
             row,
-            pending,
+            changes,
             last_apply,
         } = node;
         let (ami, registrations) = if row.name == me {
             (Some(here.0.clone()), here.1.clone())
+        } else if bound.is_some() {
+            (row.ami, None)
         } else {
             (row.ami, row.registrations)
         };
+        let pending_tenants: Vec<String> = changes
+            .by_tenant()
+            .filter(|(slug, lists)| {
+                bound.is_none_or(|b| b.as_str() == *slug) && lists.iter().any(|l| !l.is_empty())
+            })
+            .map(|(slug, _)| slug.to_owned())
+            .collect();
         Self {
             name: row.name,
             alive: row.alive,
             last_seen: row.last_seen,
             version: row.version,
-            pending: Some(pending),
-            last_apply,
+            pending: Some(!pending_tenants.is_empty()),
+            pending_tenants,
+            last_apply: last_apply.and_then(|rec| seen_by(&rec, bound)),
             ami,
             registrations,
         }
+    }
+}
+
+/// An apply record as a caller sees it: whole for an unbound caller or for an apply of
+/// the caller's own tenant, that tenant's part of an apply of every tenant, and nothing of
+/// an apply of another tenant.
+pub(super) fn seen_by(rec: &ApplyRecord, bound: Option<&TenantSlug>) -> Option<Value> {
+    match (bound, &rec.tenant) {
+        (None, _) => serde_json::to_value(rec).ok(),
+        (Some(b), Some(t)) if b.as_str() == t => serde_json::to_value(rec).ok(),
+        (Some(_), Some(_)) => None,
+        (Some(b), None) => serde_json::to_value(rec.seen_by(b.as_str())).ok(),
     }
 }
 
@@ -130,10 +162,15 @@ pub async fn apply(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp
     Ok(json_response(StatusCode::OK, &rec))
 }
 
-pub async fn nodes(app: &App) -> Result<Resp, ApiError> {
+pub async fn nodes(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    let bound = ctx.tenant.as_ref();
+    let summary = match bound {
+        Some(t) => app.registrations.summary_of(t.as_str()),
+        None => app.registrations.summary(),
+    };
     let here = (
         app.registrations.link_state(app.config.asterisk.reload),
-        serde_json::to_value(app.registrations.summary()).ok(),
+        serde_json::to_value(summary).ok(),
     );
     let me = app.cluster.applier().node().name.as_str();
     let nodes: Vec<NodeView> = app
@@ -141,20 +178,35 @@ pub async fn nodes(app: &App) -> Result<Resp, ApiError> {
         .nodes()
         .await?
         .into_iter()
-        .map(|n| NodeView::new(n, me, &here))
+        .map(|n| NodeView::new(n, me, &here, bound))
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "nodes": nodes })))
 }
 
-pub async fn pending(app: &App) -> Result<Resp, ApiError> {
-    Ok(json_response(StatusCode::OK, &app.applier.pending().await?))
+/// What an apply would change; a caller bound to a tenant is told its tenant's changes
+/// alone (another tenant's are not even counted).
+pub async fn pending(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &app.applier.pending(ctx.tenant.as_ref()).await?,
+    ))
 }
 
-pub async fn list(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+/// The node's applies, newest first; a caller bound to a tenant is shown each as
+/// [`seen_by`] tells it, and an apply of another tenant not at all (the database leaves
+/// those out, so `limit` counts what the caller sees).
+pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let AppliesQuery { limit, node } = query(req)?;
     let limit = limit.map_or(50, |l| l.0);
     let node = node.as_ref().unwrap_or(&app.config.node);
-    let applies = app.store.list_applies(node.as_str(), limit).await?;
+    let bound = ctx.tenant.as_ref();
+    let applies: Vec<Value> = app
+        .store
+        .list_applies(node.as_str(), limit, bound.map(TenantSlug::as_str))
+        .await?
+        .iter()
+        .filter_map(|rec| seen_by(rec, bound))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "applies": applies }),

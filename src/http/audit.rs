@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::caller::Ctx;
 use super::error::{json_response, ApiError};
-use super::request::{query, Bounded};
+use super::request::{query, ActorName, Bounded};
 use super::{App, Resp};
 
-/// `GET /audit?limit=&user=`.
+/// `GET /audit?limit=&user=&actor=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -18,6 +18,8 @@ struct AuditQuery {
     /// Only the rows about this user id (bounded by the largest integer every JSON client
     /// reads exactly, as the document states).
     user: Option<Bounded<1, 9_007_199_254_740_991>>,
+    /// Only the rows this actor wrote (exact: a token's name, `bootstrap` or `cli`).
+    actor: Option<ActorName>,
 }
 
 /// A caller bound to a tenant sees only the rows about its tenant (a row's tenant is the
@@ -29,6 +31,7 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         .list_audit(
             q.limit.map_or(100, |l| l.0),
             q.user.map(|u| u.0),
+            q.actor.as_ref().map(|a| a.0.as_str()),
             ctx.tenant.as_ref(),
         )
         .await?;

@@ -7,6 +7,11 @@
 //! hub dropped frames meant for it — when the client went away, or when the service shuts
 //! down. Only this stream's task ever waits for its client: the hub never does, so a slow
 //! client slows nothing else. At most [`MAX_STREAMS`] at once.
+//!
+//! A stream of a token bound to a tenant forwards only the frames whose
+//! [`Audience`](crate::events::Audience) admits that tenant (its registrations, users and
+//! applies); the hub serialised each frame once for every stream, the filter only reads
+//! its tag.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,11 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::body::streamed;
+use super::caller::Ctx;
 use super::error::ApiError;
 use super::{App, Resp};
+use crate::domain::TenantSlug;
+use crate::events::Frame;
 use crate::shutdown::Shutdown;
 
 pub const MAX_STREAMS: usize = 64;
@@ -48,7 +56,7 @@ impl Streams {
     }
 }
 
-pub fn open(app: &App) -> Result<Resp, ApiError> {
+pub fn open(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
     let slot = app
         .streams
         .slots
@@ -57,7 +65,13 @@ pub fn open(app: &App) -> Result<Resp, ApiError> {
         .map_err(|_| ApiError::TooManyStreams(MAX_STREAMS))?;
     let (tx, mut rx) = mpsc::channel(BUFFER);
     let events = app.hub.subscribe();
-    tokio::spawn(forward(events, tx, app.streams.shutdown.clone(), slot));
+    tokio::spawn(forward(
+        events,
+        ctx.tenant.clone(),
+        tx,
+        app.streams.shutdown.clone(),
+        slot,
+    ));
     // The body side: what the stream's task forwards.
     let frames = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|f| f.map(Ok)));
     let mut resp = Response::new(streamed(frames));
@@ -77,7 +91,8 @@ enum End {
 }
 
 async fn forward(
-    mut events: broadcast::Receiver<Arc<Bytes>>,
+    mut events: broadcast::Receiver<Arc<Frame>>,
+    bound: Option<TenantSlug>,
     tx: mpsc::Sender<Bytes>,
     mut shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
@@ -100,7 +115,10 @@ async fn forward(
         }
         next = tokio::select! {
             e = events.recv() => match e {
-                Ok(frame) => Some(Bytes::clone(&frame)),
+                Ok(frame) if frame.audience.admits(bound.as_ref().map(TenantSlug::as_str)) => {
+                    Some(Bytes::clone(&frame.bytes))
+                }
+                Ok(_) => None,
                 Err(broadcast::error::RecvError::Lagged(_)) => break End::Slow,
                 Err(broadcast::error::RecvError::Closed) => break End::Shutdown,
             },

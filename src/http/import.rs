@@ -24,6 +24,8 @@ use super::{App, Resp};
 use crate::asterisk::contacts::Registration;
 use crate::bulk::sheet::{self, ExportWriter};
 use crate::bulk::{self, file, Format, Mode, Outcome};
+use crate::domain::TenantSlug;
+use crate::events::Audience;
 use crate::store::{CreatedUser, ExportRows, PlannedUser};
 
 /// Rows read from the database per chunk of an export.
@@ -153,6 +155,10 @@ struct Published<'a> {
     devices: u8,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
+    /// Whose user it is, and what its phones register as (a tenant-bound stream receives
+    /// its tenant's only).
+    tenant: &'a TenantSlug,
+    sip_username: String,
     registration: Registration,
 }
 
@@ -167,9 +173,12 @@ fn publish_created(app: &App, users: &[CreatedUser]) {
             extension: u.extension,
             devices: u.devices,
             created_at: u.created_at,
+            tenant: &u.tenant,
+            sip_username: crate::domain::sip_name_of(u.tenant.as_str(), u.extension),
             registration: registration(app, &u.tenant, u.extension),
         };
         app.hub.publish(
+            Audience::Tenant(u.tenant.as_str().to_owned()),
             "user",
             &serde_json::json!({"action": "created", "user": user}),
         );

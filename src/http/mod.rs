@@ -327,8 +327,8 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
     };
     let ctx = caller::authenticate(app, &req).await?.require(scope)?;
     match op {
-        Op::Status => system::status(app).await,
-        Op::Events => events::open(app),
+        Op::Status => system::status(app, &ctx).await,
+        Op::Events => events::open(app, &ctx),
         Op::Metrics => system::metrics(app),
         Op::CreateUser => users::create(app, &ctx, req).await,
         Op::ListUsers => users::list(app, &ctx, &req).await,
@@ -340,9 +340,9 @@ async fn route(app: &App, route: Option<Route>, req: Request<Incoming>) -> Resul
         Op::RotateSecret => users::rotate_secret(app, &ctx, route.user_id()?).await,
         Op::Available => users::available(app, &ctx).await,
         Op::Apply => apply::apply(app, &ctx, &req).await,
-        Op::Pending => apply::pending(app).await,
-        Op::Applies => apply::list(app, &req).await,
-        Op::Nodes => apply::nodes(app).await,
+        Op::Pending => apply::pending(app, &ctx).await,
+        Op::Applies => apply::list(app, &ctx, &req).await,
+        Op::Nodes => apply::nodes(app, &ctx).await,
         Op::CreateToken => tokens::create(app, &ctx, req).await,
         Op::ListTokens => tokens::list(app, &ctx).await,
         Op::RevokeToken => tokens::revoke(app, &ctx, &req).await,

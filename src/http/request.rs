@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::error::ApiError;
+use crate::auth::Actor;
 use crate::domain::{NodeName, TenantSlug, ValidationError};
 use crate::record::Strategy;
 use crate::store::Order;
@@ -118,6 +119,18 @@ impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Bounded<MIN, MAX>
                 "must be an integer from {MIN} to {MAX}"
             ))),
         }
+    }
+}
+
+/// An actor a query names: `bootstrap`, `cli` or a token's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorName(pub Actor);
+
+impl<'de> Deserialize<'de> for ActorName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Actor::parse(&String::deserialize(d)?)
+            .map(Self)
+            .map_err(|_| D::Error::custom("must be a token's name, bootstrap or cli"))
     }
 }
 

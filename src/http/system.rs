@@ -12,6 +12,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::caller::Ctx;
 use super::error::{json_response, ApiError};
 use super::{App, Resp};
 use crate::asterisk::ami;
@@ -128,7 +129,10 @@ async fn ami(app: &App) -> String {
     }
 }
 
-pub async fn status(app: &App) -> Result<Resp, ApiError> {
+/// The service's state. A caller bound to a tenant is told its tenant's pending changes,
+/// registrations and last apply alone (as [`super::apply::seen_by`] shows a record).
+pub async fn status(app: &App, ctx: &Ctx) -> Result<Resp, ApiError> {
+    let bound = ctx.tenant.as_ref();
     // Before this request takes connections of its own: what the rest of the portal uses.
     let pool = app.store.pool_state();
     let (database, ami, last_apply, pending) = tokio::join!(
@@ -136,9 +140,11 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
         ami(app),
         within(
             "the database",
-            app.store.list_applies(app.config.node.as_str(), 1)
+            // The node's last apply, shown as the caller may see it (null when it was
+            // another tenant's); GET /applies lists the caller's own.
+            app.store.list_applies(app.config.node.as_str(), 1, None)
         ),
-        within("the database", app.applier.pending()),
+        within("the database", app.applier.pending(bound)),
     );
     let agi = if app.probe_server.is_running() {
         "ok"
@@ -152,9 +158,15 @@ pub async fn status(app: &App) -> Result<Resp, ApiError> {
             "database": database.map_or_else(|e| e, |()| "ok".to_owned()),
             "ami": ami,
             "agi": agi,
-            "last_apply": last_apply.ok().and_then(|mut v| v.pop()),
+            "last_apply": last_apply
+                .ok()
+                .and_then(|mut v| v.pop())
+                .and_then(|rec| super::apply::seen_by(&rec, bound)),
             "pending": pending.ok().map(|p| p.pending),
-            "registrations": app.registrations.summary(),
+            "registrations": match bound {
+                Some(t) => app.registrations.summary_of(t.as_str()),
+                None => app.registrations.summary(),
+            },
             "event_streams": app.streams.open(),
             "pool": pool,
         }),

@@ -14,11 +14,12 @@ use super::request::{json_body, query, UsersQuery};
 use super::tenants;
 use super::App;
 use super::Resp;
-use crate::asterisk::contacts::{Registration, RegistrationState};
+use crate::asterisk::contacts::Registration;
 use crate::domain::{
     tenant_named, Devices, Extension, NewUser, Search, SipSecret, TenantSlug, UserPatch, UserRules,
     ValidationError,
 };
+use crate::events::Audience;
 use crate::store::{ListQuery, Order, TenantRow, UserRow, DEFAULT_TENANT_ID};
 
 /// A user as every answer shows it: what is stored (its tenant and transport among it),
@@ -39,18 +40,10 @@ fn shown<'a>(app: &App, user: &'a UserRow) -> Shown<'a> {
     }
 }
 
-/// The user's live registration. The view follows the endpoints named by number, the
-/// default tenant's: another tenant's user is `unknown` (never the registration of the
-/// default tenant's user with the same number).
+/// The user's live registration: its tenant's line, by the aor its phones register
+/// under (two tenants' extension 100 are two lines, never one registration).
 pub(super) fn registration(app: &App, tenant: &TenantSlug, extension: u32) -> Registration {
-    if tenant.is_default() {
-        app.registrations.registration(extension)
-    } else {
-        Registration {
-            state: RegistrationState::Unknown,
-            contacts: Vec::new(),
-        }
-    }
+    app.registrations.registration(tenant.as_str(), extension)
 }
 
 /// What `POST /users` answers (and replays for a repeated Idempotency-Key): the user as
@@ -91,10 +84,14 @@ impl<'a> Created<'a> {
     }
 }
 
-/// Tells the event stream what happened to a user (never a secret: the user as shown).
-fn publish(app: &App, action: &str, user: &impl Serialize) {
-    app.hub
-        .publish("user", &json!({"action": action, "user": user}));
+/// Tells the event stream what happened to a user (never a secret: the user as shown),
+/// to the streams of its tenant's tokens and of unbound ones.
+fn publish(app: &App, action: &str, tenant: &TenantSlug, user: &impl Serialize) {
+    app.hub.publish(
+        Audience::Tenant(tenant.as_str().to_owned()),
+        "user",
+        &json!({"action": action, "user": user}),
+    );
 }
 
 pub(super) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
@@ -146,7 +143,7 @@ pub async fn create(app: &App, ctx: &Ctx, req: Request<Incoming>) -> Result<Resp
         .await?;
     let user = shown(app, &outcome.user);
     if !outcome.replayed {
-        publish(app, "created", &user);
+        publish(app, "created", &outcome.user.tenant, &user);
     }
     let answer = Created::new(&outcome.user, &outcome.secret, &user.registration);
     let mut resp = json_response(StatusCode::CREATED, &answer);
@@ -167,10 +164,7 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         .map(Search::parse)
         .transpose()?
         .flatten();
-    let tenant = match tenants::within(ctx, params.tenant.clone())? {
-        Some(slug) => Some(tenants::named(app, &slug).await?.id),
-        None => None,
-    };
+    let tenant = tenants::within(ctx, params.tenant.clone())?;
     let query = ListQuery {
         limit,
         offset,
@@ -178,21 +172,32 @@ pub async fn list(app: &App, ctx: &Ctx, req: &Request<Incoming>) -> Result<Resp,
         order: params.order.map_or(Order::Extension, |k| k.0),
         descending: params.direction.is_some_and(|d| d.0),
         extensions: None,
-        tenant,
+        tenant: tenant.clone(),
     };
     // `registered` filters on the live view; while it is not live every registration is
     // `unknown`, which matches neither `true` nor `false`.
     let query = match params.registered.map(|f| f.0) {
         None => Some(query),
-        Some(registered) => app.registrations.online().map(|online| ListQuery {
-            extensions: Some((registered, online.iter().map(|e| *e as i32).collect())),
-            ..query
+        Some(registered) => app.registrations.online().map(|online| {
+            let (slugs, numbers) = online
+                .into_iter()
+                .map(|l| (l.tenant, l.extension as i32))
+                .unzip();
+            ListQuery {
+                extensions: Some((registered, slugs, numbers)),
+                ..query
+            }
         }),
     };
     let (users, total) = match &query {
         Some(query) => app.store.list_users(query).await?,
         None => (Vec::new(), 0),
     };
+    // The page's statement resolved the slug: a user on the page proves the tenant exists,
+    // so only an empty page asks whether it does (422 field `tenant` when not).
+    if let (Some(slug), true) = (&tenant, users.is_empty()) {
+        tenants::named(app, slug).await?;
+    }
     // Serialized straight from the rows: no intermediate JSON tree for 1000 users.
     #[derive(Serialize)]
     struct Page<'a> {
@@ -264,7 +269,7 @@ pub async fn update(
         .await?
         .ok_or(ApiError::NotFound)?;
     let user = shown(app, &user);
-    publish(app, "updated", &user);
+    publish(app, "updated", &user.user.tenant, &user);
     Ok(json_response(StatusCode::OK, &user))
 }
 
@@ -277,7 +282,7 @@ pub async fn delete(app: &App, ctx: &Ctx, id: i64) -> Result<Resp, ApiError> {
         .delete_user(id, &ctx.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
-    publish(app, "deleted", &user);
+    publish(app, "deleted", &user.tenant, &user);
     let mut resp = Resp::default();
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

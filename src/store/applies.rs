@@ -335,14 +335,20 @@ impl Store {
         &self,
         node: &str,
         limit: i64,
+        tenant: Option<&str>,
     ) -> Result<Vec<ApplyRecord>, StoreError> {
         let conn = self.conn().await?;
         conn.query_typed(
             &format!(
                 "SELECT {APPLY_COLUMNS} FROM apply_audit_log WHERE node IN ($2, '')
+                    AND ($3::text IS NULL OR tenant IS NULL OR tenant = $3)
                   ORDER BY id DESC LIMIT $1"
             ),
-            &[(&limit, Type::INT8), (&node, Type::TEXT)],
+            &[
+                (&limit, Type::INT8),
+                (&node, Type::TEXT),
+                (&tenant, Type::TEXT),
+            ],
         )
         .await?
         .iter()
@@ -363,22 +369,24 @@ impl Store {
         Ok(n)
     }
 
-    /// The default tenant's extensions the node's last successful applies wrote (the
-    /// registration view knows extensions by number).
+    /// Every tenant's extensions the node's last successful applies wrote, as (tenant
+    /// slug, number): the registration view shows these lines' phones only.
     pub async fn applied_extensions(
         &self,
         node: &str,
-    ) -> Result<std::collections::BTreeSet<u32>, StoreError> {
+    ) -> Result<std::collections::BTreeSet<(String, u32)>, StoreError> {
         let conn = self.conn().await?;
-        Ok(conn
-            .query(
-                "SELECT number FROM applied_extensions WHERE node = $1 AND tenant = 'default'",
-                &[&node],
+        let rows = conn
+            .query_typed(
+                "SELECT tenant, number FROM applied_extensions WHERE node = $1",
+                &[(&node, Type::TEXT)],
             )
-            .await?
-            .iter()
-            .map(|r| r.get::<_, i32>(0).unsigned_abs())
-            .collect())
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for r in &rows {
+            out.insert((r.try_get(0)?, r.try_get::<_, i32>(1)?.unsigned_abs()));
+        }
+        Ok(out)
     }
 
     /// Every user as an apply renders them.

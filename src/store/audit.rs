@@ -56,6 +56,7 @@ impl Store {
         &self,
         limit: i64,
         user: Option<i64>,
+        actor: Option<&str>,
         tenant: Option<&TenantSlug>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn().await?;
@@ -66,11 +67,13 @@ impl Store {
                FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id
               WHERE ($2::bigint IS NULL OR a.user_id = $2)
                 AND ($3::text IS NULL OR t.slug = $3)
+                AND ($4::text IS NULL OR a.actor = $4)
               ORDER BY a.id DESC LIMIT $1",
             &[
                 (&limit, Type::INT8),
                 (&user, Type::INT8),
                 (&tenant, Type::TEXT),
+                (&actor, Type::TEXT),
             ],
         )
         .await?

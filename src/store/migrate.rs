@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenant_apply",
         include_str!("../../migrations/0011_tenant_apply.sql"),
     ),
+    (
+        12,
+        "audit_actor",
+        include_str!("../../migrations/0012_audit_actor.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5042_5850_0000_0000; // "PBXP"

@@ -1282,13 +1282,14 @@ async fn fastagi_line_limit_and_cost() {
             vec!["synergy-internal,1,1"; 50].join(";")
         )
     );
-    // Cost: 100 commands x 3 functions ~ 100 * (95 + 3*43) us = 22.4 ms.
+    // Cost: 100 commands x 3 functions ~ 100 * (95 + 3*43) us = 22.4 ms, less at most
+    // 1 ms of credit from the command above and 1 ms still owed at the end.
     let started = std::time::Instant::now();
     for _ in 0..100 {
         c.cmd(&format!("GET FULL VARIABLE {one}")).await;
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(21), "{took:?}");
+    assert!(took >= Duration::from_millis(20), "{took:?}");
     assert!(took < Duration::from_millis(400), "{took:?}");
     // 8190 bytes + LF is still one line.
     let pad = "x".repeat(8190 - "GET FULL VARIABLE ".len());

@@ -47,6 +47,7 @@ mod proof;
 mod registrations;
 mod tenant_apply;
 mod tenant_files;
+mod tenant_live;
 mod tenant_tokens;
 mod tenants;
 mod tls;

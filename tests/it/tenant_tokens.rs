@@ -5,17 +5,10 @@
 //! with the data intact afterwards. The walk over every documented operation with a
 //! bound token of every scope never sees or changes another tenant's user.
 
-use crate::support::app::{Http, Resp, TestApp};
+use crate::support::app::{call, create_tenant as tenant, create_token, Http, Resp, TestApp};
 use crate::support::process::Scratch;
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
-
-async fn call(http: &Http, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let auth = format!("Bearer {token}");
-    let headers = [("authorization", auth.as_str())];
-    let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap().into()));
-    http.send(method, path, body, &headers, false).await
-}
+use serde_json::json;
 
 async fn send_raw(
     http: &Http,
@@ -35,27 +28,6 @@ async fn send_raw(
         false,
     )
     .await
-}
-
-async fn tenant(app: &TestApp, slug: &str) {
-    let r = app
-        .post(
-            "/tenants",
-            json!({"slug": slug, "name": slug, "extension_min": 100, "extension_max": 199}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
-
-async fn token(app: &TestApp, name: &str, tenant: Option<&str>, scopes: &[&str]) -> String {
-    let mut body = json!({"name": name, "scopes": scopes});
-    if let Some(t) = tenant {
-        body["tenant"] = json!(t);
-    }
-    let r = app.post("/tokens", body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["tenant"], json!(tenant));
-    r.body["token"].as_str().unwrap().to_owned()
 }
 
 async fn user_in(app: &TestApp, tenant: &str, name: &str) -> i64 {
@@ -102,11 +74,11 @@ async fn world() -> World {
     let acme_user = user_in(&app, "acme", "ann").await;
     let beta_user = user_in(&app, "beta", "bob").await;
     let default_user = user_in(&app, "default", "dee").await;
-    let acme = token(
+    let acme = create_token(
         &app,
         "acme-admin",
-        Some("acme"),
         &["read", "write", "apply", "admin"],
+        Some("acme"),
     )
     .await;
     World {
@@ -338,8 +310,8 @@ async fn import_and_export_are_the_tokens_tenants_only() {
 async fn a_bound_token_manages_only_its_tenants_tokens() {
     let w = world().await;
     let (app, t) = (&w.app, w.acme.as_str());
-    token(app, "beta-admin", Some("beta"), &["admin"]).await;
-    token(app, "host-dash", None, &["read"]).await;
+    create_token(app, "beta-admin", &["admin"], Some("beta")).await;
+    create_token(app, "host-dash", &["read"], None).await;
 
     // Creating: its own tenant, whether named or not; another tenant, 422.
     let r = call(
@@ -574,10 +546,10 @@ async fn the_walk_with_a_bound_token_never_reaches_another_tenants_user() {
     for s in scopes {
         tokens.push((
             s,
-            token(app, &format!("walk-{s}"), Some("acme"), &[s]).await,
+            create_token(app, &format!("walk-{s}"), &[s], Some("acme")).await,
         ));
     }
-    token(app, "beta-victim", Some("beta"), &["read"]).await;
+    create_token(app, "beta-victim", &["read"], Some("beta")).await;
     let others = |snap: &[(i64, String, String, i32, String)]| {
         snap.iter()
             .filter(|u| u.1 != "acme")
@@ -846,7 +818,7 @@ async fn an_idempotency_key_never_replays_another_tenants_user() {
 async fn a_deleted_tenants_tokens_stop_working() {
     let app = TestApp::spawn().await;
     tenant(&app, "gamma").await;
-    let t = token(&app, "gamma-admin", Some("gamma"), &["read", "admin"]).await;
+    let t = create_token(&app, "gamma-admin", &["read", "admin"], Some("gamma")).await;
     assert_eq!(
         call(&app, &t, Method::GET, "/users", None).await.status,
         StatusCode::OK

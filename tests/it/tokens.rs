@@ -2,7 +2,7 @@
 //! scope (2xx or 403 exactly as the table says), the token routes and their errors, what
 //! is refused with 401 (and changes nothing), who-changed-what, and the command line.
 
-use crate::support::app::{Http, Resp, TestApp, TOKEN};
+use crate::support::app::{call, create_token, Resp, TestApp, TOKEN};
 use crate::support::process::Scratch;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -40,21 +40,6 @@ const TABLE: &[(&str, &str, &str)] = &[
 const SCOPES: [&str; 5] = ["read", "write", "apply", "metrics", "admin"];
 
 /// A request with `token` as the bearer (or no Authorization header at all for `None`).
-async fn call(http: &Http, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let auth = format!("Bearer {token}");
-    let headers = [("authorization", auth.as_str())];
-    let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap().into()));
-    http.send(method, path, body, &headers, false).await
-}
-
-async fn create_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
-    let r = app
-        .post("/tokens", json!({"name": name, "scopes": scopes}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.body["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn every_operation_answers_2xx_or_403_exactly_as_the_scope_table_says() {
     let app = TestApp::spawn().await;
@@ -64,7 +49,10 @@ async fn every_operation_answers_2xx_or_403_exactly_as_the_scope_table_says() {
         .body;
     let mut tokens = Vec::new();
     for s in SCOPES {
-        tokens.push((s, create_token(&app, &format!("only-{s}"), &[s]).await));
+        tokens.push((
+            s,
+            create_token(&app, &format!("only-{s}"), &[s], None).await,
+        ));
     }
     let mut walked = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -95,7 +83,7 @@ async fn every_operation_answers_2xx_or_403_exactly_as_the_scope_table_says() {
                     .create_user(&format!("Scope {n}"), &format!("s{n}@x.org"))
                     .await;
                 let victim = format!("victim-{n}");
-                create_token(&app, &victim, &["read"]).await;
+                create_token(&app, &victim, &["read"], None).await;
                 let tenant = format!("victim-{n}");
                 let made = app
                     .post(
@@ -316,7 +304,7 @@ async fn tokens_are_created_once_listed_without_secrets_and_revoked_at_once() {
     );
 
     // The same name again: the new token works, the old one still does not.
-    let again = create_token(&app, "dash", &["read"]).await;
+    let again = create_token(&app, "dash", &["read"], None).await;
     assert_ne!(again, token);
     assert_eq!(
         call(&app, &again, Method::GET, "/users", None).await.status,
@@ -331,8 +319,8 @@ async fn bad_or_dead_credentials_are_401_and_change_nothing() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Kept", "kept@x.org").await;
     let id = user["id"].to_string();
-    let writer = create_token(&app, "writer", &["write", "read"]).await;
-    let expired = create_token(&app, "expired", &["write"]).await;
+    let writer = create_token(&app, "writer", &["write", "read"], None).await;
+    let expired = create_token(&app, "expired", &["write"], None).await;
     let c = app.db().client().await;
     c.execute(
         "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'expired'",
@@ -340,12 +328,12 @@ async fn bad_or_dead_credentials_are_401_and_change_nothing() {
     )
     .await
     .unwrap();
-    let recreated_old = create_token(&app, "again", &["write"]).await;
+    let recreated_old = create_token(&app, "again", &["write"], None).await;
     assert_eq!(
         app.delete("/tokens/again").await.status,
         StatusCode::NO_CONTENT
     );
-    create_token(&app, "again", &["write"]).await;
+    create_token(&app, "again", &["write"], None).await;
     let before = app.db_users().await;
     let audit_before = app.get("/audit").await.body;
 
@@ -460,8 +448,8 @@ async fn send_raw(
 #[tokio::test]
 async fn the_audit_names_who_changed_what_newest_first() {
     let app = TestApp::spawn().await;
-    let writer = create_token(&app, "provisioner", &["write"]).await;
-    let applier = create_token(&app, "deployer", &["apply"]).await;
+    let writer = create_token(&app, "provisioner", &["write"], None).await;
+    let applier = create_token(&app, "deployer", &["apply"], None).await;
     let r = call(
         &app,
         &writer,
@@ -594,6 +582,54 @@ async fn the_audit_names_who_changed_what_newest_first() {
     let r = app.get("/audit?user=x").await;
     assert_eq!(r.body["error"]["field"], "user");
 
+    // actor= follows one actor, exactly (with user= too); a name no actor can have: 422.
+    let actions_of = |body: &Value| -> Vec<String> {
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e["actor"].as_str().unwrap(), e["action"]))
+            .collect()
+    };
+    let deployer = app.get("/audit?actor=deployer").await.body;
+    assert_eq!(
+        actions_of(&deployer),
+        ["deployer \"apply\"", "deployer \"apply.dry_run\""]
+    );
+    let both = app
+        .get(&format!("/audit?actor=provisioner&user={id}&limit=2"))
+        .await
+        .body;
+    assert_eq!(
+        actions_of(&both),
+        [
+            "provisioner \"user.deleted\"",
+            "provisioner \"user.secret_rotated\""
+        ]
+    );
+    assert_eq!(
+        app.get("/audit?actor=bootstrap").await.body["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        app.get("/audit?actor=deploy").await.body["entries"],
+        json!([])
+    );
+    for bad in ["a%20b", "x'%3B--", ""] {
+        let r = app.get(&format!("/audit?actor={bad}")).await;
+        assert_eq!(
+            (r.error(), r.body["error"]["field"].as_str()),
+            (
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+                Some("actor")
+            ),
+            "{bad}"
+        );
+    }
+
     // The apply record keeps its actor.
     let applies = app.get("/applies").await.body;
     assert_eq!(applies["applies"][0]["actor"], "deployer");
@@ -675,7 +711,7 @@ async fn the_command_line_creates_lists_and_revokes_tokens() {
 #[tokio::test]
 async fn an_import_is_audited_under_the_token_that_made_it() {
     let app = TestApp::spawn().await;
-    let token = create_token(&app, "provisioning", &["write"]).await;
+    let token = create_token(&app, "provisioning", &["write"], None).await;
     let body = json!({"users": [{"name": "Imp A", "email": "ia@x.org"}, {"name": "Imp B", "email": "ib@x.org"}]});
     let r = call(&app, &token, Method::POST, "/users/import", Some(body)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);

@@ -266,6 +266,53 @@ impl Http {
     }
 }
 
+/// A request with `token` as its bearer (not the bootstrap token) and a JSON body if any.
+pub async fn call(
+    http: &Http,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Resp {
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str())];
+    let body = body.map(|b| {
+        (
+            "application/json",
+            Bytes::from(serde_json::to_vec(&b).unwrap()),
+        )
+    });
+    http.send(method, path, body, &headers, false).await
+}
+
+/// `POST /tenants`: tenant `slug` (named as its slug) with the numbers 100–199.
+pub async fn create_tenant(http: &Http, slug: &str) {
+    let r = http
+        .post(
+            "/tenants",
+            serde_json::json!({"slug": slug, "name": slug, "extension_min": 100, "extension_max": 199}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+/// `POST /tokens`: a token named `name` with `scopes`, bound to `tenant` when given.
+pub async fn create_token(
+    http: &Http,
+    name: &str,
+    scopes: &[&str],
+    tenant: Option<&str>,
+) -> String {
+    let mut body = serde_json::json!({"name": name, "scopes": scopes});
+    if let Some(t) = tenant {
+        body["tenant"] = serde_json::json!(t);
+    }
+    let r = http.post("/tokens", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["tenant"], serde_json::json!(tenant));
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
 impl std::ops::Deref for TestApp {
     type Target = Http;
     fn deref(&self) -> &Http {
