@@ -900,6 +900,7 @@ async fn query_parameters_are_accepted_within_their_documented_rules_and_refused
         [
             "GET /applies limit",
             "GET /applies node",
+            "GET /audit actor",
             "GET /audit limit",
             "GET /audit user",
             "GET /users direction",
