@@ -241,6 +241,8 @@ expected=$(sort <<'EOF'
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/api.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/asterisk.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/configuration.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/console.md
+-rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/https.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/install.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/nodes.md
 -rw-r--r-- 0/0 ./usr/share/doc/pbx-portal/operations.md
