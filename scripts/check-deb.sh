@@ -165,6 +165,8 @@ say "$(cargo deb --version), $(lintian --version), shellcheck $(shellcheck --ver
 # --- 1. shellcheck ------------------------------------------------------------
 step "1. shellcheck"
 shellcheck -x scripts/check-deb.sh scripts/check-systemd.sh scripts/test.sh scripts/build-deb.sh \
+    scripts/schemathesis.sh scripts/console-bench.sh scripts/throwaway-server.sh \
+    scripts/browser-deps.sh scripts/test-ca.sh \
     debian/postinst debian/prerm debian/postrm || die "shellcheck found problems"
 say "shellcheck ok"
 
