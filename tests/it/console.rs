@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::app::{TestApp, TOKEN};
+use crate::support::app::{create_token, TestApp, TOKEN};
 use crate::support::asterisk::{Fault, Options, Tamper};
 use crate::support::{https, pairs, stand, Stand, PROBE_3S};
 
@@ -65,17 +65,6 @@ fn screenshot_dir() -> (PathBuf, Option<tempfile::TempDir>) {
         let t = tempfile::tempdir().unwrap();
         (t.path().to_owned(), Some(t))
     }
-}
-
-/// A token with `scopes` (bound to `tenant` when given), made through the API.
-async fn make_token(s: &Stand, name: &str, scopes: &[&str], tenant: Option<&str>) -> String {
-    let mut body = json!({"name": name, "scopes": scopes});
-    if let Some(t) = tenant {
-        body["tenant"] = json!(t);
-    }
-    let r = s.app.post("/tokens", body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.body["token"].as_str().unwrap().to_owned()
 }
 
 /// SHA-256 of every generated file, by folder/name: what "the files are intact" compares.
@@ -222,7 +211,7 @@ async fn control(s: &Stand, method: &str, path: &str, body: Value) -> (u16, Valu
                 })
                 .unwrap_or_default();
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let token = make_token(s, &name, &scopes, text("tenant").as_deref()).await;
+            let token = create_token(&s.app, &name, &scopes, text("tenant").as_deref()).await;
             (200, json!({"token": token}))
         }
         _ => (
@@ -331,8 +320,8 @@ async fn console_stand() -> (
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let admin = make_token(
-        &s,
+    let admin = create_token(
+        &s.app,
         "console-admin",
         &["read", "write", "apply", "metrics", "admin"],
         None,
