@@ -1907,11 +1907,10 @@ async fn reloads_take_the_modelled_time_only_with_reload_costs() {
     let ([p, d, r], charged) = reload_times(costs, N).await;
     assert!(p >= pjsip, "{p:?}");
     assert!(d >= dialplan && r >= dialplan, "{d:?} {r:?}");
-    // The stand-in's own work counts towards the modelled time.
-    assert!(
-        charged > Duration::ZERO && charged <= pjsip + dialplan * 2,
-        "{charged:?}"
-    );
+    // The stand-in's own work counts towards the modelled time: what it waited on top is
+    // at most the model (nothing at all on a machine so loaded that its own work took
+    // longer; on a quiet one, the times above hold only because it waited).
+    assert!(charged <= pjsip + dialplan * 2, "{charged:?}");
     let free = Options {
         reload_costs: false,
         ..Options::default()
