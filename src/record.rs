@@ -588,10 +588,11 @@ pub struct AppliedState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
+    /// Fingerprints of `(tenant, number, byte)`: every byte of a number's print the same.
+    pub(crate) fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
         let mut out = Fingerprints::new();
         for (slug, n, b) in entries {
             out.entry((*slug).to_owned())

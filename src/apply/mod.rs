@@ -957,16 +957,7 @@ async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn prints(entries: &[(&str, u32, u8)]) -> Fingerprints {
-        let mut out = Fingerprints::new();
-        for (slug, n, b) in entries {
-            out.entry((*slug).to_owned())
-                .or_default()
-                .insert(*n, [*b; 32]);
-        }
-        out
-    }
+    use crate::record::tests::prints;
 
     #[test]
     fn a_scoped_apply_sees_and_records_its_tenant_alone() {

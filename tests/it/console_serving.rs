@@ -3,7 +3,7 @@
 //! a 404 for an asset that is not there, and `/whoami` for a scoped, a bound, the
 //! bootstrap and a revoked token.
 
-use crate::support::app::{Resp, TestApp};
+use crate::support::app::{call, create_token, Resp, TestApp};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
@@ -131,46 +131,15 @@ async fn whoami_names_the_token_its_scopes_and_tenant() {
         )
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    let mut tokens = Vec::new();
-    for (name, scopes, tenant) in [
-        ("metrics-only", json!(["metrics"]), json!(null)),
-        ("acme-ops", json!(["apply", "read"]), json!("acme")),
-    ] {
-        let r = app
-            .post(
-                "/tokens",
-                json!({"name": name, "scopes": scopes, "tenant": tenant}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        tokens.push(r.body["token"].as_str().unwrap().to_owned());
-    }
-    let as_token = |token: &str| format!("Bearer {token}");
-    let auth = as_token(&tokens[0]);
-    let r = app
-        .send(
-            Method::GET,
-            "/whoami",
-            None,
-            &[("authorization", &auth)],
-            false,
-        )
-        .await;
+    let metrics = create_token(&app, "metrics-only", &["metrics"], None).await;
+    let acme = create_token(&app, "acme-ops", &["apply", "read"], Some("acme")).await;
+    let r = call(&app, &metrics, Method::GET, "/whoami", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
         r.body,
         json!({"name": "metrics-only", "scopes": ["metrics"], "tenant": null})
     );
-    let auth = as_token(&tokens[1]);
-    let r = app
-        .send(
-            Method::GET,
-            "/whoami",
-            None,
-            &[("authorization", &auth)],
-            false,
-        )
-        .await;
+    let r = call(&app, &acme, Method::GET, "/whoami", None).await;
     assert_eq!(
         r.body,
         json!({"name": "acme-ops", "scopes": ["read", "apply"], "tenant": "acme"})
@@ -181,15 +150,7 @@ async fn whoami_names_the_token_its_scopes_and_tenant() {
         app.delete("/tokens/acme-ops").await.status,
         StatusCode::NO_CONTENT
     );
-    let r = app
-        .send(
-            Method::GET,
-            "/whoami",
-            None,
-            &[("authorization", &auth)],
-            false,
-        )
-        .await;
+    let r = call(&app, &acme, Method::GET, "/whoami", None).await;
     assert_eq!(r.error(), (StatusCode::UNAUTHORIZED, "unauthorized"));
     assert_secured(&r, "/whoami 401");
     let r = open(&app, "/whoami").await;
