@@ -11,7 +11,7 @@
 //    gzipped (level 9), summed.
 // Each figure is printed next to its limit; exit 1 when one is over.
 import { gzipSync } from 'node:zlib';
-import { ADMIN, PORTAL, TOKEN_KEY, api, h1, launch, median, newContext } from './lib.mjs';
+import { ADMIN, PAGES, PORTAL, TOKEN_KEY, api, h1, launch, median, newContext } from './lib.mjs';
 
 const USERS = 10_000;
 const RUNS = 20;
@@ -146,13 +146,7 @@ async function consoleSize(context) {
   });
   await page.goto(`${PORTAL}/#/users`);
   await h1(page, 'Users').waitFor();
-  for (const [route, heading] of [
-    ['#/apply', 'Apply'],
-    ['#/import', 'Import'],
-    ['#/nodes', 'Nodes'],
-    ['#/audit', 'Audit log'],
-    ['#/tokens', 'Tokens'],
-  ]) {
+  for (const [route, heading] of PAGES) {
     await page.evaluate((r) => {
       window.location.hash = r;
     }, route);

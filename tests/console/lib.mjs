@@ -13,6 +13,14 @@ export const CONTROL = process.env.CONTROL_URL;
 export const SHOTS = process.env.SCREENSHOT_DIR;
 export const AXE = path.join(here, 'vendor', 'axe.min.js');
 export const TOKEN_KEY = 'pbx-portal.token';
+/** The console's pages besides Users: route and heading. */
+export const PAGES = [
+  ['#/apply', 'Apply'],
+  ['#/import', 'Import'],
+  ['#/nodes', 'Nodes'],
+  ['#/audit', 'Audit log'],
+  ['#/tokens', 'Tokens'],
+];
 
 function need(name) {
   const v = process.env[name];

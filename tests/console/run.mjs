@@ -6,21 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, test } from 'node:test';
-import {
-  ADMIN,
-  PORTAL,
-  TOKEN_KEY,
-  api,
-  axeViolations,
-  control,
-  h1,
-  launch,
-  newContext,
-  open,
-  screenshot,
-  signIn,
-  until,
-} from './lib.mjs';
+import { ADMIN, PAGES, PORTAL, TOKEN_KEY, api, axeViolations, control, h1, launch, newContext, open, screenshot, signIn, until } from './lib.mjs';
 
 let browser;
 before(async () => {
@@ -585,13 +571,7 @@ test('axe-core: no serious or critical violation on any page', async () => {
   await page.getByRole('dialog').waitFor();
   found['users: New user dialog'] = await axeViolations(page);
   await page.keyboard.press('Escape');
-  for (const [route, heading] of [
-    ['#/apply', 'Apply'],
-    ['#/import', 'Import'],
-    ['#/nodes', 'Nodes'],
-    ['#/audit', 'Audit log'],
-    ['#/tokens', 'Tokens'],
-  ]) {
+  for (const [route, heading] of PAGES) {
     await open(page, route, heading);
     await page.waitForTimeout(300);
     found[route] = await axeViolations(page);
